@@ -1,0 +1,87 @@
+/**
+ * `staplekeeper fetch`: one certificate, one staple. Fetches (always: this is
+ * the manual command), verifies, and writes atomically; on any failure the
+ * file at --out is left untouched and the exit code is 1.
+ */
+import { resolve } from 'node:path';
+import { parseDuration } from '../config/duration.js';
+import { StapleError } from '../core/errors.js';
+import { DEFAULT_POLICY } from '../core/policy.js';
+import { createHttpTransport } from '../io/http.js';
+import { createFileStore } from '../io/store.js';
+import { IssuerResolver } from '../engine/issuer.js';
+import { processTarget, type Target } from '../engine/staple.js';
+import { USER_AGENT } from '../version.js';
+import type { CliIo } from './io.js';
+import { EXIT, reportError } from './main.js';
+
+interface FetchOpts {
+  cert: string;
+  issuer?: string;
+  chain?: string;
+  caDir?: string[];
+  url?: string;
+  out: string;
+  method: 'auto' | 'get' | 'post';
+  hash: 'sha1' | 'sha256';
+  nonce: boolean;
+  backup: boolean;
+  timeout: string;
+  json: boolean;
+  verbose: boolean;
+}
+
+/** Runs `fetch`; returns the exit code. */
+export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> {
+  let timeoutMs: number;
+  try {
+    timeoutMs = parseDuration(opts.timeout);
+  } catch (e) {
+    reportError(io, new StapleError('BAD_ARGUMENTS', `--timeout: ${(e as Error).message}`), false);
+    return EXIT.USAGE;
+  }
+  const transport = createHttpTransport({ timeoutMs, userAgent: USER_AGENT });
+  try {
+    const target: Target = {
+      id: opts.cert,
+      certPath: resolve(io.cwd, opts.cert),
+      staplePath: resolve(io.cwd, opts.out),
+    };
+    if (opts.issuer) target.issuerPath = resolve(io.cwd, opts.issuer);
+    if (opts.chain) target.chainPath = resolve(io.cwd, opts.chain);
+    if (opts.url) target.responderUrls = [opts.url];
+    const outcome = await processTarget(
+      target,
+      {
+        store: createFileStore(),
+        transport,
+        resolver: new IssuerResolver({ caDirs: (opts.caDir ?? []).map((d) => resolve(io.cwd, d)), transport }),
+        now: () => new Date(),
+        policy: DEFAULT_POLICY,
+        method: opts.method,
+        hash: opts.hash,
+        nonce: opts.nonce,
+        makeBackups: opts.backup,
+      },
+      { force: true },
+    );
+    if (opts.verbose) for (const n of outcome.notices) io.stderr.write(`staplekeeper: note: ${n}\n`);
+    if (opts.json) io.stdout.write(`${JSON.stringify(outcome)}\n`);
+    if (outcome.result === 'updated' && !outcome.error && outcome.staple) {
+      if (!opts.json) {
+        const s = outcome.staple;
+        io.stdout.write(
+          `${opts.out}: ${s.status}, valid until ${s.nextUpdate} (thisUpdate ${s.thisUpdate}), responder "${s.responder}" via ${outcome.method} ${outcome.url}\n`,
+        );
+      }
+      return EXIT.OK;
+    }
+    if (!opts.json) {
+      const err = outcome.error ?? { code: 'INTERNAL', message: 'nothing was written' };
+      io.stderr.write(`staplekeeper: error ${err.code}: ${err.message}; ${opts.out} was left untouched\n`);
+    }
+    return EXIT.FAILURE;
+  } finally {
+    await transport.close();
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The command line: `cli(argv, io) → exit code`. The library never imports
+ * this directory. Heavy modules are imported lazily per command so that
+ * `--version` and `run` start fast.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { StapleError, toStapleError } from '../core/errors.js';
+import { VERSION } from '../version.js';
+import type { CliIo } from './io.js';
+
+export type { CliIo } from './io.js';
+
+/** Exit codes of `fetch` and `inspect`. `run` uses the ocspbot codes (see run.ts). */
+export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
+
+/** Prints an error as one line (with the stack under --verbose). */
+export function reportError(io: CliIo, e: unknown, verbose: boolean, prog = 'staplekeeper'): StapleError {
+  const err = toStapleError(e);
+  io.stderr.write(`${prog}: error ${err.code}: ${err.message}\n`);
+  if (verbose) io.stderr.write(`${(e instanceof Error && e.stack) || String(e)}\n`);
+  return err;
+}
+
+function wantsVerbose(argv: string[]): boolean {
+  return argv.includes('--verbose') || argv.includes('-v');
+}
+
+/** Runs the staplekeeper CLI and returns the exit code. */
+export async function cli(argv: string[], io: CliIo): Promise<number> {
+  let code = EXIT.OK as number;
+  let usageExit: number = EXIT.USAGE;
+  const program = new Command('staplekeeper')
+    .description('Keeps OCSP stapling responses fresh and correct for every TLS certificate you run.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .helpCommand(true)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+      outputError: (s, write) => write(`staplekeeper: ${s.replace(/^error: /, 'error BAD_ARGUMENTS: ')}`),
+    });
+
+  program
+    .command('fetch')
+    .description('fetch, verify and atomically write the staple of one certificate')
+    .requiredOption('--cert <file>', 'certificate (PEM bundle or DER); the issuer may follow in the same file')
+    .option('--issuer <file>', 'issuer certificate (otherwise found from the bundle, --chain, --ca-dir or AIA)')
+    .option('--chain <file>', 'chain file to search for the issuer')
+    .option('--ca-dir <dir...>', 'directories of CA certificates to search for the issuer')
+    .option('--url <url>', 'responder URL (overrides the certificate AIA)')
+    .requiredOption('--out <file>', 'where to write the staple (DER)')
+    .addOption(new Option('--method <method>', 'HTTP method').choices(['auto', 'get', 'post']).default('auto'))
+    .addOption(new Option('--hash <alg>', 'CertID hash algorithm').choices(['sha1', 'sha256']).default('sha1'))
+    .option('--nonce', 'send a nonce and require it back', false)
+    .option('--backup', 'also keep a timestamped copy <out>-YYYYMMDD-HHMMSS', false)
+    .option('--timeout <duration>', 'whole-exchange timeout (e.g. 10s)', '10s')
+    .option('--json', 'print the result as JSON', false)
+    .option('-v, --verbose', 'more detail, stack traces on errors', false)
+    .action(async (opts) => {
+      const { fetchCommand } = await import('./fetch.js');
+      code = await fetchCommand(opts, io);
+    });
+
+  program
+    .command('inspect')
+    .description('print a stored staple in readable form; with --cert, say whether it is valid now')
+    .argument('<file>', 'staple file (DER or PEM "OCSP RESPONSE")')
+    .option('--cert <file>', 'the certificate the staple is for')
+    .option('--issuer <file>', 'the issuer certificate (otherwise found from the bundle or --chain)')
+    .option('--chain <file>', 'chain file to search for the issuer')
+    .option('--at <time>', 'judge validity at this ISO time instead of now')
+    .option('--json', 'print JSON', false)
+    .option('-v, --verbose', 'stack traces on errors', false)
+    .action(async (file: string, opts) => {
+      const { inspectCommand } = await import('./inspect.js');
+      code = await inspectCommand(file, opts, io);
+    });
+
+  program
+    .command('run')
+    .description('check every configured certificate and renew the staples that are due (cron job)')
+    .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')
+    .option('--dry-run', 'decide and print, fetch and write nothing', false)
+    .option('--force', 'renew every staple now', false)
+    .option('--json', 'one JSON object per certificate and a summary object', false)
+    .option('-q, --quiet', 'print errors and the summary only', false)
+    .option('-v, --verbose', 'more detail, stack traces on errors', false)
+    .option('--only <id...>', 'process only these domain identifiers')
+    .action(async (opts) => {
+      usageExit = 252;
+      const { runCommand } = await import('./run.js');
+      code = await runCommand(opts, io);
+    });
+
+  try {
+    if (argv.length === 0) {
+      program.outputHelp();
+      return EXIT.OK;
+    }
+    await program.parseAsync(argv, { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
+        return EXIT.OK;
+      }
+      return usageExit;
+    }
+    reportError(io, e, wantsVerbose(argv));
+    return EXIT.FAILURE;
+  }
+}
+
+/** Entry point of the bin shims. */
+export async function runMain(prog: 'staplekeeper' | 'ocspbot', argv: string[]): Promise<void> {
+  const io: CliIo = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    isTTY: Boolean(process.stdout.isTTY),
+  };
+  let code: number;
+  if (prog === 'ocspbot') {
+    const { ocspbotCli } = await import('./ocspbot.js');
+    code = await ocspbotCli(argv, io);
+  } else {
+    code = await cli(argv, io);
+  }
+  process.exit(code);
+}

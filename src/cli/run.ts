@@ -1,0 +1,230 @@
+/**
+ * `staplekeeper run` and the shared output of `run` and the `ocspbot` drop-in.
+ *
+ * Exit codes (the ocspbot 0.9.3 contract, OCSP-REFERENCE §6):
+ * 0 nothing renewed; N renewed (capped at 250, so that 256 renewals never
+ * read as "nothing changed"); 255 retrieval errors (also: a failing hook,
+ * another run holding the lock); 254 YAML or log-file errors; 253
+ * configuration errors; 252 bad arguments.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { resolve } from 'node:path';
+import { findDefaultConfig, loadConfig } from '../config/load.js';
+import type { LoadedConfig } from '../config/types.js';
+import { StapleError, toStapleError } from '../core/errors.js';
+import { exitCodeOf, runOnce, type RunReport } from '../engine/run.js';
+import type { TargetOutcome } from '../engine/staple.js';
+import type { CliIo } from './io.js';
+
+/** ocspbot-compatible exit codes. */
+export const RUN_EXIT = { RETRIEVAL: 255, YAML: 254, CONFIG: 253, ARGS: 252, MAX_COUNT: 250 } as const;
+
+interface RunOpts {
+  config?: string;
+  dryRun: boolean;
+  force: boolean;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+  only?: string[];
+}
+
+/** Line-oriented output that may go to log files (ocspbot's output_log/error_log). */
+export interface RunOutput {
+  out(line: string): void;
+  err(line: string): void;
+  close(): Promise<void>;
+}
+
+/** Fills ocspbot's `{year}`…`{second}` placeholders (local time, as ocspbot does). */
+export function formatLogName(template: string, d: Date): string {
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return template
+    .replaceAll('{year}', String(d.getFullYear()))
+    .replaceAll('{month}', p(d.getMonth() + 1))
+    .replaceAll('{day}', p(d.getDate()))
+    .replaceAll('{hour}', p(d.getHours()))
+    .replaceAll('{minute}', p(d.getMinutes()))
+    .replaceAll('{second}', p(d.getSeconds()));
+}
+
+async function openLog(path: string): Promise<WriteStream> {
+  return await new Promise((resolvePromise, reject) => {
+    const s = createWriteStream(path, { flags: 'a' });
+    s.once('open', () => resolvePromise(s));
+    s.once('error', (e) => reject(new StapleError('FILE_WRITE', `${path}: cannot open the log file: ${e.message}`, { cause: e })));
+  });
+}
+
+/** Opens the output: log files when configured, else the CLI streams. */
+export async function openRunOutput(config: LoadedConfig | undefined, io: CliIo): Promise<RunOutput> {
+  const now = new Date();
+  const outPath = config?.settings.outputLog ? formatLogName(config.settings.outputLog, now) : undefined;
+  const errPath = config?.settings.errorLog ? formatLogName(config.settings.errorLog, now) : undefined;
+  const outStream = outPath ? await openLog(outPath) : undefined;
+  const errStream = errPath ? (errPath === outPath ? outStream : await openLog(errPath)) : undefined;
+  return {
+    out: (l) => (outStream ? outStream.write(`${l}\n`) : io.stdout.write(`${l}\n`)),
+    err: (l) => (errStream ? errStream.write(`${l}\n`) : io.stderr.write(`${l}\n`)),
+    async close() {
+      for (const s of new Set([outStream, errStream])) {
+        if (s) await new Promise<void>((r) => s.end(r));
+      }
+    },
+  };
+}
+
+/** Loads the configuration named on the command line or the default one, mapping errors to exit codes. */
+export async function loadConfigForCli(
+  file: string | undefined,
+  io: CliIo,
+  fallbackNames = true,
+): Promise<{ config: LoadedConfig } | { exit: number; error: StapleError }> {
+  try {
+    let path: string | undefined;
+    if (file) path = resolve(io.cwd, file);
+    else if (fallbackNames) path = findDefaultConfig(io.cwd);
+    if (!path) {
+      return {
+        exit: RUN_EXIT.CONFIG,
+        error: new StapleError('CONFIG_INVALID', `no configuration file: neither staplekeeper.yaml nor ocspbot.yaml in ${io.cwd}; use -c FILE`),
+      };
+    }
+    return { config: await loadConfig(path, { cwd: io.cwd }) };
+  } catch (e) {
+    const err = toStapleError(e, 'CONFIG_INVALID');
+    const exit = err.code === 'CONFIG_YAML' || err.code === 'FILE_UNREADABLE' ? RUN_EXIT.YAML : RUN_EXIT.CONFIG;
+    return { exit, error: err };
+  }
+}
+
+function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
+  const tag = `[${o.id}] `;
+  if (dryRun && o.decision) {
+    const d = o.decision;
+    if (d.action === 'renew') return `${tag}would renew (${d.reason}): ${d.detail}`;
+    if (d.action === 'keep') return `${tag}keep (${d.reason}): ${d.detail}; next refresh at ${d.at.toISOString()}`;
+  }
+  if (o.result === 'updated') {
+    const s = o.staple;
+    const revoked = o.revoked ? ' (REVOKED response written: on_revoked_write is on)' : '';
+    return `${tag}updated OCSP response: ${s?.status ?? 'revoked'}, valid until ${s?.nextUpdate ?? '?'} (${o.method} ${o.url})${revoked}`;
+  }
+  if (o.result === 'skipped') return `${tag}skipped: ${o.notices.at(-1) ?? 'nothing to do'}`;
+  if (o.result === 'failed') {
+    if (o.revoked) {
+      return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); the current staple was kept`;
+    }
+    return `${tag}error ${o.error?.code ?? 'INTERNAL'}: ${o.error?.message ?? ''}`;
+  }
+  return `${tag}unchanged: ${o.decision?.detail ?? 'staple is fresh'}`;
+}
+
+/** The ocspbot closing line. */
+export function summaryLine(r: RunReport): string {
+  const failures = r.failed + r.hookErrors.length;
+  return `${failures === 0 ? 'Success' : 'Failure'}: ${r.unchanged + r.skipped} unchanged OCSP responses, ${r.updated} updated OCSP responses and ${failures} failures.`;
+}
+
+/** Options shared by `run` and the ocspbot drop-in. */
+export interface ExecuteRunOptions {
+  dryRun: boolean;
+  force: boolean;
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+  only?: string[];
+  prog: string;
+}
+
+/** Runs a loaded configuration and prints the results; returns the exit code. */
+export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, io: CliIo): Promise<number> {
+  let output: RunOutput;
+  try {
+    output = await openRunOutput(config, io);
+  } catch (e) {
+    const err = toStapleError(e);
+    io.stderr.write(`${opts.prog}: error ${err.code}: ${err.message}\n`);
+    return RUN_EXIT.YAML;
+  }
+  const colour = io.isTTY && !opts.json && !io.env.NO_COLOR;
+  const paint = (code: string, s: string): string => (colour ? `\u001b[${code}m${s}\u001b[0m` : s);
+  const progress = io.isTTY && !opts.json && config.targets.length > 20;
+  try {
+    for (const note of config.settings.notes) if (!opts.quiet && !opts.json) output.out(`note: ${note}`);
+    let report: RunReport;
+    try {
+      report = await runOnce(config, {
+        force: opts.force,
+        dryRun: opts.dryRun,
+        ...(opts.only ? { only: opts.only } : {}),
+        env: io.env,
+        onNotice: (m) => {
+          if (!opts.json) output.err(`${opts.prog}: ${m}`);
+        },
+        onOutcome: (o, done, total) => {
+          if (progress) io.stderr.write(`\r\u001b[K[${done}/${total}] ${o.id}`);
+          if (opts.json) {
+            output.out(JSON.stringify({ type: 'certificate', ...o }));
+            return;
+          }
+          if (progress) io.stderr.write('\r\u001b[K');
+          const line = outcomeLine(o, opts.dryRun);
+          if (o.result === 'failed') output.err(paint('31', line));
+          else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
+          if (opts.verbose) for (const n of o.notices) output.out(`[${o.id}]   note: ${n}`);
+        },
+      });
+    } catch (e) {
+      const err = toStapleError(e);
+      output.err(`${opts.prog}: error ${err.code}: ${err.message}`);
+      if (opts.verbose && e instanceof Error) output.err(e.stack ?? '');
+      return err.code === 'BAD_ARGUMENTS' ? RUN_EXIT.ARGS : RUN_EXIT.RETRIEVAL;
+    }
+    if (progress) io.stderr.write('\r\u001b[K');
+    for (const h of report.hookErrors) output.err(`${opts.prog}: error ${h.code}: ${h.message}`);
+    const exit = exitCodeOf(report);
+    if (opts.json) {
+      output.out(
+        JSON.stringify({
+          type: 'summary',
+          unchanged: report.unchanged,
+          updated: report.updated,
+          failed: report.failed,
+          skipped: report.skipped,
+          revoked: report.revoked,
+          hookErrors: report.hookErrors,
+          stopped: report.stopped,
+          dryRun: opts.dryRun,
+          exitCode: exit,
+        }),
+      );
+    } else {
+      if (report.stopped) output.err(`${opts.prog}: stop_on_error: stopped after the first failure`);
+      const line = summaryLine(report);
+      output.out(paint(line.startsWith('Success') ? '32' : '31;1', line));
+    }
+    return exit;
+  } finally {
+    await output.close();
+  }
+}
+
+/** Runs `staplekeeper run`. */
+export async function runCommand(opts: RunOpts, io: CliIo): Promise<number> {
+  const loaded = await loadConfigForCli(opts.config, io);
+  if ('exit' in loaded) {
+    io.stderr.write(`staplekeeper: error ${loaded.error.code}: ${loaded.error.message}\n`);
+    return loaded.exit;
+  }
+  const exec: ExecuteRunOptions = {
+    dryRun: opts.dryRun,
+    force: opts.force,
+    json: opts.json,
+    quiet: opts.quiet,
+    verbose: opts.verbose,
+    prog: 'staplekeeper',
+  };
+  if (opts.only) exec.only = opts.only;
+  return await executeRun(loaded.config, exec, io);
+}

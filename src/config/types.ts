@@ -1,0 +1,121 @@
+/**
+ * The validated, resolved configuration: what `run`, `daemon` and `check` work
+ * from. Produced by `loadConfig` (config/load.ts) from an ocspbot-compatible
+ * YAML file; every path here is already absolute.
+ */
+
+/** How a hook is run: an argument array (no shell) or a shell string (`sh -c`). */
+export interface HookCommand {
+  /** `argv` for an array in YAML; `shell` for a plain string. */
+  kind: 'argv' | 'shell';
+  /** The argument vector (kind argv) or a one-element array holding the shell string. */
+  command: string[];
+  /** Milliseconds before the hook is killed. Default 30 000. */
+  timeoutMs: number;
+}
+
+/** A HAProxy runtime API target (issue 7): push renewed staples over its socket. */
+export interface HaproxyTarget {
+  /** Path of the stats/master socket (unix), or `host:port` for a TCP socket. */
+  socket: string;
+  /** Target ids (domain identifiers) whose staples are pushed; empty = all. */
+  certificates: string[];
+}
+
+/** One certificate whose staple staplekeeper maintains. */
+export interface TargetConfig {
+  /** The domain identifier (from `domains`, or `{domain}` of a scan, with its subfolder). */
+  id: string;
+  /** Absolute path of the certificate (PEM bundle or DER). */
+  certPath: string;
+  /** Absolute path of the chain file (issuer first), if any. */
+  chainPath?: string;
+  /** Absolute path of the root chain file, if any (used as trust anchors / issuer search). */
+  rootchainPath?: string;
+  /** Absolute path of the staple file to maintain. */
+  staplePath: string;
+  /**
+   * Responder override: a URL, `'certificate'` (use the AIA, the default), or
+   * `'disabled'` (do not maintain this staple).
+   */
+  responder: string | 'certificate' | 'disabled';
+  /** Where this target came from, for messages: `file:line:col`. */
+  origin: string;
+}
+
+/** Settings shared by all targets. */
+export interface Settings {
+  /** ocspbot `minimum_validity` in milliseconds, if set. */
+  minimumValidityMs?: number;
+  /** ocspbot `minimum_validity_percentage` (0–100), if set. */
+  minimumValidityPercentage?: number;
+  /** ocsprenewer-style T1 fraction (0.1–0.95); used when neither ocspbot key is set. Default 0.5. */
+  refreshAt: number;
+  /** Overall concurrency (default 16; `parallel_threads` sets it). */
+  concurrency: number;
+  /** Concurrency per responder host (default 8). */
+  perHostConcurrency: number;
+  stopOnError: boolean;
+  makeBackups: boolean;
+  /** Backups kept per staple; undefined = keep all (ocspbot behaviour). */
+  backupsKeep?: number;
+  /** Absolute ocsp_folder. */
+  ocspFolder: string;
+  http: {
+    timeoutMs: number;
+    method: 'auto' | 'get' | 'post';
+    proxy?: string;
+    userAgent?: string;
+  };
+  /** Responder overrides keyed by AIA URL (exact string) → URL or 'disabled'. */
+  responderUrlOverrides: Record<string, string>;
+  /**
+   * Responder overrides keyed by target id → URL or 'disabled' (the `responders`
+   * keys that name a domain). Already applied to `LoadedConfig.targets`; kept so
+   * that a daemon re-scan (`scanFolder`) applies them to what it finds.
+   */
+  responderIdOverrides: Record<string, string>;
+  /** Absolute directories of CA certificates for issuer discovery. */
+  caDirs: string[];
+  hooks: {
+    onChange?: HookCommand;
+    onFailure?: HookCommand;
+    onRevoked?: HookCommand;
+  };
+  /** Write a revoked response over a good staple (default false). */
+  onRevokedWrite: boolean;
+  /** Milliseconds to wait for the staple-folder lock (default 60 000). */
+  lockTimeoutMs: number;
+  /** Log file templates (with `{year}` … `{second}` placeholders), absolute, if set. */
+  outputLog?: string;
+  errorLog?: string;
+  haproxy: HaproxyTarget[];
+  daemon: {
+    sweepIntervalMs: number;
+    watch: boolean;
+    statusListen?: string;
+  };
+  /** Notes to show the operator (e.g. `openssl_executable` is ignored). */
+  notes: string[];
+}
+
+/** The whole loaded configuration. */
+export interface LoadedConfig {
+  /** Absolute path of the main configuration file. */
+  file: string;
+  settings: Settings;
+  targets: TargetConfig[];
+  /** Folders that a daemon should watch (scan_keys folders), absolute, with their scan definitions. */
+  scans: ScanConfig[];
+}
+
+/** One `scan_keys` entry, resolved. */
+export interface ScanConfig {
+  folder: string;
+  recursive: boolean;
+  certMask: string;
+  chainMask: string;
+  rootchainMask: string;
+  ocspMask: string;
+  origin: string;
+}

@@ -1,0 +1,173 @@
+/**
+ * Issuer discovery (OCSP-REFERENCE §3): the CertID needs the issuer's name and
+ * key, and the verifier needs the issuer to authorise the signer. Sources, in
+ * order: an explicit issuer file, the other certificates of the same bundle,
+ * the chain file, the root chain file, directories of CA certificates
+ * (matched by Authority/Subject Key Identifier, then by name), and the AIA
+ * caIssuers URL (DER or PKCS#7, size-capped, cached per URL). A candidate is
+ * accepted only if its signature over the certificate verifies.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
+import {
+  type Certificate,
+  decodePem,
+  findIssuer,
+  isSignedBy,
+  loadCertificates,
+  looksLikePem,
+} from '../core/certs.js';
+import { StapleError } from '../core/errors.js';
+import { readInputFile } from '../io/files.js';
+import { assertHttpUrl, type HttpTransport } from '../io/http.js';
+
+/** The cap for a caIssuers download: a certificate or a small PKCS#7 bundle. */
+export const MAX_CA_ISSUERS_BYTES = 256 * 1024;
+
+/**
+ * Picks the end-entity certificate of a bundle given in any order: the first
+ * certificate that issued none of the others.
+ */
+export function pickLeaf(certs: Certificate[]): { leaf: Certificate; rest: Certificate[] } {
+  const issuesAnother = (c: Certificate): boolean =>
+    certs.some((o) => o !== c && !o.issuerDer.equals(o.subjectDer) && o.issuerDer.equals(c.subjectDer));
+  const leaf = certs.find((c) => !issuesAnother(c)) ?? (certs[0] as Certificate);
+  return { leaf, rest: certs.filter((c) => c !== leaf) };
+}
+
+/** Parses caIssuers content: a DER certificate, PEM, or a PKCS#7 "certs-only" SignedData (RFC 5280 §4.2.2.1). */
+export function parseCaIssuersContent(data: Buffer, url: string): Certificate[] {
+  if (looksLikePem(data)) {
+    const blocks = decodePem(data.toString('latin1'));
+    const p7 = blocks.find((b) => b.label === 'PKCS7');
+    if (p7) return parsePkcs7(p7.der, url);
+    return loadCertificates(data, url);
+  }
+  try {
+    return loadCertificates(data, url);
+  } catch {
+    return parsePkcs7(data, url);
+  }
+}
+
+function parsePkcs7(der: Buffer, url: string): Certificate[] {
+  try {
+    const ci = AsnConvert.parse(der, ContentInfo);
+    if (ci.contentType !== id_signedData) throw new Error(`content type ${ci.contentType} is not signedData`);
+    const sd = AsnConvert.parse(ci.content, SignedData);
+    const out: Certificate[] = [];
+    for (const choice of sd.certificates ?? []) {
+      if (choice.certificate) {
+        out.push(...loadCertificates(Buffer.from(AsnConvert.serialize(choice.certificate)), url));
+      }
+    }
+    if (out.length === 0) throw new Error('no certificates in the PKCS#7 bundle');
+    return out;
+  } catch (e) {
+    throw new StapleError('NOT_A_CERTIFICATE', `${url}: not a certificate or PKCS#7 bundle: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** Shared caches: CA directories are read once, caIssuers URLs fetched once per process. */
+export class IssuerResolver {
+  private readonly dirCache = new Map<string, Promise<Certificate[]>>();
+  private readonly urlCache = new Map<string, Promise<Certificate[]>>();
+  private readonly caDirs: string[];
+  private readonly transport: HttpTransport | undefined;
+
+  constructor(options: { caDirs?: string[]; transport?: HttpTransport } = {}) {
+    this.caDirs = options.caDirs ?? [];
+    this.transport = options.transport;
+  }
+
+  /** All certificates from a CA directory (`*.pem`, `*.crt`, `*.cer`, `*.der`); unreadable files are skipped. */
+  private loadDir(dir: string): Promise<Certificate[]> {
+    let p = this.dirCache.get(dir);
+    if (!p) {
+      p = (async () => {
+        let names: string[];
+        try {
+          names = await readdir(dir);
+        } catch (e) {
+          throw new StapleError('FILE_UNREADABLE', `${dir}: cannot read the CA directory: ${(e as Error).message}`, { cause: e });
+        }
+        const out: Certificate[] = [];
+        for (const n of names.sort()) {
+          if (!/\.(pem|crt|cer|der)$/i.test(n)) continue;
+          try {
+            out.push(...loadCertificates(await readInputFile(join(dir, n), 'CA certificate'), join(dir, n)));
+          } catch {
+            // not a certificate file: ignore, a CA directory may hold other things
+          }
+        }
+        return out;
+      })();
+      this.dirCache.set(dir, p);
+    }
+    return p;
+  }
+
+  private fetchUrl(url: string): Promise<Certificate[]> {
+    let p = this.urlCache.get(url);
+    if (!p) {
+      const transport = this.transport;
+      p = (async () => {
+        assertHttpUrl(url, 'caIssuers URL');
+        if (!transport) throw new StapleError('NO_ISSUER', 'no HTTP transport for caIssuers');
+        const res = await transport.send({ method: 'GET', url, maxBytes: MAX_CA_ISSUERS_BYTES });
+        if (res.status !== 200) throw new StapleError('HTTP_STATUS', `${url}: HTTP ${res.status}`);
+        return parseCaIssuersContent(res.body, url);
+      })();
+      this.urlCache.set(url, p);
+    }
+    return p;
+  }
+
+  /**
+   * Finds the issuer of `cert`. `explicit` (an --issuer file) must have signed
+   * it, else `ISSUER_MISMATCH`; the other sources are searched in order.
+   * Throws `NO_ISSUER` with the list of places searched.
+   */
+  async resolve(
+    cert: Certificate,
+    sources: { explicit?: Certificate[]; bundle?: Certificate[]; chain?: Certificate[]; rootchain?: Certificate[] },
+  ): Promise<Certificate> {
+    if (sources.explicit && sources.explicit.length > 0) {
+      const found = findIssuer(cert, sources.explicit);
+      if (found) return found;
+      throw new StapleError('ISSUER_MISMATCH', `the given issuer did not sign the certificate "${cert.subject}" (its issuer is "${cert.issuer}")`);
+    }
+    const searched: string[] = [];
+    for (const [name, list] of [
+      ['the certificate bundle', sources.bundle],
+      ['the chain file', sources.chain],
+      ['the root chain file', sources.rootchain],
+    ] as const) {
+      if (!list || list.length === 0) continue;
+      searched.push(name);
+      const found = findIssuer(cert, list);
+      if (found) return found;
+    }
+    for (const dir of this.caDirs) {
+      searched.push(dir);
+      const found = findIssuer(cert, await this.loadDir(dir));
+      if (found) return found;
+    }
+    const urlErrors: string[] = [];
+    for (const url of cert.caIssuersUrls) {
+      searched.push(url);
+      try {
+        const list = await this.fetchUrl(url);
+        const found = list.find((c) => isSignedBy(cert, c));
+        if (found) return found;
+      } catch (e) {
+        urlErrors.push(`${url}: ${(e as Error).message}`);
+      }
+    }
+    const where = searched.length ? ` (searched ${searched.join(', ')})` : '';
+    const extra = urlErrors.length ? `; ${urlErrors.join('; ')}` : '';
+    throw new StapleError('NO_ISSUER', `no issuer found for "${cert.subject}" issued by "${cert.issuer}"${where}${extra}; give a chain file, --issuer, or ca_dirs`);
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Bounded concurrency: a small semaphore, and a transport wrapper that limits
+ * requests per responder host so that no single CA responder is hammered
+ * (OCSP-REFERENCE §1 item 5).
+ */
+import type { HttpTransport } from '../io/http.js';
+
+/** A counting semaphore. */
+export class Semaphore {
+  private active = 0;
+  private readonly waiting: Array<() => void> = [];
+  constructor(private readonly limit: number) {}
+
+  async acquire(): Promise<() => void> {
+    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
+    else this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    };
+  }
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.acquire();
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+/** Wraps a transport so that at most `perHost` requests run at once per URL host. */
+export function limitPerHost(transport: HttpTransport, perHost: number): HttpTransport {
+  const sems = new Map<string, Semaphore>();
+  return {
+    send(req) {
+      const host = hostOf(req.url);
+      let s = sems.get(host);
+      if (!s) {
+        s = new Semaphore(perHost);
+        sems.set(host, s);
+      }
+      return s.run(() => transport.send(req));
+    },
+    close: () => transport.close(),
+  };
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time; `shouldStop` halts new starts. */
+export async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<void>,
+  shouldStop: () => boolean = () => false,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !shouldStop()) {
+      const i = next++;
+      await fn(items[i] as T, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}

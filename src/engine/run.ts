@@ -1,0 +1,203 @@
+/**
+ * One renewal run over a loaded configuration: the cron job. Every target is
+ * processed with bounded concurrency (overall and per responder host); one
+ * failing certificate never stops the others unless `stop_on_error`; the
+ * staple folder is locked against overlapping runs; hooks run at the end.
+ */
+import { dirname } from 'node:path';
+import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import { StapleError, toStapleError } from '../core/errors.js';
+import type { RefreshPolicy } from '../core/policy.js';
+import { createHttpTransport, type HttpTransport } from '../io/http.js';
+import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
+import { USER_AGENT } from '../version.js';
+import { runHook, type HookItem } from './hooks.js';
+import { IssuerResolver } from './issuer.js';
+import { forEachLimited, limitPerHost } from './limit.js';
+import { acquireLock } from './lock.js';
+import { processTarget, type EngineContext, type Target, type TargetOutcome } from './staple.js';
+
+/** Options of one run. */
+export interface RunOptions {
+  force?: boolean;
+  dryRun?: boolean;
+  /** Only these target ids. */
+  only?: string[];
+  now?: () => Date;
+  transport?: HttpTransport;
+  store?: StapleStore;
+  /** Called as each target finishes. */
+  onOutcome?: (o: TargetOutcome, done: number, total: number) => void;
+  /** Called for notices (lock waits, hook output). */
+  onNotice?: (message: string) => void;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The result of a run. */
+export interface RunReport {
+  outcomes: TargetOutcome[];
+  updated: number;
+  unchanged: number;
+  failed: number;
+  skipped: number;
+  revoked: number;
+  /** Hook failures (they make the run fail but never undo written staples). */
+  hookErrors: Array<{ event: string; code: string; message: string }>;
+  /** True when stop_on_error stopped the run early. */
+  stopped: boolean;
+}
+
+/** The refresh policy from the settings. */
+export function policyOf(config: LoadedConfig): RefreshPolicy {
+  const s = config.settings;
+  const p: RefreshPolicy = { refreshAt: s.refreshAt };
+  if (s.minimumValidityMs !== undefined) p.minimumValidityMs = s.minimumValidityMs;
+  if (s.minimumValidityPercentage !== undefined) p.minimumValidityPercentage = s.minimumValidityPercentage;
+  return p;
+}
+
+/** Turns a configured target into an engine target. */
+export function toTarget(t: TargetConfig): Target {
+  const target: Target = { id: t.id, certPath: t.certPath, staplePath: t.staplePath };
+  if (t.chainPath) target.chainPath = t.chainPath;
+  if (t.rootchainPath) target.rootchainPath = t.rootchainPath;
+  if (t.responder === 'disabled') target.disabled = true;
+  else if (t.responder !== 'certificate') target.responderUrls = [t.responder];
+  return target;
+}
+
+/** Builds the engine context for a configuration. */
+export function contextFor(config: LoadedConfig, transport: HttpTransport, store: StapleStore, now: () => Date): EngineContext {
+  const s = config.settings;
+  const ctx: EngineContext = {
+    store,
+    transport,
+    resolver: new IssuerResolver({ caDirs: s.caDirs, transport }),
+    now,
+    policy: policyOf(config),
+    method: s.http.method,
+    makeBackups: s.makeBackups,
+    onRevokedWrite: s.onRevokedWrite,
+    urlOverrides: s.responderUrlOverrides,
+  };
+  if (s.backupsKeep !== undefined) ctx.backupKeep = s.backupsKeep;
+  return ctx;
+}
+
+/** Creates the HTTP transport the settings ask for. */
+export function transportFor(config: LoadedConfig): HttpTransport {
+  const s = config.settings;
+  const opts: Parameters<typeof createHttpTransport>[0] = {
+    timeoutMs: s.http.timeoutMs,
+    userAgent: s.http.userAgent ?? USER_AGENT,
+    connections: Math.max(s.perHostConcurrency, 1),
+  };
+  if (s.http.proxy) opts.proxy = s.http.proxy;
+  return limitPerHost(createHttpTransport(opts), s.perHostConcurrency);
+}
+
+function hookItem(o: TargetOutcome): HookItem {
+  const item: HookItem = { id: o.id, certPath: o.certPath, staplePath: o.staplePath, result: o.result };
+  if (o.error) item.error = o.error;
+  if (o.revoked) item.revoked = o.revoked;
+  if (o.staple) item.nextUpdate = o.staple.nextUpdate;
+  return item;
+}
+
+/**
+ * Runs once over every target of `config`. Throws only for LOCK_TIMEOUT or
+ * an unwritable staple folder; per-target failures are in the report.
+ */
+export async function runOnce(config: LoadedConfig, options: RunOptions = {}): Promise<RunReport> {
+  const s = config.settings;
+  const now = options.now ?? (() => new Date());
+  let targets = config.targets;
+  if (options.only && options.only.length > 0) {
+    const wanted = new Set(options.only);
+    const unknown = options.only.filter((id) => !targets.some((t) => t.id === id));
+    if (unknown.length > 0) {
+      throw new StapleError('BAD_ARGUMENTS', `--only: no such domain identifier: ${unknown.join(', ')}`);
+    }
+    targets = targets.filter((t) => wanted.has(t.id));
+  }
+
+  const lock = options.dryRun
+    ? undefined
+    : await acquireLock(s.ocspFolder, s.lockTimeoutMs, (pid) =>
+        options.onNotice?.(`waiting for another staplekeeper (PID ${pid}) to finish with ${s.ocspFolder}`),
+      );
+  const ownTransport = options.transport ? undefined : transportFor(config);
+  const transport = options.transport ?? (ownTransport as HttpTransport);
+  const report: RunReport = {
+    outcomes: [],
+    updated: 0,
+    unchanged: 0,
+    failed: 0,
+    skipped: 0,
+    revoked: 0,
+    hookErrors: [],
+    stopped: false,
+  };
+  try {
+    if (!options.dryRun) {
+      // stale temporary files of interrupted runs are removed from every staple folder
+      for (const dir of new Set(targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
+    }
+    const ctx = contextFor(config, transport, options.store ?? createFileStore(), now);
+    const outcomes: TargetOutcome[] = new Array(targets.length);
+    let done = 0;
+    await forEachLimited(
+      targets,
+      s.concurrency,
+      async (t, i) => {
+        const o = await processTarget(toTarget(t), ctx, { force: options.force ?? false, dryRun: options.dryRun ?? false });
+        outcomes[i] = o;
+        done++;
+        if (o.result === 'failed' && s.stopOnError) report.stopped = true;
+        options.onOutcome?.(o, done, targets.length);
+      },
+      () => report.stopped,
+    );
+    report.outcomes = outcomes.filter((o) => o !== undefined);
+  } finally {
+    await ownTransport?.close();
+    await lock?.release();
+  }
+
+  for (const o of report.outcomes) {
+    if (o.revoked) report.revoked++;
+    if (o.result === 'updated') report.updated++;
+    else if (o.result === 'failed') report.failed++;
+    else if (o.result === 'skipped') report.skipped++;
+    else report.unchanged++;
+  }
+
+  if (!options.dryRun) {
+    const hooks = s.hooks;
+    const changed = report.outcomes.filter((o) => o.result === 'updated');
+    const failed = report.outcomes.filter((o) => o.result === 'failed');
+    const revoked = report.outcomes.filter((o) => o.revoked);
+    const runs: Array<[Parameters<typeof runHook>[0], typeof hooks.onChange, TargetOutcome[]]> = [
+      ['on_change', hooks.onChange, changed],
+      ['on_failure', hooks.onFailure, failed],
+      ['on_revoked', hooks.onRevoked, revoked],
+    ];
+    for (const [event, hook, items] of runs) {
+      if (!hook || items.length === 0) continue;
+      try {
+        const r = await runHook(event, hook, items.map(hookItem), { env: options.env ?? process.env, cwd: dirname(config.file) });
+        if (r.stdout.trim()) options.onNotice?.(`${event} hook: ${r.stdout.trim()}`);
+      } catch (e) {
+        const err = toStapleError(e);
+        report.hookErrors.push({ event, code: err.code, message: err.message });
+      }
+    }
+  }
+  return report;
+}
+
+/** The ocspbot-compatible exit code of a run: failures 255, else the renewal count capped at 250. */
+export function exitCodeOf(report: RunReport): number {
+  if (report.failed > 0 || report.hookErrors.length > 0) return 255;
+  return Math.min(report.updated, 250);
+}

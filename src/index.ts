@@ -1,0 +1,78 @@
+/**
+ * staplekeeper: the library. Keeps OCSP stapling responses fresh and correct.
+ *
+ * The layers: `core` (pure: parsing, verification, policy, errors), `io`
+ * (files, HTTP, clock behind small interfaces), `config` (YAML → validated
+ * settings) and `engine` (one target, one run). The CLI is not part of the
+ * library.
+ *
+ * @packageDocumentation
+ */
+export { VERSION, USER_AGENT } from './version.js';
+export { StapleError, ERROR_CODES, isStapleError, toStapleError, type ErrorCode, type StapleErrorOptions } from './core/errors.js';
+export {
+  type Certificate,
+  type PemBlock,
+  parseCertificate,
+  loadCertificates,
+  decodePem,
+  findIssuer,
+  isSignedBy,
+  couldBeIssuer,
+  formatName,
+  fingerprint,
+  OID_KP_OCSP_SIGNING,
+} from './core/certs.js';
+export { computeCertId, buildRequest, type CertId, type CertIdHash, type RequestOptions, type EncodedRequest } from './core/request.js';
+export {
+  decodeResponse,
+  type DecodedResponse,
+  type BasicResponse,
+  type SingleResponse,
+  type CertStatus,
+  type Extension,
+  type ResponderId,
+  RESPONSE_STATUS_NAMES,
+  REVOCATION_REASONS,
+} from './core/response.js';
+export { verifyResponse, assertGood, DEFAULT_SKEW_MS, type VerifiedResponse, type VerifyOptions } from './core/verify.js';
+export {
+  decideRefresh,
+  refreshPoint,
+  DEFAULT_POLICY,
+  type RefreshDecision,
+  type RefreshPolicy,
+  type RefreshReason,
+  type StapleFacts,
+  type StapleState,
+  type CertWindow,
+} from './core/policy.js';
+export { type Clock, systemClock, fixedClock } from './io/clock.js';
+export {
+  createHttpTransport,
+  assertHttpUrl,
+  DEFAULT_MAX_BYTES,
+  type HttpTransport,
+  type HttpRequest,
+  type HttpResult,
+  type HttpOptions,
+} from './io/http.js';
+export { createFileStore, cleanStaleTemps, type StapleStore, type WriteOptions, type WriteResult } from './io/store.js';
+export { fetchResponse, getUrlFor, MAX_GET_URL, type FetchOptions, type FetchResult, type MethodChoice } from './engine/fetch.js';
+export { IssuerResolver, pickLeaf, parseCaIssuersContent } from './engine/issuer.js';
+export {
+  processTarget,
+  loadTargetCert,
+  readStapleState,
+  type Target,
+  type TargetOutcome,
+  type EngineContext,
+  type ProcessOptions,
+  type StapleSummary,
+  type LoadedCert,
+} from './engine/staple.js';
+export { runOnce, exitCodeOf, type RunOptions, type RunReport } from './engine/run.js';
+export { runHook, type HookItem, type HookResult } from './engine/hooks.js';
+export { acquireLock, type HeldLock } from './engine/lock.js';
+export { loadConfig, findDefaultConfig, parseDuration, scanFolder } from './config/index.js';
+export type { LoadedConfig, Settings, TargetConfig, ScanConfig, HookCommand, HaproxyTarget } from './config/types.js';

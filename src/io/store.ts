@@ -1,0 +1,213 @@
+/**
+ * Staple storage on the file system.
+ *
+ * Contract of {@link StapleStore.write}: after it returns, the file holds the
+ * new bytes durably; if it throws, the file holds exactly the old bytes (or
+ * still does not exist). At no moment is the path missing or partial: the new
+ * content is written to a temporary file in the same directory (opened
+ * exclusively), fsynced, given the old file's mode (and owner where
+ * permitted), renamed over the old path, and the directory is fsynced
+ * (OCSP-REFERENCE §5). `remove` then `rename` — a moment with no file — is
+ * never used.
+ *
+ * A staple path that is a symbolic link is resolved first: the link's target
+ * is replaced atomically and the link itself is left alone, so a layout
+ * where `/etc/nginx/ocsp/site.der -> /var/lib/staplekeeper/site.der` keeps
+ * working.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, readlink, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { StapleError } from '../core/errors.js';
+import { describeFsError } from './files.js';
+
+/** The prefix of temporary files; stale ones from an interrupted run are cleaned up. */
+export const TEMP_MARKER = '.sk-tmp-';
+
+/** Options of one write. */
+export interface WriteOptions {
+  /** Also keep a copy named `<path>-YYYYMMDD-HHMMSS` (UTC), as ocspbot's `make_backups`. */
+  backup?: boolean;
+  /** Keep only this many backups of this staple (oldest removed); undefined keeps all. */
+  backupKeep?: number;
+  /** The time used for the backup name. */
+  now?: Date;
+}
+
+/** The result of a write. */
+export interface WriteResult {
+  /** The file actually replaced (the symlink target for a link). */
+  path: string;
+  backupPath?: string;
+  /** Backups removed by `backupKeep`. */
+  pruned: string[];
+}
+
+/** Where staples live. */
+export interface StapleStore {
+  /** Reads a staple; undefined when there is none. Other failures throw `FILE_UNREADABLE`. */
+  read(path: string): Promise<Buffer | undefined>;
+  /** Replaces a staple atomically and durably (see the module contract). */
+  write(path: string, data: Buffer, options?: WriteOptions): Promise<WriteResult>;
+}
+
+/** Follows symbolic links of the final path component (not the directories), up to 40 hops. */
+async function resolveTarget(path: string): Promise<string> {
+  let p = resolve(path);
+  for (let i = 0; i < 40; i++) {
+    let st;
+    try {
+      st = await lstat(p);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return p;
+      throw e;
+    }
+    if (!st.isSymbolicLink()) return p;
+    p = resolve(dirname(p), await readlink(p));
+  }
+  const err = new Error('symlink loop') as NodeJS.ErrnoException;
+  err.code = 'ELOOP';
+  throw err;
+}
+
+function stamp(d: Date): string {
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Writes `data` to `target` through a temporary file and a rename. */
+async function atomicReplace(target: string, data: Buffer): Promise<void> {
+  const dir = dirname(target);
+  const tmp = join(dir, `.${basename(target)}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`);
+  let mode = 0o644;
+  let owner: { uid: number; gid: number } | undefined;
+  try {
+    const st = await stat(target);
+    mode = st.mode & 0o7777;
+    owner = { uid: st.uid, gid: st.gid };
+  } catch {
+    // a new file: default mode
+  }
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  let renamed = false;
+  try {
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+      await fh.chmod(mode);
+      if (owner && process.getuid?.() === 0) await fh.chown(owner.uid, owner.gid).catch(() => undefined);
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, target);
+    renamed = true;
+    const dh = await open(dir, constants.O_RDONLY);
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  } finally {
+    if (!renamed) await unlink(tmp).catch(() => undefined);
+  }
+}
+
+/** Removes temporary files left in `dir` by processes that no longer run. Returns the removed names. */
+export async function cleanStaleTemps(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const i = name.indexOf(TEMP_MARKER);
+    if (!name.startsWith('.') || i < 0) continue;
+    const pid = Number(name.slice(i + TEMP_MARKER.length).split('-')[0]);
+    if (pidAlive(pid) && pid !== process.pid) continue;
+    if (pid === process.pid) continue;
+    try {
+      await unlink(join(dir, name));
+      removed.push(name);
+    } catch {
+      // already gone, or not ours to remove
+    }
+  }
+  return removed;
+}
+
+async function pruneBackups(target: string, keep: number): Promise<string[]> {
+  const dir = dirname(target);
+  const base = basename(target);
+  const re = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d{8}-\\d{6}$`);
+  const backups = (await readdir(dir)).filter((n) => re.test(n)).sort();
+  const excess = backups.slice(0, Math.max(0, backups.length - keep));
+  for (const n of excess) await unlink(join(dir, n)).catch(() => undefined);
+  return excess.map((n) => join(dir, n));
+}
+
+/** The file-system store. */
+export function createFileStore(): StapleStore {
+  return {
+    async read(path) {
+      let target: string;
+      try {
+        target = await resolveTarget(path);
+        const fh = await open(target, constants.O_RDONLY);
+        try {
+          const st = await fh.stat();
+          if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+          if (st.size > 1024 * 1024) {
+            throw new StapleError('FILE_UNREADABLE', `${path}: the staple file is larger than 1 MiB`);
+          }
+          return await fh.readFile();
+        } finally {
+          await fh.close();
+        }
+      } catch (e) {
+        if (e instanceof StapleError) throw e;
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw new StapleError('FILE_UNREADABLE', `${path}: cannot read the staple: ${describeFsError(e)}`, { cause: e });
+      }
+    },
+
+    async write(path, data, options = {}) {
+      let target: string;
+      try {
+        target = await resolveTarget(path);
+      } catch (e) {
+        throw new StapleError('FILE_WRITE', `${path}: cannot write the staple: ${describeFsError(e)}; the old staple was kept`, { cause: e });
+      }
+      const result: WriteResult = { path: target, pruned: [] };
+      try {
+        await cleanStaleTemps(dirname(target));
+        await atomicReplace(target, data);
+      } catch (e) {
+        throw new StapleError('FILE_WRITE', `${path}: cannot write the staple: ${describeFsError(e)}; the old staple was kept`, { cause: e });
+      }
+      if (options.backup) {
+        const backupPath = `${target}-${stamp(options.now ?? new Date())}`;
+        try {
+          await atomicReplace(backupPath, data);
+          result.backupPath = backupPath;
+          if (options.backupKeep !== undefined) result.pruned = await pruneBackups(target, options.backupKeep);
+        } catch (e) {
+          throw new StapleError('FILE_WRITE', `${backupPath}: the staple was written but its backup failed: ${describeFsError(e)}`, { cause: e });
+        }
+      }
+      return result;
+    },
+  };
+}
