@@ -1,0 +1,505 @@
+/**
+ * Loading the configuration: YAML → shape validation → defaults → checks that
+ * need the file system → one resolved {@link LoadedConfig}.
+ *
+ * The file is a superset of ocspbot 0.9.3's, so an ocspbot user switches
+ * without editing it (OCSP-REFERENCE.md §6). Every problem is reported as
+ * `file:line:col key.path: what is wrong`, the whole configuration is checked
+ * before anything is fetched, and nothing is changed on disk here.
+ *
+ * Error codes: `CONFIG_YAML` for unreadable files and YAML syntax (ocspbot's
+ * exit -2 / 254), `CONFIG_INVALID` for everything else (exit -3 / 253). The
+ * message holds one problem per line, in file order; `details.problems` holds
+ * them as {@link ConfigProblem} objects for `--json`.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { StapleError, type ErrorCode } from '../core/errors.js';
+import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder } from './scan.js';
+import { includeSchema, mainSchema, validate, type RawIncludeConfig, type RawMainConfig } from './schema.js';
+import { closestMatch } from './suggest.js';
+import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.js';
+import { displayPath, formatProblem, YamlSource, type ConfigProblem, type KeyPath } from './yaml-source.js';
+
+/** Default file names, in the order they are tried: ours first, then ocspbot's, so a drop-in just works. */
+export const DEFAULT_CONFIG_NAMES = ['staplekeeper.yaml', 'ocspbot.yaml'] as const;
+
+/** Defaults of the keys staplekeeper adds (ocspbot's own defaults are in ocspbot's README). */
+export const DEFAULTS = {
+  refreshAt: 0.5,
+  concurrency: 16,
+  perHostConcurrency: 8,
+  httpTimeoutMs: 10_000,
+  lockTimeoutMs: 60_000,
+  sweepIntervalMs: 60 * 60_000,
+} as const;
+
+/** The note shown when an ocspbot file sets `openssl_executable`. */
+export const OPENSSL_NOTE = 'openssl_executable is ignored: staplekeeper does not need OpenSSL';
+
+/**
+ * The configuration file `staplekeeper run` uses without `-c`:
+ * `staplekeeper.yaml` in `cwd`, else `ocspbot.yaml`, else `undefined` (the
+ * caller then names both in its error). Returns an absolute path.
+ */
+export function findDefaultConfig(cwd: string): string | undefined {
+  for (const name of DEFAULT_CONFIG_NAMES) {
+    const candidate = path.resolve(cwd, name);
+    if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
+  }
+  return undefined;
+}
+
+/** Options for {@link loadConfig}. */
+export interface LoadConfigOptions {
+  /**
+   * The working directory relative paths are resolved against, as ocspbot
+   * does (certificates, `ocsp_folder`, scan and include folders, log files).
+   * Default: `process.cwd()`. Tests and the daemon pass it explicitly.
+   */
+  cwd?: string;
+}
+
+/**
+ * Throws the problems as one error. They are sorted by file (in the order the
+ * files were read: main file first) and position, so the first line is the
+ * first thing to fix when reading the file top to bottom.
+ */
+function fail(code: ErrorCode, unsorted: readonly ConfigProblem[], fileOrder: readonly string[] = []): never {
+  const rank = (file: string): number => {
+    const i = fileOrder.indexOf(file);
+    return i === -1 ? fileOrder.length : i;
+  };
+  const problems = [...unsorted].sort((a, b) => rank(a.file) - rank(b.file) || a.line - b.line || a.col - b.col);
+  throw new StapleError(code, problems.map(formatProblem).join('\n'), { details: { problems } });
+}
+
+function describeFsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'it is a folder, not a file';
+  return e instanceof Error ? e.message : String(e);
+}
+
+async function readSource(file: string, cwd: string): Promise<YamlSource> {
+  const name = displayPath(file, cwd);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    throw new StapleError('CONFIG_YAML', `${name}: cannot read the configuration file: ${describeFsError(e)}`, {
+      cause: e,
+      details: { file },
+    });
+  }
+  return YamlSource.parse(file, name, text);
+}
+
+type FsKind = 'file' | 'folder' | 'other' | 'missing';
+
+async function fsKind(p: string): Promise<FsKind> {
+  try {
+    const s = await stat(p);
+    return s.isFile() ? 'file' : s.isDirectory() ? 'folder' : 'other';
+  } catch {
+    return 'missing';
+  }
+}
+
+/** A file whose `domains` and `scan_keys` contribute targets. */
+interface Contributor {
+  source: YamlSource;
+  raw: RawMainConfig | RawIncludeConfig;
+}
+
+/** A target with the place in the YAML that defines it, for follow-up messages. */
+interface Placed {
+  target: TargetConfig;
+  source: YamlSource;
+  at: KeyPath;
+  /** Names the target in "first defined at …" messages. */
+  where: string;
+}
+
+/**
+ * Reads the included folders: every `*.yml`/`*.yaml` file in each, in name
+ * order. Files are read from the include folder itself; ocspbot 0.9.3 tested
+ * the bare file name against the working directory and so usually skipped
+ * them (OCSP-REFERENCE.md §6), which is not copied. The main file is skipped
+ * if an include folder contains it, so `includes: [.]` works.
+ */
+async function readIncludes(
+  main: YamlSource,
+  raw: RawMainConfig,
+  cwd: string,
+  problems: ConfigProblem[],
+  readOrder: string[],
+): Promise<Contributor[]> {
+  const contributors: Contributor[] = [];
+  for (const [i, folder] of (raw.includes ?? []).entries()) {
+    const dir = path.resolve(cwd, folder);
+    let names: string[];
+    try {
+      names = (await readdir(dir)).filter((n) => /\.ya?ml$/.test(n)).sort();
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a folder' : 'include folder not found';
+      problems.push(main.problem(['includes', i], `${why}: ${dir}`));
+      continue;
+    }
+    for (const name of names) {
+      const file = path.join(dir, name);
+      if (file === main.file || (await fsKind(file)) !== 'file') continue;
+      const source = await readSource(file, cwd);
+      readOrder.push(source.name);
+      const duplicates = source.duplicateKeyProblems();
+      problems.push(...duplicates);
+      const result = validate(includeSchema, source, source.toJS(), { include: true });
+      if (!result.ok) problems.push(...result.problems);
+      else if (duplicates.length === 0) contributors.push({ source, raw: result.value });
+    }
+  }
+  return contributors;
+}
+
+/** The kinds of certificate files a domain names, for messages. */
+const FILE_KEYS = [
+  ['cert', 'certificate'],
+  ['chain', 'chain'],
+  ['rootchain', 'rootchain'],
+] as const;
+
+/**
+ * Builds the `domains` targets of one file. Certificate, chain and root chain
+ * paths resolve against the working directory and must exist; the staple
+ * resolves against `ocsp_folder` (an absolute `ocsp` is kept) and need not
+ * exist yet: the writer reports a folder it cannot write to.
+ */
+async function domainTargets(
+  { source, raw }: Contributor,
+  cwd: string,
+  ocspFolder: string,
+  problems: ConfigProblem[],
+): Promise<Placed[]> {
+  const placed: Placed[] = [];
+  for (const [id, domain] of Object.entries(raw.domains ?? {})) {
+    const at: KeyPath = ['domains', id];
+    if (id.trim() === '') {
+      problems.push(source.problem(at, 'a domain identifier must not be empty', true));
+      continue;
+    }
+    const resolved: Partial<Record<(typeof FILE_KEYS)[number][0], string>> = {};
+    for (const [key, what] of FILE_KEYS) {
+      const given = domain[key];
+      if (given === undefined) continue;
+      const abs = path.resolve(cwd, given);
+      resolved[key] = abs;
+      const kind = await fsKind(abs);
+      if (kind === 'missing') {
+        problems.push(source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})`));
+      } else if (kind !== 'file') {
+        problems.push(source.problem([...at, key], `${what} path is not a file: ${abs} (domain ${id})`));
+      }
+    }
+    const target: TargetConfig = {
+      id,
+      certPath: resolved.cert ?? path.resolve(cwd, domain.cert),
+      staplePath: path.resolve(ocspFolder, domain.ocsp),
+      responder: domain.ocsp_responder_uri ?? 'certificate',
+      origin: source.origin(at, true),
+    };
+    if (resolved.chain !== undefined) target.chainPath = resolved.chain;
+    if (resolved.rootchain !== undefined) target.rootchainPath = resolved.rootchain;
+    placed.push({ target, source, at, where: target.origin });
+  }
+  return placed;
+}
+
+/**
+ * Resolves one `scan_keys` entry (ocspbot defaults; the folder relative to the
+ * working directory) and checks what can be checked before scanning.
+ */
+async function resolveScan(
+  source: YamlSource,
+  at: KeyPath,
+  raw: NonNullable<RawMainConfig['scan_keys']>[number],
+  cwd: string,
+  problems: ConfigProblem[],
+): Promise<ScanConfig | undefined> {
+  const scan: ScanConfig = {
+    folder: path.resolve(cwd, raw.folder ?? ''),
+    recursive: raw.recursive ?? true,
+    certMask: raw.cert_mask ?? DEFAULT_MASKS.certMask,
+    chainMask: raw.chain_mask ?? DEFAULT_MASKS.chainMask,
+    rootchainMask: raw.rootchain_mask ?? DEFAULT_MASKS.rootchainMask,
+    ocspMask: raw.ocsp_mask ?? DEFAULT_MASKS.ocspMask,
+    origin: source.origin(at),
+  };
+  const before = problems.length;
+  if (!scan.certMask.includes(DOMAIN_PLACEHOLDER)) {
+    problems.push(source.problem([...at, 'cert_mask'], `the mask must contain ${DOMAIN_PLACEHOLDER}`));
+  } else if (scan.certMask.includes('/') || scan.certMask.includes(path.sep)) {
+    problems.push(
+      source.problem(
+        [...at, 'cert_mask'],
+        'the mask is matched against file names and must not contain a path separator',
+      ),
+    );
+  }
+  if (!scan.ocspMask.includes(DOMAIN_PLACEHOLDER)) {
+    problems.push(
+      source.problem(
+        [...at, 'ocsp_mask'],
+        `the mask must contain ${DOMAIN_PLACEHOLDER}, or every certificate would share one staple file`,
+      ),
+    );
+  }
+  const folderAt: KeyPath = raw.folder === undefined ? at : [...at, 'folder'];
+  const kind = await fsKind(scan.folder);
+  if (kind === 'missing') problems.push(source.problem(folderAt, `scan folder not found: ${scan.folder}`));
+  else if (kind !== 'folder') problems.push(source.problem(folderAt, `scan folder is not a folder: ${scan.folder}`));
+  return problems.length === before ? scan : undefined;
+}
+
+/** Applies `responders:` and returns the URL-keyed and the id-keyed overrides. */
+function applyResponders(
+  main: YamlSource,
+  raw: RawMainConfig,
+  placed: readonly Placed[],
+  problems: ConfigProblem[],
+): { byUrl: Record<string, string>; byId: Record<string, string> } {
+  const byUrl: Record<string, string> = {};
+  const byId: Record<string, string> = {};
+  const targetsById = new Map(placed.map((p) => [p.target.id, p]));
+  for (const [key, value] of Object.entries(raw.responders ?? {})) {
+    const at: KeyPath = ['responders', key];
+    if (/^https?:\/\//i.test(key)) {
+      byUrl[key] = value;
+      continue;
+    }
+    const p = targetsById.get(key);
+    if (p === undefined) {
+      const suggestion = closestMatch(key, targetsById.keys());
+      problems.push(
+        main.problem(
+          at,
+          `no domain has the identifier ${JSON.stringify(key)}` +
+            (suggestion === undefined ? '' : `; did you mean \`${suggestion}\`?`) +
+            ' (a key here is either a responder URL from a certificate, starting with http:// or https://, or a domain identifier)',
+          true,
+        ),
+      );
+      continue;
+    }
+    const current = p.target.responder;
+    if (current !== 'certificate' && current !== value) {
+      problems.push(
+        main.problem(
+          at,
+          `domain ${key} already sets ocsp_responder_uri: ${current} at ${p.source.origin([...p.at, 'ocsp_responder_uri'])}; keep one of the two`,
+          true,
+        ),
+      );
+      continue;
+    }
+    p.target.responder = value;
+    byId[key] = value;
+  }
+  return { byUrl, byId };
+}
+
+/**
+ * Two targets writing one staple file would overwrite each other's staple;
+ * a staple path equal to a certificate file would overwrite the certificate
+ * with a DER response. Both are configuration errors.
+ */
+function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]): void {
+  const staples = new Map<string, Placed>();
+  const inputs = new Map<string, Placed>();
+  for (const p of placed) {
+    for (const file of [p.target.certPath, p.target.chainPath, p.target.rootchainPath]) {
+      if (file !== undefined && !inputs.has(file)) inputs.set(file, p);
+    }
+  }
+  for (const p of placed) {
+    const staple = p.target.staplePath;
+    const ocspAt: KeyPath = p.at[0] === 'domains' ? [...p.at, 'ocsp'] : p.at;
+    const other = staples.get(staple);
+    if (other !== undefined) {
+      problems.push(
+        p.source.problem(
+          ocspAt,
+          `staple file ${staple} of domain ${p.target.id} is also the staple file of domain ${other.target.id} (${other.where})`,
+        ),
+      );
+    } else {
+      staples.set(staple, p);
+    }
+    const input = inputs.get(staple);
+    if (input !== undefined) {
+      problems.push(
+        p.source.problem(
+          ocspAt,
+          `staple file ${staple} of domain ${p.target.id} is a certificate file of domain ${input.target.id} (${input.where}); writing the staple would destroy it`,
+        ),
+      );
+    }
+  }
+}
+
+/**
+ * Loads, validates and resolves a configuration file.
+ *
+ * Relative paths resolve as ocspbot resolves them: certificates, chains,
+ * `ocsp_folder`, scan folders, include folders, `ca_dirs` and log files
+ * against the working directory; staples against `ocsp_folder`. Included
+ * files follow the same rules. Certificate files and folders must exist;
+ * staples need not.
+ *
+ * @throws StapleError `CONFIG_YAML` (unreadable file, YAML syntax) or
+ *   `CONFIG_INVALID` (anything else), with one `file:line:col key.path: …`
+ *   line per problem.
+ */
+export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<LoadedConfig> {
+  const cwd = path.resolve(opts.cwd ?? process.cwd());
+  const main = await readSource(path.resolve(cwd, file), cwd);
+
+  // 1. Shape: the main file, then the included ones.
+  const duplicates = main.duplicateKeyProblems();
+  if (duplicates.length > 0) fail('CONFIG_INVALID', duplicates);
+  const validated = validate(mainSchema, main, main.toJS());
+  if (!validated.ok) fail('CONFIG_INVALID', validated.problems);
+  const raw = validated.value;
+  const problems: ConfigProblem[] = [];
+  const fileOrder = [main.name];
+  const contributors: Contributor[] = [
+    { source: main, raw },
+    ...(await readIncludes(main, raw, cwd, problems, fileOrder)),
+  ];
+  if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
+
+  // 2. Settings.
+  const notes: string[] = [];
+  if (raw.openssl_executable !== undefined) notes.push(OPENSSL_NOTE);
+  if (
+    raw.refresh_at !== undefined &&
+    (raw.minimum_validity !== undefined || raw.minimum_validity_percentage !== undefined)
+  ) {
+    notes.push(
+      'refresh_at is ignored: minimum_validity or minimum_validity_percentage is set, and the ocspbot rule takes precedence',
+    );
+  }
+  if (raw.parallel_threads !== undefined && raw.concurrency !== undefined && raw.parallel_threads !== raw.concurrency) {
+    problems.push(
+      main.problem(
+        ['parallel_threads'],
+        `parallel_threads (${raw.parallel_threads}) and concurrency (${raw.concurrency}, at ${main.origin(['concurrency'])}) disagree; parallel_threads is ocspbot's name for concurrency, keep one of the two`,
+      ),
+    );
+  }
+  const ocspFolder = path.resolve(cwd, raw.ocsp_folder ?? '');
+  const caDirs: string[] = [];
+  for (const [i, dir] of (raw.ca_dirs ?? []).entries()) {
+    const abs = path.resolve(cwd, dir);
+    const kind = await fsKind(abs);
+    if (kind === 'missing') problems.push(main.problem(['ca_dirs', i], `CA folder not found: ${abs}`));
+    else if (kind !== 'folder') problems.push(main.problem(['ca_dirs', i], `not a folder: ${abs}`));
+    caDirs.push(abs);
+  }
+
+  // 3. Targets: domains of every file, then scans, one identifier space.
+  const placed: Placed[] = [];
+  const firstById = new Map<string, Placed>();
+  const addTarget = (p: Placed, duplicateMessage: (first: Placed) => string): void => {
+    const first = firstById.get(p.target.id);
+    if (first !== undefined) {
+      problems.push(p.source.problem(p.at, duplicateMessage(first), p.at[0] === 'domains'));
+      return;
+    }
+    firstById.set(p.target.id, p);
+    placed.push(p);
+  };
+  for (const contributor of contributors) {
+    for (const p of await domainTargets(contributor, cwd, ocspFolder, problems)) {
+      addTarget(
+        p,
+        (first) => `duplicate domain identifier ${JSON.stringify(p.target.id)} (first defined at ${first.where})`,
+      );
+    }
+  }
+  const scans: ScanConfig[] = [];
+  for (const { source, raw: contributed } of contributors) {
+    for (const [i, entry] of (contributed.scan_keys ?? []).entries()) {
+      const at: KeyPath = ['scan_keys', i];
+      const scan = await resolveScan(source, at, entry, cwd, problems);
+      if (scan === undefined) continue;
+      scans.push(scan);
+      for (const target of await scanFolder(scan, ocspFolder)) {
+        addTarget(
+          { target, source, at, where: `${scan.origin} (scan of ${target.certPath})` },
+          (first) =>
+            `the scan finds domain identifier ${JSON.stringify(target.id)} (${target.certPath}), already defined at ${first.where}`,
+        );
+      }
+    }
+  }
+
+  // 4. Cross-checks that need every target.
+  const responders = applyResponders(main, raw, placed, problems);
+  const haproxy = (raw.haproxy ?? []).map((h, i) => {
+    for (const [j, id] of (h.certificates ?? []).entries()) {
+      if (firstById.has(id)) continue;
+      const suggestion = closestMatch(id, firstById.keys());
+      problems.push(
+        main.problem(
+          ['haproxy', i, 'certificates', j],
+          `no domain has the identifier ${JSON.stringify(id)}` +
+            (suggestion === undefined ? '' : `; did you mean \`${suggestion}\`?`),
+        ),
+      );
+    }
+    return { socket: h.socket, certificates: h.certificates ?? [] };
+  });
+  checkStaplePaths(placed, problems);
+  if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
+
+  const settings: Settings = {
+    refreshAt: raw.refresh_at ?? DEFAULTS.refreshAt,
+    concurrency: raw.concurrency ?? raw.parallel_threads ?? DEFAULTS.concurrency,
+    perHostConcurrency: raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency,
+    stopOnError: raw.stop_on_error ?? false,
+    makeBackups: raw.make_backups ?? false,
+    ocspFolder,
+    http: {
+      timeoutMs: raw.http?.timeout ?? DEFAULTS.httpTimeoutMs,
+      method: raw.http?.method ?? 'auto',
+    },
+    responderUrlOverrides: responders.byUrl,
+    responderIdOverrides: responders.byId,
+    caDirs,
+    hooks: {},
+    onRevokedWrite: raw.on_revoked_write ?? false,
+    lockTimeoutMs: raw.lock_timeout ?? DEFAULTS.lockTimeoutMs,
+    haproxy,
+    daemon: {
+      sweepIntervalMs: raw.daemon?.sweep_interval ?? DEFAULTS.sweepIntervalMs,
+      watch: raw.daemon?.watch ?? true,
+    },
+    notes,
+  };
+  if (raw.minimum_validity !== undefined) settings.minimumValidityMs = raw.minimum_validity;
+  if (raw.minimum_validity_percentage !== undefined)
+    settings.minimumValidityPercentage = raw.minimum_validity_percentage;
+  if (raw.backups?.keep !== undefined) settings.backupsKeep = raw.backups.keep;
+  if (raw.http?.proxy !== undefined) settings.http.proxy = raw.http.proxy;
+  if (raw.http?.user_agent !== undefined) settings.http.userAgent = raw.http.user_agent;
+  if (raw.hooks?.on_change !== undefined) settings.hooks.onChange = raw.hooks.on_change;
+  if (raw.hooks?.on_failure !== undefined) settings.hooks.onFailure = raw.hooks.on_failure;
+  if (raw.hooks?.on_revoked !== undefined) settings.hooks.onRevoked = raw.hooks.on_revoked;
+  if (raw.output_log !== undefined) settings.outputLog = path.resolve(cwd, raw.output_log);
+  if (raw.error_log !== undefined) settings.errorLog = path.resolve(cwd, raw.error_log);
+  if (raw.daemon?.status?.listen !== undefined) settings.daemon.statusListen = raw.daemon.status.listen;
+
+  return { file: main.file, settings, targets: placed.map((p) => p.target), scans };
+}

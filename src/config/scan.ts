@@ -1,0 +1,147 @@
+/**
+ * ocspbot's `scan_keys`: find certificates in a folder by file-name masks.
+ *
+ * A certificate is taken only as part of a complete "triple" (certificate,
+ * chain and root chain side by side), exactly as ocspbot 0.9.3 does. The
+ * triple rule is also what keeps `{domain}.pem` from picking up
+ * `example.com-chain.pem` as a certificate for a domain `example.com-chain`:
+ * that would need an `example.com-chain-chain.pem` next to it.
+ */
+import { readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { StapleError } from '../core/errors.js';
+import type { ScanConfig, TargetConfig } from './types.js';
+
+/** The placeholder of every mask. */
+export const DOMAIN_PLACEHOLDER = '{domain}';
+
+/** ocspbot's default masks. */
+export const DEFAULT_MASKS = {
+  certMask: '{domain}.pem',
+  chainMask: '{domain}-chain.pem',
+  rootchainMask: '{domain}-rootchain.pem',
+  ocspMask: '{domain}.ocsp-resp',
+} as const;
+
+/**
+ * Turns a certificate mask into a regular expression over file names: the
+ * first `{domain}` captures a non-empty name without `/` (shortest first), any
+ * further `{domain}` must repeat it, everything else is literal. Masks are
+ * not globs: `*` in a mask is a literal star, as in ocspbot.
+ */
+export function maskToRegExp(mask: string): RegExp {
+  const parts = mask.split(DOMAIN_PLACEHOLDER);
+  if (parts.length < 2) {
+    throw new StapleError('CONFIG_INVALID', `the mask ${JSON.stringify(mask)} does not contain ${DOMAIN_PLACEHOLDER}`);
+  }
+  const literal = parts.map((p) => p.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
+  let source = literal[0] ?? '';
+  for (let i = 1; i < literal.length; i++) source += (i === 1 ? '([^/]+?)' : '\\1') + (literal[i] ?? '');
+  return new RegExp(`^${source}$`);
+}
+
+/** Replaces every `{domain}` of `mask` by `domain`. */
+export function fillMask(mask: string, domain: string): string {
+  return mask.split(DOMAIN_PLACEHOLDER).join(domain);
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** Options for {@link scanFolder}. */
+export interface ScanOptions {
+  /**
+   * Responder overrides by target id (`responders:` entries that name a
+   * domain), applied to what the scan finds, so a re-scan keeps them.
+   */
+  responderOverrides?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Finds every certificate triple under `scan.folder` and returns one target
+ * per triple. Exported for the daemon, which re-runs it when a watched folder
+ * changes.
+ *
+ * - The id is `<relative subfolder>/<domain>` (just `<domain>` at the top), so
+ *   the same domain in two subfolders gives two distinct targets.
+ * - The staple is `ocspFolder/<relative subfolder>/<ocsp_mask with domain>`:
+ *   ocspbot keeps the relative path in the OCSP file name.
+ * - Subfolders are visited only when `recursive`; symbolic links to files are
+ *   followed (certbot's `live/` folders consist of them), links to folders
+ *   too, but each real folder is visited once, so a link loop cannot hang us.
+ * - The result is sorted by folder, then file name, so runs are reproducible.
+ *
+ * @throws StapleError `CONFIG_INVALID` when the folder does not exist or is not a folder.
+ */
+export async function scanFolder(
+  scan: ScanConfig,
+  ocspFolder: string,
+  options: ScanOptions = {},
+): Promise<TargetConfig[]> {
+  const certPattern = maskToRegExp(scan.certMask);
+  const overrides = options.responderOverrides ?? {};
+  try {
+    if (!(await stat(scan.folder)).isDirectory()) {
+      throw new StapleError('CONFIG_INVALID', `${scan.origin} scan_keys: not a folder: ${scan.folder}`);
+    }
+  } catch (e) {
+    if (e instanceof StapleError) throw e;
+    throw new StapleError('CONFIG_INVALID', `${scan.origin} scan_keys: folder not found: ${scan.folder}`, { cause: e });
+  }
+
+  const targets: TargetConfig[] = [];
+  const visited = new Set<string>();
+
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    const real = await realpath(dir);
+    if (visited.has(real)) return;
+    visited.add(real);
+    const entries = (await readdir(dir, { withFileTypes: true })).sort((a, b) =>
+      a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+    );
+    const subfolders: string[] = [];
+    for (const entry of entries) {
+      const full = path.join(dir, entry.name);
+      let isDir = entry.isDirectory();
+      let isRegular = entry.isFile();
+      if (entry.isSymbolicLink()) {
+        const target = await stat(full).catch(() => undefined);
+        isDir = target?.isDirectory() ?? false;
+        isRegular = target?.isFile() ?? false;
+      }
+      if (isDir) {
+        subfolders.push(entry.name);
+        continue;
+      }
+      if (!isRegular) continue;
+      const m = certPattern.exec(entry.name);
+      const domain = m?.[1];
+      if (domain === undefined) continue;
+      const chainPath = path.join(dir, fillMask(scan.chainMask, domain));
+      const rootchainPath = path.join(dir, fillMask(scan.rootchainMask, domain));
+      if (!(await isFile(chainPath)) || !(await isFile(rootchainPath))) continue;
+      const id = rel === '' ? domain : `${rel}/${domain}`;
+      targets.push({
+        id,
+        certPath: full,
+        chainPath,
+        rootchainPath,
+        staplePath: path.resolve(ocspFolder, ...rel.split('/'), fillMask(scan.ocspMask, domain)),
+        responder: overrides[id] ?? 'certificate',
+        origin: scan.origin,
+      });
+    }
+    if (!scan.recursive) return;
+    for (const name of subfolders) {
+      await walk(path.join(dir, name), rel === '' ? name : `${rel}/${name}`);
+    }
+  };
+
+  await walk(scan.folder, '');
+  return targets;
+}
