@@ -8,6 +8,7 @@ import { formatName, parseCertificate } from '../core/certs.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { RESPONSE_STATUS_NAMES, REVOCATION_REASONS, decodeResponse } from '../core/response.js';
 import { assertGood, verifyResponse } from '../core/verify.js';
+import { hashNameForOid, nodeVerifyParams } from '../core/signature.js';
 import { readInputFile } from '../io/files.js';
 import { IssuerResolver } from '../engine/issuer.js';
 import { loadTargetCert, stapleBytes } from '../engine/staple.js';
@@ -63,7 +64,7 @@ export async function inspectCommand(file: string, opts: InspectOpts, io: CliIo)
           ? { byName: formatName(basic.responderId.byName) }
           : { byKey: basic.responderId.byKey.toString('hex') };
       info.producedAt = basic.producedAt.toISOString();
-      info.signatureAlgorithm = basic.signatureAlgorithm;
+      info.signatureAlgorithm = signatureName(basic.signatureAlgorithmDer, basic.signatureAlgorithm);
       info.signers = basic.certs.map((c) => {
         try {
           const p = parseCertificate(c);
@@ -75,7 +76,7 @@ export async function inspectCommand(file: string, opts: InspectOpts, io: CliIo)
       info.extensions = basic.extensions.map((e) => ({ oid: e.oid, name: EXTENSION_NAMES[e.oid], critical: e.critical }));
       info.responses = basic.singles.map((s) => ({
         certId: {
-          hashAlgorithm: s.hashAlgorithm,
+          hashAlgorithm: hashNameForOid(s.hashAlgorithm) ?? s.hashAlgorithm,
           issuerNameHash: s.issuerNameHash.toString('hex'),
           issuerKeyHash: s.issuerKeyHash.toString('hex'),
           serial: s.serial.toString('hex').toUpperCase(),
@@ -118,6 +119,14 @@ export async function inspectCommand(file: string, opts: InspectOpts, io: CliIo)
   } catch (e) {
     reportError(io, e, opts.verbose);
     return EXIT.FAILURE;
+  }
+}
+
+function signatureName(der: Buffer, oid: string): string {
+  try {
+    return nodeVerifyParams(der).name;
+  } catch {
+    return `${oid} (unsupported)`;
   }
 }
 
