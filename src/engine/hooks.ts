@@ -10,6 +10,11 @@ import { spawn } from 'node:child_process';
 import { StapleError } from '../core/errors.js';
 import type { HookCommand } from '../config/types.js';
 
+/** Bytes of stdout (the first) and stderr (the last) kept from a hook. */
+const MAX_OUTPUT = 65536;
+/** How long to wait for a hook's output after it exited. */
+const OUTPUT_GRACE_MS = 500;
+
 /** One item passed to a hook. */
 export interface HookItem {
   id: string;
@@ -57,11 +62,17 @@ export async function runHook(
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.on('data', (d: Buffer) => {
-      if (stdout.length < 65536) stdout += d.toString();
+    let settled = false;
+    let grace: NodeJS.Timeout | undefined;
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      if (stdout.length < MAX_OUTPUT) stdout += d;
     });
-    child.stderr.on('data', (d: Buffer) => {
-      if (stderr.length < 65536) stderr += d.toString();
+    // the end of stderr is what explains a failure: keep the last bytes, not the first
+    child.stderr.on('data', (d: string) => {
+      stderr += d;
+      if (stderr.length > 2 * MAX_OUTPUT) stderr = stderr.slice(-MAX_OUTPUT);
     });
     child.stdin.on('error', () => undefined); // a hook that ignores stdin may close it early
     child.stdin.end(input);
@@ -73,12 +84,13 @@ export async function runHook(
         child.kill('SIGKILL');
       }
     }, hook.timeoutMs);
-    child.on('error', (e) => {
+
+    const finish = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      reject(new StapleError('HOOK_FAILED', `${event}: cannot run "${file}": ${e.message}`, { cause: e }));
-    });
-    child.on('close', (exitCode, signal) => {
-      clearTimeout(timer);
+      clearTimeout(grace);
+      if (stderr.length > MAX_OUTPUT) stderr = stderr.slice(-MAX_OUTPUT);
       const result: HookResult = { event, exitCode, signal, timedOut, stdout, stderr };
       if (timedOut) {
         reject(new StapleError('HOOK_FAILED', `${event}: "${file}" ran longer than ${hook.timeoutMs} ms and was killed`, { details: { ...result } }));
@@ -92,6 +104,24 @@ export async function runHook(
       } else {
         resolvePromise(result);
       }
+    };
+    child.on('error', (e) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      clearTimeout(grace);
+      reject(new StapleError('HOOK_FAILED', `${event}: cannot run "${file}": ${e.message}`, { cause: e }));
     });
+    // 'close' comes once the hook has exited and its output pipes are closed. A
+    // daemon the hook started in its own session may hold them open for ever:
+    // after the exit, its remaining output gets a short grace, then we stop reading.
+    child.on('exit', (exitCode, signal) => {
+      grace = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(exitCode, signal);
+      }, OUTPUT_GRACE_MS);
+    });
+    child.on('close', finish);
   });
 }

@@ -5,11 +5,14 @@
  */
 import type { HttpTransport } from '../io/http.js';
 
-/** A counting semaphore. */
+/** A counting semaphore. A limit below 1 (or not a number) counts as 1, never as "block forever". */
 export class Semaphore {
   private active = 0;
   private readonly waiting: Array<() => void> = [];
-  constructor(private readonly limit: number) {}
+  private readonly limit: number;
+  constructor(limit: number) {
+    this.limit = Number.isFinite(limit) && limit >= 1 ? Math.floor(limit) : limit === Infinity ? Infinity : 1;
+  }
 
   async acquire(): Promise<() => void> {
     if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
@@ -59,7 +62,14 @@ export function limitPerHost(transport: HttpTransport, perHost: number): HttpTra
   };
 }
 
-/** Runs `fn` over `items` with at most `limit` at a time; `shouldStop` halts new starts. */
+/**
+ * Runs `fn` over `items` with at most `limit` at a time; `shouldStop` halts new starts.
+ *
+ * If `fn` throws, no new item is started, the items already running are
+ * awaited, and then the first error is thrown: when this function settles,
+ * nothing it started is still running (the caller may release the lock or
+ * close the transport right after).
+ */
 export async function forEachLimited<T>(
   items: readonly T[],
   limit: number,
@@ -67,11 +77,22 @@ export async function forEachLimited<T>(
   shouldStop: () => boolean = () => false,
 ): Promise<void> {
   let next = 0;
+  let failed = false;
+  let firstError: unknown;
   const worker = async (): Promise<void> => {
-    while (next < items.length && !shouldStop()) {
+    while (!failed && next < items.length && !shouldStop()) {
       const i = next++;
-      await fn(items[i] as T, i);
+      try {
+        await fn(items[i] as T, i);
+      } catch (e) {
+        if (!failed) {
+          failed = true;
+          firstError = e;
+        }
+      }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  const workers = Number.isFinite(limit) && limit >= 1 ? Math.min(Math.floor(limit), items.length) : limit === Infinity ? items.length : 1;
+  await Promise.all(Array.from({ length: Math.max(1, workers) }, worker));
+  if (failed) throw firstError;
 }

@@ -84,6 +84,12 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     bodyTimeout: timeoutMs,
     keepAliveTimeout: 4_000,
     connections: options.connections ?? 32,
+    // Through a proxy, an http: request is forwarded as `GET http://host/path`
+    // (what curl and openssl do). undici 7 would otherwise tunnel it with
+    // `CONNECT host:80`, which Squid and most corporate proxies refuse for any
+    // port but 443 — and OCSP responders are plain http on port 80. https:
+    // targets are still tunnelled.
+    proxyTunnel: false,
   };
   let dispatcher: Dispatcher;
   if (options.proxy) {
@@ -124,6 +130,10 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
       }
       chunks.push(chunk as Buffer);
     }
+    // Let undici finish its bookkeeping of this exchange before the next one:
+    // it sends a POST (not idempotent) only on an idle connection, and without
+    // this turn a POST right after another request would open a new connection.
+    await new Promise((r) => setImmediate(r));
     const ct = header(res.headers['content-type']);
     const result: HttpResult & { location?: string } = {
       status: res.statusCode,
@@ -142,10 +152,11 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
   return {
     async send(req) {
       let url = assertHttpUrl(req.url, 'responder URL');
+      let current = req;
       const signal = AbortSignal.timeout(timeoutMs);
       try {
         for (let hop = 0; ; hop++) {
-          const r = await once(req, url, signal);
+          const r = await once(current, url, signal);
           if (r.status >= 300 && r.status < 400 && r.location !== undefined) {
             if (hop >= maxRedirects) {
               throw new StapleError('HTTP_REDIRECT', `${req.url}: more than ${maxRedirects} redirects`);
@@ -160,6 +171,7 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
               throw new StapleError('HTTP_REDIRECT', `${url.href}: refusing a redirect to the ${next.protocol} scheme`);
             }
             url = next;
+            if (r.status === 303 && current.method === 'POST') current = asGet(current); // RFC 9110 §15.4.4
             continue;
           }
           const { location: _ignored, ...result } = r;
@@ -173,6 +185,16 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
       await dispatcher.close().catch(() => undefined);
     },
   };
+}
+
+/** The request a 303 "See Other" asks for: a GET of the new location, without the POST body and its headers. */
+function asGet(req: HttpRequest): HttpRequest {
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers ?? {})) {
+    if (!/^content-/i.test(k)) headers[k] = v;
+  }
+  const { body: _body, ...rest } = req;
+  return { ...rest, method: 'GET', headers };
 }
 
 function header(v: string | string[] | undefined): string | undefined {

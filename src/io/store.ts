@@ -17,8 +17,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readdir, readlink, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { lstat, mkdir, open, readdir, readlink, realpath, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { StapleError } from '../core/errors.js';
 import { describeFsError } from './files.js';
 
@@ -52,7 +52,13 @@ export interface StapleStore {
   write(path: string, data: Buffer, options?: WriteOptions): Promise<WriteResult>;
 }
 
-/** Follows symbolic links of the final path component (not the directories), up to 40 hops. */
+/**
+ * Follows symbolic links of the final path component, up to 40 hops (the
+ * kernel's limit). A relative link target is resolved against the real path
+ * of the link's folder, as the kernel does: with `/etc/ocsp -> /srv/ocsp` and
+ * `/etc/ocsp/a.der -> ../var/a.der`, nginx reads `/srv/var/a.der`, not
+ * `/etc/var/a.der`.
+ */
 async function resolveTarget(path: string): Promise<string> {
   let p = resolve(path);
   for (let i = 0; i < 40; i++) {
@@ -64,7 +70,8 @@ async function resolveTarget(path: string): Promise<string> {
       throw e;
     }
     if (!st.isSymbolicLink()) return p;
-    p = resolve(dirname(p), await readlink(p));
+    const link = await readlink(p);
+    p = isAbsolute(link) ? resolve(link) : resolve(await realpath(dirname(p)), link);
   }
   const err = new Error('symlink loop') as NodeJS.ErrnoException;
   err.code = 'ELOOP';
@@ -83,6 +90,19 @@ function pidAlive(pid: number): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Fsyncs a folder so a rename in it survives a crash; best effort (some file systems refuse). */
+async function syncDir(dir: string): Promise<void> {
+  let dh;
+  try {
+    dh = await open(dir, constants.O_RDONLY);
+    await dh.sync();
+  } catch {
+    // EINVAL/EISDIR on file systems without directory fsync; the rename itself is done
+  } finally {
+    await dh?.close().catch(() => undefined);
   }
 }
 
@@ -112,12 +132,10 @@ async function atomicReplace(target: string, data: Buffer): Promise<void> {
     }
     await rename(tmp, target);
     renamed = true;
-    const dh = await open(dir, constants.O_RDONLY);
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    // The new bytes are in place now; failing here would tell the operator
+    // "the old staple was kept", which is no longer true. Fsyncing the folder
+    // makes the rename durable where the file system supports it.
+    await syncDir(dir);
   } finally {
     if (!renamed) await unlink(tmp).catch(() => undefined);
   }
@@ -192,6 +210,8 @@ export function createFileStore(): StapleStore {
       }
       const result: WriteResult = { path: target, pruned: [] };
       try {
+        // a staple folder (or a scan's subfolder) that does not exist yet is created, as an operator expects
+        await mkdir(dirname(target), { recursive: true });
         await cleanStaleTemps(dirname(target));
         await atomicReplace(target, data);
       } catch (e) {

@@ -1,0 +1,251 @@
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { StapleError } from '../../src/core/errors.js';
+import { LOCK_NAME, acquireLock } from '../../src/engine/lock.js';
+
+let dir: string;
+const children: ChildProcess[] = [];
+const thaw: Array<() => void> = [];
+const isRoot = process.getuid?.() === 0;
+
+/** Makes a folder unwritable even for root (chattr +i), or with chmod 0555 for a normal user. */
+function freeze(path: string): void {
+  if (isRoot) {
+    execFileSync('chattr', ['+i', path], { stdio: 'ignore' });
+    thaw.push(() => execFileSync('chattr', ['-i', path], { stdio: 'ignore' }));
+  } else {
+    execFileSync('chmod', ['555', path]);
+    thaw.push(() => execFileSync('chmod', ['755', path]));
+  }
+}
+const canFreeze = ((): boolean => {
+  if (!isRoot) return true;
+  const probe = join(tmpdir(), `sk-lock-chattr-${process.pid}`);
+  try {
+    execFileSync('mkdir', ['-p', probe]);
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    spawnSync('rmdir', [probe]);
+  }
+})();
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sk-lock-'));
+});
+afterEach(async () => {
+  for (const undo of thaw.splice(0)) undo();
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+  await rm(dir, { recursive: true, force: true });
+});
+
+const lockPath = (): string => join(dir, LOCK_NAME);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A real process that stays alive: its PID is a live lock holder. */
+async function liveProcess(): Promise<ChildProcess> {
+  const c = spawn(process.execPath, ['-e', 'setTimeout(()=>{},10000)'], { stdio: 'ignore' });
+  children.push(c);
+  await new Promise((r) => c.once('spawn', r));
+  return c;
+}
+
+function deadPid(): number {
+  return spawnSync(process.execPath, ['-e', '0']).pid as number;
+}
+
+/** Tracks whether a promise has settled yet. */
+function track<T>(p: Promise<T>): { p: Promise<T>; settled: () => boolean } {
+  let done = false;
+  p.then(
+    () => (done = true),
+    () => (done = true),
+  );
+  return { p, settled: () => done };
+}
+
+describe('acquireLock', () => {
+  it('creates the lock file with our PID and removes it on release', async () => {
+    const lock = await acquireLock(dir, 1000);
+    expect(lock.path).toBe(lockPath());
+    expect(lock.waited).toBe(false);
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('creates a missing staple folder', async () => {
+    const sub = join(dir, 'a', 'b');
+    const lock = await acquireLock(sub, 1000);
+    expect((await stat(join(sub, LOCK_NAME))).isFile()).toBe(true);
+    await lock.release();
+  });
+
+  it('a second acquire waits, is told who holds it, and gets the lock after release', async () => {
+    const first = await acquireLock(dir, 1000);
+    const waits: number[] = [];
+    const second = track(acquireLock(dir, 5000, (pid) => waits.push(pid)));
+    await sleep(300);
+    expect(second.settled()).toBe(false); // still waiting: the lock is held in this very process
+    expect(waits).toEqual([process.pid]);
+    await first.release();
+    const lock = await second.p;
+    expect(lock.waited).toBe(true);
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('lets only one of many concurrent acquirers in at a time', async () => {
+    let inside = 0;
+    let peak = 0;
+    await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const lock = await acquireLock(dir, 10_000);
+        inside++;
+        peak = Math.max(peak, inside);
+        await sleep(20);
+        inside--;
+        await lock.release();
+      }),
+    );
+    expect(peak).toBe(1);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('times out with LOCK_TIMEOUT naming the PID of a live holder, and leaves its lock alone', async () => {
+    const holder = await liveProcess();
+    await writeFile(lockPath(), `${holder.pid}\n`);
+    const waits: number[] = [];
+    const t0 = Date.now();
+    const e = await acquireLock(dir, 400, (pid) => waits.push(pid)).catch((x: unknown) => x);
+    const elapsed = Date.now() - t0;
+    expect(e).toBeInstanceOf(StapleError);
+    expect((e as StapleError).code).toBe('LOCK_TIMEOUT');
+    expect((e as StapleError).message).toContain(`PID ${holder.pid}`);
+    expect((e as StapleError).message).toContain(lockPath());
+    expect((e as StapleError).details).toEqual({ holderPid: holder.pid });
+    expect(waits).toEqual([holder.pid]); // told once, not on every poll
+    expect(elapsed).toBeGreaterThanOrEqual(390);
+    expect(elapsed).toBeLessThan(2000);
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${holder.pid}\n`);
+  });
+
+  it('a timeout of 0 fails at once when the lock is held', async () => {
+    const holder = await liveProcess();
+    await writeFile(lockPath(), `${holder.pid}`);
+    const t0 = Date.now();
+    await expect(acquireLock(dir, 0)).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    expect(Date.now() - t0).toBeLessThan(500);
+  });
+
+  it('gets the lock once the holding process dies', async () => {
+    const holder = await liveProcess();
+    await writeFile(lockPath(), `${holder.pid}\n`);
+    const waiting = track(acquireLock(dir, 5000));
+    await sleep(250);
+    expect(waiting.settled()).toBe(false);
+    holder.kill('SIGKILL');
+    await new Promise((r) => holder.once('exit', r));
+    const lock = await waiting.p;
+    expect(lock.waited).toBe(true);
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
+    await lock.release();
+  });
+
+  it('takes over the lock of a dead PID at once', async () => {
+    const dead = deadPid();
+    await writeFile(lockPath(), `${dead}\n`);
+    const waits: number[] = [];
+    const t0 = Date.now();
+    const lock = await acquireLock(dir, 0, (pid) => waits.push(pid));
+    expect(Date.now() - t0).toBeLessThan(500);
+    expect(lock.waited).toBe(false);
+    expect(waits).toEqual([]);
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]); // no renamed-aside leftovers
+  });
+
+  it('takes over an empty or garbage lock file (a crash between create and write)', async () => {
+    for (const content of ['', 'not a pid\n']) {
+      await writeFile(lockPath(), content);
+      const lock = await acquireLock(dir, 1000);
+      expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
+      await lock.release();
+    }
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('takes over a lock that names our own PID but is not held in this process (PID reuse after a restart)', async () => {
+    await writeFile(lockPath(), `${process.pid}\n`);
+    const lock = await acquireLock(dir, 0);
+    expect(lock.waited).toBe(false);
+    await lock.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('release removes the file only while we hold it', async () => {
+    const other = await liveProcess();
+    const lock = await acquireLock(dir, 1000);
+    // someone else's lock replaced ours (e.g. an operator removed it and another run started)
+    await writeFile(lockPath(), `${other.pid}\n`);
+    await lock.release();
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${other.pid}\n`);
+  });
+
+  it('a second release() of an old lock does not remove the lock of the next holder', async () => {
+    const a = await acquireLock(dir, 1000);
+    await a.release();
+    const b = await acquireLock(dir, 1000);
+    await a.release(); // stale handle
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
+    // and b still excludes others
+    await expect(acquireLock(dir, 100)).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
+    await b.release();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('fails with FILE_WRITE when the lock cannot be created', async () => {
+    await writeFile(join(dir, 'file'), 'x');
+    const e = await acquireLock(join(dir, 'file'), 100).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(StapleError);
+    expect((e as StapleError).code).toBe('FILE_WRITE');
+    expect((e as StapleError).message).toContain('lock file');
+  });
+
+  it('a lock path that is not a file is reported (FILE_WRITE), not taken over', async () => {
+    await mkdir(lockPath());
+    await writeFile(join(lockPath(), 'x'), 'x');
+    const t0 = Date.now();
+    const e = await acquireLock(dir, 300).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(StapleError);
+    expect((e as StapleError).code).toBe('FILE_WRITE');
+    expect((e as StapleError).message).toContain('not a regular file');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(await readFile(join(lockPath(), 'x'), 'utf8')).toBe('x');
+    expect((await readdir(dir)).sort()).toEqual([LOCK_NAME]);
+  });
+
+  // As root, chmod does not stop us; the immutable attribute does (skipped where unsupported).
+  it.skipIf(!canFreeze)('a stale lock that cannot be removed fails by the deadline instead of spinning forever', async () => {
+    const dead = deadPid();
+    await writeFile(lockPath(), `${dead}\n`);
+    freeze(dir);
+    const t0 = Date.now();
+    const e = await acquireLock(dir, 300).catch((x: unknown) => x);
+    const elapsed = Date.now() - t0;
+    expect(e).toBeInstanceOf(StapleError);
+    expect((e as StapleError).code).toBe('FILE_WRITE');
+    expect((e as StapleError).message).toContain('stale lock');
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(1500);
+    expect(await readFile(lockPath(), 'utf8')).toBe(`${dead}\n`);
+  });
+});
