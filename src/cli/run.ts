@@ -105,10 +105,12 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     if (d.action === 'renew') return `${tag}would renew (${d.reason}): ${d.detail}`;
     if (d.action === 'keep') return `${tag}keep (${d.reason}): ${d.detail}; next refresh at ${d.at.toISOString()}`;
   }
+  if (o.result === 'updated' && o.revoked) {
+    return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); the revoked response was written because on_revoked_write is on`;
+  }
   if (o.result === 'updated') {
     const s = o.staple;
-    const revoked = o.revoked ? ' (REVOKED response written: on_revoked_write is on)' : '';
-    return `${tag}updated OCSP response: ${s?.status ?? 'revoked'}, valid until ${s?.nextUpdate ?? '?'} (${o.method} ${o.url})${revoked}`;
+    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.method} ${o.url})`;
   }
   if (o.result === 'skipped') return `${tag}skipped: ${o.notices.at(-1) ?? 'nothing to do'}`;
   if (o.result === 'failed') {
@@ -122,7 +124,8 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
 
 /** The ocspbot closing line. */
 export function summaryLine(r: RunReport): string {
-  const failures = r.failed + r.hookErrors.length;
+  const revokedWritten = r.outcomes.filter((o) => o.result === 'updated' && o.revoked).length;
+  const failures = r.failed + revokedWritten + r.hookErrors.length;
   return `${failures === 0 ? 'Success' : 'Failure'}: ${r.unchanged + r.skipped} unchanged OCSP responses, ${r.updated} updated OCSP responses and ${failures} failures.`;
 }
 
@@ -170,7 +173,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
           }
           if (progress) io.stderr.write('\r\u001b[K');
           const line = outcomeLine(o, opts.dryRun);
-          if (o.result === 'failed') output.err(paint('31', line));
+          if (o.result === 'failed' || o.revoked) output.err(paint('31', line));
           else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
           if (opts.verbose) for (const n of o.notices) output.out(`[${o.id}]   note: ${n}`);
         },

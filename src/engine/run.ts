@@ -11,6 +11,7 @@ import type { RefreshPolicy } from '../core/policy.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
 import { USER_AGENT } from '../version.js';
+import { pushToHaproxy } from './haproxy.js';
 import { runHook, type HookItem } from './hooks.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited, limitPerHost } from './limit.js';
@@ -172,6 +173,17 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     else report.unchanged++;
   }
 
+  if (!options.dryRun && s.haproxy.length > 0) {
+    // Hand good staples whose bytes HAProxy has not had yet to its runtime API (issue 7); a failed
+    // push counts like a failed hook (exit 255) and is retried at the next run.
+    const pushed = await pushToHaproxy(s.haproxy, report.outcomes, {
+      stateDir: s.ocspFolder,
+      ...(options.store ? { store: options.store } : {}),
+      ...(options.onNotice ? { onNotice: options.onNotice } : {}),
+    });
+    for (const f of pushed.failed) report.hookErrors.push({ event: 'haproxy', code: 'PUSH_FAILED', message: f.message });
+  }
+
   if (!options.dryRun) {
     const hooks = s.hooks;
     const changed = report.outcomes.filter((o) => o.result === 'updated');
@@ -198,6 +210,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
 
 /** The ocspbot-compatible exit code of a run: failures 255, else the renewal count capped at 250. */
 export function exitCodeOf(report: RunReport): number {
-  if (report.failed > 0 || report.hookErrors.length > 0) return 255;
+  // a revocation is never hidden: even when on_revoked_write stored the revoked response, the run fails
+  if (report.failed > 0 || report.revoked > 0 || report.hookErrors.length > 0) return 255;
   return Math.min(report.updated, 250);
 }
