@@ -162,9 +162,8 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
         dryRun: opts.dryRun,
         ...(opts.only ? { only: opts.only } : {}),
         env: io.env,
-        onNotice: (m) => {
-          if (!opts.json) output.err(`${opts.prog}: ${m}`);
-        },
+        // notices (e.g. waiting for the lock) go to the error stream even with --json, whose stdout is data
+        onNotice: (m) => output.err(`${opts.prog}: ${m}`),
         onOutcome: (o, done, total) => {
           if (progress) io.stderr.write(`\r\u001b[K[${done}/${total}] ${o.id}`);
           if (opts.json) {

@@ -167,8 +167,9 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
             } catch {
               throw new StapleError('HTTP_REDIRECT', `${url.href}: redirect to an invalid location "${r.location}"`);
             }
-            if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-              throw new StapleError('HTTP_REDIRECT', `${url.href}: refusing a redirect to the ${next.protocol} scheme`);
+            // never to another scheme (not even http: to https:): a responder URL means what it says
+            if (next.protocol !== url.protocol) {
+              throw new StapleError('HTTP_REDIRECT', `${url.href}: refusing a redirect to another scheme (${next.protocol})`);
             }
             url = next;
             if (r.status === 303 && current.method === 'POST') current = asGet(current); // RFC 9110 §15.4.4

@@ -115,6 +115,8 @@ async function atomicReplace(target: string, data: Buffer): Promise<void> {
   try {
     const st = await stat(target);
     mode = st.mode & 0o7777;
+    // an old file nobody could read was not a working staple: its replacement gets the default mode
+    if ((mode & 0o444) === 0) mode = 0o644;
     owner = { uid: st.uid, gid: st.gid };
   } catch {
     // a new file: default mode

@@ -1,0 +1,402 @@
+/**
+ * Driving the real `bin/staplekeeper` as a child process, for the tests that
+ * must see what an operator sees: exit codes, stderr lines, files on disk,
+ * processes that are killed or overlap.
+ *
+ * Every child is spawned through {@link spawnCli}/{@link runCli}, which keep
+ * it in a registry; {@link killAllChildren} (call it in `afterAll`) SIGKILLs
+ * whatever is still running, and every {@link runCli} has its own hard
+ * timeout. Temporary folders made with {@link tempDir} are removed by
+ * {@link removeTempDirs}.
+ *
+ * The binary imports `dist/`: run `npm run build` first (`npm test` does).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { lstat, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { OCSPRequest } from '@peculiar/asn1-ocsp';
+import { stringify } from 'yaml';
+import { OCSP_CONTENT_TYPE, decodeGetPath } from './evil-responder.js';
+import { certIdFor, mintOcspResponse, type MintedCert, type TestPki } from './mint.js';
+
+/** The repository root. */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** The executable under test. */
+export const BIN = join(ROOT, 'bin', 'staplekeeper');
+
+/** Throws a clear message when `dist/` is missing (the bin shim imports it). */
+export function assertBuilt(): void {
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+    throw new Error('dist/ is missing: run `npm run build` before the CLI tests (bin/staplekeeper imports dist/)');
+  }
+}
+
+// ---------------------------------------------------------------- children
+
+const live = new Set<ChildProcess>();
+
+/** A user to run a child as (root bypasses file permissions, so permission tests drop to `nobody`). */
+export interface RunAs {
+  uid: number;
+  gid: number;
+}
+
+/** How to spawn the CLI. */
+export interface SpawnOptions {
+  cwd?: string;
+  /** Added to a clean environment (no proxy variables, NO_COLOR=1). */
+  env?: Record<string, string>;
+  /** Run the child as this user via `setpriv` (see {@link canRunAs}). */
+  as?: RunAs;
+}
+
+/** The finished child. */
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** Wall time from spawn to exit. */
+  ms: number;
+  /** True when the harness had to kill the child at its hard timeout. */
+  timedOut: boolean;
+  pid: number;
+}
+
+/** An environment without proxies (which would swallow 127.0.0.1 traffic) and without colour. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const k of ['PATH', 'HOME', 'LANG', 'TZ', 'SYSTEMROOT'])
+    if (process.env[k] !== undefined) env[k] = process.env[k];
+  env.NO_COLOR = '1';
+  return { ...env, ...extra };
+}
+
+/** Spawns `node bin/staplekeeper …args`; the child is registered for {@link killAllChildren}. */
+export function spawnCli(args: string[], opts: SpawnOptions = {}): ChildProcess {
+  const argv = [BIN, ...args];
+  const [file, fileArgs] = opts.as
+    ? [
+        'setpriv',
+        [`--reuid=${opts.as.uid}`, `--regid=${opts.as.gid}`, '--clear-groups', '--', process.execPath, ...argv],
+      ]
+    : [process.execPath, argv];
+  const child = spawn(file, fileArgs, {
+    cwd: opts.cwd ?? ROOT,
+    env: cleanEnv(opts.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+
+/** Runs the CLI to completion, killing it (SIGKILL) after `timeoutMs`. */
+export function runCli(args: string[], opts: SpawnOptions & { timeoutMs?: number } = {}): Promise<CliResult> {
+  const started = Date.now();
+  const child = spawnCli(args, opts);
+  let stdout = '';
+  let stderr = '';
+  let timedOut = false;
+  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, opts.timeoutMs ?? 30_000);
+  return new Promise((resolvePromise, reject) => {
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolvePromise({ code, signal, stdout, stderr, ms: Date.now() - started, timedOut, pid: child.pid ?? -1 });
+    });
+  });
+}
+
+/** Resolves when `child` has exited (immediately if it already has). */
+export function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => child.once('exit', () => r()));
+}
+
+/** SIGKILLs every child still running. Call in `afterAll`. */
+export async function killAllChildren(): Promise<void> {
+  const waits: Promise<void>[] = [];
+  for (const c of live) {
+    c.kill('SIGKILL');
+    waits.push(exited(c));
+  }
+  await Promise.all(waits);
+}
+
+/** Lines of `--json` output, parsed (other lines are ignored). */
+export function jsonLines(stdout: string): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of stdout.split('\n')) {
+    const t = line.trim();
+    if (!t.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(t) as Record<string, unknown>);
+    } catch {
+      // not JSON
+    }
+  }
+  return out;
+}
+
+/** What `run --json` prints for one certificate (the fields the tests read). */
+export interface JsonOutcome {
+  type: 'certificate';
+  id: string;
+  result: 'updated' | 'unchanged' | 'failed' | 'skipped';
+  error?: { code: string; message: string };
+  revoked?: { time?: string; reason?: string };
+  decision?: { action: string; reason: string };
+  notices?: string[];
+  [key: string]: unknown;
+}
+
+/** The `type: certificate` objects of `run --json`, by id. */
+export function outcomesById(stdout: string): Map<string, JsonOutcome> {
+  const m = new Map<string, JsonOutcome>();
+  for (const o of jsonLines(stdout)) if (o.type === 'certificate') m.set(String(o.id), o as unknown as JsonOutcome);
+  return m;
+}
+
+// ---------------------------------------------------------------- files
+
+const dirs = new Set<string>();
+
+/** A fresh temporary folder, removed by {@link removeTempDirs}. */
+export async function tempDir(prefix = 'sk-cli-'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  dirs.add(d);
+  return d;
+}
+
+/** Removes every folder made by {@link tempDir}. */
+export async function removeTempDirs(): Promise<void> {
+  for (const d of dirs) await rm(d, { recursive: true, force: true }).catch(() => undefined);
+  dirs.clear();
+}
+
+/** Writes a YAML configuration file and returns its path. */
+export async function writeConfig(path: string, config: Record<string, unknown>): Promise<string> {
+  await writeFile(path, stringify(config));
+  return path;
+}
+
+/** Writes `<name>.pem` (the leaf alone) and `<name>-chain.pem` (its issuer); returns both paths. */
+export async function writeCert(
+  dir: string,
+  name: string,
+  leaf: MintedCert,
+  issuer: MintedCert,
+): Promise<{ cert: string; chain: string }> {
+  const cert = join(dir, `${name}.pem`);
+  const chain = join(dir, `${name}-chain.pem`);
+  await writeFile(cert, leaf.pem);
+  await writeFile(chain, issuer.pem);
+  return { cert, chain };
+}
+
+/** What a file is now: bytes, mtime and inode (a rename changes the inode). */
+export interface FileSnapshot {
+  bytes: Buffer;
+  mtimeMs: number;
+  ino: number;
+}
+
+/** Takes a {@link FileSnapshot}. */
+export async function snapshot(path: string): Promise<FileSnapshot> {
+  const st = await stat(path);
+  return { bytes: await readFile(path), mtimeMs: st.mtimeMs, ino: st.ino };
+}
+
+/** True when the path exists (without following a final symlink). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------- privileges
+
+/** True when the tests run as root (which reads and writes any file regardless of its mode). */
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** The `nobody` user (65534 on Debian and most distributions). */
+export const NOBODY: RunAs = { uid: 65534, gid: 65534 };
+
+/** True when a child can be started as `as` through `setpriv` (root with the setpriv tool). */
+export function canRunAs(as: RunAs): boolean {
+  if (!isRoot()) return false;
+  const r = spawnSync('setpriv', [`--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', '--', 'true'], {
+    stdio: 'ignore',
+  });
+  return r.status === 0;
+}
+
+/** Runs a command synchronously; true on exit 0. For mount/umount/chattr set-ups. */
+export function trySync(cmd: string, args: string[]): boolean {
+  const r = spawnSync(cmd, args, { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+// ---------------------------------------------------------------- concurrency
+
+/** Runs `fn` over `items` with at most `n` at a time; results in input order. */
+export async function pool<T, R>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(n, items.length) }, async () => {
+    for (;;) {
+      const i = next++;
+      if (i >= items.length) return;
+      out[i] = await fn(items[i] as T, i);
+    }
+  });
+  await Promise.all(lanes);
+  return out;
+}
+
+/** A counting semaphore: `await acquire()` returns the release function. */
+export function semaphore(n: number): () => Promise<() => void> {
+  let free = n;
+  const waiting: Array<() => void> = [];
+  return async () => {
+    if (free > 0) free--;
+    else await new Promise<void>((r) => waiting.push(r));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const w = waiting.shift();
+      if (w) w();
+      else free++;
+    };
+  };
+}
+
+// ---------------------------------------------------------------- a responder that tells the truth
+
+/** A responder answering every request with a freshly minted good (or revoked) response. */
+export interface GoodResponder {
+  url: string;
+  /** Every response body served, by leaf serial (hex). */
+  served: Map<string, Buffer[]>;
+  /** Number of requests answered. */
+  count(): number;
+  /** `Date.now()` of every request received, in order. */
+  times: number[];
+  /** Marks a leaf (by serial hex) as revoked from now on. */
+  revoke(serialHex: string, reason?: number): void;
+  /** Teaches the responder another leaf (e.g. one whose AIA names this responder). */
+  add(leaf: MintedCert): void;
+  close(): Promise<void>;
+}
+
+/** The serial (hex, upper case) asked for in an OCSP request, or undefined. */
+export function requestedSerial(der: Buffer): string | undefined {
+  try {
+    const req = AsnConvert.parse(der, OCSPRequest);
+    const first = req.tbsRequest.requestList[0];
+    if (!first) return undefined;
+    return Buffer.from(first.reqCert.serialNumber).toString('hex').toUpperCase();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts a fast, honest responder on 127.0.0.1 for the leaves of `pki`. Each
+ * answer is minted at request time (thisUpdate one minute ago, nextUpdate in
+ * a week), so two answers differ and every one is valid at the real time.
+ * `delayMs` holds each answer back, to make runs overlap; `jitterMs` adds a
+ * random delay up to that much, to spread a run's writes out in time.
+ */
+export async function startGoodResponder(
+  pki: TestPki,
+  leaves: MintedCert[],
+  options: { delayMs?: number; jitterMs?: number } = {},
+): Promise<GoodResponder> {
+  const byserial = new Map(leaves.map((l) => [l.serial.toString('hex').toUpperCase(), l]));
+  const served = new Map<string, Buffer[]>();
+  const revoked = new Map<string, number | undefined>();
+  let count = 0;
+  const times: number[] = [];
+  const server = createServer((req, res) => {
+    times.push(Date.now());
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const der = req.method === 'POST' ? Buffer.concat(chunks) : decodeGetPath(req.url ?? '/');
+      const serial = der ? requestedSerial(der) : undefined;
+      const leaf = serial ? byserial.get(serial) : undefined;
+      const answer = (): void => {
+        if (!leaf || !serial) {
+          res.writeHead(400, { 'content-type': 'text/plain' });
+          res.end('unknown certificate');
+          return;
+        }
+        const now = new Date();
+        const thisUpdate = new Date(now.getTime() - 60_000);
+        const isRevoked = revoked.has(serial);
+        const reason = revoked.get(serial);
+        const body = mintOcspResponse({
+          signer: pki.signer,
+          producedAt: thisUpdate,
+          singles: [
+            {
+              certId: certIdFor(leaf.der, pki.root.der),
+              status: isRevoked ? 'revoked' : 'good',
+              ...(isRevoked ? { revocationTime: new Date(now.getTime() - 86_400_000) } : {}),
+              ...(isRevoked && reason !== undefined ? { revocationReason: reason } : {}),
+              thisUpdate,
+              nextUpdate: new Date(now.getTime() + 7 * 86_400_000),
+            },
+          ],
+        });
+        const list = served.get(serial) ?? [];
+        list.push(body);
+        served.set(serial, list);
+        count++;
+        res.writeHead(200, { 'content-type': OCSP_CONTENT_TYPE, 'content-length': String(body.length) });
+        res.end(body);
+      };
+      const wait = (options.delayMs ?? 0) + Math.random() * (options.jitterMs ?? 0);
+      if (wait > 0) setTimeout(answer, wait);
+      else answer();
+    });
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/ocsp`,
+    served,
+    count: () => count,
+    times,
+    revoke: (s, reason) => revoked.set(s.toUpperCase(), reason),
+    add: (leaf) => byserial.set(leaf.serial.toString('hex').toUpperCase(), leaf),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
