@@ -76,3 +76,34 @@ export { runHook, type HookItem, type HookResult } from './engine/hooks.js';
 export { acquireLock, type HeldLock } from './engine/lock.js';
 export { loadConfig, findDefaultConfig, parseDuration, scanFolder } from './config/index.js';
 export type { LoadedConfig, Settings, TargetConfig, ScanConfig, HookCommand, HaproxyTarget } from './config/types.js';
+export {
+  checkStaples,
+  checkTarget,
+  formatCheckLine,
+  CHECK_EXIT,
+  DEFAULT_WARN_MS,
+  DEFAULT_CRIT_MS,
+  type CheckLevel,
+  type CheckState,
+  type CertCheck,
+  type CheckReport,
+  type CheckOptions,
+} from './engine/check.js';
+export {
+  pushToHaproxy,
+  pushStaple,
+  sendHaproxyCommand,
+  HAPROXY_STATE_NAME,
+  type HaproxyPushItem,
+  type HaproxyPushOptions,
+  type HaproxyPushResult,
+  type HaproxyPushReport,
+} from './engine/haproxy.js';
+export {
+  attachStapling,
+  type StaplingOptions,
+  type StaplingHandle,
+  type StaplingStatus,
+  type StaplingEvent,
+} from './embed/stapling.js';
+export { expandOutputTemplate, scanTargets, OUTPUT_PLACEHOLDERS } from './config/load.js';

@@ -16,7 +16,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { StapleError, type ErrorCode } from '../core/errors.js';
-import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder } from './scan.js';
+import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
 import { includeSchema, mainSchema, validate, type RawIncludeConfig, type RawMainConfig } from './schema.js';
 import { closestMatch } from './suggest.js';
 import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.js';
@@ -49,6 +49,94 @@ export function findDefaultConfig(cwd: string): string | undefined {
     if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
   }
   return undefined;
+}
+
+/**
+ * The placeholders of output names (`domains.*.ocsp` and `scan_keys[].ocsp_mask`),
+ * so that each server's naming convention is one line of configuration:
+ * HAProxy loads `<crt file>.ocsp` beside the certificate, so `ocsp: "{cert}.ocsp"`;
+ * nginx and Exim read any name. A name that is absolute after substitution is
+ * used as is; a relative one lies under `ocsp_folder` (and, for a scan, the
+ * certificate's subfolder), exactly as a name without placeholders does.
+ */
+export const OUTPUT_PLACEHOLDERS = {
+  '{cert}': 'the certificate path',
+  '{cert_dir}': "the certificate's folder",
+  '{cert_name}': "the certificate's file name",
+  '{cert_stem}': "the certificate's file name without its extension",
+  '{domain}': 'the domain identifier (for a scan: the {domain} of cert_mask)',
+} as const;
+
+/** Placeholders whose value differs between certificates, so each certificate gets its own staple. */
+const DISTINCT_PLACEHOLDERS = ['{domain}', '{cert}', '{cert_name}', '{cert_stem}'] as const;
+
+/** `{word}` tokens of a template that are not known placeholders. */
+function unknownPlaceholders(template: string): string[] {
+  return [...template.matchAll(/\{[A-Za-z_][A-Za-z0-9_]*\}/g)]
+    .map((m) => m[0])
+    .filter((p) => !(p in OUTPUT_PLACEHOLDERS));
+}
+
+/** True when `template` uses any placeholder other than ocspbot's `{domain}`. */
+export function hasCertPlaceholder(template: string): boolean {
+  return ['{cert}', '{cert_dir}', '{cert_name}', '{cert_stem}'].some((p) => template.includes(p));
+}
+
+/**
+ * Fills the placeholders of an output name. `certPath` should be absolute
+ * (as in a loaded configuration); the result is not resolved here.
+ */
+export function expandOutputTemplate(template: string, vars: { certPath: string; domain: string }): string {
+  const name = path.basename(vars.certPath);
+  const values: Record<keyof typeof OUTPUT_PLACEHOLDERS, string> = {
+    '{cert}': vars.certPath,
+    '{cert_dir}': path.dirname(vars.certPath),
+    '{cert_name}': name,
+    '{cert_stem}': path.parse(name).name,
+    '{domain}': vars.domain,
+  };
+  // one pass, so that a value containing "{domain}" (a file name can) is never expanded again
+  return template.replace(/\{(?:cert|cert_dir|cert_name|cert_stem|domain)\}/g, (p) => values[p as keyof typeof values]);
+}
+
+/** The problem with an output template, if any (unknown placeholders, with a suggestion). */
+function templateProblem(template: string): string | undefined {
+  const unknown = unknownPlaceholders(template);
+  if (unknown.length === 0) return undefined;
+  const first = unknown[0] as string;
+  const suggestion = closestMatch(first, Object.keys(OUTPUT_PLACEHOLDERS));
+  return (
+    `unknown placeholder ${first}` +
+    (suggestion === undefined ? '' : `; did you mean ${suggestion}?`) +
+    ` (placeholders: ${Object.keys(OUTPUT_PLACEHOLDERS).join(' ')})`
+  );
+}
+
+/**
+ * The staple path of a scanned target under a mask with certificate
+ * placeholders. The target id is `<relative subfolder>/<domain>`, and the
+ * staple keeps that subfolder below `ocsp_folder`, as ocspbot does.
+ */
+function scannedStaplePath(target: TargetConfig, ocspMask: string, ocspFolder: string): string {
+  const cut = target.id.lastIndexOf('/');
+  const domain = target.id.slice(cut + 1);
+  const rel = cut < 0 ? [] : target.id.slice(0, cut).split('/');
+  return path.resolve(ocspFolder, ...rel, expandOutputTemplate(ocspMask, { certPath: target.certPath, domain }));
+}
+
+/**
+ * {@link scanFolder} with the output placeholders of {@link OUTPUT_PLACEHOLDERS}
+ * applied to `ocsp_mask`. The daemon's re-scans use this so that they name
+ * staples exactly as {@link loadConfig} did.
+ */
+export async function scanTargets(
+  scan: ScanConfig,
+  ocspFolder: string,
+  options: ScanOptions = {},
+): Promise<TargetConfig[]> {
+  const targets = await scanFolder(scan, ocspFolder, options);
+  if (!hasCertPlaceholder(scan.ocspMask)) return targets;
+  return targets.map((t) => ({ ...t, staplePath: scannedStaplePath(t, scan.ocspMask, ocspFolder) }));
 }
 
 /** Options for {@link loadConfig}. */
@@ -202,10 +290,13 @@ async function domainTargets(
         problems.push(source.problem([...at, key], `${what} path is not a file: ${abs} (domain ${id})`));
       }
     }
+    const certPath = resolved.cert ?? path.resolve(cwd, domain.cert);
+    const ocspProblem = templateProblem(domain.ocsp);
+    if (ocspProblem !== undefined) problems.push(source.problem([...at, 'ocsp'], ocspProblem));
     const target: TargetConfig = {
       id,
-      certPath: resolved.cert ?? path.resolve(cwd, domain.cert),
-      staplePath: path.resolve(ocspFolder, domain.ocsp),
+      certPath,
+      staplePath: path.resolve(ocspFolder, expandOutputTemplate(domain.ocsp, { certPath, domain: id })),
       responder: domain.ocsp_responder_uri ?? 'certificate',
       origin: source.origin(at, true),
     };
@@ -247,11 +338,16 @@ async function resolveScan(
       ),
     );
   }
-  if (!scan.ocspMask.includes(DOMAIN_PLACEHOLDER)) {
+  const maskProblem = templateProblem(scan.ocspMask);
+  if (maskProblem !== undefined) {
+    problems.push(source.problem([...at, 'ocsp_mask'], maskProblem));
+  } else if (!DISTINCT_PLACEHOLDERS.some((p) => scan.ocspMask.includes(p))) {
     problems.push(
       source.problem(
         [...at, 'ocsp_mask'],
-        `the mask must contain ${DOMAIN_PLACEHOLDER}, or every certificate would share one staple file`,
+        scan.ocspMask.includes('{cert_dir}')
+          ? `the mask must contain ${DOMAIN_PLACEHOLDER} (or {cert}, {cert_name} or {cert_stem}), or every certificate would share one staple file`
+          : `the mask must contain ${DOMAIN_PLACEHOLDER}, or every certificate would share one staple file`,
       ),
     );
   }
@@ -435,7 +531,7 @@ export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Pr
       const scan = await resolveScan(source, at, entry, cwd, problems);
       if (scan === undefined) continue;
       scans.push(scan);
-      for (const target of await scanFolder(scan, ocspFolder)) {
+      for (const target of await scanTargets(scan, ocspFolder)) {
         addTarget(
           { target, source, at, where: `${scan.origin} (scan of ${target.certPath})` },
           (first) =>
@@ -459,7 +555,14 @@ export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Pr
         ),
       );
     }
-    return { socket: h.socket, certificates: h.certificates ?? [] };
+    // a unix socket path resolves against the working directory like every other path; host:port is TCP
+    const tcp = !h.socket.includes('/') && /^(?:ipv[46]@)?(?:\[[0-9A-Fa-f:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(h.socket);
+    const socket = tcp
+      ? h.socket
+      : h.socket.startsWith('unix@')
+        ? `unix@${path.resolve(cwd, h.socket.slice(5))}`
+        : path.resolve(cwd, h.socket);
+    return { socket, certificates: h.certificates ?? [] };
   });
   checkStaplePaths(placed, problems);
   if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);

@@ -32,7 +32,12 @@ export interface TargetConfig {
   chainPath?: string;
   /** Absolute path of the root chain file, if any (used as trust anchors / issuer search). */
   rootchainPath?: string;
-  /** Absolute path of the staple file to maintain. */
+  /**
+   * Absolute path of the staple file to maintain: `ocsp` (or the scan's
+   * `ocsp_mask`) with its placeholders filled (`{cert}`, `{cert_dir}`,
+   * `{cert_name}`, `{cert_stem}`, `{domain}`; see `OUTPUT_PLACEHOLDERS` in
+   * load.ts), resolved against `ocsp_folder` unless absolute.
+   */
   staplePath: string;
   /**
    * Responder override: a URL, `'certificate'` (use the AIA, the default), or
@@ -116,6 +121,7 @@ export interface ScanConfig {
   certMask: string;
   chainMask: string;
   rootchainMask: string;
+  /** May use the output placeholders besides `{domain}`; see `scanTargets` in load.ts. */
   ocspMask: string;
   origin: string;
 }

@@ -181,7 +181,8 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       ...(options.store ? { store: options.store } : {}),
       ...(options.onNotice ? { onNotice: options.onNotice } : {}),
     });
-    for (const f of pushed.failed) report.hookErrors.push({ event: 'haproxy', code: 'PUSH_FAILED', message: f.message });
+    for (const f of pushed.failed)
+      report.hookErrors.push({ event: 'haproxy', code: 'PUSH_FAILED', message: f.message });
   }
 
   if (!options.dryRun) {

@@ -1,0 +1,92 @@
+/**
+ * `staplekeeper check`: a monitoring plugin in the Nagios/Icinga convention.
+ *
+ * Output: one status line `STAPLEKEEPER <STATE> - <text> | <perfdata>` on
+ * standard output (with `-v`, one more line per certificate: the plugin "long
+ * output"), or one JSON document with `--json`. Exit codes: 0 OK, 1 WARNING,
+ * 2 CRITICAL, 3 UNKNOWN (also for bad arguments and an unreadable
+ * configuration: the plugin could not do its job). It never fetches.
+ */
+import { parseDuration } from '../config/duration.js';
+import { toStapleError } from '../core/errors.js';
+import { CHECK_EXIT, checkStaples, formatSpan, type CheckReport } from '../engine/check.js';
+import type { CliIo } from './io.js';
+import { loadConfigForCli } from './run.js';
+
+interface CheckOpts {
+  config?: string;
+  warn: string;
+  crit: string;
+  json: boolean;
+  verbose: boolean;
+}
+
+function unknown(io: CliIo, json: boolean, message: string): number {
+  const text = message.replaceAll('|', '/').split('\n').join('; ');
+  if (json) {
+    io.stdout.write(
+      `${JSON.stringify({ status: 'UNKNOWN', exitCode: CHECK_EXIT.unknown, summary: `STAPLEKEEPER UNKNOWN - ${text}`, error: message })}\n`,
+    );
+  } else {
+    io.stdout.write(`STAPLEKEEPER UNKNOWN - ${text}\n`);
+  }
+  return CHECK_EXIT.unknown;
+}
+
+/** The `--json` document. */
+export function checkJson(report: CheckReport): Record<string, unknown> {
+  return {
+    status: report.level.toUpperCase(),
+    exitCode: report.exitCode,
+    summary: report.line,
+    checkedAt: report.checkedAt,
+    warnSeconds: report.warnSeconds,
+    critSeconds: report.critSeconds,
+    counts: report.counts,
+    ...(report.expiryMinSeconds !== undefined ? { expiryMinSeconds: report.expiryMinSeconds } : {}),
+    certificates: report.certs,
+  };
+}
+
+/** Runs `check`; returns the plugin exit code. */
+export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> {
+  let warnMs: number;
+  let critMs: number;
+  try {
+    warnMs = parseDuration(opts.warn);
+  } catch (e) {
+    return unknown(io, opts.json, `--warn: ${(e as Error).message}`);
+  }
+  try {
+    critMs = parseDuration(opts.crit);
+  } catch (e) {
+    return unknown(io, opts.json, `--crit: ${(e as Error).message}`);
+  }
+  if (critMs > warnMs) {
+    return unknown(
+      io,
+      opts.json,
+      `--crit (${formatSpan(critMs)}) is longer than --warn (${formatSpan(warnMs)}); the warning would never fire`,
+    );
+  }
+  const loaded = await loadConfigForCli(opts.config, io);
+  if ('exit' in loaded) return unknown(io, opts.json, `configuration: ${loaded.error.code}: ${loaded.error.message}`);
+  let report: CheckReport;
+  try {
+    report = await checkStaples(loaded.config, { warnMs, critMs });
+  } catch (e) {
+    const err = toStapleError(e);
+    if (opts.verbose && e instanceof Error) io.stderr.write(`${e.stack ?? ''}\n`);
+    return unknown(io, opts.json, `${err.code}: ${err.message}`);
+  }
+  if (opts.json) {
+    io.stdout.write(`${JSON.stringify(checkJson(report), null, 2)}\n`);
+    return report.exitCode;
+  }
+  io.stdout.write(`${report.line}\n`);
+  if (opts.verbose) {
+    for (const c of report.certs)
+      io.stdout.write(`[${c.id}] ${c.level.toUpperCase()}: ${c.reason.replaceAll('|', '/')} (${c.staplePath})\n`);
+  }
+  return report.exitCode;
+}

@@ -1,0 +1,349 @@
+/**
+ * The monitoring check (`staplekeeper check`): judges every staple on disk
+ * at `now` and reduces the judgements to one Nagios/Icinga plugin state.
+ *
+ * It reads staples only and never fetches (OCSP-REFERENCE §1 item 8: "say so
+ * loudly" must not itself depend on the responder). Each staple is verified
+ * with the same rules as at every run ({@link readStapleState}), so a staple
+ * that `run` would count as missing is critical here too.
+ *
+ * Per certificate, in order:
+ * - CRITICAL: no staple, a staple that fails verification (including an
+ *   expired one), `revoked` or `unknown`, the certificate itself expired, or
+ *   a staple that stops being usable within `critMs`;
+ * - WARNING: usable for less than `warnMs`, or past its refresh point while
+ *   still valid (renewal is failing: the run that should have replaced it
+ *   did not);
+ * - UNKNOWN: the staple could not be judged (certificate unreadable, issuer
+ *   not available locally: a check never downloads a caIssuers URL);
+ * - OK otherwise.
+ *
+ * The overall state is the worst one, ranked OK < UNKNOWN < WARNING <
+ * CRITICAL (the monitoring-plugins `max_state_alt` order: a known problem
+ * outranks a certificate that could not be judged).
+ */
+import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import { toStapleError } from '../core/errors.js';
+import { decideRefresh, refreshPoint, type RefreshPolicy } from '../core/policy.js';
+import { createFileStore, type StapleStore } from '../io/store.js';
+import { IssuerResolver } from './issuer.js';
+import { forEachLimited } from './limit.js';
+import { policyOf } from './run.js';
+import { loadTargetCert, readStapleState } from './staple.js';
+
+/** A Nagios plugin state. */
+export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';
+
+/** The plugin exit code of each state (Nagios plugin API). */
+export const CHECK_EXIT: Record<CheckLevel, 0 | 1 | 2 | 3> = { ok: 0, warning: 1, critical: 2, unknown: 3 };
+
+const RANK: Record<CheckLevel, number> = { ok: 0, unknown: 1, warning: 2, critical: 3 };
+
+/** Why a certificate got its state. Stable strings, for `--json` consumers. */
+export type CheckState =
+  | 'good' // valid, before its refresh point, not close to expiry
+  | 'due' // valid but past its refresh point: renewal is failing
+  | 'expiring' // valid for less than the warning or critical threshold
+  | 'missing' // no staple file
+  | 'invalid' // fails verification (damaged, for another certificate, badly signed, …)
+  | 'expired' // nextUpdate has passed
+  | 'revoked' // the responder says revoked
+  | 'unknown-status' // the responder says unknown
+  | 'cert-expired' // the certificate itself expired
+  | 'unjudgeable'; // the certificate or its issuer could not be loaded
+
+/** The judgement of one certificate's staple. */
+export interface CertCheck {
+  id: string;
+  certPath: string;
+  staplePath: string;
+  level: CheckLevel;
+  state: CheckState;
+  /** One short phrase for the status line, e.g. `expires in 20h`. */
+  reason: string;
+  /** The error code behind an invalid or unjudgeable staple. */
+  code?: string;
+  status?: 'good' | 'revoked' | 'unknown';
+  thisUpdate?: string;
+  nextUpdate?: string;
+  producedAt?: string;
+  /** When the staple stops being usable (nextUpdate, capped by a delegated signer). */
+  usableUntil?: string;
+  /** Seconds until `usableUntil` (0 for missing, invalid or revoked staples; absent when unjudgeable). */
+  expiresInSeconds?: number;
+  /** The refresh point under the configured policy. */
+  refreshAt?: string;
+  revocationTime?: string;
+  revocationReason?: string;
+  responder?: string;
+}
+
+/** The result of a check. */
+export interface CheckReport {
+  level: CheckLevel;
+  exitCode: 0 | 1 | 2 | 3;
+  checkedAt: string;
+  warnSeconds: number;
+  critSeconds: number;
+  certs: CertCheck[];
+  counts: { certs: number; ok: number; warning: number; critical: number; unknown: number };
+  /** The smallest `expiresInSeconds` among judged certificates; absent when none was judged. */
+  expiryMinSeconds?: number;
+  /** The plugin output line: `STAPLEKEEPER STATE - text | perfdata`. */
+  line: string;
+}
+
+/** What {@link checkStaples} needs. */
+export interface CheckOptions {
+  /** WARNING below this many ms of remaining validity (default 3 days). */
+  warnMs?: number;
+  /** CRITICAL below this many ms (default 1 day). */
+  critMs?: number;
+  now?: Date;
+  store?: StapleStore;
+  /** Default: issuers from the files and `ca_dirs` only, with no HTTP transport. */
+  resolver?: IssuerResolver;
+}
+
+/** The default thresholds. */
+export const DEFAULT_WARN_MS = 3 * 86_400_000;
+export const DEFAULT_CRIT_MS = 86_400_000;
+
+/** `20h`, `2d 3h`, `45m`, `30s`: the two most significant units, zero parts dropped. */
+export function formatSpan(ms: number): string {
+  let s = Math.max(0, Math.floor(ms / 1000));
+  const units: Array<[string, number]> = [
+    ['d', 86_400],
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ];
+  const parts: string[] = [];
+  for (const [name, size] of units) {
+    const n = Math.floor(s / size);
+    s -= n * size;
+    if (parts.length > 0 || n > 0) parts.push(n > 0 ? `${n}${name}` : '');
+    if (parts.length === 2) break;
+  }
+  const shown = parts.filter((p) => p !== '');
+  return shown.length > 0 ? shown.join(' ') : '0s';
+}
+
+/** Judges one target's staple at `now`. Never throws. */
+export async function checkTarget(
+  target: TargetConfig,
+  ctx: {
+    store: StapleStore;
+    resolver: IssuerResolver;
+    policy: RefreshPolicy;
+    now: Date;
+    warnMs: number;
+    critMs: number;
+  },
+): Promise<CertCheck> {
+  const base = { id: target.id, certPath: target.certPath, staplePath: target.staplePath };
+  const { now } = ctx;
+  let loaded;
+  try {
+    loaded = await loadTargetCert(
+      { id: target.id, certPath: target.certPath, staplePath: target.staplePath, ...paths(target) },
+      ctx.resolver,
+    );
+  } catch (e) {
+    const err = toStapleError(e);
+    // A missing staple is critical whatever else is wrong; only a present one needs the issuer to be judged.
+    const present = await ctx.store.read(target.staplePath).then(
+      (d) => d !== undefined,
+      () => true,
+    );
+    if (!present) return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
+    const hint = err.code === 'NO_ISSUER' ? '; check never downloads caIssuers URLs: give a chain file or ca_dirs' : '';
+    return {
+      ...base,
+      level: 'unknown',
+      state: 'unjudgeable',
+      code: err.code,
+      reason: `cannot judge the staple: ${err.message}${hint}`,
+    };
+  }
+  const cert = loaded.cert;
+  const current = await readStapleState(ctx.store, target.staplePath, loaded, now);
+  if (cert.notAfter.getTime() <= now.getTime()) {
+    return {
+      ...base,
+      level: 'critical',
+      state: 'cert-expired',
+      reason: `certificate expired at ${cert.notAfter.toISOString()}`,
+      expiresInSeconds: 0,
+    };
+  }
+  if (current.state.kind === 'missing') {
+    return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
+  }
+  if (current.state.kind === 'invalid') {
+    const error = current.state.error;
+    const code = /^([A-Z_]+): /.exec(error)?.[1];
+    const expired = code === 'OCSP_STALE';
+    const out: CertCheck = {
+      ...base,
+      level: 'critical',
+      state: expired ? 'expired' : 'invalid',
+      reason: expired ? `staple expired (${error.slice((code?.length ?? 0) + 2)})` : `invalid staple: ${error}`,
+      expiresInSeconds: 0,
+    };
+    if (code) out.code = code;
+    return out;
+  }
+  const v = current.verified;
+  const facts = current.state.facts;
+  const out: CertCheck = {
+    ...base,
+    level: 'ok',
+    state: 'good',
+    reason: '',
+    status: facts.status,
+    thisUpdate: facts.thisUpdate.toISOString(),
+    nextUpdate: facts.nextUpdate.toISOString(),
+    producedAt: facts.producedAt.toISOString(),
+  };
+  if (v) out.responder = v.responder;
+  const until = facts.usableUntil ?? facts.nextUpdate;
+  out.usableUntil = until.toISOString();
+  const left = until.getTime() - now.getTime();
+  out.expiresInSeconds = Math.max(0, Math.floor(left / 1000));
+  if (facts.status === 'revoked') {
+    if (v?.revocationTime) out.revocationTime = v.revocationTime.toISOString();
+    if (v?.revocationReason) out.revocationReason = v.revocationReason;
+    const when = out.revocationTime ? ` at ${out.revocationTime}` : '';
+    const why = out.revocationReason ? ` (${out.revocationReason})` : '';
+    return { ...out, level: 'critical', state: 'revoked', reason: `REVOKED${when}${why}`, expiresInSeconds: 0 };
+  }
+  if (facts.status === 'unknown') {
+    return {
+      ...out,
+      level: 'critical',
+      state: 'unknown-status',
+      reason: 'the responder does not know the certificate',
+      expiresInSeconds: 0,
+    };
+  }
+  const at = refreshPoint(facts, cert, ctx.policy);
+  out.refreshAt = at.toISOString();
+  if (left <= ctx.critMs)
+    return { ...out, level: 'critical', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
+  if (left <= ctx.warnMs)
+    return { ...out, level: 'warning', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
+  const decision = decideRefresh(current.state, cert, ctx.policy, now);
+  if (decision.action === 'renew') {
+    return {
+      ...out,
+      level: 'warning',
+      state: 'due',
+      reason: `past its refresh point ${formatSpan(now.getTime() - at.getTime())} ago (renewal failing?), expires in ${formatSpan(left)}`,
+    };
+  }
+  return { ...out, reason: `expires in ${formatSpan(left)}` };
+}
+
+function paths(t: TargetConfig): { chainPath?: string; rootchainPath?: string } {
+  const p: { chainPath?: string; rootchainPath?: string } = {};
+  if (t.chainPath) p.chainPath = t.chainPath;
+  if (t.rootchainPath) p.rootchainPath = t.rootchainPath;
+  return p;
+}
+
+const LIST_MAX = 5;
+
+function listOf(items: CertCheck[]): string {
+  const shown = items.slice(0, LIST_MAX).map((c) => `${c.id} ${c.reason}`);
+  if (items.length > LIST_MAX) shown.push(`and ${items.length - LIST_MAX} more`);
+  return shown.join(', ');
+}
+
+/**
+ * The plugin output line. Perfdata thresholds use the plugin range syntax
+ * `N:` ("alert when below N"), since less remaining validity is worse.
+ */
+export function formatCheckLine(report: Omit<CheckReport, 'line'>): string {
+  const { counts, certs } = report;
+  const by = (l: CheckLevel): CertCheck[] => certs.filter((c) => c.level === l);
+  const parts: string[] = [];
+  if (counts.certs === 0) {
+    parts.push('no staples to check (every certificate is disabled or none is configured)');
+  } else if (report.level === 'ok') {
+    const soonest = [...certs].sort((a, b) => (a.expiresInSeconds ?? Infinity) - (b.expiresInSeconds ?? Infinity))[0];
+    parts.push(
+      `${counts.certs} staple${counts.certs === 1 ? '' : 's'} good` +
+        (soonest?.expiresInSeconds !== undefined
+          ? `, earliest expiry in ${formatSpan(soonest.expiresInSeconds * 1000)} (${soonest.id})`
+          : ''),
+    );
+  } else {
+    const noun = counts.certs === 1 ? 'staple' : 'staples';
+    let first = true;
+    for (const l of ['critical', 'warning', 'unknown'] as const) {
+      const items = by(l);
+      if (items.length === 0) continue;
+      const word = l === 'unknown' ? 'not checkable' : l;
+      parts.push(
+        first
+          ? `${items.length} of ${counts.certs} ${noun} ${word}: ${listOf(items)}`
+          : `${items.length} ${word}: ${listOf(items)}`,
+      );
+      first = false;
+    }
+  }
+  const perf: string[] = [];
+  if (report.expiryMinSeconds !== undefined) {
+    perf.push(`expiry_min=${report.expiryMinSeconds}s;${report.warnSeconds}:;${report.critSeconds}:;0`);
+  }
+  perf.push(
+    `certs=${counts.certs}`,
+    `critical=${counts.critical}`,
+    `warning=${counts.warning}`,
+    `unknown=${counts.unknown}`,
+  );
+  // A `|` in the text would start the perfdata early: plugin output must not contain one.
+  const text = parts.join('; ').replaceAll('|', '/');
+  return `STAPLEKEEPER ${report.level.toUpperCase()} - ${text} | ${perf.join(' ')}`;
+}
+
+/** Judges every enabled target of `config`. Never fetches; never throws for a single certificate. */
+export async function checkStaples(config: LoadedConfig, options: CheckOptions = {}): Promise<CheckReport> {
+  const now = options.now ?? new Date();
+  const warnMs = options.warnMs ?? DEFAULT_WARN_MS;
+  const critMs = options.critMs ?? DEFAULT_CRIT_MS;
+  const ctx = {
+    store: options.store ?? createFileStore(),
+    // No transport: an issuer reachable only through caIssuers makes that certificate UNKNOWN.
+    resolver: options.resolver ?? new IssuerResolver({ caDirs: config.settings.caDirs }),
+    policy: policyOf(config),
+    now,
+    warnMs,
+    critMs,
+  };
+  const targets = config.targets.filter((t) => t.responder !== 'disabled');
+  const certs: CertCheck[] = new Array(targets.length);
+  await forEachLimited(targets, Math.max(1, config.settings.concurrency), async (t, i) => {
+    certs[i] = await checkTarget(t, ctx);
+  });
+  const counts = { certs: certs.length, ok: 0, warning: 0, critical: 0, unknown: 0 };
+  let level: CheckLevel = 'ok';
+  let expiryMin: number | undefined;
+  for (const c of certs) {
+    counts[c.level]++;
+    if (RANK[c.level] > RANK[level]) level = c.level;
+    if (c.expiresInSeconds !== undefined) expiryMin = Math.min(expiryMin ?? Infinity, c.expiresInSeconds);
+  }
+  const report: Omit<CheckReport, 'line'> = {
+    level,
+    exitCode: CHECK_EXIT[level],
+    checkedAt: now.toISOString(),
+    warnSeconds: Math.floor(warnMs / 1000),
+    critSeconds: Math.floor(critMs / 1000),
+    certs,
+    counts,
+  };
+  if (expiryMin !== undefined) report.expiryMinSeconds = expiryMin;
+  return { ...report, line: formatCheckLine(report) };
+}

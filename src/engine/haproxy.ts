@@ -1,0 +1,270 @@
+/**
+ * Handing staples to a running HAProxy without a reload (OCSP-REFERENCE §5):
+ * `set ssl ocsp-response <base64 DER>` on its runtime API socket.
+ *
+ * HAProxy reads `<crt file>.ocsp` only at start-up; at run time it accepts a
+ * replacement over the stats socket (`stats socket <path> level admin`) or
+ * the master CLI (`-S`, commands routed with `@1`). It checks what it gets as
+ * at start-up (CertID of a loaded certificate, one SingleResponse, status not
+ * unknown, nextUpdate present) and answers `OCSP Response updated!`.
+ * HAProxy 2.6 updates only certificates that had a `.ocsp` file when it
+ * started, so that file must exist first (see docs/servers.md).
+ *
+ * What has been pushed is remembered per socket and certificate as the
+ * SHA-256 of the staple bytes in a small state file in the staple folder.
+ * A staple is pushed when its bytes differ from the last successful push, so
+ * a failed push (HAProxy down, socket missing) is simply pushed again at the
+ * next run or sweep, and a staple renewed by another process (a daemon, a
+ * second cron job) reaches HAProxy too.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { HaproxyTarget } from '../config/types.js';
+import { StapleError, toStapleError } from '../core/errors.js';
+import { createFileStore, type StapleStore } from '../io/store.js';
+import { stapleBytes, type TargetOutcome } from './staple.js';
+
+/** The state file, kept in the staple folder. */
+export const HAPROXY_STATE_NAME = '.staplekeeper-haproxy.json';
+
+/** A staple that may be pushed: its target id and file. */
+export interface HaproxyPushItem {
+  id: string;
+  staplePath: string;
+}
+
+/** Options of {@link pushToHaproxy}. */
+export interface HaproxyPushOptions {
+  /**
+   * Folder of the state file (use the staple folder, `settings.ocspFolder`).
+   * Without it nothing is remembered and every given staple is pushed.
+   */
+  stateDir?: string;
+  /** Push even the staples whose bytes were already pushed. */
+  force?: boolean;
+  /** Per command: connect, send and read the answer (default 5 s). */
+  timeoutMs?: number;
+  store?: StapleStore;
+  /** Told about each successful push. */
+  onNotice?: (message: string) => void;
+}
+
+/** The outcome of one staple on one socket. */
+export interface HaproxyPushResult {
+  socket: string;
+  id: string;
+  staplePath: string;
+  /** What HAProxy answered, or why nothing reached it. */
+  message: string;
+}
+
+/** What {@link pushToHaproxy} did. */
+export interface HaproxyPushReport {
+  pushed: HaproxyPushResult[];
+  failed: HaproxyPushResult[];
+  /** Staples skipped because exactly these bytes were already pushed to that socket. */
+  unchanged: number;
+}
+
+interface PushState {
+  version: 1;
+  /** socket → target id → SHA-256 hex of the staple bytes last pushed successfully. */
+  pushed: Record<string, Record<string, string>>;
+}
+
+function isOutcome(x: HaproxyPushItem | TargetOutcome): x is TargetOutcome {
+  return 'result' in x && 'notices' in x;
+}
+
+/**
+ * Only staples known to be good are pushed: for a run's outcomes, those
+ * whose staple verified as good (freshly written, or kept and still valid).
+ */
+function eligible(items: ReadonlyArray<HaproxyPushItem | TargetOutcome>): HaproxyPushItem[] {
+  const out: HaproxyPushItem[] = [];
+  for (const x of items) {
+    if (isOutcome(x) && x.staple?.status !== 'good') continue;
+    out.push({ id: x.id, staplePath: x.staplePath });
+  }
+  return out;
+}
+
+/** `host:port` (IPv6 in brackets) means TCP; anything else is a unix socket path (HAProxy's `unix@` prefix is accepted). */
+export function parseSocketAddress(socket: string): { path: string } | { host: string; port: number } {
+  if (socket.startsWith('unix@')) return { path: socket.slice(5) };
+  const m = /^(?:ipv[46]@)?(\[[0-9A-Fa-f:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(socket);
+  if (m && !socket.includes('/')) return { host: (m[1] as string).replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  return { path: socket };
+}
+
+/**
+ * Sends one command to a HAProxy runtime API socket and returns the whole
+ * answer. HAProxy closes the connection after a command in non-interactive
+ * mode, which ends the answer.
+ */
+export async function sendHaproxyCommand(socket: string, command: string, timeoutMs = 5000): Promise<string> {
+  const addr = parseSocketAddress(socket);
+  return await new Promise<string>((resolvePromise, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const finish = (e?: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      conn.destroy();
+      if (e) reject(e);
+      else resolvePromise(Buffer.concat(chunks).toString('utf8'));
+    };
+    const timer = setTimeout(() => finish(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+    const conn: Socket = 'path' in addr ? connect(addr.path) : connect(addr.port, addr.host);
+    conn.on('connect', () => conn.end(`${command}\n`));
+    conn.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size > 1024 * 1024) finish(new Error('the answer is larger than 1 MiB'));
+      else chunks.push(d);
+    });
+    conn.on('error', (e: NodeJS.ErrnoException) => finish(new Error(e.code ? `${e.code} ${e.message}` : e.message)));
+    conn.on('close', () => finish());
+  });
+}
+
+/** True when HAProxy accepted the response. */
+function accepted(answer: string): boolean {
+  return /OCSP Response updated/i.test(answer);
+}
+
+/** Pushes one staple (DER) to one socket; resolves with HAProxy's answer, throws `PUSH_FAILED`. */
+export async function pushStaple(socket: string, der: Buffer, timeoutMs = 5000): Promise<string> {
+  const command = `set ssl ocsp-response ${der.toString('base64')}`;
+  let answer: string;
+  try {
+    answer = await sendHaproxyCommand(socket, command, timeoutMs);
+    // The master CLI knows no `set ssl`: route the command to the current worker.
+    if (!accepted(answer) && /unknown command/i.test(answer))
+      answer = await sendHaproxyCommand(socket, `@1 ${command}`, timeoutMs);
+  } catch (e) {
+    throw new StapleError('PUSH_FAILED', `cannot talk to HAProxy at ${socket}: ${(e as Error).message}`, { cause: e });
+  }
+  const text = answer
+    .trim()
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .join(' ');
+  if (!accepted(answer)) {
+    throw new StapleError('PUSH_FAILED', `HAProxy at ${socket} refused the staple: ${text || '(empty answer)'}`, {
+      details: { answer },
+    });
+  }
+  return text;
+}
+
+async function readState(dir: string | undefined): Promise<PushState> {
+  const empty: PushState = { version: 1, pushed: {} };
+  if (!dir) return empty;
+  try {
+    const data = JSON.parse(await readFile(join(dir, HAPROXY_STATE_NAME), 'utf8')) as Partial<PushState>;
+    if (data && typeof data.pushed === 'object' && data.pushed !== null) return { version: 1, pushed: data.pushed };
+  } catch {
+    // missing or damaged: everything counts as not pushed, which only costs a push
+  }
+  return empty;
+}
+
+/** Replaces the state file atomically (temp file, fsync, rename). */
+async function writeState(dir: string, state: PushState): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, HAPROXY_STATE_NAME);
+  const tmp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+  try {
+    await fh.writeFile(`${JSON.stringify(state, null, 2)}\n`);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * Pushes staples to every configured HAProxy socket: for each socket, the
+ * staples of its `certificates` (all when the list is empty) whose bytes
+ * differ from what was last pushed there. Never throws: failures are in the
+ * report (and are retried at the next call, since they are not recorded).
+ *
+ * `staples` may be a run's {@link TargetOutcome}s (only staples that verified
+ * as good are pushed) or plain `{ id, staplePath }` items.
+ */
+export async function pushToHaproxy(
+  targets: readonly HaproxyTarget[],
+  staples: ReadonlyArray<HaproxyPushItem | TargetOutcome>,
+  options: HaproxyPushOptions = {},
+): Promise<HaproxyPushReport> {
+  const report: HaproxyPushReport = { pushed: [], failed: [], unchanged: 0 };
+  if (targets.length === 0) return report;
+  const items = eligible(staples);
+  if (items.length === 0) return report;
+  const store = options.store ?? createFileStore();
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const state = await readState(options.stateDir);
+  let changed = false;
+  const bytes = new Map<string, Promise<Buffer | undefined>>();
+  const load = (item: HaproxyPushItem): Promise<Buffer | undefined> => {
+    let p = bytes.get(item.staplePath);
+    if (!p) {
+      p = store.read(item.staplePath).then((d) => (d === undefined ? undefined : stapleBytes(d, item.staplePath)));
+      bytes.set(item.staplePath, p);
+    }
+    return p;
+  };
+  for (const target of targets) {
+    const wanted = new Set(target.certificates);
+    const mine = target.certificates.length === 0 ? items : items.filter((i) => wanted.has(i.id));
+    const done = (state.pushed[target.socket] ??= {});
+    for (const item of mine) {
+      const result: HaproxyPushResult = {
+        socket: target.socket,
+        id: item.id,
+        staplePath: item.staplePath,
+        message: '',
+      };
+      try {
+        const der = await load(item);
+        if (der === undefined) continue; // no staple yet: nothing to hand over
+        const hash = createHash('sha256').update(der).digest('hex');
+        if (!options.force && done[item.id] === hash) {
+          report.unchanged++;
+          continue;
+        }
+        result.message = await pushStaple(target.socket, der, timeoutMs);
+        done[item.id] = hash;
+        changed = true;
+        report.pushed.push(result);
+        options.onNotice?.(`[${item.id}] pushed the staple to HAProxy at ${target.socket}`);
+      } catch (e) {
+        const err = toStapleError(e, 'PUSH_FAILED');
+        result.message = `[${item.id}] ${err.message}; the push is retried at the next run`;
+        report.failed.push(result);
+      }
+    }
+  }
+  if (changed && options.stateDir) {
+    try {
+      await writeState(options.stateDir, state);
+    } catch (e) {
+      // the pushes happened; forgetting them only means pushing them again next time
+      options.onNotice?.(
+        `cannot record the HAProxy pushes in ${join(options.stateDir, HAPROXY_STATE_NAME)}: ${(e as Error).message}`,
+      );
+    }
+  }
+  return report;
+}

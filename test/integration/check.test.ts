@@ -1,0 +1,104 @@
+/**
+ * `staplekeeper check` through the real binary, on staples that
+ * `staplekeeper run` fetched from a real `openssl ocsp` responder: the plugin
+ * states and exit codes a monitoring system sees, and proof that the check
+ * never asks the responder anything.
+ */
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
+import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
+import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+
+describe('staplekeeper check (binary, real responder)', () => {
+  let dir: string;
+  let pki: Pki;
+  let responder: Responder;
+
+  beforeAll(async () => {
+    assertBuilt();
+    dir = await tempDir('sk-check-');
+    pki = await createPki({
+      dir: join(dir, 'pki'),
+      ocspUrl: `http://127.0.0.1:${await freePort()}`,
+      leaves: [{ name: 'www' }, { name: 'mail' }, { name: 'bad', status: 'revoked' }],
+    });
+    // a week of validity, as public CAs give: with the default --warn 3d, a fresh staple is OK
+    responder = await startResponder({ pki, nmin: 7 * 24 * 60 });
+  });
+
+  afterAll(async () => {
+    await responder?.stop();
+    await removeTempDirs();
+  });
+
+  it('reports OK, CRITICAL for revoked and missing staples, and UNKNOWN for a broken configuration, without fetching', async () => {
+    const leaves = pki.leaves;
+    const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
+      ocsp_folder: join(dir, 'staples'),
+      on_revoked_write: true, // so that a revoked staple lies on disk for the check to find
+      domains: {
+        www: { cert: leaves.www!.bundle, ocsp: 'www.der' },
+        mail: { cert: leaves.mail!.bundle, ocsp: 'mail.der' },
+        bad: { cert: leaves.bad!.bundle, ocsp: 'bad.der' },
+        'not-stapled': { cert: leaves.www!.bundle, ocsp: 'off.der', ocsp_responder_uri: 'disabled' },
+      },
+    });
+    const run = await runCli(['run', '-c', config], { cwd: dir });
+    expect(run.stdout + run.stderr).toContain('[bad] ');
+    expect(run.code).toBe(255); // a revoked certificate is a failure of the run
+
+    const asked = responder.requests.length;
+    const crit = await runCli(['check', '-c', config], { cwd: dir });
+    expect(crit.code).toBe(2);
+    expect(crit.stderr).toBe('');
+    expect(crit.stdout).toMatch(
+      /^STAPLEKEEPER CRITICAL - 1 of 3 staples critical: bad REVOKED at \S+ \(keyCompromise\) \| expiry_min=0s;259200:;86400:;0 certs=3 critical=1 warning=0 unknown=0\n$/,
+    );
+
+    const json = await runCli(['check', '-c', config, '--json'], { cwd: dir });
+    expect(json.code).toBe(2);
+    const doc = JSON.parse(json.stdout) as {
+      certificates: Array<{ id: string; level: string; state: string; expiresInSeconds: number }>;
+    };
+    expect(doc.certificates.map((c) => [c.id, c.level, c.state])).toEqual([
+      ['www', 'ok', 'good'],
+      ['mail', 'ok', 'good'],
+      ['bad', 'critical', 'revoked'],
+    ]);
+    // 7 days from the responder, minus the seconds the test took
+    expect(doc.certificates[0]!.expiresInSeconds).toBeGreaterThan(7 * 86400 - 120);
+
+    await rm(join(dir, 'staples', 'mail.der'));
+    const missing = await runCli(['check', '-c', config, '-v'], { cwd: dir });
+    expect(missing.code).toBe(2);
+    expect(missing.stdout.split('\n')[0]).toContain('2 of 3 staples critical: mail no staple, bad REVOKED');
+    expect(missing.stdout).toMatch(/\n\[www\] OK: expires in 6d 23h \(.*www\.der\)\n/);
+
+    const healthy = await writeConfig(join(dir, 'healthy.yaml'), {
+      ocsp_folder: join(dir, 'staples'),
+      domains: { www: { cert: leaves.www!.bundle, ocsp: 'www.der' } },
+    });
+    const ok = await runCli(['check', '-c', healthy], { cwd: dir });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(
+      /^STAPLEKEEPER OK - 1 staple good, earliest expiry in 6d 23h \(www\) \| expiry_min=\d+s;259200:;86400:;0 certs=1 critical=0 warning=0 unknown=0\n$/,
+    );
+    // within --warn 8d, it warns
+    expect((await runCli(['check', '-c', healthy, '--warn', '8d'], { cwd: dir })).code).toBe(1);
+
+    // the check only reads files
+    expect(responder.requests.length).toBe(asked);
+
+    await writeFile(join(dir, 'broken.yaml'), 'domains:\n  www:\n    cert: nowhere.pem\n    ocsp: www.der\n');
+    const broken = await runCli(['check', '-c', 'broken.yaml'], { cwd: dir });
+    expect(broken.code).toBe(3);
+    expect(broken.stdout).toMatch(
+      /^STAPLEKEEPER UNKNOWN - configuration: CONFIG_INVALID: broken\.yaml:3:11 domains\.www\.cert: certificate file not found/,
+    );
+    const usage = await runCli(['check', '--warn'], { cwd: dir });
+    expect(usage.code).toBe(3);
+    expect(usage.stdout).toMatch(/^STAPLEKEEPER UNKNOWN - invalid arguments: /);
+  });
+});

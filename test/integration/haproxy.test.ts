@@ -1,0 +1,317 @@
+/**
+ * HAProxy serves what staplekeeper writes and pushes (OCSP-REFERENCE §5),
+ * with a real HAProxy 2.6 (Debian package; `.ci/run` installs it), a real
+ * `openssl ocsp` responder (scripts/lib), `bin/staplekeeper` as a child
+ * process and `openssl s_client -status` as the client:
+ *
+ * 1. `<crt file>.ocsp` beside the certificate (`ocsp: "{cert}.ocsp"`) is
+ *    served from start-up;
+ * 2. `run` pushes a renewed staple over the stats socket
+ *    (`set ssl ocsp-response`) and clients see it without a reload; a push
+ *    that fails (HAProxy not running yet) is reported (exit 255) and done by
+ *    the next run;
+ * 3. the reload variant: HAProxy in master-worker mode, an `on_change` hook
+ *    sending the master SIGUSR2 (what `systemctl reload haproxy` does), and
+ *    a push through the master CLI (`-S`), which needs the `@1` routing.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeResponse } from '../../src/core/response.js';
+import { HAPROXY_STATE_NAME, pushToHaproxy } from '../../src/engine/haproxy.js';
+import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
+import { addLeaf, createPki, type Leaf, type Pki } from '../../scripts/lib/pki.mjs';
+import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+
+const HAPROXY =
+  spawnSync('sh', ['-c', 'command -v haproxy || ls /usr/sbin/haproxy'], { encoding: 'utf8' })
+    .stdout.trim()
+    .split('\n')[0] ?? '';
+
+// ---------------------------------------------------------------- helpers (kept local: each server test stands alone)
+
+interface StatusView {
+  out: string;
+  responseStatus?: string;
+  certStatus?: string;
+  thisUpdate?: Date;
+  serial?: string;
+  noResponse: boolean;
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+function parseOpensslTime(text: string): Date | undefined {
+  const m = /^(\w{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4}) GMT$/.exec(text.trim());
+  if (!m) return undefined;
+  return new Date(
+    Date.UTC(Number(m[6]), MONTHS.indexOf(m[1] as string), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])),
+  );
+}
+
+async function sClient(port: number): Promise<StatusView> {
+  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-status'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdin.end();
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await new Promise((r) => child.once('close', r));
+  clearTimeout(timer);
+  const view: StatusView = { out, noResponse: /OCSP response: no response sent/.test(out) };
+  const rs = /OCSP Response Status: (\w+)/.exec(out);
+  if (rs) view.responseStatus = rs[1];
+  const cs = /Cert Status: (\w+)/.exec(out);
+  if (cs) view.certStatus = cs[1];
+  const tu = /This Update: (.+)/.exec(out);
+  if (tu) view.thisUpdate = parseOpensslTime(tu[1] as string);
+  const sn = /OCSP Response Data:[\s\S]*?Serial Number: ([0-9A-F]+)/.exec(out);
+  if (sn) view.serial = sn[1];
+  return view;
+}
+
+/** Polls s_client until it sees `thisUpdate` (HAProxy workers may take a moment after a reload). */
+async function sClientUntil(port: number, thisUpdate: Date, tries = 50): Promise<StatusView> {
+  let view = await sClient(port);
+  for (let i = 0; i < tries && view.thisUpdate?.getTime() !== thisUpdate.getTime(); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    view = await sClient(port);
+  }
+  return view;
+}
+
+interface Server {
+  child: ChildProcess;
+  log: () => string;
+}
+
+function startHaproxy(args: string[]): Server {
+  const child = spawn(HAPROXY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-65536)));
+  child.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-65536)));
+  return { child, log: () => log };
+}
+
+async function waitForPort(port: number, server: Server): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (server.child.exitCode !== null)
+      throw new Error(`haproxy exited with ${server.child.exitCode}:\n${server.log()}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after 10 s:\n${server.log()}`);
+}
+
+async function stop(server: Server | undefined): Promise<void> {
+  const child = server?.child;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await gone;
+  clearTimeout(timer);
+}
+
+function thisUpdateOf(der: Buffer): Date {
+  const single = decodeResponse(der).basic?.singles[0];
+  if (!single) throw new Error('no single response');
+  return single.thisUpdate;
+}
+
+const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1100)); // openssl ocsp stamps whole seconds
+
+/** The HAProxy crt file: certificate, issuer and key in one PEM (HAProxy then loads `<file>.ocsp` beside it). */
+async function writeCrt(path: string, leaf: Leaf): Promise<void> {
+  await writeFile(path, (await readFile(leaf.bundle, 'utf8')) + (await readFile(leaf.key, 'utf8')));
+}
+
+function haproxyConfig(opts: { port: number; crt: string; socket: string }): string {
+  return [
+    'global',
+    `  stats socket ${opts.socket} level admin`,
+    'defaults',
+    '  mode http',
+    '  timeout connect 5s',
+    '  timeout client 5s',
+    '  timeout server 5s',
+    'frontend tls',
+    `  bind 127.0.0.1:${opts.port} ssl crt ${opts.crt}`,
+    '  http-request return status 200 content-type text/plain string ok',
+    '',
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------- the tests
+
+describe.skipIf(process.env.STAPLEKEEPER_SKIP_SERVER_TESTS === '1')(
+  'HAProxy 2.6: <crt>.ocsp at start, runtime push, reload hook',
+  () => {
+    let dir: string;
+    let pki: Pki;
+    let responder: Responder;
+    const servers: Server[] = [];
+
+    beforeAll(async () => {
+      if (!HAPROXY)
+        throw new Error(
+          'haproxy is not installed: apt-get install haproxy (.ci/run installs it); STAPLEKEEPER_SKIP_SERVER_TESTS=1 skips this test',
+        );
+      assertBuilt();
+      dir = await tempDir('sk-haproxy-');
+      pki = await createPki({
+        dir: join(dir, 'pki'),
+        ocspUrl: `http://127.0.0.1:${await freePort()}`,
+        leaves: [{ name: 'site' }],
+      });
+      responder = await startResponder({ pki });
+    });
+
+    afterAll(async () => {
+      for (const s of servers) await stop(s);
+      await responder?.stop();
+      await removeTempDirs();
+    });
+
+    it('is HAProxy 2.6 or later', () => {
+      const v = spawnSync(HAPROXY, ['-v'], { encoding: 'utf8' }).stdout;
+      const m = /version (\d+)\.(\d+)/.exec(v);
+      expect(m, v).not.toBeNull();
+      expect(Number(m![1]) * 100 + Number(m![2])).toBeGreaterThanOrEqual(206);
+    });
+
+    it('serves <crt>.ocsp from start-up and takes renewed staples over the stats socket without a reload', async () => {
+      const leaf = pki.leaves.site!;
+      const crt = join(dir, 'site.pem');
+      const ocspFile = `${crt}.ocsp`;
+      const socket = join(dir, 'admin.sock');
+      const port = await freePort();
+      await writeCrt(crt, leaf);
+      const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
+        ocsp_folder: join(dir, 'state'),
+        domains: { site: { cert: crt, ocsp: '{cert}.ocsp' } },
+        haproxy: [{ socket, certificates: ['site'] }],
+      });
+
+      // HAProxy is not running yet: the staple is written, the push fails, is reported and kept pending.
+      const first = await runCli(['run', '-c', config], { cwd: dir });
+      expect(first.stdout).toContain('[site] updated OCSP response: good');
+      expect(first.stderr).toMatch(
+        /error PUSH_FAILED: \[site\] cannot talk to HAProxy at .*admin\.sock: ENOENT .*; the push is retried at the next run/,
+      );
+      expect(first.code).toBe(255);
+      const written = await readFile(ocspFile);
+
+      // 1. HAProxy loads <crt>.ocsp at start-up.
+      const cfg = join(dir, 'haproxy.cfg');
+      await writeFile(cfg, haproxyConfig({ port, crt, socket }));
+      const haproxy = startHaproxy(['-db', '-f', cfg]);
+      servers.push(haproxy);
+      await waitForPort(port, haproxy);
+      const atStart = await sClient(port);
+      expect(atStart.responseStatus, atStart.out).toBe('successful');
+      expect(atStart.certStatus).toBe('good');
+      expect(atStart.serial).toBe(leaf.serialHex);
+      expect(atStart.thisUpdate).toEqual(thisUpdateOf(written));
+
+      // The next run has nothing to renew but does the pending push.
+      const retry = await runCli(['run', '-c', config], { cwd: dir });
+      expect(retry.stdout).toContain('[site] unchanged');
+      expect(retry.stderr).toMatch(/\[site\] pushed the staple to HAProxy at .*admin\.sock/);
+      expect(retry.code).toBe(0);
+      const state = JSON.parse(await readFile(join(dir, 'state', HAPROXY_STATE_NAME), 'utf8')) as {
+        pushed: Record<string, Record<string, string>>;
+      };
+      expect(Object.keys(state.pushed[socket] ?? {})).toEqual(['site']);
+      // ...and one more run pushes nothing: HAProxy already has these bytes.
+      const quiet = await runCli(['run', '-c', config], { cwd: dir });
+      expect(quiet.stderr).toBe('');
+      expect(quiet.code).toBe(0);
+
+      // 2. A renewal reaches clients through the socket, without a reload.
+      await tick();
+      const renewal = await runCli(['run', '-c', config, '--force'], { cwd: dir });
+      expect(renewal.stderr).toMatch(/\[site\] pushed the staple to HAProxy/);
+      expect(renewal.code).toBe(1);
+      const renewed = thisUpdateOf(await readFile(ocspFile));
+      expect(renewed.getTime()).toBeGreaterThan(atStart.thisUpdate!.getTime());
+      const after = await sClient(port); // no polling needed: the push is synchronous
+      expect(after.responseStatus, after.out).toBe('successful');
+      expect(after.certStatus).toBe('good');
+      expect(after.thisUpdate).toEqual(renewed);
+      expect(haproxy.child.exitCode).toBeNull();
+      expect(haproxy.log()).not.toMatch(/reload/i);
+    });
+
+    it('reloads a master-worker HAProxy from the on_change hook, and pushes through the master CLI', async () => {
+      const leaf = await addLeaf(pki, { name: 'reload' });
+      const crt = join(dir, 'reload.pem');
+      const socket = join(dir, 'reload-admin.sock');
+      const master = join(dir, 'master.sock');
+      const pidFile = join(dir, 'haproxy.pid');
+      const port = await freePort();
+      await writeCrt(crt, leaf);
+      // Bootstrap: the staple must exist before HAProxy starts (HAProxy 2.6 can only update staples it loaded).
+      const boot = await runCli(['fetch', '--cert', crt, '--out', `${crt}.ocsp`], { cwd: dir });
+      expect(boot.code, boot.stderr).toBe(0);
+
+      const cfg = join(dir, 'reload.cfg');
+      await writeFile(cfg, haproxyConfig({ port, crt, socket }));
+      const haproxy = startHaproxy(['-W', '-db', '-f', cfg, '-S', master, '-p', pidFile]);
+      servers.push(haproxy);
+      await waitForPort(port, haproxy);
+      const before = await sClient(port);
+      expect(before.certStatus, before.out).toBe('good');
+
+      // The documented reload hook for a master-worker HAProxy without systemd: SIGUSR2 to the master.
+      await tick();
+      const config = await writeConfig(join(dir, 'reload.yaml'), {
+        ocsp_folder: join(dir, 'reload-state'),
+        domains: { reload: { cert: crt, ocsp: '{cert}.ocsp' } },
+        hooks: { on_change: `kill -USR2 "$(cat '${pidFile}')"` },
+      });
+      const run = await runCli(['run', '-c', config, '--force'], { cwd: dir });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(1);
+      const renewed = thisUpdateOf(await readFile(`${crt}.ocsp`));
+      const after = await sClientUntil(port, renewed);
+      expect(after.certStatus, after.out).toBe('good');
+      expect(after.thisUpdate).toEqual(renewed);
+      expect(haproxy.log()).toMatch(/Reloading HAProxy/);
+
+      // The master CLI has no `set ssl`; the push is routed to the worker with `@1`.
+      await tick();
+      const fresh = await runCli(['fetch', '--cert', crt, '--out', join(dir, 'pushed.der')], { cwd: dir });
+      expect(fresh.code, fresh.stderr).toBe(0);
+      const report = await pushToHaproxy(
+        [{ socket: master, certificates: [] }],
+        [{ id: 'reload', staplePath: join(dir, 'pushed.der') }],
+      );
+      expect(report.failed).toEqual([]);
+      expect(report.pushed).toHaveLength(1);
+      const pushed = thisUpdateOf(await readFile(join(dir, 'pushed.der')));
+      expect((await sClient(port)).thisUpdate).toEqual(pushed);
+
+      // A refused staple is a failure with HAProxy's own words (a response for another certificate).
+      const other = await pushToHaproxy(
+        [{ socket, certificates: [] }],
+        [{ id: 'site', staplePath: `${join(dir, 'site.pem')}.ocsp` }],
+      );
+      expect(other.pushed).toEqual([]);
+      expect(other.failed[0]?.message).toMatch(/HAProxy at .* refused the staple: .*(does not match|not found)/i);
+    });
+  },
+);

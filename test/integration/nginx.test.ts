@@ -1,0 +1,240 @@
+/**
+ * nginx serves what staplekeeper writes (OCSP-REFERENCE §5): a real nginx
+ * (Debian package; `.ci/run` installs it) on a loopback port with
+ * `ssl_stapling on; ssl_stapling_file <staple>;`, a real `openssl ocsp`
+ * responder (scripts/lib), `bin/staplekeeper` as a child process, and
+ * `openssl s_client -status` as the client.
+ *
+ * nginx reads the staple file only at (re)load, so the `on_change` hook
+ * `nginx -s reload` (the documented hook of docs/servers.md) is what makes a
+ * renewed staple reach clients; the test checks that the client then sees
+ * the new thisUpdate.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeResponse } from '../../src/core/response.js';
+import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
+import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
+import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+
+const NGINX =
+  spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' })
+    .stdout.trim()
+    .split('\n')[0] ?? '';
+
+// ---------------------------------------------------------------- helpers (kept local: each server test stands alone)
+
+interface StatusView {
+  out: string;
+  responseStatus?: string;
+  certStatus?: string;
+  thisUpdate?: Date;
+  serial?: string;
+  noResponse: boolean;
+}
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** OpenSSL's `Nov 22 10:50:58 2026 GMT`. */
+function parseOpensslTime(text: string): Date | undefined {
+  const m = /^(\w{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4}) GMT$/.exec(text.trim());
+  if (!m) return undefined;
+  return new Date(
+    Date.UTC(Number(m[6]), MONTHS.indexOf(m[1] as string), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])),
+  );
+}
+
+/** `openssl s_client -status` against 127.0.0.1:port; what it says about the stapled response. */
+async function sClient(port: number, servername = 'site.test'): Promise<StatusView> {
+  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-status'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  child.stdin.end();
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await new Promise((r) => child.once('close', r));
+  clearTimeout(timer);
+  const view: StatusView = { out, noResponse: /OCSP response: no response sent/.test(out) };
+  const rs = /OCSP Response Status: (\w+)/.exec(out);
+  if (rs) view.responseStatus = rs[1];
+  const cs = /Cert Status: (\w+)/.exec(out);
+  if (cs) view.certStatus = cs[1];
+  const tu = /This Update: (.+)/.exec(out);
+  if (tu) view.thisUpdate = parseOpensslTime(tu[1] as string);
+  const sn = /OCSP Response Data:[\s\S]*?Serial Number: ([0-9A-F]+)/.exec(out);
+  if (sn) view.serial = sn[1];
+  return view;
+}
+
+async function waitForPort(port: number, child: ChildProcess, log: () => Promise<string>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}:\n${await log()}`);
+    const ok = await new Promise<boolean>((r) => {
+      const s = connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        r(true);
+      });
+      s.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after 10 s:\n${await log()}`);
+}
+
+async function stop(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await gone;
+  clearTimeout(timer);
+}
+
+function thisUpdateOf(der: Buffer): Date {
+  const single = decodeResponse(der).basic?.singles[0];
+  if (!single) throw new Error('no single response');
+  return single.thisUpdate;
+}
+
+// ---------------------------------------------------------------- the test
+
+describe.skipIf(process.env.STAPLEKEEPER_SKIP_SERVER_TESTS === '1')('nginx with ssl_stapling_file', () => {
+  let dir: string;
+  let pki: Pki;
+  let responder: Responder;
+  let nginx: ChildProcess | undefined;
+  let port: number;
+  let proxyPort: number;
+  let conf: string;
+  let errorLog: string;
+  let staple: string;
+
+  beforeAll(async () => {
+    if (!NGINX)
+      throw new Error(
+        'nginx is not installed: apt-get install nginx (.ci/run installs it); STAPLEKEEPER_SKIP_SERVER_TESTS=1 skips this test',
+      );
+    assertBuilt();
+    dir = await tempDir('sk-nginx-');
+    pki = await createPki({
+      dir: join(dir, 'pki'),
+      ocspUrl: `http://127.0.0.1:${await freePort()}`,
+      leaves: [{ name: 'site' }],
+    });
+    responder = await startResponder({ pki });
+    port = await freePort();
+    proxyPort = await freePort();
+    conf = join(dir, 'nginx.conf');
+    errorLog = join(dir, 'error.log');
+    staple = join(dir, 'staples', 'site.der');
+    await mkdir(join(dir, 'staples'));
+    // nginx workers run as nobody when the tests run as root: they must be able to read the staples
+    await chmod(dir, 0o755);
+    await mkdir(join(dir, 'tmp'));
+    const leaf = pki.leaves.site!;
+    const tmp = join(dir, 'tmp');
+    await writeFile(
+      conf,
+      [
+        `pid ${join(dir, 'nginx.pid')};`,
+        `error_log ${errorLog} info;`,
+        'worker_processes 1;',
+        'events { worker_connections 64; }',
+        'http {',
+        '  access_log off;',
+        `  client_body_temp_path ${tmp}/body;`,
+        `  proxy_temp_path ${tmp}/proxy;`,
+        `  fastcgi_temp_path ${tmp}/fastcgi;`,
+        `  uwsgi_temp_path ${tmp}/uwsgi;`,
+        `  scgi_temp_path ${tmp}/scgi;`,
+        '  server {',
+        `    listen 127.0.0.1:${port} ssl;`,
+        '    server_name site.test;',
+        `    ssl_certificate ${leaf.bundle};`,
+        `    ssl_certificate_key ${leaf.key};`,
+        '    ssl_stapling on;',
+        `    ssl_stapling_file ${staple};`,
+        '    return 200 "ok\\n";',
+        '  }',
+        '  # the local "responder" for Apache mod_ssl (docs/servers.md): each staple at its own URL',
+        '  server {',
+        `    listen 127.0.0.1:${proxyPort};`,
+        `    root ${join(dir, 'staples')};`,
+        '    default_type application/ocsp-response;',
+        '    error_page 405 =200 $uri;',
+        '  }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  afterAll(async () => {
+    await stop(nginx);
+    await responder?.stop();
+    await removeTempDirs();
+  });
+
+  it('serves the staple staplekeeper wrote, and the renewed one after the on_change reload hook', async () => {
+    const leaf = pki.leaves.site!;
+    // 1. The first staple must exist before nginx starts: a staple file that is missing or does
+    //    not parse stops nginx. `staplekeeper fetch` bootstraps it (docs/servers.md).
+    const first = await runCli(['fetch', '--cert', leaf.bundle, '--out', staple], { cwd: dir });
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+
+    nginx = spawn(NGINX, ['-p', dir, '-c', conf, '-e', errorLog, '-g', 'daemon off;'], { stdio: 'ignore' });
+    await waitForPort(port, nginx, () => readFile(errorLog, 'utf8').catch(() => ''));
+
+    const before = await sClient(port);
+    expect(before.responseStatus, before.out).toBe('successful');
+    expect(before.certStatus).toBe('good');
+    expect(before.serial).toBe(leaf.serialHex);
+    expect(before.thisUpdate).toEqual(thisUpdateOf(await readFile(staple)));
+
+    // 2. A forced renewal with the documented reload hook. openssl ocsp stamps thisUpdate with the
+    //    current second, so wait for the next one to get a visibly different staple.
+    await new Promise((r) => setTimeout(r, 1100));
+    const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
+      ocsp_folder: join(dir, 'staples'),
+      domains: { site: { cert: leaf.bundle, ocsp: 'site.der' } },
+      hooks: { on_change: [NGINX, '-p', dir, '-c', conf, '-e', errorLog, '-s', 'reload'] },
+    });
+    const run = await runCli(['run', '-c', config, '--force'], { cwd: dir });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(1); // ocspbot convention: one staple renewed
+    expect(run.stdout).toContain('[site] updated OCSP response: good');
+    const renewed = thisUpdateOf(await readFile(staple));
+    expect(renewed.getTime()).toBeGreaterThan(before.thisUpdate!.getTime());
+
+    // nginx swaps workers asynchronously after the reload signal: poll briefly for the new staple.
+    let after = await sClient(port);
+    for (let i = 0; i < 50 && after.thisUpdate?.getTime() !== renewed.getTime(); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await sClient(port);
+    }
+    expect(after.responseStatus, after.out).toBe('successful');
+    expect(after.certStatus).toBe('good');
+    expect(after.thisUpdate).toEqual(renewed);
+    expect(nginx.exitCode).toBeNull(); // reloaded, not restarted
+
+    // The Apache recipe: mod_ssl POSTs its OCSP request to SSLStaplingForceURL and gets the staple.
+    const viaProxy = await fetch(`http://127.0.0.1:${proxyPort}/site.der`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/ocsp-request' },
+      body: Buffer.from('30030a0100', 'hex'),
+    });
+    expect(viaProxy.status).toBe(200);
+    expect(viaProxy.headers.get('content-type')).toBe('application/ocsp-response');
+    expect(Buffer.from(await viaProxy.arrayBuffer())).toEqual(await readFile(staple));
+    expect(await readFile(errorLog, 'utf8')).toMatch(/signal 1 \(SIGHUP\) received.*reconfiguring/);
+  });
+});
