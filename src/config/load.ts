@@ -185,14 +185,16 @@ async function readSource(file: string, cwd: string): Promise<YamlSource> {
   return YamlSource.parse(file, name, text);
 }
 
-type FsKind = 'file' | 'folder' | 'other' | 'missing';
+type FsKind = 'file' | 'folder' | 'other' | 'missing' | `unusable: ${string}`;
 
 async function fsKind(p: string): Promise<FsKind> {
   try {
     const s = await stat(p);
     return s.isFile() ? 'file' : s.isDirectory() ? 'folder' : 'other';
-  } catch {
-    return 'missing';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // a symlink loop or a permission problem is not "not found": say what it is
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : `unusable: ${describeFsError(e)}`;
   }
 }
 
@@ -286,6 +288,8 @@ async function domainTargets(
       const kind = await fsKind(abs);
       if (kind === 'missing') {
         problems.push(source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})`));
+      } else if (kind.startsWith('unusable: ')) {
+        problems.push(source.problem([...at, key], `${what} file cannot be used: ${abs}: ${kind.slice(10)} (domain ${id})`));
       } else if (kind !== 'file') {
         problems.push(source.problem([...at, key], `${what} path is not a file: ${abs} (domain ${id})`));
       }
