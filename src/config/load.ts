@@ -15,6 +15,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { describeFsError } from '../io/files.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
 import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
 import { includeSchema, mainSchema, validate, type RawIncludeConfig, type RawMainConfig } from './schema.js';
@@ -161,14 +162,6 @@ function fail(code: ErrorCode, unsorted: readonly ConfigProblem[], fileOrder: re
   };
   const problems = [...unsorted].sort((a, b) => rank(a.file) - rank(b.file) || a.line - b.line || a.col - b.col);
   throw new StapleError(code, problems.map(formatProblem).join('\n'), { details: { problems } });
-}
-
-function describeFsError(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'EISDIR') return 'it is a folder, not a file';
-  return e instanceof Error ? e.message : String(e);
 }
 
 async function readSource(file: string, cwd: string): Promise<YamlSource> {
