@@ -28,7 +28,8 @@ function wantsVerbose(argv: string[]): boolean {
 /** Runs the staplekeeper CLI and returns the exit code. */
 export async function cli(argv: string[], io: CliIo): Promise<number> {
   let code = EXIT.OK as number;
-  let usageExit: number = EXIT.USAGE;
+  // usage errors exit with the code of the command's own convention: 252 for run (ocspbot), 3 for check (Nagios)
+  const usageExit: number = argv[0] === 'run' ? 252 : argv[0] === 'check' ? 3 : EXIT.USAGE;
   const program = new Command('staplekeeper')
     .description('Keeps OCSP stapling responses fresh and correct for every TLS certificate you run.')
     .version(VERSION, '-V, --version', 'print the version')
@@ -88,9 +89,35 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('-v, --verbose', 'more detail, stack traces on errors', false)
     .option('--only <id...>', 'process only these domain identifiers')
     .action(async (opts) => {
-      usageExit = 252;
       const { runCommand } = await import('./run.js');
       code = await runCommand(opts, io);
+    });
+
+  program
+    .command('check')
+    .description(
+      'monitoring plugin (Nagios/Icinga): judge every staple on disk, never fetch; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN',
+    )
+    .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')
+    .option('--warn <duration>', 'WARNING when a staple expires within this time', '3d')
+    .option('--crit <duration>', 'CRITICAL when a staple expires within this time', '1d')
+    .option('--json', 'print a JSON document with the state of every certificate', false)
+    .option('-v, --verbose', 'one more line per certificate after the status line', false)
+    .action(async (opts) => {
+      const { checkCommand } = await import('./check.js');
+      code = await checkCommand(opts, io);
+    });
+
+  program
+    .command('daemon')
+    .description('keep every staple fresh as a service: timers, retries with backoff, folder watching, signals')
+    .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')
+    .option('--listen <host:port>', 'serve /, /status, /metrics and /healthz here (a port alone means 127.0.0.1)')
+    .addOption(new Option('--log-format <format>', 'log line format').choices(['text', 'json']).default('text'))
+    .option('-v, --verbose', 'also log fresh staples, schedule decisions and notes', false)
+    .action(async (opts) => {
+      const { daemonCommand } = await import('./daemon.js');
+      code = await daemonCommand(opts, io);
     });
 
   try {
@@ -105,6 +132,9 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
       if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
         return EXIT.OK;
       }
+      // monitoring systems read a plugin's standard output, not its errors
+      if (argv[0] === 'check')
+        io.stdout.write(`STAPLEKEEPER UNKNOWN - invalid arguments: ${e.message.replace(/^error: /, '')}\n`);
       return usageExit;
     }
     reportError(io, e, wantsVerbose(argv));
@@ -113,7 +143,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
 }
 
 /** Entry point of the bin shims. */
-export async function runMain(prog: 'staplekeeper' | 'ocspbot', argv: string[]): Promise<void> {
+export async function runMain(prog: 'staplekeeper' | 'ocspbot' | 'ocsprenewer', argv: string[]): Promise<void> {
   const io: CliIo = {
     stdout: process.stdout,
     stderr: process.stderr,
@@ -125,6 +155,9 @@ export async function runMain(prog: 'staplekeeper' | 'ocspbot', argv: string[]):
   if (prog === 'ocspbot') {
     const { ocspbotCli } = await import('./ocspbot.js');
     code = await ocspbotCli(argv, io);
+  } else if (prog === 'ocsprenewer') {
+    const { ocsprenewerCli } = await import('./ocsprenewer.js');
+    code = await ocsprenewerCli(argv, io);
   } else {
     code = await cli(argv, io);
   }

@@ -1,0 +1,333 @@
+/**
+ * The rules of ocsprenewer (OCSP-REFERENCE §6), so that its command line can
+ * run on staplekeeper's engine unchanged: which files are certificates, where
+ * their staples go, which are skipped, and the T1 refresh ratio.
+ *
+ * - Arguments are certificate files, or with `-dirs` folders whose files
+ *   ending in one of `-cert-extensions` (default `.crt .cert .pem`) are
+ *   certificates (ocsprenewer globs `<dir>/*<ext>`, no recursion).
+ * - `*.issuer.crt` files are the issuers of their neighbours, not
+ *   certificates to renew; beyond ocsprenewer, `<stem>.issuer.crt` beside a
+ *   certificate is used as its chain file, and the core's issuer discovery
+ *   (the rest of the same PEM file first, then AIA caIssuers) does the rest,
+ *   where ocsprenewer stopped with `UNIMPLEMENTED findIssuer`.
+ * - `<certificate file>.noocsp` skips that certificate.
+ * - A certificate without an OCSP URL is an error, except in a folder scan
+ *   with `-allow-nonocsp-in-dir`, where it is skipped quietly (private CAs
+ *   issue such certificates, and since 2025 Let's Encrypt does too, §7).
+ * - The staple is `<out-dir>/<file name without its certificate
+ *   extension><extension>`; like ocsprenewer, each extension of the list that
+ *   the name ends with is cut in list order.
+ * - `-timer-t1` is a ratio of the response's producedAt..nextUpdate window
+ *   (0.10–0.95), or a percentage (1–100); refresh at
+ *   `producedAt + (nextUpdate - producedAt) × T1` (§4).
+ */
+import { access, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { DEFAULTS } from '../config/index.js';
+import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
+import { loadCertificates } from '../core/certs.js';
+import { StapleError, toStapleError } from '../core/errors.js';
+import { readInputFile } from '../io/files.js';
+import type { DaemonSource, DiscoveryProblem, WatchDir } from './daemon.js';
+import { pickLeaf } from './issuer.js';
+
+/** ocsprenewer's flag defaults. */
+export const RENEWER_DEFAULTS = {
+  outDir: './',
+  extension: '.ocsp',
+  certExtensions: '.crt .cert .pem',
+  timerT1: 0.5,
+} as const;
+
+/** The suffix of a flag file that skips a certificate. */
+export const NOOCSP_SUFFIX = '.noocsp';
+
+/** What an ocsprenewer invocation asks for, resolved. */
+export interface RenewerSettings {
+  /** Certificate files, or folders with {@link RenewerSettings.dirs}; absolute. */
+  paths: string[];
+  dirs: boolean;
+  /** Absolute output folder. */
+  outDir: string;
+  extension: string;
+  certExtensions: string[];
+  /** T1 as a ratio (0.10–0.95). */
+  timerT1: number;
+  allowNonOcspInDir: boolean;
+  /** `-http HOST:PORT`: the status service in persist mode. */
+  statusListen?: string;
+}
+
+/** A certificate left out on purpose, for `-verbose`. */
+export interface SkippedCert {
+  path: string;
+  reason: string;
+}
+
+/** What a scan of the arguments found. */
+export interface RenewerDiscovery {
+  targets: TargetConfig[];
+  problems: DiscoveryProblem[];
+  skipped: SkippedCert[];
+}
+
+/**
+ * Turns a `-timer-t1` value into a ratio: 1–100 is a percentage (as
+ * ocsprenewer reads it), and the ratio must lie in 0.10–0.95.
+ *
+ * @throws StapleError `BAD_ARGUMENTS` with ocsprenewer's wording.
+ */
+export function normaliseTimerT1(value: number): number {
+  if (!Number.isFinite(value)) throw new StapleError('BAD_ARGUMENTS', `timer T1 must be a number, got ${value}`);
+  const ratio = value >= 1 && value <= 100 ? value / 100 : value;
+  if (ratio < 0.1) throw new StapleError('BAD_ARGUMENTS', `timer T1 set too small (10% minimum): ${value}`);
+  if (ratio > 0.95) throw new StapleError('BAD_ARGUMENTS', `timer T1 set too large (95% maximum): ${value}`);
+  return ratio;
+}
+
+/** Splits `-cert-extensions` on white space; an empty list means `.crt`, as in ocsprenewer. */
+export function parseCertExtensions(list: string): string[] {
+  const exts = list.split(/\s+/).filter((e) => e.length > 0);
+  return exts.length > 0 ? exts : ['.crt'];
+}
+
+/** The file name without its certificate extension(s), cut in list order as ocsprenewer does. */
+export function certStem(certPath: string, certExtensions: readonly string[]): string {
+  let name = path.basename(certPath);
+  for (const ext of certExtensions) if (name.endsWith(ext)) name = name.slice(0, name.length - ext.length);
+  return name;
+}
+
+/**
+ * The staple path of a certificate: `<out-dir>/<stem><extension>`.
+ *
+ * @throws StapleError `BAD_ARGUMENTS` when the stem is empty (a file named just `.crt`).
+ */
+export function stapleNameFor(
+  certPath: string,
+  s: Pick<RenewerSettings, 'outDir' | 'extension' | 'certExtensions'>,
+): string {
+  const stem = certStem(certPath, s.certExtensions);
+  if (stem.length === 0)
+    throw new StapleError('BAD_ARGUMENTS', `${certPath}: derived an empty file name for the staple`);
+  return path.join(s.outDir, `${stem}${s.extension}`);
+}
+
+/** True for `*.issuer.crt` (and `.issuer` before any other certificate extension): an issuer, not a certificate to renew. */
+export function isIssuerFile(name: string, certExtensions: readonly string[]): boolean {
+  return certExtensions.some((ext) => name.endsWith(`.issuer${ext}`)) || name.endsWith('.issuer.crt');
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+async function issuerFileFor(certPath: string, s: RenewerSettings): Promise<string | undefined> {
+  const dir = path.dirname(certPath);
+  const stem = certStem(certPath, s.certExtensions);
+  for (const ext of new Set(['.crt', ...s.certExtensions])) {
+    const candidate = path.join(dir, `${stem}.issuer${ext}`);
+    if (candidate !== certPath && (await isFile(candidate))) return candidate;
+  }
+  return undefined;
+}
+
+/**
+ * Finds the certificates the arguments name, by ocsprenewer's rules (see the
+ * module comment). Never throws: everything wrong is a problem (an error for
+ * the exit code and the log), everything left out on purpose is in `skipped`.
+ */
+export async function discoverRenewerTargets(s: RenewerSettings): Promise<RenewerDiscovery> {
+  const out: RenewerDiscovery = { targets: [], problems: [], skipped: [] };
+  const byStaple = new Map<string, string>();
+
+  const consider = async (certPath: string, inDir: boolean): Promise<void> => {
+    if (await isFile(`${certPath}${NOOCSP_SUFFIX}`)) {
+      out.skipped.push({ path: certPath, reason: `a ${path.basename(certPath)}${NOOCSP_SUFFIX} flag file is present` });
+      return;
+    }
+    let staplePath: string;
+    try {
+      staplePath = stapleNameFor(certPath, s);
+      const certs = loadCertificates(await readInputFile(certPath, 'certificate'), certPath);
+      const { leaf } = pickLeaf(certs);
+      if (leaf.ocspUrls.length === 0) {
+        if (inDir && s.allowNonOcspInDir) {
+          out.skipped.push({
+            path: certPath,
+            reason: 'the certificate names no OCSP responder (-allow-nonocsp-in-dir)',
+          });
+          return;
+        }
+        out.problems.push({
+          path: certPath,
+          code: 'NO_OCSP_URL',
+          message: `${certPath}: the certificate "${leaf.subject}" names no OCSP responder${inDir ? ' (use -allow-nonocsp-in-dir to skip such certificates)' : ''}`,
+        });
+        return;
+      }
+    } catch (e) {
+      const err = toStapleError(e, 'NOT_A_CERTIFICATE');
+      out.problems.push({
+        path: certPath,
+        code: err.code,
+        message: err.message.startsWith(certPath) ? err.message : `${certPath}: ${err.message}`,
+      });
+      return;
+    }
+    const first = byStaple.get(staplePath);
+    if (first !== undefined) {
+      out.problems.push({
+        path: certPath,
+        code: 'BAD_ARGUMENTS',
+        message: `${certPath}: its staple ${staplePath} would also be the staple of ${first}; rename one of them`,
+      });
+      return;
+    }
+    byStaple.set(staplePath, certPath);
+    const target: TargetConfig = {
+      id: certStem(certPath, s.certExtensions),
+      certPath,
+      staplePath,
+      responder: 'certificate',
+      origin: certPath,
+    };
+    const issuer = await issuerFileFor(certPath, s);
+    if (issuer) target.chainPath = issuer;
+    out.targets.push(target);
+  };
+
+  for (const p of s.paths) {
+    let st;
+    try {
+      st = await stat(p);
+    } catch (e) {
+      out.problems.push({
+        path: p,
+        code: 'FILE_UNREADABLE',
+        message: `${p}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`,
+      });
+      continue;
+    }
+    if (!s.dirs) {
+      if (!st.isFile()) {
+        out.problems.push({
+          path: p,
+          code: 'BAD_ARGUMENTS',
+          message: `not a regular file: ${JSON.stringify(p)}${st.isDirectory() ? ' (use -dirs for folders)' : ''}`,
+        });
+        continue;
+      }
+      await consider(p, false);
+      continue;
+    }
+    if (!st.isDirectory()) {
+      out.problems.push({ path: p, code: 'BAD_ARGUMENTS', message: `not a directory: ${JSON.stringify(p)}` });
+      continue;
+    }
+    let names: string[];
+    try {
+      names = (await readdir(p)).sort();
+    } catch (e) {
+      out.problems.push({
+        path: p,
+        code: 'FILE_UNREADABLE',
+        message: `${p}: cannot read the folder: ${(e as Error).message}`,
+      });
+      continue;
+    }
+    const candidates: string[] = [];
+    for (const name of names) {
+      if (!s.certExtensions.some((ext) => name.endsWith(ext))) continue;
+      const full = path.join(p, name);
+      if (isIssuerFile(name, s.certExtensions)) continue;
+      if (!(await isFile(full))) continue;
+      candidates.push(full);
+    }
+    if (candidates.length === 0) {
+      out.problems.push({
+        path: p,
+        code: 'NOT_A_CERTIFICATE',
+        message: `${p}: no certificate files found in the directory (extensions ${s.certExtensions.join(' ')})`,
+      });
+      continue;
+    }
+    for (const c of candidates) await consider(c, true);
+  }
+  return out;
+}
+
+/** The settings an ocsprenewer invocation runs with: staplekeeper's defaults, ocsprenewer's T1 and output folder. */
+export function renewerSettings(s: RenewerSettings): Settings {
+  const settings: Settings = {
+    refreshAt: s.timerT1,
+    concurrency: DEFAULTS.concurrency,
+    perHostConcurrency: DEFAULTS.perHostConcurrency,
+    stopOnError: false,
+    makeBackups: false,
+    ocspFolder: s.outDir,
+    http: { timeoutMs: DEFAULTS.httpTimeoutMs, method: 'auto' },
+    responderUrlOverrides: {},
+    responderIdOverrides: {},
+    caDirs: [],
+    hooks: {},
+    onRevokedWrite: false,
+    lockTimeoutMs: DEFAULTS.lockTimeoutMs,
+    haproxy: [],
+    daemon: { sweepIntervalMs: DEFAULTS.sweepIntervalMs, watch: true },
+    notes: [],
+  };
+  if (s.statusListen !== undefined) settings.daemon.statusListen = s.statusListen;
+  return settings;
+}
+
+/** A {@link LoadedConfig} for the engine (`runOnce`, the daemon) from ocsprenewer's arguments. */
+export function renewerConfig(s: RenewerSettings, targets: TargetConfig[]): LoadedConfig {
+  return { file: path.join(s.outDir, '.ocsprenewer'), settings: renewerSettings(s), targets, scans: [] };
+}
+
+/**
+ * The daemon source of `ocsprenewer -persist`: the arguments re-scanned at
+ * every change in their folders and at every sweep, so new, renewed and
+ * removed certificates (and `.noocsp` files) are noticed without a restart.
+ */
+export function renewerSource(s: RenewerSettings, initial?: RenewerDiscovery): DaemonSource {
+  const config = renewerConfig(s, initial?.targets ?? []);
+  const folders = s.dirs ? s.paths : [...new Set(s.paths.map((p) => path.dirname(p)))];
+  const files = new Set(s.paths);
+  return {
+    config,
+    describe: `ocsprenewer ${s.dirs ? 'folders' : 'files'} ${s.paths.join(' ')}`,
+    async discover() {
+      const found = await discoverRenewerTargets(s);
+      config.targets = found.targets;
+      return { targets: found.targets, problems: found.problems };
+    },
+    watchDirs(): WatchDir[] {
+      return folders.map((p) => ({ path: p, recursive: false }));
+    },
+    isRelevant(p) {
+      if (s.dirs) return folders.includes(path.dirname(p));
+      if (files.has(p)) return true;
+      if (p.endsWith(NOOCSP_SUFFIX) && files.has(p.slice(0, -NOOCSP_SUFFIX.length))) return true;
+      return [...files].some(
+        (f) => path.dirname(f) === path.dirname(p) && isIssuerFile(path.basename(p), s.certExtensions),
+      );
+    },
+  };
+}
+
+/** True when the process may write in `dir` (for `-not-really`, which must not create files). */
+export async function canWrite(dir: string): Promise<boolean> {
+  try {
+    await access(dir, 2 /* W_OK */);
+    return true;
+  } catch {
+    return false;
+  }
+}
