@@ -22,7 +22,12 @@ function step(title) {
 function staplekeeper(args) {
   process.stdout.write(`$ staplekeeper ${args.join(' ')}\n`);
   const r = spawnSync(process.execPath, [bin, ...args], { cwd: out, stdio: 'inherit' });
-  const meaning = r.status === 0 ? 'nothing renewed' : r.status <= 250 ? 'the number of renewed staples, as ocspbot reports it' : 'an error';
+  const meaning =
+    r.status === 0
+      ? 'nothing renewed'
+      : r.status <= 250
+        ? 'the number of renewed staples, as ocspbot reports it'
+        : 'an error';
   process.stdout.write(`(exit code ${r.status}: ${args[0] === 'run' ? meaning : r.status === 0 ? 'ok' : 'failure'})\n`);
   return r.status;
 }

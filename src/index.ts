@@ -9,7 +9,14 @@
  * @packageDocumentation
  */
 export { VERSION, USER_AGENT } from './version.js';
-export { StapleError, ERROR_CODES, isStapleError, toStapleError, type ErrorCode, type StapleErrorOptions } from './core/errors.js';
+export {
+  StapleError,
+  ERROR_CODES,
+  isStapleError,
+  toStapleError,
+  type ErrorCode,
+  type StapleErrorOptions,
+} from './core/errors.js';
 export {
   type Certificate,
   type PemBlock,
@@ -23,7 +30,14 @@ export {
   fingerprint,
   OID_KP_OCSP_SIGNING,
 } from './core/certs.js';
-export { computeCertId, buildRequest, type CertId, type CertIdHash, type RequestOptions, type EncodedRequest } from './core/request.js';
+export {
+  computeCertId,
+  buildRequest,
+  type CertId,
+  type CertIdHash,
+  type RequestOptions,
+  type EncodedRequest,
+} from './core/request.js';
 export {
   decodeResponse,
   type DecodedResponse,
@@ -35,7 +49,13 @@ export {
   RESPONSE_STATUS_NAMES,
   REVOCATION_REASONS,
 } from './core/response.js';
-export { verifyResponse, assertGood, DEFAULT_SKEW_MS, type VerifiedResponse, type VerifyOptions } from './core/verify.js';
+export {
+  verifyResponse,
+  assertGood,
+  DEFAULT_SKEW_MS,
+  type VerifiedResponse,
+  type VerifyOptions,
+} from './core/verify.js';
 export {
   decideRefresh,
   refreshPoint,
@@ -58,7 +78,14 @@ export {
   type HttpOptions,
 } from './io/http.js';
 export { createFileStore, cleanStaleTemps, type StapleStore, type WriteOptions, type WriteResult } from './io/store.js';
-export { fetchResponse, getUrlFor, MAX_GET_URL, type FetchOptions, type FetchResult, type MethodChoice } from './engine/fetch.js';
+export {
+  fetchResponse,
+  getUrlFor,
+  MAX_GET_URL,
+  type FetchOptions,
+  type FetchResult,
+  type MethodChoice,
+} from './engine/fetch.js';
 export { IssuerResolver, pickLeaf, parseCaIssuersContent } from './engine/issuer.js';
 export {
   processTarget,
@@ -74,7 +101,37 @@ export {
 export { runOnce, exitCodeOf, type RunOptions, type RunReport } from './engine/run.js';
 export { runHook, type HookItem, type HookResult } from './engine/hooks.js';
 export { acquireLock, type HeldLock } from './engine/lock.js';
-export { loadConfig, findDefaultConfig, parseDuration, scanFolder } from './config/index.js';
+export {
+  loadConfig,
+  findDefaultConfig,
+  parseDuration,
+  scanFolder,
+  scanTargets,
+  expandOutputTemplate,
+  OUTPUT_PLACEHOLDERS,
+} from './config/index.js';
+export {
+  StapleDaemon,
+  proveWritable,
+  sourceFromConfig,
+  type DaemonOptions,
+  type DaemonLogger,
+  type DaemonObserver,
+  type LogEvent,
+  type AttemptEvent,
+  type DaemonSnapshot,
+  type CertificateStatus,
+  type CertificateState,
+} from './engine/daemon.js';
+export {
+  planNextAttempt,
+  backoffDelay,
+  jitter,
+  Schedule,
+  HostBackoff,
+  type PlannedAttempt,
+  type NextAttemptReason,
+} from './engine/scheduler.js';
 export type { LoadedConfig, Settings, TargetConfig, ScanConfig, HookCommand, HaproxyTarget } from './config/types.js';
 export {
   checkStaples,
@@ -106,4 +163,3 @@ export {
   type StaplingStatus,
   type StaplingEvent,
 } from './embed/stapling.js';
-export { expandOutputTemplate, scanTargets, OUTPUT_PLACEHOLDERS } from './config/load.js';

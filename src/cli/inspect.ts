@@ -73,7 +73,11 @@ export async function inspectCommand(file: string, opts: InspectOpts, io: CliIo)
           return { subject: '(unparseable certificate)' };
         }
       });
-      info.extensions = basic.extensions.map((e) => ({ oid: e.oid, name: EXTENSION_NAMES[e.oid], critical: e.critical }));
+      info.extensions = basic.extensions.map((e) => ({
+        oid: e.oid,
+        name: EXTENSION_NAMES[e.oid],
+        critical: e.critical,
+      }));
       info.responses = basic.singles.map((s) => ({
         certId: {
           hashAlgorithm: hashNameForOid(s.hashAlgorithm) ?? s.hashAlgorithm,
@@ -83,7 +87,9 @@ export async function inspectCommand(file: string, opts: InspectOpts, io: CliIo)
         },
         status: s.status,
         ...(s.revocationTime ? { revocationTime: s.revocationTime.toISOString() } : {}),
-        ...(s.revocationReason !== undefined ? { revocationReason: REVOCATION_REASONS[s.revocationReason] ?? s.revocationReason } : {}),
+        ...(s.revocationReason !== undefined
+          ? { revocationReason: REVOCATION_REASONS[s.revocationReason] ?? s.revocationReason }
+          : {}),
         thisUpdate: s.thisUpdate.toISOString(),
         nextUpdate: s.nextUpdate?.toISOString() ?? null,
         extensions: s.extensions.map((e) => ({ oid: e.oid, name: EXTENSION_NAMES[e.oid], critical: e.critical })),
@@ -140,7 +146,9 @@ function render(info: Record<string, unknown>): string {
     lines.push(`Produced at:        ${info.producedAt as string}`);
     lines.push(`Signature:          ${info.signatureAlgorithm as string}`);
     for (const s of info.signers as Array<{ subject: string; issuer?: string; notAfter?: string }>) {
-      lines.push(`Signer certificate: ${s.subject}${s.issuer ? ` (issued by ${s.issuer}, expires ${s.notAfter})` : ''}`);
+      lines.push(
+        `Signer certificate: ${s.subject}${s.issuer ? ` (issued by ${s.issuer}, expires ${s.notAfter})` : ''}`,
+      );
     }
     for (const e of info.extensions as Array<{ oid: string; name?: string; critical: boolean }>) {
       lines.push(`Extension:          ${e.name ?? e.oid}${e.critical ? ' (critical)' : ''}`);
@@ -149,7 +157,9 @@ function render(info: Record<string, unknown>): string {
       const id = r.certId as Record<string, string>;
       lines.push(`Certificate serial: ${id.serial}`);
       lines.push(`  CertID:           hash ${id.hashAlgorithm}, name ${id.issuerNameHash}, key ${id.issuerKeyHash}`);
-      lines.push(`  Status:           ${r.status as string}${r.revocationTime ? ` since ${r.revocationTime as string}${r.revocationReason ? ` (${String(r.revocationReason)})` : ''}` : ''}`);
+      lines.push(
+        `  Status:           ${r.status as string}${r.revocationTime ? ` since ${r.revocationTime as string}${r.revocationReason ? ` (${String(r.revocationReason)})` : ''}` : ''}`,
+      );
       lines.push(`  This update:      ${r.thisUpdate as string}`);
       lines.push(`  Next update:      ${(r.nextUpdate as string | null) ?? '(none)'}`);
     }
@@ -157,7 +167,9 @@ function render(info: Record<string, unknown>): string {
   const v = info.validity as Record<string, unknown> | undefined;
   if (v) {
     if (v.valid) {
-      lines.push(`Valid for:          ${v.certificate as string}: yes, ${v.timeLeft as string} left (until ${v.usableUntil as string})`);
+      lines.push(
+        `Valid for:          ${v.certificate as string}: yes, ${v.timeLeft as string} left (until ${v.usableUntil as string})`,
+      );
       for (const w of v.warnings as string[]) lines.push(`Warning:            ${w}`);
     } else {
       lines.push(`Valid for:          ${v.certificate as string}: NO: ${v.code as string}: ${v.error as string}`);
@@ -165,4 +177,3 @@ function render(info: Record<string, unknown>): string {
   }
   return `${lines.join('\n')}\n`;
 }
-

@@ -37,7 +37,9 @@ export async function ocspbotCli(argv: string[], io: CliIo): Promise<number> {
       return RUN_EXIT.ARGS;
     }
     if (config !== undefined) {
-      io.stderr.write(`ocspbot: error BAD_ARGUMENTS: only one configuration file may be given (got "${config}" and "${a}")\n`);
+      io.stderr.write(
+        `ocspbot: error BAD_ARGUMENTS: only one configuration file may be given (got "${config}" and "${a}")\n`,
+      );
       return RUN_EXIT.ARGS;
     }
     config = a;

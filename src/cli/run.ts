@@ -52,7 +52,9 @@ async function openLog(path: string): Promise<WriteStream> {
   return await new Promise((resolvePromise, reject) => {
     const s = createWriteStream(path, { flags: 'a' });
     s.once('open', () => resolvePromise(s));
-    s.once('error', (e) => reject(new StapleError('FILE_WRITE', `${path}: cannot open the log file: ${e.message}`, { cause: e })));
+    s.once('error', (e) =>
+      reject(new StapleError('FILE_WRITE', `${path}: cannot open the log file: ${e.message}`, { cause: e })),
+    );
   });
 }
 
@@ -87,7 +89,10 @@ export async function loadConfigForCli(
     if (!path) {
       return {
         exit: RUN_EXIT.CONFIG,
-        error: new StapleError('CONFIG_INVALID', `no configuration file: neither staplekeeper.yaml nor ocspbot.yaml in ${io.cwd}; use -c FILE`),
+        error: new StapleError(
+          'CONFIG_INVALID',
+          `no configuration file: neither staplekeeper.yaml nor ocspbot.yaml in ${io.cwd}; use -c FILE`,
+        ),
       };
     }
     return { config: await loadConfig(path, { cwd: io.cwd }) };

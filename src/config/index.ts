@@ -11,6 +11,9 @@ export {
   OPENSSL_NOTE,
   findDefaultConfig,
   loadConfig,
+  scanTargets,
+  expandOutputTemplate,
+  OUTPUT_PLACEHOLDERS,
   type LoadConfigOptions,
 } from './load.js';
 export { DEFAULT_MASKS, scanFolder, type ScanOptions } from './scan.js';

@@ -282,7 +282,9 @@ async function domainTargets(
       if (kind === 'missing') {
         problems.push(source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})`));
       } else if (kind.startsWith('unusable: ')) {
-        problems.push(source.problem([...at, key], `${what} file cannot be used: ${abs}: ${kind.slice(10)} (domain ${id})`));
+        problems.push(
+          source.problem([...at, key], `${what} file cannot be used: ${abs}: ${kind.slice(10)} (domain ${id})`),
+        );
       } else if (kind !== 'file') {
         problems.push(source.problem([...at, key], `${what} path is not a file: ${abs} (domain ${id})`));
       }

@@ -14,10 +14,8 @@ export const ERROR_CODES = {
     'the responder says our request was malformed (status 1); check the issuer certificate and hash algorithm',
   OCSP_INTERNAL_ERROR: 'the responder reported an internal error (status 2); retry later',
   OCSP_TRY_LATER: 'the responder asked us to try later (status 3); the current staple is kept',
-  OCSP_SIG_REQUIRED:
-    'the responder requires signed requests (status 5); staplekeeper does not sign requests',
-  OCSP_UNAUTHORIZED:
-    'the responder is not authoritative for this certificate (status 6); check the responder URL',
+  OCSP_SIG_REQUIRED: 'the responder requires signed requests (status 5); staplekeeper does not sign requests',
+  OCSP_UNAUTHORIZED: 'the responder is not authoritative for this certificate (status 6); check the responder URL',
   OCSP_BAD_STATUS: 'the responder returned an undefined response status',
   // structure
   OCSP_MALFORMED: 'the response is not a well-formed OCSP response',
@@ -28,8 +26,7 @@ export const ERROR_CODES = {
   OCSP_UNSUPPORTED_HASH: 'the response uses a CertID hash algorithm staplekeeper does not support',
   OCSP_BAD_SIGNATURE: 'the response signature does not verify',
   OCSP_UNSUPPORTED_ALGORITHM: 'the response is signed with an unsupported algorithm',
-  OCSP_UNAUTHORIZED_SIGNER:
-    'the response is signed by a certificate that is not authorised to answer for this issuer',
+  OCSP_UNAUTHORIZED_SIGNER: 'the response is signed by a certificate that is not authorised to answer for this issuer',
   OCSP_RESPONDER_ID_MISMATCH: 'the responder ID in the response does not match its signer',
   OCSP_NO_NEXT_UPDATE: 'the response has no nextUpdate, so it cannot be used as a staple (RFC 5019 §4)',
   OCSP_STALE: 'the response is outside its validity window (nextUpdate passed)',

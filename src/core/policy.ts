@@ -65,9 +65,7 @@ export interface CertWindow {
 
 /** What is known about the current staple. */
 export type StapleState =
-  | { kind: 'missing' }
-  | { kind: 'invalid'; error: string }
-  | { kind: 'valid'; facts: StapleFacts };
+  { kind: 'missing' } | { kind: 'invalid'; error: string } | { kind: 'valid'; facts: StapleFacts };
 
 /** Computes the refresh point of a valid staple under `policy`. */
 export function refreshPoint(facts: StapleFacts, cert: CertWindow, policy: RefreshPolicy = DEFAULT_POLICY): Date {
@@ -122,7 +120,12 @@ export function decideRefresh(
   }
   const end = Math.min(f.nextUpdate.getTime(), f.usableUntil?.getTime() ?? Infinity);
   if (end <= nowMs) {
-    return { action: 'renew', reason: 'expired', at: new Date(end), detail: `the staple expired at ${new Date(end).toISOString()}` };
+    return {
+      action: 'renew',
+      reason: 'expired',
+      at: new Date(end),
+      detail: `the staple expired at ${new Date(end).toISOString()}`,
+    };
   }
   const at = refreshPoint(f, cert, policy);
   if (at.getTime() <= nowMs) {
@@ -133,5 +136,10 @@ export function decideRefresh(
       detail: `past the refresh point ${at.toISOString()}; valid until ${new Date(end).toISOString()}`,
     };
   }
-  return { action: 'keep', reason: 'fresh', at, detail: `fresh until ${at.toISOString()}; valid until ${new Date(end).toISOString()}` };
+  return {
+    action: 'keep',
+    reason: 'fresh',
+    at,
+    detail: `fresh until ${at.toISOString()}; valid until ${new Date(end).toISOString()}`,
+  };
 }

@@ -268,7 +268,10 @@ function decodeSingle(der: Buffer, parent: DerReader): SingleResponse {
   return single;
 }
 
-function decodeExtensions(der: Buffer, explicitTlv: { valueStart: number; end: number; tag: number; start: number }): Extension[] {
+function decodeExtensions(
+  der: Buffer,
+  explicitTlv: { valueStart: number; end: number; tag: number; start: number },
+): Extension[] {
   const outer = DerReader.inside(der, explicitTlv);
   const seq = DerReader.inside(der, outer.next(TAG.SEQUENCE));
   outer.end('extensions');

@@ -52,12 +52,7 @@ export function getUrlFor(base: string, der: Buffer): string {
 }
 
 /** Failures after which the other HTTP method is worth a try. */
-const FALLBACK_CODES = new Set<ErrorCode>([
-  'HTTP_STATUS',
-  'HTTP_NETWORK',
-  'OCSP_MALFORMED',
-  'OCSP_MALFORMED_REQUEST',
-]);
+const FALLBACK_CODES = new Set<ErrorCode>(['HTTP_STATUS', 'HTTP_NETWORK', 'OCSP_MALFORMED', 'OCSP_MALFORMED_REQUEST']);
 
 /**
  * Fetches a response for `cert`, verifies it against `issuer`, and returns it.
@@ -66,7 +61,10 @@ const FALLBACK_CODES = new Set<ErrorCode>([
  */
 export async function fetchResponse(opts: FetchOptions): Promise<FetchResult> {
   if (opts.urls.length === 0) {
-    throw new StapleError('NO_OCSP_URL', `the certificate "${opts.cert.subject}" names no OCSP responder; set one in the configuration (responders / ocsp_responder_uri / --url) or disable OCSP for it`);
+    throw new StapleError(
+      'NO_OCSP_URL',
+      `the certificate "${opts.cert.subject}" names no OCSP responder; set one in the configuration (responders / ocsp_responder_uri / --url) or disable OCSP for it`,
+    );
   }
   const certId = computeCertId(opts.cert, opts.issuer, opts.hash ?? 'sha1');
   const errors: StapleError[] = [];
@@ -90,7 +88,11 @@ export async function fetchResponse(opts: FetchOptions): Promise<FetchResult> {
   throw first;
 }
 
-async function fetchFromUrl(url: string, certId: ReturnType<typeof computeCertId>, opts: FetchOptions): Promise<FetchResult> {
+async function fetchFromUrl(
+  url: string,
+  certId: ReturnType<typeof computeCertId>,
+  opts: FetchOptions,
+): Promise<FetchResult> {
   const req = buildRequest(certId, { nonce: opts.nonce ?? false });
   const getUrl = getUrlFor(url, req.der);
   const choice = opts.method ?? 'auto';
@@ -109,7 +111,8 @@ async function fetchFromUrl(url: string, certId: ReturnType<typeof computeCertId
       const err = toStapleError(e);
       firstError ??= err;
       if (!FALLBACK_CODES.has(err.code)) throw err;
-      if (method === order[0] && order.length > 1) opts.onNotice?.(`${url}: ${method} failed (${err.code}); trying ${order[1]}`);
+      if (method === order[0] && order.length > 1)
+        opts.onNotice?.(`${url}: ${method} failed (${err.code}); trying ${order[1]}`);
     }
   }
   throw firstError as StapleError;
@@ -150,7 +153,9 @@ async function exchange(
   } catch (e) {
     const err = toStapleError(e, 'OCSP_MALFORMED');
     if (ct && ct !== 'application/ocsp-response' && err.code === 'OCSP_MALFORMED') {
-      throw new StapleError('OCSP_MALFORMED', `${url}: the responder sent "${ct}" content, not an OCSP response`, { cause: e });
+      throw new StapleError('OCSP_MALFORMED', `${url}: the responder sent "${ct}" content, not an OCSP response`, {
+        cause: e,
+      });
     }
     throw err;
   }

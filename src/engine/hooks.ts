@@ -93,13 +93,21 @@ export async function runHook(
       if (stderr.length > MAX_OUTPUT) stderr = stderr.slice(-MAX_OUTPUT);
       const result: HookResult = { event, exitCode, signal, timedOut, stdout, stderr };
       if (timedOut) {
-        reject(new StapleError('HOOK_FAILED', `${event}: "${file}" ran longer than ${hook.timeoutMs} ms and was killed`, { details: { ...result } }));
+        reject(
+          new StapleError('HOOK_FAILED', `${event}: "${file}" ran longer than ${hook.timeoutMs} ms and was killed`, {
+            details: { ...result },
+          }),
+        );
       } else if (exitCode !== 0) {
         const tail = stderr.trim().split('\n').slice(-1)[0] ?? '';
         reject(
-          new StapleError('HOOK_FAILED', `${event}: "${file}" exited with ${exitCode ?? signal}${tail ? `: ${tail}` : ''}`, {
-            details: { ...result },
-          }),
+          new StapleError(
+            'HOOK_FAILED',
+            `${event}: "${file}" exited with ${exitCode ?? signal}${tail ? `: ${tail}` : ''}`,
+            {
+              details: { ...result },
+            },
+          ),
         );
       } else {
         resolvePromise(result);

@@ -11,14 +11,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
-import {
-  type Certificate,
-  decodePem,
-  findIssuer,
-  isSignedBy,
-  loadCertificates,
-  looksLikePem,
-} from '../core/certs.js';
+import { type Certificate, decodePem, findIssuer, isSignedBy, loadCertificates, looksLikePem } from '../core/certs.js';
 import { StapleError } from '../core/errors.js';
 import { readInputFile } from '../io/files.js';
 import { assertHttpUrl, type HttpTransport } from '../io/http.js';
@@ -66,7 +59,9 @@ function parsePkcs7(der: Buffer, url: string): Certificate[] {
     if (out.length === 0) throw new Error('no certificates in the PKCS#7 bundle');
     return out;
   } catch (e) {
-    throw new StapleError('NOT_A_CERTIFICATE', `${url}: not a certificate or PKCS#7 bundle: ${(e as Error).message}`, { cause: e });
+    throw new StapleError('NOT_A_CERTIFICATE', `${url}: not a certificate or PKCS#7 bundle: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
 }
 
@@ -91,7 +86,9 @@ export class IssuerResolver {
         try {
           names = await readdir(dir);
         } catch (e) {
-          throw new StapleError('FILE_UNREADABLE', `${dir}: cannot read the CA directory: ${(e as Error).message}`, { cause: e });
+          throw new StapleError('FILE_UNREADABLE', `${dir}: cannot read the CA directory: ${(e as Error).message}`, {
+            cause: e,
+          });
         }
         const out: Certificate[] = [];
         for (const n of names.sort()) {
@@ -137,7 +134,10 @@ export class IssuerResolver {
     if (sources.explicit && sources.explicit.length > 0) {
       const found = findIssuer(cert, sources.explicit);
       if (found) return found;
-      throw new StapleError('ISSUER_MISMATCH', `the given issuer did not sign the certificate "${cert.subject}" (its issuer is "${cert.issuer}")`);
+      throw new StapleError(
+        'ISSUER_MISMATCH',
+        `the given issuer did not sign the certificate "${cert.subject}" (its issuer is "${cert.issuer}")`,
+      );
     }
     const searched: string[] = [];
     for (const [name, list] of [
@@ -168,6 +168,9 @@ export class IssuerResolver {
     }
     const where = searched.length ? ` (searched ${searched.join(', ')})` : '';
     const extra = urlErrors.length ? `; ${urlErrors.join('; ')}` : '';
-    throw new StapleError('NO_ISSUER', `no issuer found for "${cert.subject}" issued by "${cert.issuer}"${where}${extra}; give a chain file, --issuer, or ca_dirs`);
+    throw new StapleError(
+      'NO_ISSUER',
+      `no issuer found for "${cert.subject}" issued by "${cert.issuer}"${where}${extra}; give a chain file, --issuer, or ca_dirs`,
+    );
   }
 }

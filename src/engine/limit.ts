@@ -92,7 +92,12 @@ export async function forEachLimited<T>(
       }
     }
   };
-  const workers = Number.isFinite(limit) && limit >= 1 ? Math.min(Math.floor(limit), items.length) : limit === Infinity ? items.length : 1;
+  const workers =
+    Number.isFinite(limit) && limit >= 1
+      ? Math.min(Math.floor(limit), items.length)
+      : limit === Infinity
+        ? items.length
+        : 1;
   await Promise.all(Array.from({ length: Math.max(1, workers) }, worker));
   if (failed) throw firstError;
 }

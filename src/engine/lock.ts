@@ -72,7 +72,11 @@ async function inspect(path: string): Promise<LockFacts | undefined> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     const why = (e as NodeJS.ErrnoException).code === 'ENOTFILE' ? 'it is not a regular file' : describeFsError(e);
-    throw new StapleError('FILE_WRITE', `${path}: cannot read the lock file: ${why}; remove it if no staplekeeper runs`, { cause: e });
+    throw new StapleError(
+      'FILE_WRITE',
+      `${path}: cannot read the lock file: ${why}; remove it if no staplekeeper runs`,
+      { cause: e },
+    );
   } finally {
     await fh?.close().catch(() => undefined);
   }
@@ -98,7 +102,9 @@ async function removeStale(path: string, judged: LockFacts): Promise<void> {
     await rename(path, aside);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return; // someone else removed it already
-    throw new StapleError('FILE_WRITE', `${path}: cannot remove the stale lock file: ${describeFsError(e)}`, { cause: e });
+    throw new StapleError('FILE_WRITE', `${path}: cannot remove the stale lock file: ${describeFsError(e)}`, {
+      cause: e,
+    });
   }
   try {
     const moved = await inspect(aside);
@@ -130,7 +136,9 @@ export async function acquireLock(
       fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new StapleError('FILE_WRITE', `${path}: cannot create the lock file: ${describeFsError(e)}`, { cause: e });
+        throw new StapleError('FILE_WRITE', `${path}: cannot create the lock file: ${describeFsError(e)}`, {
+          cause: e,
+        });
       }
     }
     if (fh) {

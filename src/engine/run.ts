@@ -68,7 +68,12 @@ export function toTarget(t: TargetConfig): Target {
 }
 
 /** Builds the engine context for a configuration. */
-export function contextFor(config: LoadedConfig, transport: HttpTransport, store: StapleStore, now: () => Date): EngineContext {
+export function contextFor(
+  config: LoadedConfig,
+  transport: HttpTransport,
+  store: StapleStore,
+  now: () => Date,
+): EngineContext {
   const s = config.settings;
   const ctx: EngineContext = {
     store,
@@ -151,7 +156,10 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       targets,
       s.concurrency,
       async (t, i) => {
-        const o = await processTarget(toTarget(t), ctx, { force: options.force ?? false, dryRun: options.dryRun ?? false });
+        const o = await processTarget(toTarget(t), ctx, {
+          force: options.force ?? false,
+          dryRun: options.dryRun ?? false,
+        });
         outcomes[i] = o;
         done++;
         if (o.result === 'failed' && s.stopOnError) report.stopped = true;
@@ -198,7 +206,10 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     for (const [event, hook, items] of runs) {
       if (!hook || items.length === 0) continue;
       try {
-        const r = await runHook(event, hook, items.map(hookItem), { env: options.env ?? process.env, cwd: dirname(config.file) });
+        const r = await runHook(event, hook, items.map(hookItem), {
+          env: options.env ?? process.env,
+          cwd: dirname(config.file),
+        });
         if (r.stdout.trim()) options.onNotice?.(`${event} hook: ${r.stdout.trim()}`);
       } catch (e) {
         const err = toStapleError(e);

@@ -27,7 +27,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, relative } from 'node:path';
 import type { FSWatcher } from 'chokidar';
-import { scanTargets } from '../config/load.js';
+import { scanTargets } from '../config/index.js';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError, type ErrorCode } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';

@@ -118,7 +118,10 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     const declared = Number(res.headers['content-length'] ?? NaN);
     if (Number.isFinite(declared) && declared > maxBytes) {
       res.body.destroy();
-      throw new StapleError('HTTP_TOO_LARGE', `${url.href}: the server announced ${declared} bytes, over the ${maxBytes}-byte cap`);
+      throw new StapleError(
+        'HTTP_TOO_LARGE',
+        `${url.href}: the server announced ${declared} bytes, over the ${maxBytes}-byte cap`,
+      );
     }
     const chunks: Buffer[] = [];
     let total = 0;
@@ -169,7 +172,10 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
             }
             // never to another scheme (not even http: to https:): a responder URL means what it says
             if (next.protocol !== url.protocol) {
-              throw new StapleError('HTTP_REDIRECT', `${url.href}: refusing a redirect to another scheme (${next.protocol})`);
+              throw new StapleError(
+                'HTTP_REDIRECT',
+                `${url.href}: refusing a redirect to another scheme (${next.protocol})`,
+              );
             }
             url = next;
             if (r.status === 303 && current.method === 'POST') current = asGet(current); // RFC 9110 §15.4.4

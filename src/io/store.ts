@@ -199,7 +199,9 @@ export function createFileStore(): StapleStore {
       } catch (e) {
         if (e instanceof StapleError) throw e;
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new StapleError('FILE_UNREADABLE', `${path}: cannot read the staple: ${describeFsError(e)}`, { cause: e });
+        throw new StapleError('FILE_UNREADABLE', `${path}: cannot read the staple: ${describeFsError(e)}`, {
+          cause: e,
+        });
       }
     },
 
@@ -208,7 +210,11 @@ export function createFileStore(): StapleStore {
       try {
         target = await resolveTarget(path);
       } catch (e) {
-        throw new StapleError('FILE_WRITE', `${path}: cannot write the staple: ${describeFsError(e)}; the old staple was kept`, { cause: e });
+        throw new StapleError(
+          'FILE_WRITE',
+          `${path}: cannot write the staple: ${describeFsError(e)}; the old staple was kept`,
+          { cause: e },
+        );
       }
       const result: WriteResult = { path: target, pruned: [] };
       try {
@@ -217,7 +223,11 @@ export function createFileStore(): StapleStore {
         await cleanStaleTemps(dirname(target));
         await atomicReplace(target, data);
       } catch (e) {
-        throw new StapleError('FILE_WRITE', `${path}: cannot write the staple: ${describeFsError(e)}; the old staple was kept`, { cause: e });
+        throw new StapleError(
+          'FILE_WRITE',
+          `${path}: cannot write the staple: ${describeFsError(e)}; the old staple was kept`,
+          { cause: e },
+        );
       }
       if (options.backup) {
         const backupPath = `${target}-${stamp(options.now ?? new Date())}`;
@@ -226,7 +236,11 @@ export function createFileStore(): StapleStore {
           result.backupPath = backupPath;
           if (options.backupKeep !== undefined) result.pruned = await pruneBackups(target, options.backupKeep);
         } catch (e) {
-          throw new StapleError('FILE_WRITE', `${backupPath}: the staple was written but its backup failed: ${describeFsError(e)}`, { cause: e });
+          throw new StapleError(
+            'FILE_WRITE',
+            `${backupPath}: the staple was written but its backup failed: ${describeFsError(e)}`,
+            { cause: e },
+          );
         }
       }
       return result;

@@ -60,7 +60,16 @@ describe.each([0, 1])('setup %i', (i) => {
     expect(code).toBe(0);
     expect(io.out()).toMatch(/: good, valid until \d{4}-.*responder ".*" via GET http:\/\/127\.0\.0\.1:\d+/);
     const { stdout, stderr } = await run('openssl', [
-      'ocsp', '-respin', out, '-issuer', pki.ca.cert, '-cert', pki.leaves.good!.cert, '-CAfile', pki.ca.cert, '-no_nonce',
+      'ocsp',
+      '-respin',
+      out,
+      '-issuer',
+      pki.ca.cert,
+      '-cert',
+      pki.leaves.good!.cert,
+      '-CAfile',
+      pki.ca.cert,
+      '-no_nonce',
     ]);
     expect(stderr + stdout).toContain('Response verify OK');
     expect(stdout).toContain(': good');
@@ -72,7 +81,19 @@ describe.each([0, 1])('setup %i', (i) => {
     const before = responder.requests.length;
     const io = memoryIo(dir);
     const code = await cli(
-      ['fetch', '--cert', pki.leaves.good!.cert, '--chain', pki.leaves.good!.chain, '--out', out, '--method', 'post', '--hash', 'sha256'],
+      [
+        'fetch',
+        '--cert',
+        pki.leaves.good!.cert,
+        '--chain',
+        pki.leaves.good!.chain,
+        '--out',
+        out,
+        '--method',
+        'post',
+        '--hash',
+        'sha256',
+      ],
       io,
     );
     expect(io.err()).toBe('');
@@ -113,8 +134,13 @@ describe.each([0, 1])('setup %i', (i) => {
     expect(io.out()).toMatch(/Status:\s+good/);
     expect(io.out()).toMatch(/Valid for:.*yes, 2d 2\dh left/);
     const json = memoryIo(dir);
-    expect(await cli(['inspect', out, '--cert', pki.leaves.good!.cert, '--chain', pki.leaves.good!.chain, '--json'], json)).toBe(0);
-    const doc = JSON.parse(json.out()) as { validity: { valid: boolean }; responses: Array<{ status: string; certId: { serial: string } }> };
+    expect(
+      await cli(['inspect', out, '--cert', pki.leaves.good!.cert, '--chain', pki.leaves.good!.chain, '--json'], json),
+    ).toBe(0);
+    const doc = JSON.parse(json.out()) as {
+      validity: { valid: boolean };
+      responses: Array<{ status: string; certId: { serial: string } }>;
+    };
     expect(doc.validity.valid).toBe(true);
     expect(doc.responses[0]!.certId.serial).toBe(pki.leaves.good!.serialHex);
     // the same staple is not valid for another certificate
@@ -155,7 +181,12 @@ describe('fetch errors', () => {
   it('rejects a responder URL that is not http(s)', async () => {
     const { pki } = setups[0]!;
     const io = memoryIo(dir);
-    expect(await cli(['fetch', '--cert', pki.leaves.good!.bundle, '--url', 'ftp://127.0.0.1/', '--out', join(dir, 'ftp.der')], io)).toBe(1);
+    expect(
+      await cli(
+        ['fetch', '--cert', pki.leaves.good!.bundle, '--url', 'ftp://127.0.0.1/', '--out', join(dir, 'ftp.der')],
+        io,
+      ),
+    ).toBe(1);
     expect(io.err()).toContain('error HTTP_BAD_URL');
   });
 

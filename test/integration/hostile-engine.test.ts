@@ -11,7 +11,12 @@ import { IssuerResolver } from '../../src/engine/issuer.js';
 import { processTarget, type EngineContext } from '../../src/engine/staple.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { createFileStore } from '../../src/io/store.js';
-import { SCENARIOS, makeScenarioContext, startScenarioResponder, type ScenarioContext } from '../helpers/evil-responder.js';
+import {
+  SCENARIOS,
+  makeScenarioContext,
+  startScenarioResponder,
+  type ScenarioContext,
+} from '../helpers/evil-responder.js';
 import { buildTestPki } from '../helpers/mint.js';
 
 let dir: string;

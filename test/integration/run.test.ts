@@ -49,7 +49,14 @@ async function workdir(name: string): Promise<string> {
 
 function domain(id: string, leaf: string, ocsp: string, extra: string[] = []): string[] {
   const l = pki.leaves[leaf]!;
-  return [`  ${id}:`, `    cert: ${l.cert}`, `    chain: ${l.chain}`, `    rootchain: ${l.rootchain}`, `    ocsp: ${ocsp}`, ...extra.map((e) => `    ${e}`)];
+  return [
+    `  ${id}:`,
+    `    cert: ${l.cert}`,
+    `    chain: ${l.chain}`,
+    `    rootchain: ${l.rootchain}`,
+    `    ocsp: ${ocsp}`,
+    ...extra.map((e) => `    ${e}`),
+  ];
 }
 
 describe('the ocspbot README example configuration', () => {
@@ -83,7 +90,9 @@ describe('the ocspbot README example configuration', () => {
     const backups = files.filter((f) => /^example\.(com|org)\.ocsp-resp-\d{8}-\d{6}$/.test(f));
     expect(backups).toHaveLength(2);
     const backupOf = backups.find((b) => b.startsWith('example.com'))!;
-    expect(await readFile(join(wd, 'responses', backupOf))).toEqual(await readFile(join(wd, 'responses', 'example.com.ocsp-resp')));
+    expect(await readFile(join(wd, 'responses', backupOf))).toEqual(
+      await readFile(join(wd, 'responses', 'example.com.ocsp-resp')),
+    );
     const logs = await readdir(join(wd, 'logs'));
     expect(logs).toHaveLength(1);
     expect(logs[0]).toMatch(/^example-\d{8}-\d{6}\.log$/);
@@ -101,11 +110,16 @@ describe('the ocspbot README example configuration', () => {
 
   it('the real ocspbot binary: same exit codes and closing line', async () => {
     const wd = await workdir('bin');
-    await writeFile(join(wd, 'ocspbot.yaml'), ['ocsp_folder: out', 'domains:', ...domain('x', 'c', 'x.der'), ''].join('\n'));
+    await writeFile(
+      join(wd, 'ocspbot.yaml'),
+      ['ocsp_folder: out', 'domains:', ...domain('x', 'c', 'x.der'), ''].join('\n'),
+    );
     await mkdir(join(wd, 'out'));
     const first = await exec(join(BIN, 'ocspbot'), [], { cwd: wd }).catch((e: { code: number; stdout: string }) => e);
     expect((first as { code?: number }).code).toBe(1);
-    expect((first as { stdout: string }).stdout).toContain('Success: 0 unchanged OCSP responses, 1 updated OCSP responses and 0 failures.');
+    expect((first as { stdout: string }).stdout).toContain(
+      'Success: 0 unchanged OCSP responses, 1 updated OCSP responses and 0 failures.',
+    );
     const second = await exec(join(BIN, 'ocspbot'), ['ocspbot.yaml'], { cwd: wd });
     expect(second.stdout).toContain('Success: 1 unchanged');
     const v = await exec(join(BIN, 'ocspbot'), ['-version'], { cwd: wd });
@@ -188,7 +202,11 @@ describe('staplekeeper run', () => {
     );
     const io = memoryIo(wd);
     expect(await cli(['run', '--json'], io)).toBe(255);
-    const lines = io.out().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = io
+      .out()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.filter((l) => l.type === 'certificate').map((l) => l.id)).toEqual(['first']);
     expect(lines.at(-1)).toMatchObject({ type: 'summary', failed: 1, updated: 0, stopped: true, exitCode: 255 });
     await expect(stat(join(wd, 'second.der'))).rejects.toThrow();
@@ -196,7 +214,10 @@ describe('staplekeeper run', () => {
 
   it('--dry-run prints decisions and writes nothing', async () => {
     const wd = await workdir('dry');
-    await writeFile(join(wd, 'staplekeeper.yaml'), ['ocsp_folder: out', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'));
+    await writeFile(
+      join(wd, 'staplekeeper.yaml'),
+      ['ocsp_folder: out', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'),
+    );
     const before = responder.requests.length;
     const io = memoryIo(wd);
     expect(await cli(['run', '--dry-run'], io)).toBe(0);
@@ -230,14 +251,16 @@ describe('staplekeeper run', () => {
         "let s = '';",
         "process.stdin.on('data', (d) => (s += d)).on('end', () => {",
         "  const ids = process.env.STAPLEKEEPER_IDS.split('\\n').sort().join(',');",
-        "  appendFileSync(process.argv[2], `${process.env.STAPLEKEEPER_EVENT} ${ids} ${JSON.parse(s).items.length}\\n`);",
+        '  appendFileSync(process.argv[2], `${process.env.STAPLEKEEPER_EVENT} ${ids} ${JSON.parse(s).items.length}\\n`);',
         '});',
       ].join('\n'),
     );
     await writeFile(join(wd, 'gone.der'), 'the previous good staple');
     const io = memoryIo(wd);
     const code = await cli(['run'], io);
-    expect(io.err()).toMatch(/\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\); the current staple was kept/);
+    expect(io.err()).toMatch(
+      /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\); the current staple was kept/,
+    );
     expect(code).toBe(255);
     expect(await readFile(join(wd, 'gone.der'), 'utf8')).toBe('the previous good staple');
     const hookLog = (await readFile(log, 'utf8')).split('\n').filter(Boolean).sort();
@@ -248,7 +271,14 @@ describe('staplekeeper run', () => {
     const wd = await workdir('badhook');
     await writeFile(
       join(wd, 'staplekeeper.yaml'),
-      ['ocsp_folder: .', 'hooks:', '  on_change: "echo broken >&2; exit 3"', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'),
+      [
+        'ocsp_folder: .',
+        'hooks:',
+        '  on_change: "echo broken >&2; exit 3"',
+        'domains:',
+        ...domain('a', 'a', 'a.der'),
+        '',
+      ].join('\n'),
     );
     const io = memoryIo(wd);
     expect(await cli(['run'], io)).toBe(255);
@@ -271,7 +301,12 @@ describe('configuration errors', () => {
     ['YAML syntax', 'domains: [unclosed\n', 254, /^staplekeeper: error CONFIG_YAML: staplekeeper\.yaml:\d+:\d+/],
     ['an unknown key with a suggestion', 'ocsp_foldr: x\n', 253, /staplekeeper\.yaml:1:1 .*did you mean `ocsp_folder`/],
     ['a wrong type', 'parallel_threads: many\n', 253, /staplekeeper\.yaml:1:19 parallel_threads: /],
-    ['a missing certificate named with its domain', 'domains:\n  site:\n    cert: missing.pem\n    ocsp: s.der\n', 253, /domains\.site\.cert: certificate file not found: .*missing\.pem \(domain site\)/],
+    [
+      'a missing certificate named with its domain',
+      'domains:\n  site:\n    cert: missing.pem\n    ocsp: s.der\n',
+      253,
+      /domains\.site\.cert: certificate file not found: .*missing\.pem \(domain site\)/,
+    ],
     ['a bad duration', 'minimum_validity: 3 fortnights\n', 253, /minimum_validity/],
   ])('%s', async (_name, yaml, exit, message) => {
     const wd = await workdir(`cfg-${exit}-${Math.random().toString(16).slice(2)}`);
@@ -288,7 +323,10 @@ describe('configuration errors', () => {
     const wd = await workdir('dup');
     await mkdir(join(wd, 'inc'));
     await writeFile(join(wd, 'inc', 'x.yaml'), ['domains:', ...domain('same', 'b', 'b.der')].join('\n'));
-    await writeFile(join(wd, 'staplekeeper.yaml'), ['includes: [inc]', 'domains:', ...domain('same', 'a', 'a.der'), ''].join('\n'));
+    await writeFile(
+      join(wd, 'staplekeeper.yaml'),
+      ['includes: [inc]', 'domains:', ...domain('same', 'a', 'a.der'), ''].join('\n'),
+    );
     const io = memoryIo(wd);
     expect(await cli(['run'], io)).toBe(253);
     expect(io.err()).toMatch(/duplicate domain identifier "same" \(first defined at staplekeeper\.yaml:\d+:\d+\)/);
@@ -309,7 +347,10 @@ describe('configuration errors', () => {
 
   it('a log file that cannot be opened exits 254', async () => {
     const wd = await workdir('badlog');
-    await writeFile(join(wd, 'staplekeeper.yaml'), ['output_log: /nonexistent-dir/x.log', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'));
+    await writeFile(
+      join(wd, 'staplekeeper.yaml'),
+      ['output_log: /nonexistent-dir/x.log', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'),
+    );
     const io = memoryIo(wd);
     expect(await cli(['run'], io)).toBe(254);
     expect(io.err()).toContain('cannot open the log file');
@@ -320,7 +361,10 @@ describe('overlapping runs', () => {
   it('the second run waits for the lock and both finish cleanly', async () => {
     const wd = await workdir('overlap');
     const domains = ['a', 'b', 'c'].flatMap((l) => domain(l, l, `${l}.der`));
-    await writeFile(join(wd, 'staplekeeper.yaml'), ['ocsp_folder: out', 'lock_timeout: 30s', 'domains:', ...domains, ''].join('\n'));
+    await writeFile(
+      join(wd, 'staplekeeper.yaml'),
+      ['ocsp_folder: out', 'lock_timeout: 30s', 'domains:', ...domains, ''].join('\n'),
+    );
     const start = (): Promise<{ code: number | null; out: string; err: string }> =>
       new Promise((resolve) => {
         const p = spawn(process.execPath, [join(BIN, 'staplekeeper'), 'run', '--force'], { cwd: wd });
@@ -335,7 +379,9 @@ describe('overlapping runs', () => {
     const waited = [r1, r2].filter((r) => /waiting for another staplekeeper \(PID \d+\)/.test(r.err));
     expect(waited.length).toBeLessThanOrEqual(1);
     for (const l of ['a', 'b', 'c']) expect((await stat(join(wd, 'out', `${l}.der`))).size).toBeGreaterThan(100);
-    expect((await readdir(join(wd, 'out'))).filter((f) => f.includes('.sk-tmp-') || f === '.staplekeeper.lock')).toEqual([]);
+    expect(
+      (await readdir(join(wd, 'out'))).filter((f) => f.includes('.sk-tmp-') || f === '.staplekeeper.lock'),
+    ).toEqual([]);
   });
 
   it('with lock_timeout 0s the second run gives up with 255 naming the holder PID', async () => {
@@ -344,7 +390,10 @@ describe('overlapping runs', () => {
     const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)']);
     try {
       await writeFile(join(wd, 'out', '.staplekeeper.lock'), `${holder.pid}\n`);
-      await writeFile(join(wd, 'staplekeeper.yaml'), ['ocsp_folder: out', 'lock_timeout: 0s', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'));
+      await writeFile(
+        join(wd, 'staplekeeper.yaml'),
+        ['ocsp_folder: out', 'lock_timeout: 0s', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'),
+      );
       const io = memoryIo(wd);
       expect(await cli(['run'], io)).toBe(255);
       expect(io.err()).toContain(`error LOCK_TIMEOUT: another staplekeeper (PID ${holder.pid}) holds`);

@@ -70,8 +70,16 @@ describe('loadCertificates', () => {
     ['an empty file', Buffer.alloc(0), 'empty'],
     ['binary junk', Buffer.from([0xde, 0xad, 0xbe, 0xef, 1, 2, 3]), 'not a valid certificate'],
     ['truncated DER', leaf.der.subarray(0, leaf.der.length - 10), 'runs past the end'],
-    ['PEM with broken base64', Buffer.from('-----BEGIN CERTIFICATE-----\nMII*&^%\n-----END CERTIFICATE-----\n'), 'broken base64'],
-    ['the wrong PEM type', Buffer.from('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), 'found: PRIVATE KEY'],
+    [
+      'PEM with broken base64',
+      Buffer.from('-----BEGIN CERTIFICATE-----\nMII*&^%\n-----END CERTIFICATE-----\n'),
+      'broken base64',
+    ],
+    [
+      'the wrong PEM type',
+      Buffer.from('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'),
+      'found: PRIVATE KEY',
+    ],
   ])('rejects %s with NOT_A_CERTIFICATE naming the input', (_n, data, fragment) => {
     const e = errOf(() => loadCertificates(data, '/etc/x/site.pem'));
     expect(e.code).toBe('NOT_A_CERTIFICATE');
@@ -90,7 +98,16 @@ describe('IssuerResolver', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sk-issuer-'));
     await writeFile(join(dir, 'ca.pem'), pki.root.pem);
-    execFileSync('openssl', ['crl2pkcs7', '-nocrl', '-certfile', join(dir, 'ca.pem'), '-outform', 'DER', '-out', join(dir, 'ca.p7c')]);
+    execFileSync('openssl', [
+      'crl2pkcs7',
+      '-nocrl',
+      '-certfile',
+      join(dir, 'ca.pem'),
+      '-outform',
+      'DER',
+      '-out',
+      join(dir, 'ca.p7c'),
+    ]);
     served.set('/ca.der', pki.root.der);
     served.set('/ca.p7c', (await import('node:fs')).readFileSync(join(dir, 'ca.p7c')));
     served.set('/big', Buffer.alloc(300 * 1024));
@@ -141,7 +158,12 @@ describe('IssuerResolver', () => {
 
   it('a same-name impostor CA is not taken for the issuer', async () => {
     const impostor = parseCertificate(
-      mintCert({ subjectCN: pki.root.cn, isCA: true, notBefore: new Date(now.getTime() - 1e6), notAfter: new Date(now.getTime() + 1e9) }).der,
+      mintCert({
+        subjectCN: pki.root.cn,
+        isCA: true,
+        notBefore: new Date(now.getTime() - 1e6),
+        notAfter: new Date(now.getTime() + 1e9),
+      }).der,
     );
     const r = new IssuerResolver();
     expect(await codeOfAsync(r.resolve(l, { bundle: [impostor] }))).toBe('NO_ISSUER');
@@ -167,7 +189,13 @@ describe('IssuerResolver', () => {
         expect(hits - before).toBe(1);
       }
       const big = parseCertificate(
-        mintCert({ subjectCN: 'big', issuer: pki.root, notBefore: new Date(now.getTime() - 1e6), notAfter: new Date(now.getTime() + 1e9), caIssuersUrls: [`${base}/big`] }).der,
+        mintCert({
+          subjectCN: 'big',
+          issuer: pki.root,
+          notBefore: new Date(now.getTime() - 1e6),
+          notAfter: new Date(now.getTime() + 1e9),
+          caIssuersUrls: [`${base}/big`],
+        }).der,
       );
       const e = await new IssuerResolver({ transport }).resolve(big, {}).catch((x: StapleError) => x);
       expect((e as StapleError).code).toBe('NO_ISSUER');

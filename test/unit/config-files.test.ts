@@ -20,6 +20,8 @@ describe('certificate paths that exist but cannot be used', () => {
     await writeFile(join(dir, 'c.yaml'), `domains:\n  site:\n    cert: ${join(dir, 'loop-a')}\n    ocsp: s.der\n`);
     const e = (await loadConfig(join(dir, 'c.yaml'), { cwd: dir }).catch((x: unknown) => x)) as StapleError;
     expect(e.code).toBe('CONFIG_INVALID');
-    expect(e.message).toMatch(/c\.yaml:3:11 domains\.site\.cert: certificate file cannot be used: .*loop-a: too many levels of symbolic links \(symlink loop\) \(domain site\)/);
+    expect(e.message).toMatch(
+      /c\.yaml:3:11 domains\.site\.cert: certificate file cannot be used: .*loop-a: too many levels of symbolic links \(symlink loop\) \(domain site\)/,
+    );
   });
 });

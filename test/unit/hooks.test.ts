@@ -28,7 +28,13 @@ const argv = (command: string[], timeoutMs = 5000): HookCommand => ({ kind: 'arg
 const shell = (command: string, timeoutMs = 5000): HookCommand => ({ kind: 'shell', command: [command], timeoutMs });
 
 const items: HookItem[] = [
-  { id: 'a.example', certPath: '/etc/ssl/a.pem', staplePath: '/var/ocsp/a.der', result: 'updated', nextUpdate: '2026-11-27T00:00:00Z' },
+  {
+    id: 'a.example',
+    certPath: '/etc/ssl/a.pem',
+    staplePath: '/var/ocsp/a.der',
+    result: 'updated',
+    nextUpdate: '2026-11-27T00:00:00Z',
+  },
   {
     id: 'b example $(id)',
     certPath: '/etc/ssl/b.pem',
@@ -60,7 +66,12 @@ async function failure(p: Promise<unknown>): Promise<StapleError> {
 
 describe('runHook', () => {
   it('runs an argument vector without a shell: $(…) in an argument stays text', async () => {
-    const r = await runHook('on_change', argv(['/bin/echo', '$(touch pwned)', '; touch pwned2', '`touch pwned3`']), items, { cwd: dir });
+    const r = await runHook(
+      'on_change',
+      argv(['/bin/echo', '$(touch pwned)', '; touch pwned2', '`touch pwned3`']),
+      items,
+      { cwd: dir },
+    );
     expect(r.stdout).toBe('$(touch pwned) ; touch pwned2 `touch pwned3`\n');
     expect(r).toMatchObject({ event: 'on_change', exitCode: 0, signal: null, timedOut: false });
     expect(await readdir(dir)).toEqual([]);
@@ -72,7 +83,12 @@ describe('runHook', () => {
   });
 
   it('runs a string with sh -c, in the given folder', async () => {
-    const r = await runHook('on_failure', shell('echo one > out.txt && echo "$STAPLEKEEPER_EVENT" | tr a-z A-Z'), items, { cwd: dir });
+    const r = await runHook(
+      'on_failure',
+      shell('echo one > out.txt && echo "$STAPLEKEEPER_EVENT" | tr a-z A-Z'),
+      items,
+      { cwd: dir },
+    );
     expect(r.stdout).toBe('ON_FAILURE\n');
     expect(await readFile(join(dir, 'out.txt'), 'utf8')).toBe('one\n');
   });
@@ -96,9 +112,14 @@ describe('runHook', () => {
   it('uses the given environment instead of process.env, plus the STAPLEKEEPER_* variables', async () => {
     process.env.SK_TEST_SHOULD_NOT_LEAK = 'leak';
     try {
-      const r = await runHook('on_change', shell('echo "[$SK_TEST_SHOULD_NOT_LEAK][$ONLY_HERE][$STAPLEKEEPER_COUNT]"'), [], {
-        env: { PATH: process.env.PATH, ONLY_HERE: 'yes' },
-      });
+      const r = await runHook(
+        'on_change',
+        shell('echo "[$SK_TEST_SHOULD_NOT_LEAK][$ONLY_HERE][$STAPLEKEEPER_COUNT]"'),
+        [],
+        {
+          env: { PATH: process.env.PATH, ONLY_HERE: 'yes' },
+        },
+      );
       expect(r.stdout).toBe('[][yes][0]\n');
     } finally {
       delete process.env.SK_TEST_SHOULD_NOT_LEAK;
@@ -125,7 +146,9 @@ describe('runHook', () => {
   });
 
   it('a non-zero exit is HOOK_FAILED with the exit code and the last stderr line', async () => {
-    const e = await failure(runHook('on_failure', shell('echo noise; echo first >&2; echo "reload failed: bad config" >&2; exit 3'), items));
+    const e = await failure(
+      runHook('on_failure', shell('echo noise; echo first >&2; echo "reload failed: bad config" >&2; exit 3'), items),
+    );
     expect(e.message).toContain('exited with 3');
     expect(e.message).toContain('reload failed: bad config');
     expect(e.message).not.toContain('first');
@@ -134,7 +157,15 @@ describe('runHook', () => {
 
   it('reports the real last stderr line of a hook that writes more than 64 KiB to stderr', async () => {
     const e = await failure(
-      runHook('on_change', argv(['/bin/sh', '-c', 'i=0; while [ $i -lt 3000 ]; do echo "progress line number $i of many"; i=$((i+1)); done >&2; echo "the real reason" >&2; exit 1']), []),
+      runHook(
+        'on_change',
+        argv([
+          '/bin/sh',
+          '-c',
+          'i=0; while [ $i -lt 3000 ]; do echo "progress line number $i of many"; i=$((i+1)); done >&2; echo "the real reason" >&2; exit 1',
+        ]),
+        [],
+      ),
     );
     expect(e.message).toContain('the real reason');
   });
@@ -147,7 +178,9 @@ describe('runHook', () => {
 
   it('kills a hook that runs past its timeout, and its children, quickly', async () => {
     const t0 = Date.now();
-    const e = await failure(runHook('on_change', shell('sleep 30 & echo $! > child.pid; sleep 30', 300), [], { cwd: dir }));
+    const e = await failure(
+      runHook('on_change', shell('sleep 30 & echo $! > child.pid; sleep 30', 300), [], { cwd: dir }),
+    );
     const elapsed = Date.now() - t0;
     expect(e.message).toContain('ran longer than 300 ms and was killed');
     expect(e.details).toMatchObject({ timedOut: true, signal: 'SIGKILL' });
@@ -169,7 +202,9 @@ describe('runHook', () => {
   it('does not wait for a daemon the hook started in its own session that keeps stdout open', async () => {
     // e.g. a hook that (re)starts a server without redirecting its output
     const t0 = Date.now();
-    const r = await runHook('on_change', shell('setsid sleep 30 & echo $! > bg.pid; echo started', 10_000), [], { cwd: dir });
+    const r = await runHook('on_change', shell('setsid sleep 30 & echo $! > bg.pid; echo started', 10_000), [], {
+      cwd: dir,
+    });
     const bg = Number((await readFile(join(dir, 'bg.pid'), 'utf8')).trim());
     strays.push(bg);
     expect(r).toMatchObject({ exitCode: 0, timedOut: false, stdout: 'started\n' });

@@ -42,7 +42,10 @@ function trackSockets(server: net.Server): { sockets: Set<Socket>; count: () => 
   return { sockets, count: () => count };
 }
 
-async function listen(server: net.Server, extraSockets: Set<Socket> = new Set()): Promise<{ port: number; close: () => Promise<void> }> {
+async function listen(
+  server: net.Server,
+  extraSockets: Set<Socket> = new Set(),
+): Promise<{ port: number; close: () => Promise<void> }> {
   const { sockets } = trackSockets(server);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -62,7 +65,12 @@ async function serve(handler: (req: IncomingMessage, res: ServerResponse, seen: 
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const seen: Seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks) };
+      const seen: Seen = {
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+      };
       requests.push(seen);
       handler(req, res, seen);
     });
@@ -90,7 +98,13 @@ async function proxyServer(): Promise<{ url: string; seen: Array<{ method: strin
       return;
     }
     const up = http.request(
-      { host: target.hostname, port: target.port, path: target.pathname + target.search, method: req.method, headers: { ...req.headers, 'x-via-test-proxy': '1' } },
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname + target.search,
+        method: req.method,
+        headers: { ...req.headers, 'x-via-test-proxy': '1' },
+      },
       (ur) => {
         res.writeHead(ur.statusCode ?? 502, ur.headers);
         ur.pipe(res);
@@ -144,16 +158,23 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-const ok = (body: string | Buffer, headers: Record<string, string> = {}) => (_req: IncomingMessage, res: ServerResponse) => {
-  res.writeHead(200, { 'content-type': 'application/ocsp-response', ...headers });
-  res.end(body);
-};
+const ok =
+  (body: string | Buffer, headers: Record<string, string> = {}) =>
+  (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(200, { 'content-type': 'application/ocsp-response', ...headers });
+    res.end(body);
+  };
 
 describe('requests', () => {
   it('GET reaches the server with Host and the User-Agent, and returns status, body and type', async () => {
     const srv = await serve(ok('der-bytes'));
     const r = await transport().send({ method: 'GET', url: `${srv.url}/ocsp/MFQwUjBQ%2F%3D` });
-    expect(r).toEqual({ status: 200, body: Buffer.from('der-bytes'), contentType: 'application/ocsp-response', url: `${srv.url}/ocsp/MFQwUjBQ%2F%3D` });
+    expect(r).toEqual({
+      status: 200,
+      body: Buffer.from('der-bytes'),
+      contentType: 'application/ocsp-response',
+      url: `${srv.url}/ocsp/MFQwUjBQ%2F%3D`,
+    });
     expect(srv.requests).toHaveLength(1);
     const seen = srv.requests[0] as Seen;
     expect(seen.method).toBe('GET');
@@ -165,7 +186,12 @@ describe('requests', () => {
   it('POST sends the body and the caller headers', async () => {
     const srv = await serve(ok('resp'));
     const body = Buffer.from([0x30, 0x82, 0x01, 0x00, 0xff]);
-    const r = await transport().send({ method: 'POST', url: `${srv.url}/`, body, headers: { 'content-type': 'application/ocsp-request' } });
+    const r = await transport().send({
+      method: 'POST',
+      url: `${srv.url}/`,
+      body,
+      headers: { 'content-type': 'application/ocsp-request' },
+    });
     expect(r.status).toBe(200);
     const seen = srv.requests[0] as Seen;
     expect(seen.method).toBe('POST');
@@ -232,7 +258,10 @@ describe('body cap', () => {
       res.write(Buffer.alloc(1024)); // and then nothing more: reading on would hang until the timeout
     });
     const t0 = Date.now();
-    const e = await failure(transport({ timeoutMs: 5000 }).send({ method: 'GET', url: `${srv.url}/`, maxBytes: 4096 }), 'HTTP_TOO_LARGE');
+    const e = await failure(
+      transport({ timeoutMs: 5000 }).send({ method: 'GET', url: `${srv.url}/`, maxBytes: 4096 }),
+      'HTTP_TOO_LARGE',
+    );
     expect(Date.now() - t0).toBeLessThan(1500);
     expect(e.message).toContain('52428800');
     expect(e.message).toContain('4096');
@@ -243,11 +272,14 @@ describe('body cap', () => {
       res.writeHead(200); // no content-length: chunked
       let n = 0;
       const t = setInterval(() => {
-        if (res.destroyed || n++ > 100) return clearInterval(t), res.end();
+        if (res.destroyed || n++ > 100) return (clearInterval(t), res.end());
         res.write(Buffer.alloc(1024, 0x41));
       }, 1);
     });
-    const e = await failure(transport().send({ method: 'GET', url: `${srv.url}/`, maxBytes: 10 * 1024 }), 'HTTP_TOO_LARGE');
+    const e = await failure(
+      transport().send({ method: 'GET', url: `${srv.url}/`, maxBytes: 10 * 1024 }),
+      'HTTP_TOO_LARGE',
+    );
     expect(e.message).toContain('10240-byte cap');
   });
 
@@ -377,11 +409,20 @@ describe('redirects', () => {
     const srv = await serve((_req, res) => res.writeHead(307, { location: '/loop' }).end());
     await failure(transport().send({ method: 'GET', url: `${srv.url}/loop` }), 'HTTP_REDIRECT');
     expect(srv.requests).toHaveLength(4);
-    const e = await failure(transport({ maxRedirects: 0 }).send({ method: 'GET', url: `${srv.url}/loop` }), 'HTTP_REDIRECT');
+    const e = await failure(
+      transport({ maxRedirects: 0 }).send({ method: 'GET', url: `${srv.url}/loop` }),
+      'HTTP_REDIRECT',
+    );
     expect(e.message).toContain('more than 0 redirects');
   });
 
-  it.each(['ftp://127.0.0.1/ocsp', 'file:///etc/passwd', 'gopher://x/', 'javascript:alert(1)', 'https://127.0.0.1/ocsp'])('a redirect to %s → HTTP_REDIRECT', async (location) => {
+  it.each([
+    'ftp://127.0.0.1/ocsp',
+    'file:///etc/passwd',
+    'gopher://x/',
+    'javascript:alert(1)',
+    'https://127.0.0.1/ocsp',
+  ])('a redirect to %s → HTTP_REDIRECT', async (location) => {
     const srv = await serve((_req, res) => res.writeHead(302, { location }).end());
     const e = await failure(transport().send({ method: 'GET', url: `${srv.url}/` }), 'HTTP_REDIRECT');
     expect(e.message).toContain(`refusing a redirect to another scheme (${new URL(location).protocol})`);
@@ -394,7 +435,12 @@ describe('redirects', () => {
       else ok('posted')(req, res);
     });
     const body = Buffer.from('ocsp-request-der');
-    const r = await transport().send({ method: 'POST', url: `${srv.url}/old`, body, headers: { 'content-type': 'application/ocsp-request' } });
+    const r = await transport().send({
+      method: 'POST',
+      url: `${srv.url}/old`,
+      body,
+      headers: { 'content-type': 'application/ocsp-request' },
+    });
     expect(r.body.toString()).toBe('posted');
     expect(srv.requests.map((q) => [q.method, q.url, q.body.toString()])).toEqual([
       ['POST', '/old', 'ocsp-request-der'],
@@ -407,7 +453,12 @@ describe('redirects', () => {
       if (req.url === '/post') res.writeHead(303, { location: '/result' }).end();
       else ok(`${req.method}`)(req, res);
     });
-    const r = await transport().send({ method: 'POST', url: `${srv.url}/post`, body: Buffer.from('q'), headers: { 'content-type': 'application/ocsp-request' } });
+    const r = await transport().send({
+      method: 'POST',
+      url: `${srv.url}/post`,
+      body: Buffer.from('q'),
+      headers: { 'content-type': 'application/ocsp-request' },
+    });
     expect(r.body.toString()).toBe('GET');
     const second = srv.requests[1] as Seen;
     expect(second.method).toBe('GET');
@@ -458,7 +509,11 @@ describe('proxies', () => {
   it('POST through the explicit proxy carries the body', async () => {
     const target = await serve((req, res, seen) => ok(seen.body)(req, res));
     const proxy = await proxyServer();
-    const r = await transport({ proxy: proxy.url }).send({ method: 'POST', url: `${target.url}/`, body: Buffer.from('echo me') });
+    const r = await transport({ proxy: proxy.url }).send({
+      method: 'POST',
+      url: `${target.url}/`,
+      body: Buffer.from('echo me'),
+    });
     expect(r.body.toString()).toBe('echo me');
     expect(proxy.seen).toEqual([{ method: 'POST', url: `${target.url}/` }]);
   });
@@ -467,7 +522,13 @@ describe('proxies', () => {
     // the tunnel leads to a plain-http server, so the TLS handshake fails: we only check the proxy's view
     const target = await serve(ok('never'));
     const proxy = await proxyServer();
-    await failure(transport({ proxy: proxy.url, timeoutMs: 2000 }).send({ method: 'GET', url: `https://127.0.0.1:${target.port}/secret` }), 'HTTP_NETWORK');
+    await failure(
+      transport({ proxy: proxy.url, timeoutMs: 2000 }).send({
+        method: 'GET',
+        url: `https://127.0.0.1:${target.port}/secret`,
+      }),
+      'HTTP_NETWORK',
+    );
     expect(proxy.seen).toEqual([{ method: 'CONNECT', url: `127.0.0.1:${target.port}` }]);
     expect(target.requests).toEqual([]);
   });
@@ -475,7 +536,10 @@ describe('proxies', () => {
   it('a proxy that is down → HTTP_NETWORK', async () => {
     const target = await serve(ok('never'));
     const port = await closedPort();
-    await failure(transport({ proxy: `http://127.0.0.1:${port}` }).send({ method: 'GET', url: `${target.url}/` }), 'HTTP_NETWORK');
+    await failure(
+      transport({ proxy: `http://127.0.0.1:${port}` }).send({ method: 'GET', url: `${target.url}/` }),
+      'HTTP_NETWORK',
+    );
     expect(target.requests).toHaveLength(0);
   });
 

@@ -145,7 +145,11 @@ describe('limitPerHost', () => {
     const g = gauge();
     const { t } = fakeTransport(g);
     const limited = limitPerHost(t, 1);
-    await Promise.all(['http://h:1/x', 'http://h:2/x', 'http://h:1/y', 'http://h:2/y'].map((url) => limited.send({ method: 'GET', url })));
+    await Promise.all(
+      ['http://h:1/x', 'http://h:2/x', 'http://h:1/y', 'http://h:2/y'].map((url) =>
+        limited.send({ method: 'GET', url }),
+      ),
+    );
     expect(g.peakOf('h:1')).toBe(1);
     expect(g.peakOf('h:2')).toBe(1);
     expect(g.peak).toBe(2);
@@ -225,7 +229,12 @@ describe('forEachLimited', () => {
 
   it('shouldStop() true from the start runs nothing', async () => {
     let calls = 0;
-    await forEachLimited([1, 2, 3], 2, async () => void calls++, () => true);
+    await forEachLimited(
+      [1, 2, 3],
+      2,
+      async () => void calls++,
+      () => true,
+    );
     expect(calls).toBe(0);
   });
 

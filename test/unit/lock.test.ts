@@ -234,18 +234,21 @@ describe('acquireLock', () => {
   });
 
   // As root, chmod does not stop us; the immutable attribute does (skipped where unsupported).
-  it.skipIf(!canFreeze)('a stale lock that cannot be removed fails by the deadline instead of spinning forever', async () => {
-    const dead = deadPid();
-    await writeFile(lockPath(), `${dead}\n`);
-    freeze(dir);
-    const t0 = Date.now();
-    const e = await acquireLock(dir, 300).catch((x: unknown) => x);
-    const elapsed = Date.now() - t0;
-    expect(e).toBeInstanceOf(StapleError);
-    expect((e as StapleError).code).toBe('FILE_WRITE');
-    expect((e as StapleError).message).toContain('stale lock');
-    expect(elapsed).toBeGreaterThanOrEqual(290);
-    expect(elapsed).toBeLessThan(1500);
-    expect(await readFile(lockPath(), 'utf8')).toBe(`${dead}\n`);
-  });
+  it.skipIf(!canFreeze)(
+    'a stale lock that cannot be removed fails by the deadline instead of spinning forever',
+    async () => {
+      const dead = deadPid();
+      await writeFile(lockPath(), `${dead}\n`);
+      freeze(dir);
+      const t0 = Date.now();
+      const e = await acquireLock(dir, 300).catch((x: unknown) => x);
+      const elapsed = Date.now() - t0;
+      expect(e).toBeInstanceOf(StapleError);
+      expect((e as StapleError).code).toBe('FILE_WRITE');
+      expect((e as StapleError).message).toContain('stale lock');
+      expect(elapsed).toBeGreaterThanOrEqual(290);
+      expect(elapsed).toBeLessThan(1500);
+      expect(await readFile(lockPath(), 'utf8')).toBe(`${dead}\n`);
+    },
+  );
 });

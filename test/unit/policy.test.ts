@@ -23,8 +23,12 @@ describe('refreshPoint', () => {
     expect(refreshPoint(facts, cert, { minimumValidityPercentage: 25 })).toEqual(at(3 * D));
   });
   it('takes the earlier of both ocspbot candidates and ignores refreshAt', () => {
-    expect(refreshPoint(facts, cert, { minimumValidityMs: 0.5 * D, minimumValidityPercentage: 50, refreshAt: 0.9 })).toEqual(at(2 * D));
-    expect(refreshPoint(facts, cert, { minimumValidityMs: 3.5 * D, minimumValidityPercentage: 50 })).toEqual(at(0.5 * D));
+    expect(
+      refreshPoint(facts, cert, { minimumValidityMs: 0.5 * D, minimumValidityPercentage: 50, refreshAt: 0.9 }),
+    ).toEqual(at(2 * D));
+    expect(refreshPoint(facts, cert, { minimumValidityMs: 3.5 * D, minimumValidityPercentage: 50 })).toEqual(
+      at(0.5 * D),
+    );
   });
   it('caps the window at the certificate notAfter and notBefore (ocspbot)', () => {
     const shortCert = { notBefore: at(D), notAfter: at(3 * D) };
@@ -63,13 +67,18 @@ describe('decideRefresh', () => {
     expect(decideRefresh(valid, cert, {}, at(4 * D)).reason).toBe('expired');
   });
   it('renews a staple that is not good', () => {
-    expect(decideRefresh({ kind: 'valid', facts: { ...facts, status: 'revoked' } }, cert, {}, at(H)).reason).toBe('not-good');
+    expect(decideRefresh({ kind: 'valid', facts: { ...facts, status: 'revoked' } }, cert, {}, at(H)).reason).toBe(
+      'not-good',
+    );
   });
   it('forces renewal on request', () => {
     expect(decideRefresh(valid, cert, {}, at(H), { force: true })).toMatchObject({ action: 'renew', reason: 'forced' });
   });
   it('skips an expired certificate, even when forced', () => {
     const old = { notBefore: at(-90 * D), notAfter: at(-D) };
-    expect(decideRefresh(valid, old, {}, t0, { force: true })).toMatchObject({ action: 'skip', reason: 'cert-expired' });
+    expect(decideRefresh(valid, old, {}, t0, { force: true })).toMatchObject({
+      action: 'skip',
+      reason: 'cert-expired',
+    });
   });
 });

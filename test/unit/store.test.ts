@@ -10,7 +10,20 @@
  * path whose folder is a regular file (ENOTDIR), and a staple path that is a directory (EISDIR on rename).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, readlink, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  realpath,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -110,7 +123,12 @@ describe('read', () => {
 
   it('rejects a directory with FILE_UNREADABLE "is a directory"', async () => {
     await mkdir(join(dir, 'sub.der'));
-    await expectStapleError(store.read(join(dir, 'sub.der')), 'FILE_UNREADABLE', 'is a directory', join(dir, 'sub.der'));
+    await expectStapleError(
+      store.read(join(dir, 'sub.der')),
+      'FILE_UNREADABLE',
+      'is a directory',
+      join(dir, 'sub.der'),
+    );
   });
 
   it('rejects a file over 1 MiB', async () => {
@@ -248,7 +266,12 @@ describe('write', () => {
       await symlink('b.der', join(dir, 'a.der'));
       await symlink('a.der', join(dir, 'b.der'));
       await symlink('self.der', join(dir, 'self.der'));
-      await expectStapleError(store.write(join(dir, 'a.der'), Buffer.from('x')), 'FILE_WRITE', 'symlink loop', 'old staple was kept');
+      await expectStapleError(
+        store.write(join(dir, 'a.der'), Buffer.from('x')),
+        'FILE_WRITE',
+        'symlink loop',
+        'old staple was kept',
+      );
       await expectStapleError(store.write(join(dir, 'self.der'), Buffer.from('x')), 'FILE_WRITE', 'symlink loop');
       expect(await readlink(join(dir, 'a.der'))).toBe('b.der');
       expect((await readdir(dir)).sort()).toEqual(['a.der', 'b.der', 'self.der']);
@@ -258,7 +281,12 @@ describe('write', () => {
   describe('failures leave the old bytes and no temporary file', () => {
     it('a staple path whose folder is a regular file → FILE_WRITE, the file is untouched', async () => {
       await writeFile(join(dir, 'ocsp'), 'I am a file');
-      await expectStapleError(store.write(join(dir, 'ocsp', 'site.der'), Buffer.from('x')), 'FILE_WRITE', 'not a directory', 'old staple was kept');
+      await expectStapleError(
+        store.write(join(dir, 'ocsp', 'site.der'), Buffer.from('x')),
+        'FILE_WRITE',
+        'not a directory',
+        'old staple was kept',
+      );
       expect(await readFile(join(dir, 'ocsp'), 'utf8')).toBe('I am a file');
       expect(await readdir(dir)).toEqual(['ocsp']);
     });
@@ -285,7 +313,12 @@ describe('write', () => {
         await writeFile(p, 'old bytes');
         await chmod(p, 0o640);
         expect(makeUnwritable(sub)).toBe(true);
-        await expectStapleError(store.write(p, Buffer.from('new bytes')), 'FILE_WRITE', 'permission denied', 'old staple was kept');
+        await expectStapleError(
+          store.write(p, Buffer.from('new bytes')),
+          'FILE_WRITE',
+          'permission denied',
+          'old staple was kept',
+        );
         expect(await readFile(p, 'utf8')).toBe('old bytes');
         expect((await stat(p)).mode & 0o777).toBe(0o640);
         expect(await readdir(sub)).toEqual(['site.der']);
@@ -335,7 +368,13 @@ describe('write', () => {
       expect(results[2]?.pruned).toEqual([`${p}-20260101-000001`]);
       expect(results[3]?.pruned).toEqual([`${p}-20260102-000000`]);
       expect((await readdir(dir)).sort()).toEqual(
-        ['other.der-20200101-000000', 'site.der', 'site.der-20260110-120000', 'site.der-20260201-000000', 'site.der-notes'].sort(),
+        [
+          'other.der-20200101-000000',
+          'site.der',
+          'site.der-20260110-120000',
+          'site.der-20260201-000000',
+          'site.der-notes',
+        ].sort(),
       );
       expect(await readFile(`${p}-20260201-000000`, 'utf8')).toBe('v3');
       expect(await readFile(`${p}-20260110-120000`, 'utf8')).toBe('v2');
@@ -343,14 +382,18 @@ describe('write', () => {
 
     it('keeps every backup when backupKeep is not set', async () => {
       const p = join(dir, 'site.der');
-      for (let i = 0; i < 3; i++) await store.write(p, Buffer.from(`v${i}`), { backup: true, now: new Date(Date.UTC(2026, 0, 1, 0, 0, i)) });
+      for (let i = 0; i < 3; i++)
+        await store.write(p, Buffer.from(`v${i}`), { backup: true, now: new Date(Date.UTC(2026, 0, 1, 0, 0, i)) });
       expect((await readdir(dir)).filter((n) => n.startsWith('site.der-'))).toHaveLength(3);
     });
 
     it('puts the backup beside the symlink target', async () => {
       await mkdir(join(dir, 'var'));
       await symlink(join(dir, 'var', 'site.der'), join(dir, 'site.der'));
-      const r = await store.write(join(dir, 'site.der'), Buffer.from('v'), { backup: true, now: new Date('2026-05-05T05:05:05Z') });
+      const r = await store.write(join(dir, 'site.der'), Buffer.from('v'), {
+        backup: true,
+        now: new Date('2026-05-05T05:05:05Z'),
+      });
       expect(r.backupPath).toBe(join(dir, 'var', 'site.der-20260505-050505'));
       expect(await readdir(join(dir, 'var'))).toContain('site.der-20260505-050505');
     });

@@ -8,7 +8,15 @@ import { StapleError } from '../../src/core/errors.js';
 import { buildRequest, computeCertId } from '../../src/core/request.js';
 import { decodeResponse } from '../../src/core/response.js';
 import { assertGood, verifyResponse } from '../../src/core/verify.js';
-import { KEY_TYPES, buildTestPki, goodResponseFor, mintCert, mintOcspResponse, certIdFor, OID } from '../helpers/mint.js';
+import {
+  KEY_TYPES,
+  buildTestPki,
+  goodResponseFor,
+  mintCert,
+  mintOcspResponse,
+  certIdFor,
+  OID,
+} from '../helpers/mint.js';
 
 const now = new Date('2026-11-22T12:00:00Z');
 const H = 3600_000;
@@ -73,7 +81,11 @@ describe('verifyResponse rules', () => {
 
   it('reports revoked with time and reason, and unknown, via assertGood', () => {
     const revokedAt = new Date(now.getTime() - 48 * H);
-    const r = verify(goodResponseFor(pki, leaf, now, { single: { status: 'revoked', revocationTime: revokedAt, revocationReason: 1 } }));
+    const r = verify(
+      goodResponseFor(pki, leaf, now, {
+        single: { status: 'revoked', revocationTime: revokedAt, revocationReason: 1 },
+      }),
+    );
     expect(r.status).toBe('revoked');
     expect(r.revocationTime).toEqual(revokedAt);
     expect(r.revocationReason).toBe('keyCompromise');
@@ -93,7 +105,14 @@ describe('verifyResponse rules', () => {
     const der = mintOcspResponse({
       signer: shortSigner,
       producedAt: now,
-      singles: [{ certId: certIdFor(leaf.der, pki.root.der), status: 'good', thisUpdate: now, nextUpdate: new Date(now.getTime() + 7 * 24 * H) }],
+      singles: [
+        {
+          certId: certIdFor(leaf.der, pki.root.der),
+          status: 'good',
+          thisUpdate: now,
+          nextUpdate: new Date(now.getTime() + 7 * 24 * H),
+        },
+      ],
     });
     const v = verify(der);
     expect(v.usableUntil).toEqual(shortSigner && new Date(parseCertificate(shortSigner.der).notAfter));
@@ -101,7 +120,12 @@ describe('verifyResponse rules', () => {
   });
 
   it('requires exactly one matching SingleResponse', () => {
-    const single = { certId: certIdFor(leaf.der, pki.root.der), status: 'good' as const, thisUpdate: now, nextUpdate: new Date(now.getTime() + 24 * H) };
+    const single = {
+      certId: certIdFor(leaf.der, pki.root.der),
+      status: 'good' as const,
+      thisUpdate: now,
+      nextUpdate: new Date(now.getTime() + 24 * H),
+    };
     const twice = mintOcspResponse({ signer: pki.signer, producedAt: now, singles: [single, single] });
     expect(codeOf(() => verify(twice))).toBe('OCSP_CERTID_MISMATCH');
     const other = { ...single, certId: certIdFor(pki.leaves[1]!.der, pki.root.der) };
@@ -115,7 +139,9 @@ describe('verifyResponse rules', () => {
     const nonce = Buffer.from('0123456789abcdef');
     const withNonce = goodResponseFor(pki, leaf, now, { nonce });
     expect(verify(withNonce, now, { nonce }).status).toBe('good');
-    expect(codeOf(() => verify(withNonce, now, { nonce: Buffer.from('other nonce 1234') }))).toBe('OCSP_NONCE_MISMATCH');
+    expect(codeOf(() => verify(withNonce, now, { nonce: Buffer.from('other nonce 1234') }))).toBe(
+      'OCSP_NONCE_MISMATCH',
+    );
     expect(codeOf(() => verify(goodResponseFor(pki, leaf, now), now, { nonce }))).toBe('OCSP_NONCE_MISMATCH');
   });
 
@@ -144,7 +170,9 @@ describe('request encoding', () => {
     expect(id.serial).toEqual(ref.serial);
     const req = buildRequest(id);
     expect(req.nonce).toBeUndefined();
-    expect(req.der.includes(Buffer.from([0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02]))).toBe(false);
+    expect(req.der.includes(Buffer.from([0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02]))).toBe(
+      false,
+    );
     const withNonce = buildRequest(id, { nonce: true });
     expect(withNonce.nonce?.length).toBe(16);
     expect(withNonce.der.includes(withNonce.nonce!)).toBe(true);
