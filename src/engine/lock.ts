@@ -10,7 +10,7 @@ import { constants } from 'node:fs';
 import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { StapleError } from '../core/errors.js';
-import { describeFsError } from '../io/files.js';
+import { describeFsError, isProcessAlive } from '../io/files.js';
 import { TEMP_MARKER } from '../io/store.js';
 
 /** The lock file name inside the staple folder. */
@@ -31,16 +31,6 @@ export interface HeldLock {
  * where the daemon is PID 1 after every restart) and is stale.
  */
 const heldHere = new Map<string, symbol>();
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -85,7 +75,7 @@ async function inspect(path: string): Promise<LockFacts | undefined> {
 /** True when the lock file `facts` describes is held by a live process (this one included). */
 function isHeld(path: string, facts: LockFacts): boolean {
   if (heldHere.has(path)) return true;
-  return facts.pid !== undefined && facts.pid !== process.pid && alive(facts.pid);
+  return facts.pid !== undefined && facts.pid !== process.pid && isProcessAlive(facts.pid);
 }
 
 /**

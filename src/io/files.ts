@@ -46,3 +46,17 @@ export function describeFsError(e: unknown): string {
       return e instanceof Error ? e.message : String(e);
   }
 }
+
+/**
+ * True when a process with this PID exists (EPERM means it exists but is not
+ * ours). Used to tell stale lock and temporary files of dead runs from live ones.
+ */
+export function isProcessAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

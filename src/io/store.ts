@@ -20,7 +20,7 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { StapleError } from '../core/errors.js';
-import { describeFsError } from './files.js';
+import { describeFsError, isProcessAlive } from './files.js';
 
 /** The prefix of temporary files; stale ones from an interrupted run are cleaned up. */
 export const TEMP_MARKER = '.sk-tmp-';
@@ -81,16 +81,6 @@ async function resolveTarget(path: string): Promise<string> {
 function stamp(d: Date): string {
   const p = (n: number): string => String(n).padStart(2, '0');
   return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
-}
-
-function pidAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Fsyncs a folder so a rename in it survives a crash; best effort (some file systems refuse). */
@@ -156,7 +146,7 @@ export async function cleanStaleTemps(dir: string): Promise<string[]> {
     const i = name.indexOf(TEMP_MARKER);
     if (!name.startsWith('.') || i < 0) continue;
     const pid = Number(name.slice(i + TEMP_MARKER.length).split('-')[0]);
-    if (pidAlive(pid) && pid !== process.pid) continue;
+    if (isProcessAlive(pid) && pid !== process.pid) continue;
     if (pid === process.pid) continue;
     try {
       await unlink(join(dir, name));
