@@ -6,10 +6,10 @@
  * computed over (the issuer's Name and subjectPublicKey, RFC 6960 §4.1.1) are
  * taken as they are in the file, never re-encoded.
  */
-import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { DerReader, TAG, contents, decodeOid, decodeTime, whole, type Tlv } from './der.js';
 import { StapleError } from './errors.js';
-import { nodeVerifyParams } from './signature.js';
+import { verifySignature } from './signature.js';
 
 /** The facts about one X.509 certificate that staplekeeper uses. */
 export interface Certificate {
@@ -256,23 +256,73 @@ function readExtensions(der: Buffer, extsSeq: Tlv, out: Certificate): void {
   }
 }
 
-const PEM_RE = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END \1-----/g;
-
 /** One PEM block. */
 export interface PemBlock {
   label: string;
   der: Buffer;
 }
 
-/** Finds every PEM block in `text`. Base64 that does not decode cleanly is an error. */
-export function decodePem(text: string, code: 'NOT_A_CERTIFICATE' | 'OCSP_MALFORMED' = 'NOT_A_CERTIFICATE'): PemBlock[] {
+/** The label after `-----BEGIN `/`-----END ` at `start`: `[A-Z0-9 ]+` followed by `-----`, else undefined. */
+function pemLabelAt(text: string, start: number): string | undefined {
+  let end = start;
+  for (; end < text.length; end++) {
+    const c = text.charCodeAt(end);
+    const ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x20;
+    if (!ok) break;
+  }
+  if (end === start || !text.startsWith('-----', end)) return undefined;
+  return text.slice(start, end);
+}
+
+/**
+ * Finds every PEM block in `text` (`-----BEGIN L-----` … the next
+ * `-----END L-----`). Base64 that does not decode cleanly is an error.
+ *
+ * A linear scan: the END markers are indexed once, and each BEGIN looks up
+ * the first END of its label after it. A backtracking regular expression
+ * takes quadratic time on a file of many BEGIN lines without END (a 1 MiB
+ * hostile staple file would take seconds, a 4 MiB certificate file minutes).
+ */
+export function decodePem(
+  text: string,
+  code: 'NOT_A_CERTIFICATE' | 'OCSP_MALFORMED' = 'NOT_A_CERTIFICATE',
+): PemBlock[] {
+  const BEGIN = '-----BEGIN ';
+  const END = '-----END ';
+  const ends = new Map<string, number[]>();
+  for (let i = text.indexOf(END); i >= 0; i = text.indexOf(END, i + 1)) {
+    const label = pemLabelAt(text, i + END.length);
+    if (label === undefined) continue;
+    let list = ends.get(label);
+    if (!list) ends.set(label, (list = []));
+    list.push(i);
+  }
+  const cursor = new Map<string, number>();
   const blocks: PemBlock[] = [];
-  for (const m of text.matchAll(PEM_RE)) {
-    const body = (m[2] ?? '').replace(/\s+/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) {
-      throw new StapleError(code, `the PEM block "${m[1]}" has broken base64`);
+  for (let pos = 0; ;) {
+    const begin = text.indexOf(BEGIN, pos);
+    if (begin < 0) break;
+    const label = pemLabelAt(text, begin + BEGIN.length);
+    if (label === undefined) {
+      pos = begin + 1;
+      continue;
     }
-    blocks.push({ label: m[1] as string, der: Buffer.from(body, 'base64') });
+    const bodyStart = begin + BEGIN.length + label.length + 5;
+    const list = ends.get(label) ?? [];
+    let k = cursor.get(label) ?? 0;
+    while (k < list.length && (list[k] as number) < bodyStart) k++;
+    cursor.set(label, k);
+    if (k >= list.length) {
+      pos = begin + 1;
+      continue;
+    }
+    const endAt = list[k] as number;
+    const body = text.slice(bodyStart, endAt).replace(/\s+/g, '');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) {
+      throw new StapleError(code, `the PEM block "${label}" has broken base64`);
+    }
+    blocks.push({ label, der: Buffer.from(body, 'base64') });
+    pos = endAt + END.length + label.length + 5;
   }
   return blocks;
 }
@@ -316,15 +366,26 @@ function wrapParse(der: Buffer, name: string): Certificate {
 }
 
 const keyCache = new WeakMap<Certificate, KeyObject>();
+/** Keys by SPKI bytes: one CA or responder certificate arrives in thousands of chain files and responses. */
+const keyBySpki = new Map<string, KeyObject>();
+const MAX_KEYS_BY_SPKI = 1024;
 
 /** The certificate's public key as a node:crypto KeyObject (cached). */
 export function publicKeyOf(cert: Certificate): KeyObject {
   let k = keyCache.get(cert);
   if (!k) {
-    try {
-      k = createPublicKey({ key: cert.spkiDer, format: 'der', type: 'spki' });
-    } catch (e) {
-      throw new StapleError('NOT_A_CERTIFICATE', `unsupported public key in certificate ${cert.subject}`, { cause: e });
+    const id = cert.spkiDer.toString('base64');
+    k = keyBySpki.get(id);
+    if (!k) {
+      try {
+        k = createPublicKey({ key: cert.spkiDer, format: 'der', type: 'spki' });
+      } catch (e) {
+        throw new StapleError('NOT_A_CERTIFICATE', `unsupported public key in certificate ${cert.subject}`, {
+          cause: e,
+        });
+      }
+      if (keyBySpki.size >= MAX_KEYS_BY_SPKI) keyBySpki.clear();
+      keyBySpki.set(id, k);
     }
     keyCache.set(cert, k);
   }
@@ -335,8 +396,7 @@ export function publicKeyOf(cert: Certificate): KeyObject {
 export function isSignedBy(cert: Certificate, issuer: Certificate): boolean {
   if (!cert.issuerDer.equals(issuer.subjectDer)) return false;
   try {
-    const params = nodeVerifyParams(cert.signatureAlgorithmDer);
-    return cryptoVerify(params.hash, cert.tbsDer, { key: publicKeyOf(issuer), ...params.keyOptions }, cert.signature);
+    return verifySignature(cert.signatureAlgorithmDer, cert.tbsDer, publicKeyOf(issuer), cert.signature);
   } catch {
     return false;
   }

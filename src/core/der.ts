@@ -169,9 +169,30 @@ export function decodeTime(buf: Buffer, tlv: Tlv, code: ErrorCode = 'OCSP_MALFOR
     throw new StapleError(code, `${messageFor(code)}: expected a time at offset ${tlv.start}`);
   }
   const frac = m[7] ? Number(`0.${m[7]}`) * 1000 : 0;
-  const t = Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])) + frac;
-  if (!Number.isFinite(t)) throw new StapleError(code, `${messageFor(code)}: invalid time "${s}"`);
-  return new Date(Math.floor(t));
+  const [month, day, hour, minute, second] = [m[2], m[3], m[4], m[5], m[6]].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day); // not Date.UTC: it maps years 0-99 to 1900-1999
+  d.setUTCHours(hour, minute, second, 0);
+  // Date rolls month 13, day 32 or hour 24 over into the next unit; a time that does not
+  // read back as written is not a time (RFC 5280 §4.1.2.5 fields are all in range).
+  if (
+    !Number.isFinite(d.getTime()) ||
+    d.getUTCFullYear() !== year ||
+    d.getUTCMonth() !== month - 1 ||
+    d.getUTCDate() !== day ||
+    d.getUTCHours() !== hour ||
+    d.getUTCMinutes() !== minute ||
+    d.getUTCSeconds() !== second
+  ) {
+    throw new StapleError(code, `${messageFor(code)}: invalid time "${s}"`);
+  }
+  return new Date(d.getTime() + Math.floor(frac));
 }
 
 /** Encodes a DER length. */

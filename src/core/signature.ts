@@ -98,15 +98,91 @@ function pssParams(der: Buffer, seq: DerReader): VerifyParams {
 }
 
 /**
+ * Results of signature checks already made, per key, by (algorithm, data,
+ * signature). A check is a pure function of these and costs 20–120 µs:
+ * verifyResponse checks the response signature while identifying the signer
+ * and again for the verdict, thousands of responses are signed by the same
+ * delegated responder certificate, and the engine may run checks ahead in
+ * the thread pool ({@link verifySignatureAsync}) so that the synchronous
+ * rules find them done. Entries are found by the signature bytes and hold
+ * copies of the algorithm and data, compared in full: no hash shortcut, so
+ * no input can be mistaken for another. Bounded per key.
+ */
+interface Checked {
+  alg: Buffer;
+  data: Buffer;
+  ok: boolean;
+}
+const checked = new WeakMap<KeyObject, Map<string, Checked[]>>();
+const MAX_CHECKED_PER_KEY = 1024;
+
+function recall(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer): boolean | undefined {
+  const list = checked.get(key)?.get(signature.toString('latin1'));
+  if (list === undefined) return undefined;
+  for (const c of list) if (c.data.equals(data) && c.alg.equals(algIdDer)) return c.ok;
+  return undefined;
+}
+
+function remember(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer, ok: boolean): void {
+  let m = checked.get(key);
+  if (!m) checked.set(key, (m = new Map()));
+  else if (m.size >= MAX_CHECKED_PER_KEY) m.clear();
+  const id = signature.toString('latin1');
+  const entry = { alg: Buffer.from(algIdDer), data: Buffer.from(data), ok };
+  const list = m.get(id);
+  if (list) list.push(entry);
+  else m.set(id, [entry]);
+}
+
+/**
  * Verifies `signature` over `data` with `key` per the AlgorithmIdentifier.
  * Returns false for a wrong signature; throws for an unsupported algorithm.
  */
 export function verifySignature(algIdDer: Buffer, data: Buffer, key: KeyObject, signature: Buffer): boolean {
   const params = nodeVerifyParams(algIdDer);
+  const known = recall(key, algIdDer, data, signature);
+  if (known !== undefined) return known;
+  let ok: boolean;
   try {
-    return cryptoVerify(params.hash, data, { key, ...params.keyOptions }, signature);
+    ok = cryptoVerify(params.hash, data, { key, ...params.keyOptions }, signature);
   } catch {
     // a key/algorithm mismatch (e.g. an ECDSA signature with an RSA key) is a bad signature
-    return false;
+    ok = false;
   }
+  remember(key, algIdDer, data, signature, ok);
+  return ok;
+}
+
+/**
+ * {@link verifySignature} in libuv's thread pool, remembering the result so
+ * that a later synchronous check of the same inputs is free. Never rejects:
+ * an unsupported algorithm resolves to false here (the synchronous check
+ * still throws for it).
+ */
+export function verifySignatureAsync(
+  algIdDer: Buffer,
+  data: Buffer,
+  key: KeyObject,
+  signature: Buffer,
+): Promise<boolean> {
+  let params: VerifyParams;
+  try {
+    params = nodeVerifyParams(algIdDer);
+  } catch {
+    return Promise.resolve(false);
+  }
+  const known = recall(key, algIdDer, data, signature);
+  if (known !== undefined) return Promise.resolve(known);
+  return new Promise((resolve) => {
+    try {
+      cryptoVerify(params.hash, data, { key, ...params.keyOptions }, signature, (err, ok) => {
+        const result = !err && ok;
+        remember(key, algIdDer, data, signature, result);
+        resolve(result);
+      });
+    } catch {
+      remember(key, algIdDer, data, signature, false);
+      resolve(false);
+    }
+  });
 }

@@ -100,9 +100,13 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   if (decoded.responseStatus !== 0) {
     const code = STATUS_CODES[decoded.responseStatus] ?? 'OCSP_BAD_STATUS';
     const name = RESPONSE_STATUS_NAMES[decoded.responseStatus] ?? 'undefined';
-    throw new StapleError(code, `responder returned status ${decoded.responseStatus} (${name})${code === 'OCSP_BAD_STATUS' ? '' : ''}`, {
-      details: { responseStatus: decoded.responseStatus },
-    });
+    throw new StapleError(
+      code,
+      `responder returned status ${decoded.responseStatus} (${name})${code === 'OCSP_BAD_STATUS' ? '' : ''}`,
+      {
+        details: { responseStatus: decoded.responseStatus },
+      },
+    );
   }
   const basic = decoded.basic;
   if (!basic) throw new StapleError('OCSP_NO_RESPONSE_BYTES');
@@ -129,7 +133,14 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   const signer = candidates.find((c) => matchesRid(c) && sigOk(c)) ?? candidates.find(matchesRid);
 
   function sigOk(c: Certificate): boolean {
-    return verifySignature(basic!.signatureAlgorithmDer, basic!.tbsDer, publicKeyOf(c), basic!.signature);
+    let key;
+    try {
+      key = publicKeyOf(c);
+    } catch {
+      // an included certificate with an unusable key cannot be the signer; look at the others
+      return false;
+    }
+    return verifySignature(basic!.signatureAlgorithmDer, basic!.tbsDer, key, basic!.signature);
   }
 
   if (!signer) {
@@ -147,13 +158,17 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   }
 
   // RFC 6960 §4.2.2.2: the issuer itself, or a certificate it issued with id-kp-OCSPSigning, valid now.
-  const isIssuer = signer === issuer || (signer.subjectDer.equals(issuer.subjectDer) && signer.spkiDer.equals(issuer.spkiDer));
+  const isIssuer =
+    signer === issuer || (signer.subjectDer.equals(issuer.subjectDer) && signer.spkiDer.equals(issuer.spkiDer));
   let delegated = false;
   if (!isIssuer) {
     delegated = true;
     const who = `the response signer "${signer.subject}"`;
     if (!signer.issuerDer.equals(issuer.subjectDer) || !isSignedBy(signer, issuer)) {
-      throw new StapleError('OCSP_UNAUTHORIZED_SIGNER', `${who} was not issued by the certificate's issuer "${issuer.subject}"`);
+      throw new StapleError(
+        'OCSP_UNAUTHORIZED_SIGNER',
+        `${who} was not issued by the certificate's issuer "${issuer.subject}"`,
+      );
     }
     if (!signer.extKeyUsage.includes(OID_KP_OCSP_SIGNING)) {
       throw new StapleError('OCSP_UNAUTHORIZED_SIGNER', `${who} lacks the id-kp-OCSPSigning extended key usage`);
@@ -167,7 +182,10 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   }
 
   if (!verifySignature(basic.signatureAlgorithmDer, basic.tbsDer, publicKeyOf(signer), basic.signature)) {
-    throw new StapleError('OCSP_BAD_SIGNATURE', `the response signature (${sigParams.name}) does not verify with the key of "${signer.subject}"`);
+    throw new StapleError(
+      'OCSP_BAD_SIGNATURE',
+      `the response signature (${sigParams.name}) does not verify with the key of "${signer.subject}"`,
+    );
   }
 
   // Unknown critical extensions make the response unusable (RFC 5280 §4.2 semantics).
@@ -177,13 +195,19 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   if (opts.nonce) {
     const ext = basic.extensions.find((e) => e.oid === OID_OCSP_NONCE);
     if (!ext || !nonceValue(ext.value).equals(opts.nonce)) {
-      throw new StapleError('OCSP_NONCE_MISMATCH', ext ? 'the response nonce differs from ours' : 'the response carries no nonce');
+      throw new StapleError(
+        'OCSP_NONCE_MISMATCH',
+        ext ? 'the response nonce differs from ours' : 'the response carries no nonce',
+      );
     }
   }
 
   // Times (RFC 6960 §3.2 items 4–5, RFC 5019 §4): thisUpdate not in the future, nextUpdate present and ahead.
   if (single.thisUpdate.getTime() > nowMs + skew) {
-    throw new StapleError('OCSP_NOT_YET_VALID', `the response thisUpdate ${single.thisUpdate.toISOString()} lies in the future; check this machine's clock`);
+    throw new StapleError(
+      'OCSP_NOT_YET_VALID',
+      `the response thisUpdate ${single.thisUpdate.toISOString()} lies in the future; check this machine's clock`,
+    );
   }
   if (!single.nextUpdate) throw new StapleError('OCSP_NO_NEXT_UPDATE');
   if (single.nextUpdate.getTime() <= nowMs) {
@@ -194,7 +218,10 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   }
 
   if (cert.notAfter.getTime() <= nowMs) {
-    throw new StapleError('CERT_EXPIRED', `the certificate "${cert.subject}" expired on ${cert.notAfter.toISOString()}; renew the certificate first`);
+    throw new StapleError(
+      'CERT_EXPIRED',
+      `the certificate "${cert.subject}" expired on ${cert.notAfter.toISOString()}; renew the certificate first`,
+    );
   }
 
   const warnings: string[] = [];
@@ -238,7 +265,10 @@ export function assertGood(v: VerifiedResponse, subject = 'the certificate'): vo
     });
   }
   if (v.status === 'unknown') {
-    throw new StapleError('OCSP_UNKNOWN_CERT', `the responder does not know ${subject} (status unknown); check the responder URL and issuer`);
+    throw new StapleError(
+      'OCSP_UNKNOWN_CERT',
+      `the responder does not know ${subject} (status unknown); check the responder URL and issuer`,
+    );
   }
 }
 
@@ -266,12 +296,19 @@ function findOurSingle(singles: SingleResponse[], cert: Certificate, issuer: Cer
   }
   if (matches.length === 1) return matches[0] as SingleResponse;
   if (matches.length > 1) {
-    throw new StapleError('OCSP_CERTID_MISMATCH', `the response holds ${matches.length} answers for this certificate; refusing an ambiguous response`);
+    throw new StapleError(
+      'OCSP_CERTID_MISMATCH',
+      `the response holds ${matches.length} answers for this certificate; refusing an ambiguous response`,
+    );
   }
   if (unsupportedHash) {
-    throw new StapleError('OCSP_CERTID_MISMATCH', `the response answers with an unsupported CertID hash algorithm ${unsupportedHash}`, {
-      details: { hashAlgorithm: unsupportedHash },
-    });
+    throw new StapleError(
+      'OCSP_CERTID_MISMATCH',
+      `the response answers with an unsupported CertID hash algorithm ${unsupportedHash}`,
+      {
+        details: { hashAlgorithm: unsupportedHash },
+      },
+    );
   }
   const serialMatch = singles.find((s) => s.serial.equals(cert.serial));
   const detail = serialMatch

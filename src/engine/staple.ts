@@ -6,22 +6,52 @@
  * Invariant: the staple file is replaced only by a response that passed
  * {@link verifyResponse} and says `good` — or, when the operator opted in
  * with `onRevokedWrite`, a verified `revoked` response.
+ *
+ * The read path is built for 10,000 certificates (docs/PERFORMANCE.md):
+ * small local files are read synchronously, chain files shared by many
+ * certificates are read and parsed once, and the staple-folder cache
+ * (engine/cache.ts) lets a staple whose bytes, certificate and issuer are
+ * unchanged skip parsing and signature verification while every
+ * time-dependent rule is still applied at `now`.
  */
-import { type Certificate, loadCertificates } from '../core/certs.js';
+import type { KeyObject } from 'node:crypto';
+import {
+  type Certificate,
+  decodePem,
+  keyHashSha1,
+  loadCertificates,
+  parseCertificate,
+  publicKeyOf,
+} from '../core/certs.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
-import { decodePem } from '../core/certs.js';
 import {
   decideRefresh,
+  type CertWindow,
   type RefreshDecision,
   type RefreshPolicy,
+  type StapleFacts,
   type StapleState,
 } from '../core/policy.js';
 import type { CertIdHash } from '../core/request.js';
-import { assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
+import { decodeResponse, type DecodedResponse } from '../core/response.js';
+import { verifySignatureAsync } from '../core/signature.js';
+import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
 import { readInputFile } from '../io/files.js';
 import type { HttpTransport } from '../io/http.js';
 import type { StapleStore } from '../io/store.js';
-import { fetchResponse, type MethodChoice } from './fetch.js';
+import {
+  beginCacheWork,
+  cacheForStaple,
+  contentHash,
+  endCacheWork,
+  noteCacheLookup,
+  readRegularFileSync,
+  readSourcesSync,
+  type CacheRecord,
+  type SourceFile,
+  type SourceSet,
+} from './cache.js';
+import type { MethodChoice } from './fetch.js';
 import { pickLeaf, type IssuerResolver } from './issuer.js';
 
 /** What staplekeeper needs to know about one staple it maintains. */
@@ -56,6 +86,24 @@ export interface EngineContext {
   /** Maps an AIA URL to an override URL or 'disabled'. */
   urlOverrides?: Record<string, string>;
   onNotice?: (targetId: string, message: string) => void;
+  /**
+   * Use the staple-folder cache (default true): a staple whose bytes,
+   * certificate and issuer files are unchanged since it was verified is not
+   * parsed or verified again; the time-dependent rules still apply at `now`.
+   * See engine/cache.ts for why this never changes a decision.
+   */
+  cache?: boolean;
+}
+
+/**
+ * A store that can also read synchronously with the same contract as
+ * `read` (undefined when missing, `FILE_UNREADABLE` otherwise). A staple
+ * is a few KiB on a local disk: one synchronous read costs ~7 µs, the
+ * asynchronous one ~50–90 µs of thread-pool round trips, which is most of a
+ * 10,000-certificate check. Stores without it are read through `read`.
+ */
+export interface SyncReadableStore extends StapleStore {
+  readSync(path: string): Buffer | undefined;
 }
 
 /** The facts of a staple for output (`--json`, `/status`). */
@@ -95,26 +143,195 @@ export interface LoadedCert {
   issuer: Certificate;
 }
 
-async function loadList(path: string | undefined, what: string): Promise<Certificate[] | undefined> {
-  if (!path) return undefined;
-  return loadCertificates(await readInputFile(path, what), path);
+/**
+ * Parsed issuer, chain and root-chain files by content hash. Thousands of
+ * certificates usually share one chain: it is parsed once, and because the
+ * same {@link Certificate} objects come back, so is its public key.
+ */
+const parsedLists = new Map<string, Certificate[]>();
+const MAX_PARSED_LISTS = 256;
+
+/** Reads a certificate, issuer or chain file: the fast synchronous read, else the ordinary one (with its errors). */
+async function readSource(path: string, what: string, pre: SourceFile | undefined): Promise<Buffer> {
+  if (pre) return pre.bytes;
+  return readRegularFileSync(path) ?? (await readInputFile(path, what));
 }
 
-/** Loads a target's certificate and finds its issuer. */
-export async function loadTargetCert(target: Target, resolver: IssuerResolver): Promise<LoadedCert> {
-  const all = loadCertificates(await readInputFile(target.certPath, 'certificate'), target.certPath);
+async function loadList(
+  path: string | undefined,
+  what: string,
+  pre: SourceFile | undefined,
+): Promise<Certificate[] | undefined> {
+  if (!path) return undefined;
+  const data = await readSource(path, what, pre);
+  const key = pre?.hash ?? contentHash(data);
+  let list = parsedLists.get(key);
+  if (list === undefined) {
+    list = loadCertificates(data, path);
+    if (parsedLists.size >= MAX_PARSED_LISTS) parsedLists.clear();
+    parsedLists.set(key, list);
+  }
+  return list;
+}
+
+/** A loaded certificate, and whether its issuer came from the target's own files (only then may it be cached). */
+interface LoadResult {
+  loaded: LoadedCert;
+  issuerFromFiles: boolean;
+}
+
+async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: SourceSet): Promise<LoadResult> {
+  const all = loadCertificates(await readSource(target.certPath, 'certificate', pre?.cert), target.certPath);
   const { leaf, rest } = pickLeaf(all);
-  const [explicit, chain, rootchain] = await Promise.all([
-    loadList(target.issuerPath, 'issuer certificate'),
-    loadList(target.chainPath, 'chain'),
-    loadList(target.rootchainPath, 'root chain'),
-  ]);
+  // read and parsed in order, so that the first problem reported is deterministic
+  const explicit = await loadList(target.issuerPath, 'issuer certificate', pre?.issuer);
+  const chain = await loadList(target.chainPath, 'chain', pre?.chain);
+  const rootchain = await loadList(target.rootchainPath, 'root chain', pre?.rootchain);
+  await checkAhead(leafChecks(leaf, [explicit, rest, chain, rootchain]));
   const sources: Parameters<IssuerResolver['resolve']>[1] = { bundle: rest };
   if (explicit) sources.explicit = explicit;
   if (chain) sources.chain = chain;
   if (rootchain) sources.rootchain = rootchain;
   const issuer = await resolver.resolve(leaf, sources);
-  return { cert: leaf, issuer };
+  const issuerFromFiles = [rest, explicit, chain, rootchain].some((l) => l?.includes(issuer) ?? false);
+  return { loaded: { cert: leaf, issuer }, issuerFromFiles };
+}
+
+// ---------------------------------------------------------------------------
+// Signature checks ahead, in the thread pool
+// ---------------------------------------------------------------------------
+
+/** One signature check: data, signature, algorithm and the key to check it with. */
+interface SignatureCheck {
+  alg: Buffer;
+  data: Buffer;
+  signature: Buffer;
+  signer: Certificate;
+}
+
+/**
+ * Runs signature checks in libuv's thread pool and remembers the results
+ * (core/signature.ts), so that the synchronous rules that follow — issuer
+ * discovery, {@link verifyResponse} — find them done. Nothing is decided
+ * here: a check of the same inputs gives the same answer either way; this
+ * only lets the checks of several certificates run on every core while the
+ * main thread reads and parses the next ones.
+ */
+async function checkAhead(checks: SignatureCheck[]): Promise<void> {
+  if (checks.length === 0) return;
+  const jobs: Array<Promise<boolean>> = [];
+  for (const c of checks) {
+    let key;
+    try {
+      key = publicKeyOf(c.signer);
+    } catch {
+      continue; // the synchronous rule reports the unusable key
+    }
+    if (worthAhead(key)) jobs.push(verifySignatureAsync(c.alg, c.data, key, c.signature));
+  }
+  if (jobs.length > 0) await Promise.all(jobs);
+}
+
+/**
+ * Handing a check to the thread pool costs the main thread ~10–25 µs: worth
+ * it for ECDSA and EdDSA (~60 µs for P-256) and large RSA keys, not for
+ * RSA-2048 (~20 µs), which the synchronous rule does at once.
+ */
+function worthAhead(key: KeyObject): boolean {
+  const type = key.asymmetricKeyType;
+  if (type === 'rsa' || type === 'rsa-pss') return (key.asymmetricKeyDetails?.modulusLength ?? 0) > 3072;
+  return true;
+}
+
+/**
+ * Certificates included in responses, parsed, by content: every staple of a
+ * CA usually carries the same delegated responder certificate.
+ */
+const includedCerts = new Map<string, Certificate | null>();
+const MAX_INCLUDED_CERTS = 256;
+
+function parseIncluded(der: Buffer): Certificate | undefined {
+  const key = contentHash(der);
+  let c = includedCerts.get(key);
+  if (c === undefined) {
+    try {
+      c = parseCertificate(der);
+    } catch {
+      c = null; // verifyResponse ignores an unparseable included certificate too
+    }
+    if (includedCerts.size >= MAX_INCLUDED_CERTS) includedCerts.clear();
+    includedCerts.set(key, c);
+  }
+  return c ?? undefined;
+}
+
+/** The checks issuer discovery will make: the leaf's signature under each candidate named as its issuer. */
+function leafChecks(leaf: Certificate, lists: Array<Certificate[] | undefined>): SignatureCheck[] {
+  const out: SignatureCheck[] = [];
+  const seen = new Set<Certificate>();
+  for (const list of lists) {
+    for (const c of list ?? []) {
+      if (c === leaf || seen.has(c) || !leaf.issuerDer.equals(c.subjectDer)) continue;
+      seen.add(c);
+      out.push({ alg: leaf.signatureAlgorithmDer, data: leaf.tbsDer, signature: leaf.signature, signer: c });
+    }
+  }
+  return out;
+}
+
+/**
+ * The checks {@link verifyResponse} will make on a response: its signature
+ * under the issuer or an included certificate named by the responder ID, and
+ * an included signer's certificate under the issuer (RFC 6960 §4.2.2.2).
+ */
+function responseChecks(decoded: DecodedResponse, issuer: Certificate): SignatureCheck[] {
+  const basic = decoded.basic;
+  if (!basic) return [];
+  const rid = basic.responderId;
+  const out: SignatureCheck[] = [];
+  const candidates: Certificate[] = [issuer];
+  for (const der of basic.certs) {
+    const c = parseIncluded(der);
+    if (c) candidates.push(c);
+  }
+  for (const c of candidates) {
+    const named = 'byName' in rid ? c.subjectDer.equals(rid.byName) : keyHashSha1(c).equals(rid.byKey);
+    if (!named) continue;
+    out.push({ alg: basic.signatureAlgorithmDer, data: basic.tbsDer, signature: basic.signature, signer: c });
+    if (c !== issuer && c.issuerDer.equals(issuer.subjectDer)) {
+      out.push({ alg: c.signatureAlgorithmDer, data: c.tbsDer, signature: c.signature, signer: issuer });
+    }
+  }
+  return out;
+}
+
+/**
+ * The transport, with the signature checks of each answer started in the
+ * thread pool as soon as it arrives; fetchResponse's verification then finds
+ * them done. The answer itself is passed on untouched.
+ */
+function checkingAhead(transport: HttpTransport, issuer: Certificate): HttpTransport {
+  return {
+    async send(req) {
+      const res = await transport.send(req);
+      if (res.status === 200) {
+        let decoded: DecodedResponse | undefined;
+        try {
+          decoded = decodeResponse(res.body);
+        } catch {
+          // fetchResponse reports it
+        }
+        if (decoded) await checkAhead(responseChecks(decoded, issuer));
+      }
+      return res;
+    },
+    close: () => transport.close(),
+  };
+}
+
+/** Loads a target's certificate and finds its issuer. */
+export async function loadTargetCert(target: Target, resolver: IssuerResolver): Promise<LoadedCert> {
+  return (await loadFromSources(target, resolver)).loaded;
 }
 
 /** Decodes staple file contents: DER, or PEM `OCSP RESPONSE`. */
@@ -128,6 +345,64 @@ export function stapleBytes(data: Buffer, path: string): Buffer {
   return data;
 }
 
+/** The staple file as read: its bytes, nothing (missing), or why it could not be read. */
+interface StapleRead {
+  data?: Buffer;
+  error?: string;
+}
+
+async function readStapleFile(store: StapleStore, path: string): Promise<StapleRead> {
+  try {
+    const readSync = (store as Partial<SyncReadableStore>).readSync;
+    const data = typeof readSync === 'function' ? readSync.call(store, path) : await store.read(path);
+    return data === undefined ? {} : { data };
+  } catch (e) {
+    return { error: toStapleError(e).message };
+  }
+}
+
+/** The result of judging the staple on disk. */
+interface StapleJudgement {
+  state: StapleState;
+  verified?: VerifiedResponse;
+  decoded?: DecodedResponse;
+  bytes?: Buffer;
+}
+
+/** Verifies staple bytes with every rule of OCSP-REFERENCE §2 at `now`. */
+async function judgeStaple(
+  read: StapleRead,
+  path: string,
+  loaded: LoadedCert,
+  now: Date,
+  skewMs?: number,
+): Promise<StapleJudgement> {
+  if (read.error !== undefined) return { state: { kind: 'invalid', error: read.error } };
+  const data = read.data;
+  if (data === undefined) return { state: { kind: 'missing' } };
+  try {
+    const opts: Parameters<typeof verifyResponse>[1] = { cert: loaded.cert, issuer: loaded.issuer, now };
+    if (skewMs !== undefined) opts.skewMs = skewMs;
+    const decoded = decodeResponse(stapleBytes(data, path));
+    await checkAhead(responseChecks(decoded, loaded.issuer));
+    const verified = verifyResponse(decoded, opts);
+    return { state: { kind: 'valid', facts: factsOf(verified) }, verified, decoded, bytes: data };
+  } catch (e) {
+    const err = toStapleError(e);
+    return { state: { kind: 'invalid', error: `${err.code}: ${err.message}` }, bytes: data };
+  }
+}
+
+function factsOf(v: VerifiedResponse): StapleFacts {
+  return {
+    status: v.status,
+    thisUpdate: v.thisUpdate,
+    nextUpdate: v.nextUpdate,
+    producedAt: v.producedAt,
+    usableUntil: v.usableUntil,
+  };
+}
+
 /** Reads and verifies the staple on disk. */
 export async function readStapleState(
   store: StapleStore,
@@ -136,35 +411,105 @@ export async function readStapleState(
   now: Date,
   skewMs?: number,
 ): Promise<{ state: StapleState; verified?: VerifiedResponse; bytes?: Buffer }> {
-  let data: Buffer | undefined;
-  try {
-    data = await store.read(path);
-  } catch (e) {
-    return { state: { kind: 'invalid', error: toStapleError(e).message } };
+  const { state, verified, bytes } = await judgeStaple(await readStapleFile(store, path), path, loaded, now, skewMs);
+  const result: { state: StapleState; verified?: VerifiedResponse; bytes?: Buffer } = { state };
+  if (verified) result.verified = verified;
+  if (bytes) result.bytes = bytes;
+  return result;
+}
+
+// ---------------------------------------------------------------------------
+// Cache records: building them from a verification, using them at `now`
+// ---------------------------------------------------------------------------
+
+/**
+ * True when every time-dependent rule of {@link verifyResponse} holds at
+ * `now` for a cached verdict (the others were proved when it was recorded):
+ * a delegated signer valid (RFC 6960 §4.2.2.2), thisUpdate not in the
+ * future beyond the skew, nextUpdate ahead (RFC 5019 §4), the certificate
+ * not expired. When one fails, the staple is verified from scratch, so the
+ * error reported is the ordinary one.
+ */
+export function isRecordValidAt(r: CacheRecord, now: Date, skewMs: number = DEFAULT_SKEW_MS): boolean {
+  const t = now.getTime();
+  if (r.dlg === 1 && ((r.sna as number) <= t || (r.snb as number) > t + skewMs)) return false;
+  if (r.tu > t + skewMs) return false;
+  if (r.nu <= t) return false;
+  if (r.na <= t) return false;
+  return true;
+}
+
+/**
+ * A window inside which a delegated signer is valid: the intersection over
+ * every included certificate that could be it (same subject as the one
+ * named). Being conservative only sends a staple to full verification earlier.
+ */
+function signerWindow(decoded: DecodedResponse, responder: string): { snb: number; sna: number } | undefined {
+  let snb = -Infinity;
+  let sna = Infinity;
+  let found = false;
+  for (const der of decoded.basic?.certs ?? []) {
+    const c = parseIncluded(der);
+    if (!c || c.subject !== responder) continue;
+    found = true;
+    snb = Math.max(snb, c.notBefore.getTime());
+    sna = Math.min(sna, c.notAfter.getTime());
   }
-  if (data === undefined) return { state: { kind: 'missing' } };
-  try {
-    const opts: Parameters<typeof verifyResponse>[1] = { cert: loaded.cert, issuer: loaded.issuer, now };
-    if (skewMs !== undefined) opts.skewMs = skewMs;
-    const verified = verifyResponse(stapleBytes(data, path), opts);
-    return {
-      state: {
-        kind: 'valid',
-        facts: {
-          status: verified.status,
-          thisUpdate: verified.thisUpdate,
-          nextUpdate: verified.nextUpdate,
-          producedAt: verified.producedAt,
-          usableUntil: verified.usableUntil,
-        },
-      },
-      verified,
-      bytes: data,
-    };
-  } catch (e) {
-    const err = toStapleError(e);
-    return { state: { kind: 'invalid', error: `${err.code}: ${err.message}` }, bytes: data };
+  return found ? { snb, sna } : undefined;
+}
+
+/** The cache record for a verified staple, or undefined when it cannot be described safely. */
+function recordFor(
+  key: string,
+  stapleHash: string,
+  cert: Certificate,
+  v: VerifiedResponse,
+  decoded: DecodedResponse,
+): Omit<CacheRecord, 'seen'> | undefined {
+  const r: Omit<CacheRecord, 'seen'> = {
+    c: key,
+    s: stapleHash,
+    nb: cert.notBefore.getTime(),
+    na: cert.notAfter.getTime(),
+    subj: cert.subject,
+    st: v.status,
+    tu: v.thisUpdate.getTime(),
+    nu: v.nextUpdate.getTime(),
+    pa: v.producedAt.getTime(),
+    uu: v.usableUntil.getTime(),
+    rsp: v.responder,
+    dlg: v.delegated ? 1 : 0,
+    w: [...v.warnings],
+  };
+  if (v.delegated) {
+    const w = signerWindow(decoded, v.responder);
+    if (!w) return undefined;
+    r.snb = w.snb;
+    r.sna = w.sna;
   }
+  if (v.revocationTime) r.rt = v.revocationTime.getTime();
+  if (v.revocationReason !== undefined) r.rr = v.revocationReason;
+  return r;
+}
+
+function recordFacts(r: CacheRecord): StapleFacts {
+  return {
+    status: r.st,
+    thisUpdate: new Date(r.tu),
+    nextUpdate: new Date(r.nu),
+    producedAt: new Date(r.pa),
+    usableUntil: new Date(r.uu),
+  };
+}
+
+function recordSummary(r: CacheRecord): StapleSummary {
+  return {
+    status: r.st,
+    thisUpdate: new Date(r.tu).toISOString(),
+    nextUpdate: new Date(r.nu).toISOString(),
+    producedAt: new Date(r.pa).toISOString(),
+    responder: r.rsp,
+  };
 }
 
 /** Summarises a verified response for output. */
@@ -203,7 +548,11 @@ export function responderUrls(target: Target, cert: Certificate, overrides: Reco
  * Never throws: every failure is reported in the outcome, and a failure never
  * touches the staple on disk.
  */
-export async function processTarget(target: Target, ctx: EngineContext, options: ProcessOptions = {}): Promise<TargetOutcome> {
+export async function processTarget(
+  target: Target,
+  ctx: EngineContext,
+  options: ProcessOptions = {},
+): Promise<TargetOutcome> {
   const out: TargetOutcome = {
     id: target.id,
     certPath: target.certPath,
@@ -220,17 +569,85 @@ export async function processTarget(target: Target, ctx: EngineContext, options:
     notice('OCSP is disabled for this certificate');
     return out;
   }
+  beginCacheWork();
   try {
-    const loaded = await loadTargetCert(target, ctx.resolver);
-    const now = ctx.now();
-    const current = await readStapleState(ctx.store, target.staplePath, loaded, now, ctx.skewMs);
-    if (current.verified) out.staple = summarize(current.verified);
-    if (current.state.kind === 'invalid') notice(`the staple on disk is not usable: ${current.state.error}`);
-    const decision = decideRefresh(current.state, loaded.cert, ctx.policy, now, { force: options.force ?? false });
+    return await processEnabled(target, ctx, options, out, notice);
+  } finally {
+    endCacheWork();
+  }
+}
+
+async function processEnabled(
+  target: Target,
+  ctx: EngineContext,
+  options: ProcessOptions,
+  out: TargetOutcome,
+  notice: (m: string) => void,
+): Promise<TargetOutcome> {
+  const slot = ctx.cache === false ? undefined : cacheForStaple(target.staplePath);
+  try {
+    slot?.cache.touch(slot.name, !options.dryRun);
+    // The certificate's files are read once, here. Only when the cache holds a
+    // record for exactly these contents is the staple read before the
+    // certificate is parsed; otherwise the order is the ordinary one (load,
+    // then read the staple), so a certificate that fails to load never
+    // touches the staple file.
+    const sources = readSourcesSync(target);
+    const record = slot && sources ? slot.cache.get(slot.name) : undefined;
+    let stapleRead: StapleRead | undefined;
+    let stapleHash: string | undefined;
+    let hit: CacheRecord | undefined;
+    let now: Date | undefined;
+    if (record && sources && record.c === sources.key) {
+      stapleRead = await readStapleFile(ctx.store, target.staplePath);
+      now = ctx.now();
+      if (stapleRead.data) {
+        stapleHash = contentHash(stapleRead.data);
+        if (record.s === stapleHash && isRecordValidAt(record, now, ctx.skewMs)) hit = record;
+      }
+    }
+    if (slot) noteCacheLookup(hit !== undefined);
+
+    let load: LoadResult | undefined;
+    let state: StapleState;
+    let window: CertWindow & { subject: string };
+    if (hit) {
+      slot?.cache.markSeen(hit);
+      state = { kind: 'valid', facts: recordFacts(hit) };
+      out.staple = recordSummary(hit);
+      window = { notBefore: new Date(hit.nb), notAfter: new Date(hit.na), subject: hit.subj };
+    } else {
+      load = await loadFromSources(target, ctx.resolver, sources);
+      const cert = load.loaded.cert;
+      stapleRead ??= await readStapleFile(ctx.store, target.staplePath);
+      now = ctx.now();
+      const current = await judgeStaple(stapleRead, target.staplePath, load.loaded, now, ctx.skewMs);
+      state = current.state;
+      if (current.verified) {
+        out.staple = summarize(current.verified);
+        if (slot && sources && load.issuerFromFiles && stapleRead.data && current.decoded) {
+          const rec = recordFor(
+            sources.key,
+            stapleHash ?? contentHash(stapleRead.data),
+            cert,
+            current.verified,
+            current.decoded,
+          );
+          if (rec) slot.cache.set(slot.name, rec);
+        }
+      }
+      window = { notBefore: cert.notBefore, notAfter: cert.notAfter, subject: cert.subject };
+    }
+    now ??= ctx.now(); // (set on both paths above)
+    if (state.kind === 'invalid') notice(`the staple on disk is not usable: ${state.error}`);
+    const decision = decideRefresh(state, window, ctx.policy, now, { force: options.force ?? false });
     out.decision = decision;
     if (decision.action === 'skip') {
       out.result = 'failed';
-      out.error = { code: 'CERT_EXPIRED', message: `the certificate "${loaded.cert.subject}" expired at ${loaded.cert.notAfter.toISOString()}; renew the certificate` };
+      out.error = {
+        code: 'CERT_EXPIRED',
+        message: `the certificate "${window.subject}" expired at ${window.notAfter.toISOString()}; renew the certificate`,
+      };
       return out;
     }
     if (decision.action === 'keep') {
@@ -241,17 +658,22 @@ export async function processTarget(target: Target, ctx: EngineContext, options:
       out.nextRefresh = decision.at.toISOString();
       return out;
     }
+
+    // Renewal needs the parsed certificate and issuer (a cache hit skipped them).
+    load ??= await loadFromSources(target, ctx.resolver, sources);
+    const loaded = load.loaded;
     const urls = responderUrls(target, loaded.cert, ctx.urlOverrides);
     if (urls.length === 0 && loaded.cert.ocspUrls.length > 0) {
       out.result = 'skipped';
       notice('every responder URL of this certificate is disabled by configuration');
       return out;
     }
+    const { fetchResponse } = await import('./fetch.js');
     const fopts: Parameters<typeof fetchResponse>[0] = {
       cert: loaded.cert,
       issuer: loaded.issuer,
       urls,
-      transport: ctx.transport,
+      transport: checkingAhead(ctx.transport, loaded.issuer),
       now: ctx.now,
       onNotice: notice,
     };
@@ -263,21 +685,42 @@ export async function processTarget(target: Target, ctx: EngineContext, options:
     out.url = fetched.url;
     out.method = fetched.method;
     const v = fetched.response;
+    // What is written was verified just now: the next run can take it from the cache.
+    const remember = (): void => {
+      if (!slot || !sources || !load?.issuerFromFiles) return;
+      let decoded: DecodedResponse;
+      try {
+        decoded = decodeResponse(v.der);
+      } catch {
+        return;
+      }
+      const rec = recordFor(sources.key, contentHash(v.der), loaded.cert, v, decoded);
+      if (rec) slot.cache.set(slot.name, rec);
+    };
     if (v.status === 'revoked') {
       out.revoked = {};
       if (v.revocationTime) out.revoked.time = v.revocationTime.toISOString();
       if (v.revocationReason) out.revoked.reason = v.revocationReason;
       if (ctx.onRevokedWrite) {
         await writeStaple(ctx, target, v, out);
+        remember();
         out.result = 'updated';
+        out.staple = summarize(v); // the staple now on disk is the revoked response
       }
     }
     assertGood(v, `the certificate "${loaded.cert.subject}"`);
     await writeStaple(ctx, target, v, out);
+    remember();
     out.result = 'updated';
     out.staple = summarize(v);
     const after = decideRefresh(
-      { kind: 'valid', facts: { ...v, ...(fetched.maxAgeMs !== undefined ? { cacheUntil: new Date(now.getTime() + fetched.maxAgeMs) } : {}) } },
+      {
+        kind: 'valid',
+        facts: {
+          ...v,
+          ...(fetched.maxAgeMs !== undefined ? { cacheUntil: new Date(now.getTime() + fetched.maxAgeMs) } : {}),
+        },
+      },
       loaded.cert,
       ctx.policy,
       ctx.now(),
