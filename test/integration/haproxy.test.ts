@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeResponse } from '../../src/core/response.js';
 import { HAPROXY_STATE_NAME, pushToHaproxy } from '../../src/engine/haproxy.js';
-import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
+import { assertBuilt, removeTempDirs, runCli, spawnCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
 import { addLeaf, createPki, type Leaf, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 
@@ -254,6 +254,56 @@ describe.skipIf(process.env.STAPLEKEEPER_SKIP_SERVER_TESTS === '1')(
       expect(after.thisUpdate).toEqual(renewed);
       expect(haproxy.child.exitCode).toBeNull();
       expect(haproxy.log()).not.toMatch(/reload/i);
+    });
+
+    it('the daemon pushes the pending staple and its forced renewals over the stats socket', async () => {
+      const leaf = await addLeaf(pki, { name: 'daemonsite' });
+      const crt = join(dir, 'daemonsite.pem');
+      const socket = join(dir, 'daemon-admin.sock');
+      const port = await freePort();
+      await writeCrt(crt, leaf);
+      const config = await writeConfig(join(dir, 'daemon.yaml'), {
+        ocsp_folder: join(dir, 'daemon-state'),
+        domains: { daemonsite: { cert: crt, ocsp: '{cert}.ocsp' } },
+        haproxy: [{ socket, certificates: ['daemonsite'] }],
+        daemon: { watch: false },
+      });
+      // a run writes <crt>.ocsp while HAProxy is down: the push stays pending
+      expect((await runCli(['run', '-c', config], { cwd: dir })).code).toBe(255);
+      const cfg = join(dir, 'daemon-haproxy.cfg');
+      await writeFile(cfg, haproxyConfig({ port, crt, socket }));
+      const haproxy = startHaproxy(['-db', '-f', cfg]);
+      servers.push(haproxy);
+      await waitForPort(port, haproxy);
+      const atStart = await sClient(port);
+      expect(atStart.certStatus, atStart.out).toBe('good');
+
+      await tick();
+      const daemon = spawnCli(['daemon', '-c', config], { cwd: dir });
+      let log = '';
+      daemon.stdout?.on('data', (d: Buffer) => (log += d.toString()));
+      daemon.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+      const waitLog = async (re: RegExp): Promise<void> => {
+        for (let i = 0; i < 100 && !re.test(log); i++) await new Promise((r) => setTimeout(r, 100));
+        expect(log).toMatch(re);
+      };
+      try {
+        await waitLog(/daemon started/);
+        await waitLog(/\[daemonsite\] pushed the staple to HAProxy/);
+        daemon.kill('SIGUSR2');
+        let view = await sClient(port);
+        for (let i = 0; i < 100 && !(view.thisUpdate && view.thisUpdate > atStart.thisUpdate!); i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          view = await sClient(port);
+        }
+        expect(view.certStatus, view.out).toBe('good');
+        expect(view.thisUpdate!.getTime()).toBeGreaterThan(atStart.thisUpdate!.getTime());
+        expect(view.thisUpdate).toEqual(thisUpdateOf(await readFile(`${crt}.ocsp`)));
+        expect(haproxy.child.exitCode).toBeNull();
+      } finally {
+        daemon.kill('SIGTERM');
+        await new Promise((r) => (daemon.exitCode !== null ? r(null) : daemon.once('exit', r)));
+      }
     });
 
     it('reloads a master-worker HAProxy from the on_change hook, and pushes through the master CLI', async () => {
