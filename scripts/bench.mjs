@@ -4,7 +4,7 @@
  * against its floor (scripts/bench-floor.mjs). See docs/PERFORMANCE.md.
  *
  *   npm run bench                     N = 1,000 and 10,000; P-256 and RSA-2048; 5 runs each
- *   npm run bench -- --quick          N = 1,000, P-256 only, 3 runs (about a minute)
+ *   npm run bench -- --quick          N = 1,000, P-256 only, 3 runs (about four minutes)
  *
  * Environment overrides:
  *   BENCH_N=1000,10000        certificate counts for the check passes (a, b)
@@ -164,23 +164,29 @@ async function startOpenssl(pkiDir) {
       '-multi',
       '2',
     ],
-    { cwd: pkiDir, stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+    // not detached: with -multi, openssl makes itself a process group leader (setpgid fails in a new session)
+    { cwd: pkiDir, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // ready once it listens: `ACCEPT …` on stdout (with -multi the parent prints nothing more)
   await new Promise((res, rej) => {
     let buf = '';
-    child.stderr.on('data', (d) => {
+    const seen = (d) => {
       buf += d;
-      if (buf.includes('waiting for OCSP client connections')) res();
-    });
+      if (buf.includes('ACCEPT') || buf.includes('waiting for OCSP client connections')) res();
+    };
+    child.stdout.on('data', seen);
+    child.stderr.on('data', seen);
     child.once('exit', (c) => rej(new Error(`openssl ocsp exited with ${c}: ${buf}`)));
   });
+  await sleep(300); // the workers are forked after the parent listens
+  child.stdout.resume();
   child.stderr.resume();
   return {
     url: `http://127.0.0.1:${port}/ocsp`,
     method: 'post',
     stop: async () => {
       try {
-        process.kill(-child.pid, 'SIGKILL'); // the -multi parent and its workers: our own process group
+        process.kill(-child.pid, 'SIGKILL'); // the -multi parent and its workers: the group openssl made
       } catch {
         // gone
       }

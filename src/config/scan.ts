@@ -105,6 +105,11 @@ export async function scanFolder(
       a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
     );
     const subfolders: string[] = [];
+    // regular files by name, from the listing itself: no stat per candidate (30,000 of them in a large folder)
+    const files = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
+    const links = new Set(entries.filter((e) => e.isSymbolicLink()).map((e) => e.name));
+    const isFileHere = async (name: string): Promise<boolean> =>
+      files.has(name) || (links.has(name) && (await isFile(path.join(dir, name))));
     for (const entry of entries) {
       const full = path.join(dir, entry.name);
       let isDir = entry.isDirectory();
@@ -122,9 +127,11 @@ export async function scanFolder(
       const m = certPattern.exec(entry.name);
       const domain = m?.[1];
       if (domain === undefined) continue;
-      const chainPath = path.join(dir, fillMask(scan.chainMask, domain));
-      const rootchainPath = path.join(dir, fillMask(scan.rootchainMask, domain));
-      if (!(await isFile(chainPath)) || !(await isFile(rootchainPath))) continue;
+      const chainName = fillMask(scan.chainMask, domain);
+      const rootchainName = fillMask(scan.rootchainMask, domain);
+      const chainPath = path.join(dir, chainName);
+      const rootchainPath = path.join(dir, rootchainName);
+      if (!(await isFileHere(chainName)) || !(await isFileHere(rootchainName))) continue;
       const id = rel === '' ? domain : `${rel}/${domain}`;
       targets.push({
         id,

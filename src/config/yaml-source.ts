@@ -13,6 +13,7 @@ import {
   parseDocument,
   type Document,
   type Node as YamlNode,
+  type Pair as YamlPair,
   type ScalarTag,
 } from 'yaml';
 import { StapleError } from '../core/errors.js';
@@ -154,7 +155,7 @@ export class YamlSource {
       const seg = keyPath[i];
       const last = i === keyPath.length - 1;
       if (isMap(node)) {
-        const pair = node.items.findLast((p) => keyString(p.key) === String(seg));
+        const pair = this.pairIndex(node).get(String(seg));
         if (pair === undefined) return { offset: parentKeyOffset, found: false };
         const keyOffset = YamlSource.offsetOf(pair.key) ?? offset;
         if (last && key) return { offset: keyOffset, found: true };
@@ -172,6 +173,18 @@ export class YamlSource {
       }
     }
     return { offset, found: true };
+  }
+
+  /** The last pair of each key of a mapping (what findLast would find), built once per mapping. */
+  private readonly pairIndexes = new WeakMap<object, Map<string, YamlPair<unknown, unknown>>>();
+  private pairIndex(node: { items: Array<YamlPair<unknown, unknown>> }): Map<string, YamlPair<unknown, unknown>> {
+    let index = this.pairIndexes.get(node);
+    if (!index) {
+      index = new Map();
+      for (const p of node.items) index.set(keyString(p.key), p);
+      this.pairIndexes.set(node, index);
+    }
+    return index;
   }
 
   /** True when `keyPath` exists in the file. */

@@ -7,7 +7,15 @@
  * and fails only with a {@link StapleError} whose code starts with `HTTP_`.
  * Keep-alive connections are reused through one undici dispatcher.
  */
-import { Agent, EnvHttpProxyAgent, ProxyAgent, request, type Dispatcher } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher } from 'undici';
+
+/** undici is loaded on the first request: a run that fetches nothing does not pay its ~50 ms. */
+let undici: typeof import('undici') | undefined;
+function loadUndici(): typeof import('undici') {
+  undici ??= createRequire(import.meta.url)('undici') as typeof import('undici');
+  return undici;
+}
 import { StapleError } from '../core/errors.js';
 
 /** One HTTP exchange's result. */
@@ -91,15 +99,16 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     // targets are still tunnelled.
     proxyTunnel: false,
   };
-  let dispatcher: Dispatcher;
-  if (options.proxy) {
-    assertHttpUrl(options.proxy, 'proxy URL');
-    dispatcher = new ProxyAgent({ uri: options.proxy, ...agentOpts });
-  } else if (hasProxyEnv()) {
-    dispatcher = new EnvHttpProxyAgent(agentOpts);
-  } else {
-    dispatcher = new Agent(agentOpts);
-  }
+  if (options.proxy) assertHttpUrl(options.proxy, 'proxy URL');
+  let created: Dispatcher | undefined;
+  const dispatcherOf = (): Dispatcher => {
+    if (created) return created;
+    const u = loadUndici();
+    if (options.proxy) created = new u.ProxyAgent({ uri: options.proxy, ...agentOpts });
+    else if (hasProxyEnv()) created = new u.EnvHttpProxyAgent(agentOpts);
+    else created = new u.Agent(agentOpts);
+    return created;
+  };
   const maxRedirects = options.maxRedirects ?? 3;
   const userAgent = options.userAgent;
 
@@ -107,11 +116,11 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     const headers: Record<string, string> = { ...(req.headers ?? {}) };
     if (userAgent) headers['user-agent'] = userAgent;
     headers.host = url.host;
-    const res = await request(url, {
+    const res = await loadUndici().request(url, {
       method: req.method,
       headers,
       body: req.body,
-      dispatcher,
+      dispatcher: dispatcherOf(),
       signal,
     });
     const maxBytes = req.maxBytes ?? DEFAULT_MAX_BYTES;
@@ -189,7 +198,7 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
       }
     },
     async close() {
-      await dispatcher.close().catch(() => undefined);
+      await created?.close().catch(() => undefined);
     },
   };
 }
