@@ -112,7 +112,8 @@ export function decodeResponse(der: Buffer): DecodedResponse {
   const statusTlv = resp.next(TAG.ENUMERATED);
   const statusBytes = contents(der, statusTlv);
   if (statusBytes.length !== 1) resp.fail('responseStatus must be one byte');
-  const responseStatus = statusBytes[0] as number;
+  // a one-byte ENUMERATED is two's complement: 0x80..0xff are -128..-1 (undefined values either way)
+  const responseStatus = signedByte(statusBytes[0] as number);
   const out: DecodedResponse = { der, responseStatus };
   const rbTlv = resp.optional(0xa0);
   resp.end('responseBytes');
@@ -232,7 +233,7 @@ function decodeSingle(der: Buffer, parent: DerReader): SingleResponse {
     if (reasonTlv) {
       const e = DerReader.inside(der, reasonTlv).next(TAG.ENUMERATED);
       const v = contents(der, e);
-      revocationReason = v.length === 1 ? (v[0] as number) : -1;
+      revocationReason = v.length === 1 ? signedByte(v[0] as number) : -1;
     }
     ri.end('RevokedInfo');
   } else if (st.tag === 0x82) {
@@ -287,4 +288,9 @@ function decodeExtensions(
     out.push({ oid, critical, value });
   }
   return out;
+}
+
+/** A one-octet DER INTEGER/ENUMERATED is two's complement. */
+function signedByte(b: number): number {
+  return b >= 0x80 ? b - 256 : b;
 }
