@@ -32,52 +32,9 @@ import { decodeGetPath, startEvilResponder, type EvilResponder } from '../helper
 import { buildTestPki, goodResponseFor, type TestPki } from '../helpers/mint.js';
 import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { sClient } from '../helpers/s-client.js';
 
 // ---------------------------------------------------------------- helpers
-
-interface StatusView {
-  out: string;
-  certStatus?: string;
-  responseStatus?: string;
-  thisUpdate?: Date;
-  serial?: string;
-  noResponse: boolean;
-  ms: number;
-}
-
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-function parseOpensslTime(text: string): Date | undefined {
-  const m = /^(\w{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4}) GMT$/.exec(text.trim());
-  if (!m) return undefined;
-  return new Date(
-    Date.UTC(Number(m[6]), MONTHS.indexOf(m[1] as string), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])),
-  );
-}
-
-async function sClient(port: number): Promise<StatusView> {
-  const started = Date.now();
-  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-status'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  child.stdin.end();
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await new Promise((r) => child.once('close', r));
-  clearTimeout(timer);
-  const view: StatusView = { out, noResponse: /OCSP response: no response sent/.test(out), ms: Date.now() - started };
-  const rs = /OCSP Response Status: (\w+)/.exec(out);
-  if (rs) view.responseStatus = rs[1];
-  const cs = /Cert Status: (\w+)/.exec(out);
-  if (cs) view.certStatus = cs[1];
-  const tu = /This Update: (.+)/.exec(out);
-  if (tu) view.thisUpdate = parseOpensslTime(tu[1] as string);
-  const sn = /OCSP Response Data:[\s\S]*?Serial Number: ([0-9A-F]+)/.exec(out);
-  if (sn) view.serial = sn[1];
-  return view;
-}
 
 async function listen(server: HttpsServer): Promise<number> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));

@@ -24,55 +24,14 @@ import { HAPROXY_STATE_NAME, pushToHaproxy } from '../../src/engine/haproxy.js';
 import { assertBuilt, removeTempDirs, runCli, spawnCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
 import { addLeaf, createPki, type Leaf, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { sClient, type StatusView } from '../helpers/s-client.js';
 
 const HAPROXY =
   spawnSync('sh', ['-c', 'command -v haproxy || ls /usr/sbin/haproxy'], { encoding: 'utf8' })
     .stdout.trim()
     .split('\n')[0] ?? '';
 
-// ---------------------------------------------------------------- helpers (kept local: each server test stands alone)
-
-interface StatusView {
-  out: string;
-  responseStatus?: string;
-  certStatus?: string;
-  thisUpdate?: Date;
-  serial?: string;
-  noResponse: boolean;
-}
-
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-function parseOpensslTime(text: string): Date | undefined {
-  const m = /^(\w{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4}) GMT$/.exec(text.trim());
-  if (!m) return undefined;
-  return new Date(
-    Date.UTC(Number(m[6]), MONTHS.indexOf(m[1] as string), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])),
-  );
-}
-
-async function sClient(port: number): Promise<StatusView> {
-  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-status'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  child.stdin.end();
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await new Promise((r) => child.once('close', r));
-  clearTimeout(timer);
-  const view: StatusView = { out, noResponse: /OCSP response: no response sent/.test(out) };
-  const rs = /OCSP Response Status: (\w+)/.exec(out);
-  if (rs) view.responseStatus = rs[1];
-  const cs = /Cert Status: (\w+)/.exec(out);
-  if (cs) view.certStatus = cs[1];
-  const tu = /This Update: (.+)/.exec(out);
-  if (tu) view.thisUpdate = parseOpensslTime(tu[1] as string);
-  const sn = /OCSP Response Data:[\s\S]*?Serial Number: ([0-9A-F]+)/.exec(out);
-  if (sn) view.serial = sn[1];
-  return view;
-}
+// ---------------------------------------------------------------- helpers
 
 /** Polls s_client until it sees `thisUpdate` (HAProxy workers may take a moment after a reload). */
 async function sClientUntil(port: number, thisUpdate: Date, tries = 50): Promise<StatusView> {

@@ -19,57 +19,14 @@ import { decodeResponse } from '../../src/core/response.js';
 import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
 import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { sClient } from '../helpers/s-client.js';
 
 const NGINX =
   spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' })
     .stdout.trim()
     .split('\n')[0] ?? '';
 
-// ---------------------------------------------------------------- helpers (kept local: each server test stands alone)
-
-interface StatusView {
-  out: string;
-  responseStatus?: string;
-  certStatus?: string;
-  thisUpdate?: Date;
-  serial?: string;
-  noResponse: boolean;
-}
-
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-/** OpenSSL's `Nov 22 10:50:58 2026 GMT`. */
-function parseOpensslTime(text: string): Date | undefined {
-  const m = /^(\w{3})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4}) GMT$/.exec(text.trim());
-  if (!m) return undefined;
-  return new Date(
-    Date.UTC(Number(m[6]), MONTHS.indexOf(m[1] as string), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])),
-  );
-}
-
-/** `openssl s_client -status` against 127.0.0.1:port; what it says about the stapled response. */
-async function sClient(port: number, servername = 'site.test'): Promise<StatusView> {
-  const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-status'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  child.stdin.end();
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await new Promise((r) => child.once('close', r));
-  clearTimeout(timer);
-  const view: StatusView = { out, noResponse: /OCSP response: no response sent/.test(out) };
-  const rs = /OCSP Response Status: (\w+)/.exec(out);
-  if (rs) view.responseStatus = rs[1];
-  const cs = /Cert Status: (\w+)/.exec(out);
-  if (cs) view.certStatus = cs[1];
-  const tu = /This Update: (.+)/.exec(out);
-  if (tu) view.thisUpdate = parseOpensslTime(tu[1] as string);
-  const sn = /OCSP Response Data:[\s\S]*?Serial Number: ([0-9A-F]+)/.exec(out);
-  if (sn) view.serial = sn[1];
-  return view;
-}
+// ---------------------------------------------------------------- helpers
 
 async function waitForPort(port: number, child: ChildProcess, log: () => Promise<string>): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -194,7 +151,7 @@ describe.skipIf(process.env.STAPLEKEEPER_SKIP_SERVER_TESTS === '1')('nginx with 
     nginx = spawn(NGINX, ['-p', dir, '-c', conf, '-e', errorLog, '-g', 'daemon off;'], { stdio: 'ignore' });
     await waitForPort(port, nginx, () => readFile(errorLog, 'utf8').catch(() => ''));
 
-    const before = await sClient(port);
+    const before = await sClient(port, 'site.test');
     expect(before.responseStatus, before.out).toBe('successful');
     expect(before.certStatus).toBe('good');
     expect(before.serial).toBe(leaf.serialHex);
@@ -216,10 +173,10 @@ describe.skipIf(process.env.STAPLEKEEPER_SKIP_SERVER_TESTS === '1')('nginx with 
     expect(renewed.getTime()).toBeGreaterThan(before.thisUpdate!.getTime());
 
     // nginx swaps workers asynchronously after the reload signal: poll briefly for the new staple.
-    let after = await sClient(port);
+    let after = await sClient(port, 'site.test');
     for (let i = 0; i < 50 && after.thisUpdate?.getTime() !== renewed.getTime(); i++) {
       await new Promise((r) => setTimeout(r, 100));
-      after = await sClient(port);
+      after = await sClient(port, 'site.test');
     }
     expect(after.responseStatus, after.out).toBe('successful');
     expect(after.certStatus).toBe('good');
