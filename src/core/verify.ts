@@ -130,7 +130,9 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   const rid = basic.responderId;
   const matchesRid = (c: Certificate): boolean =>
     'byName' in rid ? c.subjectDer.equals(rid.byName) : keyHashSha1(c).equals(rid.byKey);
-  const signer = candidates.find((c) => matchesRid(c) && sigOk(c)) ?? candidates.find(matchesRid);
+  // the signature is checked once, while the signer is identified; its verdict is used below
+  const verifiedSigner = candidates.find((c) => matchesRid(c) && sigOk(c));
+  const signer = verifiedSigner ?? candidates.find(matchesRid);
 
   function sigOk(c: Certificate): boolean {
     let key;
@@ -181,7 +183,7 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
     }
   }
 
-  if (!verifySignature(basic.signatureAlgorithmDer, basic.tbsDer, publicKeyOf(signer), basic.signature)) {
+  if (!verifiedSigner) {
     throw new StapleError(
       'OCSP_BAD_SIGNATURE',
       `the response signature (${sigParams.name}) does not verify with the key of "${signer.subject}"`,
