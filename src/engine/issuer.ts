@@ -9,8 +9,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { ContentInfo, SignedData, id_signedData } from '@peculiar/asn1-cms';
+import { createRequire } from 'node:module';
 import { type Certificate, decodePem, findIssuer, isSignedBy, loadCertificates, looksLikePem } from '../core/certs.js';
 import { StapleError } from '../core/errors.js';
 import { readInputFile } from '../io/files.js';
@@ -46,6 +45,11 @@ export function parseCaIssuersContent(data: Buffer, url: string): Certificate[] 
 }
 
 function parsePkcs7(der: Buffer, url: string): Certificate[] {
+  // loaded here, on the rare caIssuers PKCS#7 bundle, not at every start-up (~45 ms)
+  const require = createRequire(import.meta.url);
+  const { AsnConvert } = require('@peculiar/asn1-schema') as typeof import('@peculiar/asn1-schema');
+  const { ContentInfo, SignedData, id_signedData } =
+    require('@peculiar/asn1-cms') as typeof import('@peculiar/asn1-cms');
   try {
     const ci = AsnConvert.parse(der, ContentInfo);
     if (ci.contentType !== id_signedData) throw new Error(`content type ${ci.contentType} is not signedData`);

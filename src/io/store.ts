@@ -16,7 +16,7 @@
  * working.
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { StapleError } from '../core/errors.js';
@@ -48,6 +48,13 @@ export interface WriteResult {
 export interface StapleStore {
   /** Reads a staple; undefined when there is none. Other failures throw `FILE_UNREADABLE`. */
   read(path: string): Promise<Buffer | undefined>;
+  /**
+   * Optional: `read` without the thread pool, same contract. A staple is a
+   * few KiB on a local disk: a synchronous read costs ~7 µs, the five
+   * asynchronous calls of `read` ~50–90 µs, which is most of a warm check of
+   * 10,000 staples (the engine uses it when present).
+   */
+  readSync?(path: string): Buffer | undefined;
   /** Replaces a staple atomically and durably (see the module contract). */
   write(path: string, data: Buffer, options?: WriteOptions): Promise<WriteResult>;
 }
@@ -168,9 +175,68 @@ async function pruneBackups(target: string, keep: number): Promise<string[]> {
   return excess.map((n) => join(dir, n));
 }
 
+/** Folders whose stale temporary files were cleaned recently, by this process (once a minute is enough). */
+const cleaned = new Map<string, number>();
+const CLEAN_INTERVAL_MS = 60_000;
+
+async function prepareFolder(dir: string): Promise<void> {
+  const last = cleaned.get(dir);
+  if (last !== undefined && Date.now() - last < CLEAN_INTERVAL_MS) return;
+  // a staple folder (or a scan's subfolder) that does not exist yet is created, as an operator expects
+  await mkdir(dir, { recursive: true });
+  await cleanStaleTemps(dir);
+  cleaned.set(dir, Date.now());
+}
+
+/**
+ * Reads a regular file from an open descriptor whose `fstat` gave `size`:
+ * one read call for the usual case, more if the file grew meanwhile
+ * (`readFileSync(fd)` would `fstat` it a second time).
+ */
+function readWhole(fd: number, size: number, path: string): Buffer {
+  let buf = Buffer.allocUnsafe(size + 1);
+  let n = 0;
+  for (;;) {
+    const got = readSync(fd, buf, n, buf.length - n, n);
+    if (got === 0) return buf.subarray(0, n);
+    n += got;
+    if (n === buf.length) {
+      if (n > 1024 * 1024) throw new StapleError('FILE_UNREADABLE', `${path}: the staple file is larger than 1 MiB`);
+      const bigger = Buffer.allocUnsafe(buf.length * 2);
+      buf.copy(bigger, 0, 0, n);
+      buf = bigger;
+    }
+  }
+}
+
 /** The file-system store. */
 export function createFileStore(): StapleStore {
   return {
+    readSync(path) {
+      try {
+        // the kernel follows symbolic links as resolveTarget does; O_NONBLOCK keeps a FIFO from blocking
+        const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+        try {
+          const st = fstatSync(fd);
+          if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+          // a FIFO or device would block or never end: refuse it rather than hang the event loop
+          if (!st.isFile()) throw new StapleError('FILE_UNREADABLE', `${path}: the staple is not a regular file`);
+          if (st.size > 1024 * 1024) {
+            throw new StapleError('FILE_UNREADABLE', `${path}: the staple file is larger than 1 MiB`);
+          }
+          return readWhole(fd, st.size, path);
+        } finally {
+          closeSync(fd);
+        }
+      } catch (e) {
+        if (e instanceof StapleError) throw e;
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw new StapleError('FILE_UNREADABLE', `${path}: cannot read the staple: ${describeFsError(e)}`, {
+          cause: e,
+        });
+      }
+    },
+
     async read(path) {
       let target: string;
       try {
@@ -208,9 +274,7 @@ export function createFileStore(): StapleStore {
       }
       const result: WriteResult = { path: target, pruned: [] };
       try {
-        // a staple folder (or a scan's subfolder) that does not exist yet is created, as an operator expects
-        await mkdir(dirname(target), { recursive: true });
-        await cleanStaleTemps(dirname(target));
+        await prepareFolder(dirname(target));
         await atomicReplace(target, data);
       } catch (e) {
         throw new StapleError(
