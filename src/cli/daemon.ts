@@ -24,7 +24,7 @@ import { loadConfig } from '../config/index.js';
 import { toStapleError } from '../core/errors.js';
 import type { DaemonLogger, DaemonSource, LogEvent, StapleDaemon } from '../engine/daemon.js';
 import type { CliIo } from './io.js';
-import { loadConfigForCli } from './run.js';
+import { configLoadOptions, loadConfigForCli } from './run.js';
 
 /** Options of `staplekeeper daemon`. */
 export interface DaemonCommandOptions {
@@ -239,7 +239,7 @@ async function startAndRun(
   try {
     daemon = await StapleDaemon.start({
       source: sourceFromConfig(loaded.config),
-      reload: async (): Promise<DaemonSource> => sourceFromConfig(await loadConfig(file, { cwd: io.cwd })),
+      reload: async (): Promise<DaemonSource> => sourceFromConfig(await loadConfig(file, configLoadOptions(io))),
       log,
       ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
     });

@@ -9,7 +9,9 @@
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
+import { configCacheDir } from '../config/cache.js';
 import { findDefaultConfig, loadConfig } from '../config/load.js';
+import type { LoadConfigOptions } from '../config/load.js';
 import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { exitCodeOf, runOnce, type RunReport } from '../engine/run.js';
@@ -77,6 +79,12 @@ export async function openRunOutput(config: LoadedConfig | undefined, io: CliIo)
 }
 
 /** Loads the configuration named on the command line or the default one, mapping errors to exit codes. */
+/** How the CLI loads configurations: from its working directory, with the configuration cache of its environment. */
+export function configLoadOptions(io: CliIo): LoadConfigOptions {
+  const cacheDir = configCacheDir(io.env);
+  return cacheDir === undefined ? { cwd: io.cwd } : { cwd: io.cwd, cacheDir };
+}
+
 export async function loadConfigForCli(
   file: string | undefined,
   io: CliIo,
@@ -95,7 +103,7 @@ export async function loadConfigForCli(
         ),
       };
     }
-    return { config: await loadConfig(path, { cwd: io.cwd }) };
+    return { config: await loadConfig(path, configLoadOptions(io)) };
   } catch (e) {
     const err = toStapleError(e, 'CONFIG_INVALID');
     const exit = err.code === 'CONFIG_YAML' || err.code === 'FILE_UNREADABLE' ? RUN_EXIT.YAML : RUN_EXIT.CONFIG;

@@ -16,6 +16,7 @@ export {
   OUTPUT_PLACEHOLDERS,
   type LoadConfigOptions,
 } from './load.js';
+export { configCacheDir } from './cache.js';
 export { DEFAULT_MASKS, scanFolder, type ScanOptions } from './scan.js';
-export { DEFAULT_HOOK_TIMEOUT_MS } from './schema.js';
-export { formatProblem, type ConfigProblem } from './yaml-source.js';
+export { DEFAULT_HOOK_TIMEOUT_MS } from './types.js';
+export { formatProblem, type ConfigProblem } from './problems.js';

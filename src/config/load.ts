@@ -12,16 +12,19 @@
  * message holds one problem per line, in file order; `details.problems` holds
  * them as {@link ConfigProblem} objects for `--json`.
  */
-import { existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describeFsError } from '../io/files.js';
+import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
 import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
-import { includeSchema, mainSchema, validate, type RawIncludeConfig, type RawMainConfig } from './schema.js';
+import type { RawIncludeConfig, RawMainConfig } from './schema.js';
 import { closestMatch } from './suggest.js';
 import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.js';
-import { displayPath, formatProblem, YamlSource, type ConfigProblem, type KeyPath } from './yaml-source.js';
+import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './cache.js';
+import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
+import type { ReadFile } from './parse.js';
 
 /** Default file names, in the order they are tried: ours first, then ocspbot's, so a drop-in just works. */
 export const DEFAULT_CONFIG_NAMES = ['staplekeeper.yaml', 'ocspbot.yaml'] as const;
@@ -88,6 +91,7 @@ export function hasCertPlaceholder(template: string): boolean {
  * (as in a loaded configuration); the result is not resolved here.
  */
 export function expandOutputTemplate(template: string, vars: { certPath: string; domain: string }): string {
+  if (!template.includes('{')) return template;
   const name = path.basename(vars.certPath);
   const values: Record<keyof typeof OUTPUT_PLACEHOLDERS, string> = {
     '{cert}': vars.certPath,
@@ -102,6 +106,7 @@ export function expandOutputTemplate(template: string, vars: { certPath: string;
 
 /** The problem with an output template, if any (unknown placeholders, with a suggestion). */
 function templateProblem(template: string): string | undefined {
+  if (!template.includes('{')) return undefined;
   const unknown = unknownPlaceholders(template);
   if (unknown.length === 0) return undefined;
   const first = unknown[0] as string;
@@ -148,6 +153,12 @@ export interface LoadConfigOptions {
    * Default: `process.cwd()`. Tests and the daemon pass it explicitly.
    */
   cwd?: string;
+  /**
+   * The folder of the configuration cache (config/cache.ts), or undefined
+   * for none (the default: the library writes nothing unless asked). The
+   * CLI passes {@link configCacheDir} of its environment.
+   */
+  cacheDir?: string;
 }
 
 /**
@@ -164,7 +175,28 @@ function fail(code: ErrorCode, unsorted: readonly ConfigProblem[], fileOrder: re
   throw new StapleError(code, problems.map(formatProblem).join('\n'), { details: { problems } });
 }
 
-async function readSource(file: string, cwd: string): Promise<YamlSource> {
+/**
+ * Reads, parses and validates one configuration file ({@link parseValidated}),
+ * or takes it from the cache when its text is the one cached.
+ */
+async function readValidated(
+  file: string,
+  cwd: string,
+  role: 'main',
+  cache?: ConfigCache,
+): Promise<ReadFile<RawMainConfig>>;
+async function readValidated(
+  file: string,
+  cwd: string,
+  role: 'include',
+  cache?: ConfigCache,
+): Promise<ReadFile<RawIncludeConfig>>;
+async function readValidated(
+  file: string,
+  cwd: string,
+  role: FileRole,
+  cache?: ConfigCache,
+): Promise<ReadFile<RawMainConfig | RawIncludeConfig>> {
   const name = displayPath(file, cwd);
   let text: string;
   try {
@@ -175,23 +207,33 @@ async function readSource(file: string, cwd: string): Promise<YamlSource> {
       details: { file },
     });
   }
-  return YamlSource.parse(file, name, text);
+  const textHash = cache === undefined ? '' : contentHash(text);
+  cache?.deps.files.push([file, textHash]);
+  const cached = cache?.get(file, role, textHash);
+  if (cached !== undefined) {
+    return { source: new CachedSource(file, name, cached), value: cached.value as RawMainConfig, problems: [] };
+  }
+  // the parser and the schema are loaded only when a file is not in the cache
+  const { parseValidated } = await import('./parse.js');
+  const read = parseValidated(file, name, text, role);
+  if ('value' in read) cache?.put(file, role, textHash, read.value, read.source);
+  return read;
 }
 
 type FsKind = 'file' | 'folder' | 'other' | 'missing' | `unusable: ${string}`;
 
-const fsKinds = new Map<string, Promise<FsKind>>();
+const fsKinds = new Map<string, FsKind>();
 /** {@link fsKindOnce}, once per path and load (a shared chain file is named by thousands of domains). */
-function fsKind(p: string): Promise<FsKind> {
+function fsKind(p: string): FsKind {
   let k = fsKinds.get(p);
-  if (!k) {
+  if (k === undefined) {
     k = fsKindOnce(p);
     fsKinds.set(p, k);
   }
   return k;
 }
 
-async function fsKindOnce(p: string): Promise<FsKind> {
+function fsKindOnce(p: string): FsKind {
   // synchronous: one stat is ~3 µs; 20,000 of them through the thread pool, awaited one by one, take ~0.5 s
   try {
     const s = statSync(p);
@@ -203,16 +245,60 @@ async function fsKindOnce(p: string): Promise<FsKind> {
   }
 }
 
+/** Below this many paths in one folder, {@link prefetchKinds} stats them one by one. */
+const LIST_THRESHOLD = 16;
+
+/**
+ * Learns the kinds of many paths at once: for a folder that holds at least
+ * {@link LIST_THRESHOLD} of them (10,000 certificates in one folder), one
+ * listing tells which names are regular files, folders or absent, where a
+ * `stat` per file costs ~4 µs each. Only answers a listing gives for sure
+ * are taken from it: a regular file or a folder. A symbolic link, an entry
+ * of unknown type, a name not listed, or a folder that cannot be listed or
+ * searched is left to {@link fsKindOnce}, so every kind is the one `stat`
+ * would give.
+ */
+function prefetchKinds(paths: Iterable<string>): void {
+  // paths are absolute and resolved: the folder is everything before the last separator
+  const byDir = new Map<string, Map<string, string>>();
+  for (const p of paths) {
+    if (fsKinds.has(p)) continue;
+    const cut = p.lastIndexOf(path.sep);
+    const dir = cut <= 0 ? path.sep : p.slice(0, cut);
+    let names = byDir.get(dir);
+    if (names === undefined) byDir.set(dir, (names = new Map()));
+    names.set(p.slice(cut + 1), p);
+  }
+  for (const [dir, group] of byDir) {
+    if (group.size < LIST_THRESHOLD) continue;
+    let entries: Dirent[];
+    try {
+      // stat needs search permission on the folder, a listing only read permission
+      accessSync(dir, constants.X_OK);
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    // a name the listing lacks is left to stat too: it decides what "missing" is (and how names compare)
+    for (const d of entries) {
+      const p = group.get(d.name);
+      if (p === undefined) continue;
+      if (d.isFile()) fsKinds.set(p, 'file');
+      else if (d.isDirectory()) fsKinds.set(p, 'folder');
+    }
+  }
+}
+
 /** A file whose `domains` and `scan_keys` contribute targets. */
 interface Contributor {
-  source: YamlSource;
+  source: ConfigSource;
   raw: RawMainConfig | RawIncludeConfig;
 }
 
 /** A target with the place in the YAML that defines it, for follow-up messages. */
 interface Placed {
   target: TargetConfig;
-  source: YamlSource;
+  source: ConfigSource;
   at: KeyPath;
   /** Names the target in "first defined at …" messages. */
   where: string;
@@ -226,36 +312,46 @@ interface Placed {
  * if an include folder contains it, so `includes: [.]` works.
  */
 async function readIncludes(
-  main: YamlSource,
+  main: ConfigSource,
   raw: RawMainConfig,
   cwd: string,
   problems: ConfigProblem[],
   readOrder: string[],
+  cache: ConfigCache | undefined,
 ): Promise<Contributor[]> {
   const contributors: Contributor[] = [];
   for (const [i, folder] of (raw.includes ?? []).entries()) {
     const dir = path.resolve(cwd, folder);
-    let names: string[];
-    try {
-      names = (await readdir(dir)).filter((n) => /\.ya?ml$/.test(n)).sort();
-    } catch (e) {
-      const why = (e as NodeJS.ErrnoException).code === 'ENOTDIR' ? 'not a folder' : 'include folder not found';
+    const files = await includeFiles(dir, main.file);
+    if (!Array.isArray(files)) {
+      const why = files.code === 'ENOTDIR' ? 'not a folder' : 'include folder not found';
       problems.push(main.problem(['includes', i], `${why}: ${dir}`));
       continue;
     }
-    for (const name of names) {
-      const file = path.join(dir, name);
-      if (file === main.file || (await fsKind(file)) !== 'file') continue;
-      const source = await readSource(file, cwd);
-      readOrder.push(source.name);
-      const duplicates = source.duplicateKeyProblems();
-      problems.push(...duplicates);
-      const result = validate(includeSchema, source, source.toJS(), { include: true });
-      if (!result.ok) problems.push(...result.problems);
-      else if (duplicates.length === 0) contributors.push({ source, raw: result.value });
+    cache?.deps.includeDirs.push([dir, files]);
+    for (const file of files) {
+      const read = await readValidated(file, cwd, 'include', cache);
+      readOrder.push(read.source.name);
+      if ('value' in read) contributors.push({ source: read.source, raw: read.value });
+      else problems.push(...read.problems);
     }
   }
   return contributors;
+}
+
+/**
+ * The files an include folder contributes: every `*.yml`/`*.yaml` regular
+ * file in it, in name order, except the main file (so `includes: [.]`
+ * works). The error when the folder cannot be listed.
+ */
+async function includeFiles(dir: string, mainFile: string): Promise<string[] | NodeJS.ErrnoException> {
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => /\.ya?ml$/.test(n)).sort();
+  } catch (e) {
+    return e as NodeJS.ErrnoException;
+  }
+  return names.map((name) => path.join(dir, name)).filter((file) => file !== mainFile && fsKind(file) === 'file');
 }
 
 /** The kinds of certificate files a domain names, for messages. */
@@ -271,13 +367,14 @@ const FILE_KEYS = [
  * resolves against `ocsp_folder` (an absolute `ocsp` is kept) and need not
  * exist yet: the writer reports a folder it cannot write to.
  */
-async function domainTargets(
+function domainTargets(
   { source, raw }: Contributor,
   cwd: string,
   ocspFolder: string,
   problems: ConfigProblem[],
-): Promise<Placed[]> {
+): Placed[] {
   const placed: Placed[] = [];
+  const files: Array<{ id: string; at: KeyPath; key: (typeof FILE_KEYS)[number][0]; what: string; abs: string }> = [];
   for (const [id, domain] of Object.entries(raw.domains ?? {})) {
     const at: KeyPath = ['domains', id];
     if (id.trim() === '') {
@@ -290,16 +387,7 @@ async function domainTargets(
       if (given === undefined) continue;
       const abs = path.resolve(cwd, given);
       resolved[key] = abs;
-      const kind = await fsKind(abs);
-      if (kind === 'missing') {
-        problems.push(source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})`));
-      } else if (kind.startsWith('unusable: ')) {
-        problems.push(
-          source.problem([...at, key], `${what} file cannot be used: ${abs}: ${kind.slice(10)} (domain ${id})`),
-        );
-      } else if (kind !== 'file') {
-        problems.push(source.problem([...at, key], `${what} path is not a file: ${abs} (domain ${id})`));
-      }
+      files.push({ id, at, key, what, abs });
     }
     const certPath = resolved.cert ?? path.resolve(cwd, domain.cert);
     const ocspProblem = templateProblem(domain.ocsp);
@@ -315,6 +403,19 @@ async function domainTargets(
     if (resolved.rootchain !== undefined) target.rootchainPath = resolved.rootchain;
     placed.push({ target, source, at, where: target.origin });
   }
+  prefetchKinds(files.map((f) => f.abs));
+  for (const { id, at, key, what, abs } of files) {
+    const kind = fsKind(abs);
+    if (kind === 'missing') {
+      problems.push(source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})`));
+    } else if (kind.startsWith('unusable: ')) {
+      problems.push(
+        source.problem([...at, key], `${what} file cannot be used: ${abs}: ${kind.slice(10)} (domain ${id})`),
+      );
+    } else if (kind !== 'file') {
+      problems.push(source.problem([...at, key], `${what} path is not a file: ${abs} (domain ${id})`));
+    }
+  }
   return placed;
 }
 
@@ -323,7 +424,7 @@ async function domainTargets(
  * working directory) and checks what can be checked before scanning.
  */
 async function resolveScan(
-  source: YamlSource,
+  source: ConfigSource,
   at: KeyPath,
   raw: NonNullable<RawMainConfig['scan_keys']>[number],
   cwd: string,
@@ -363,7 +464,7 @@ async function resolveScan(
     );
   }
   const folderAt: KeyPath = raw.folder === undefined ? at : [...at, 'folder'];
-  const kind = await fsKind(scan.folder);
+  const kind = fsKind(scan.folder);
   if (kind === 'missing') problems.push(source.problem(folderAt, `scan folder not found: ${scan.folder}`));
   else if (kind !== 'folder') problems.push(source.problem(folderAt, `scan folder is not a folder: ${scan.folder}`));
   return problems.length === before ? scan : undefined;
@@ -371,7 +472,7 @@ async function resolveScan(
 
 /** Applies `responders:` and returns the URL-keyed and the id-keyed overrides. */
 function applyResponders(
-  main: YamlSource,
+  main: ConfigSource,
   raw: RawMainConfig,
   placed: readonly Placed[],
   problems: ConfigProblem[],
@@ -470,20 +571,76 @@ function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]):
  */
 export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<LoadedConfig> {
   const cwd = path.resolve(opts.cwd ?? process.cwd());
-  fsKinds.clear();
-  const main = await readSource(path.resolve(cwd, file), cwd);
+  const mainFile = path.resolve(cwd, file);
+  if (opts.cacheDir !== undefined) {
+    const cache = ConfigCache.open(opts.cacheDir, mainFile);
+    const known = await cachedResult(cache, cwd);
+    if (known !== undefined) return known;
+    try {
+      const loaded = await loadOnce(mainFile, cwd, cache);
+      // a scan's targets depend on the folder's contents: only a load without scans is kept whole
+      if (loaded.scans.length === 0) cache.putResult(cwd, loaded);
+      cache.save();
+      return loaded;
+    } catch (e) {
+      // a problem in a file taken from the cache: load again with the parser, for its exact positions
+      if (!needsParser(e)) throw e;
+    }
+  }
+  return loadOnce(mainFile, cwd, undefined);
+}
 
+/**
+ * The whole result of an earlier load, when it is still what a load would
+ * give: made in the same working directory, every file it read has the same
+ * text now, every include folder holds the same configuration files, and
+ * the checks that look at the file system pass again (every certificate,
+ * chain and root chain is a file, every CA folder a folder). Otherwise
+ * undefined, and the configuration is loaded (a failing check then gives its
+ * ordinary message).
+ */
+async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConfig | undefined> {
+  const result = cache.getResult(cwd);
+  if (result === undefined) return undefined;
+  fsKinds.clear();
+  for (const [file, textHash] of result.deps.files) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch {
+      return undefined;
+    }
+    if (contentHash(text) !== textHash) return undefined;
+  }
+  for (const [dir, files] of result.deps.includeDirs) {
+    const now = await includeFiles(dir, result.config.file);
+    if (!Array.isArray(now) || now.length !== files.length || now.some((f, i) => f !== files[i])) return undefined;
+  }
+  const { config } = result;
+  const paths: string[] = [];
+  for (const t of config.targets) {
+    paths.push(t.certPath);
+    if (t.chainPath !== undefined) paths.push(t.chainPath);
+    if (t.rootchainPath !== undefined) paths.push(t.rootchainPath);
+  }
+  prefetchKinds(paths);
+  for (const p of paths) if (fsKind(p) !== 'file') return undefined;
+  for (const d of config.settings.caDirs) if (fsKind(d) !== 'folder') return undefined;
+  countResultHit();
+  return config;
+}
+
+async function loadOnce(mainFile: string, cwd: string, cache: ConfigCache | undefined): Promise<LoadedConfig> {
+  fsKinds.clear();
   // 1. Shape: the main file, then the included ones.
-  const duplicates = main.duplicateKeyProblems();
-  if (duplicates.length > 0) fail('CONFIG_INVALID', duplicates);
-  const validated = validate(mainSchema, main, main.toJS());
-  if (!validated.ok) fail('CONFIG_INVALID', validated.problems);
-  const raw = validated.value;
+  const read = await readValidated(mainFile, cwd, 'main', cache);
+  if (!('value' in read)) fail('CONFIG_INVALID', read.problems);
+  const { source: main, value: raw } = read;
   const problems: ConfigProblem[] = [];
   const fileOrder = [main.name];
   const contributors: Contributor[] = [
     { source: main, raw },
-    ...(await readIncludes(main, raw, cwd, problems, fileOrder)),
+    ...(await readIncludes(main, raw, cwd, problems, fileOrder, cache)),
   ];
   if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
 
@@ -510,7 +667,7 @@ export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Pr
   const caDirs: string[] = [];
   for (const [i, dir] of (raw.ca_dirs ?? []).entries()) {
     const abs = path.resolve(cwd, dir);
-    const kind = await fsKind(abs);
+    const kind = fsKind(abs);
     if (kind === 'missing') problems.push(main.problem(['ca_dirs', i], `CA folder not found: ${abs}`));
     else if (kind !== 'folder') problems.push(main.problem(['ca_dirs', i], `not a folder: ${abs}`));
     caDirs.push(abs);
@@ -529,7 +686,7 @@ export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Pr
     placed.push(p);
   };
   for (const contributor of contributors) {
-    for (const p of await domainTargets(contributor, cwd, ocspFolder, problems)) {
+    for (const p of domainTargets(contributor, cwd, ocspFolder, problems)) {
       addTarget(
         p,
         (first) => `duplicate domain identifier ${JSON.stringify(p.target.id)} (first defined at ${first.where})`,

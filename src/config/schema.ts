@@ -12,10 +12,9 @@ import { z } from 'zod';
 import { parseDuration } from './duration.js';
 import { closestMatch } from './suggest.js';
 import { formatKeyPath, type ConfigProblem, type KeyPath, type YamlSource } from './yaml-source.js';
-import type { HookCommand } from './types.js';
+import { DEFAULT_HOOK_TIMEOUT_MS, type HookCommand } from './types.js';
 
-/** Hooks are killed after this long unless `timeout` says otherwise. */
-export const DEFAULT_HOOK_TIMEOUT_MS = 30_000;
+export { DEFAULT_HOOK_TIMEOUT_MS };
 
 /** How a value looks to the operator, for "expected X, got Y". */
 export function describeValue(value: unknown): string {

@@ -4,6 +4,9 @@
  * YAML file; every path here is already absolute.
  */
 
+/** Hooks are killed after this long unless `timeout` says otherwise. */
+export const DEFAULT_HOOK_TIMEOUT_MS = 30_000;
+
 /** How a hook is run: an argument array (no shell) or a shell string (`sh -c`). */
 export interface HookCommand {
   /** `argv` for an array in YAML; `shell` for a plain string. */

@@ -3,7 +3,6 @@
  * so that every configuration error can start with `file:line:col key.path:`
  * (STYLE.md; lego names the certificate, we name the line).
  */
-import path from 'node:path';
 import {
   isAlias,
   isMap,
@@ -17,51 +16,16 @@ import {
   type ScalarTag,
 } from 'yaml';
 import { StapleError } from '../core/errors.js';
+import { formatKeyPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
 
-/** A path into the configuration: map keys and list indexes. */
-export type KeyPath = ReadonlyArray<string | number>;
-
-/** One configuration problem, positioned; also what `--json` reports. */
-export interface ConfigProblem {
-  /** The file as shown to the operator (relative to the working directory when inside it). */
-  file: string;
-  /** 1-based line. */
-  line: number;
-  /** 1-based column. */
-  col: number;
-  /** The key path, e.g. `domains.example.com.cert` or `scan_keys[0].folder`; empty for the whole file. */
-  path: string;
-  /** What is wrong, written for the operator. */
-  message: string;
-}
-
-/**
- * Formats a key path the way the operator reads it: dots between keys, list
- * indexes in brackets (`scan_keys[0].folder`). Domain identifiers keep their
- * dots (`domains.example.com.cert`), as in STYLE.md.
- */
-export function formatKeyPath(keyPath: KeyPath): string {
-  let out = '';
-  for (const seg of keyPath) {
-    if (typeof seg === 'number') out += `[${seg}]`;
-    else out += out === '' ? seg : `.${seg}`;
-  }
-  return out;
-}
-
-/** `file:line:col key.path: message` (or `file:line:col: message` without a key path). */
-export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}:${p.col}${p.path === '' ? ':' : ` ${p.path}:`} ${p.message}`;
-}
-
-/**
- * How a file is named in messages: relative to the working directory when it
- * lies inside it (short, and what the operator typed), absolute otherwise.
- */
-export function displayPath(absolute: string, cwd: string): string {
-  const rel = path.relative(cwd, absolute);
-  return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : absolute;
-}
+export {
+  displayPath,
+  formatKeyPath,
+  formatProblem,
+  type ConfigProblem,
+  type ConfigSource,
+  type KeyPath,
+} from './problems.js';
 
 /**
  * `yes`/`no`/`on`/`off` as booleans. ocspbot reads its file with PyYAML (YAML
@@ -90,7 +54,7 @@ interface Located {
 }
 
 /** One parsed configuration file. */
-export class YamlSource {
+export class YamlSource implements ConfigSource {
   private constructor(
     /** Absolute path. */
     readonly file: string,

@@ -45,7 +45,6 @@
  * {@link MIN_TARGETS_FOR_NEW_CACHE} of its staples, so `fetch` of one
  * certificate leaves nothing behind.
  */
-import { hash } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -58,10 +57,9 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { MAX_INPUT_FILE } from '../io/files.js';
+import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
 import { TEMP_MARKER } from '../io/store.js';
-import { VERSION } from '../version.js';
 
 /** The cache file inside each staple folder. */
 export const CACHE_FILE_NAME = '.staplekeeper-cache.json';
@@ -79,10 +77,8 @@ export const CACHE_RETENTION_DAYS = 30;
 
 const DAY_MS = 86_400_000;
 
-/** SHA-256 of `data`, base64url (43 characters). */
-export function contentHash(data: Buffer | string): string {
-  return hash('sha256', data, 'base64url');
-}
+/** SHA-256 of `data`, base64url (43 characters); io/fingerprint.ts. */
+export { contentHash };
 
 /**
  * One cache record: a certificate (by the contents of its files) and the
@@ -179,22 +175,7 @@ let rulesFingerprintValue: string | undefined;
  * A fix to any rule changes it, and every cached verdict is then ignored.
  */
 export function rulesFingerprint(): string {
-  if (rulesFingerprintValue === undefined) {
-    const parts = [`${FORMAT_NAME}/${CACHE_FORMAT_VERSION}/${VERSION}`];
-    for (const m of RULE_MODULES) {
-      let code: Buffer | undefined;
-      for (const ext of ['.js', '.ts']) {
-        try {
-          code = readFileSync(fileURLToPath(new URL(`${m}${ext}`, import.meta.url)));
-          break;
-        } catch {
-          // try the other extension (the tests run the TypeScript sources)
-        }
-      }
-      parts.push(code === undefined ? `${m}:?` : `${m}:${contentHash(code)}`);
-    }
-    rulesFingerprintValue = contentHash(parts.join('\n'));
-  }
+  rulesFingerprintValue ??= moduleFingerprint(`${FORMAT_NAME}/${CACHE_FORMAT_VERSION}`, import.meta.url, RULE_MODULES);
   return rulesFingerprintValue;
 }
 

@@ -72,7 +72,7 @@ export interface CliResult {
 /** An environment without proxies (which would swallow 127.0.0.1 traffic) and without colour. */
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
-  for (const k of ['PATH', 'HOME', 'LANG', 'TZ', 'SYSTEMROOT'])
+  for (const k of ['PATH', 'HOME', 'LANG', 'TZ', 'SYSTEMROOT', 'STAPLEKEEPER_CACHE_DIR'])
     if (process.env[k] !== undefined) env[k] = process.env[k];
   env.NO_COLOR = '1';
   return { ...env, ...extra };

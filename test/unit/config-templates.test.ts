@@ -8,8 +8,9 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { loadChecked } from '../helpers/config-load.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { expandOutputTemplate, loadConfig, scanTargets } from '../../src/config/load.js';
+import { expandOutputTemplate, scanTargets } from '../../src/config/load.js';
 import { scanFolder } from '../../src/config/scan.js';
 import { isStapleError, type StapleError } from '../../src/core/errors.js';
 import type { LoadedConfig } from '../../src/config/types.js';
@@ -37,13 +38,13 @@ function triple(dir: string, domain: string): Record<string, string> {
 
 async function load(yaml: string, files: Record<string, string> = {}): Promise<{ config: LoadedConfig; root: string }> {
   const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
-  return { config: await loadConfig('staplekeeper.yaml', { cwd: root }), root };
+  return { config: await loadChecked('staplekeeper.yaml', { cwd: root }), root };
 }
 
 async function loadError(yaml: string, files: Record<string, string> = {}): Promise<StapleError> {
   const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
   try {
-    await loadConfig('staplekeeper.yaml', { cwd: root });
+    await loadChecked('staplekeeper.yaml', { cwd: root });
   } catch (e) {
     if (isStapleError(e)) return e;
     throw e;

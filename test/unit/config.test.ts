@@ -1,13 +1,13 @@
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { loadChecked } from '../helpers/config-load.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isStapleError, type StapleError } from '../../src/core/errors.js';
 import {
   DEFAULT_HOOK_TIMEOUT_MS,
   OPENSSL_NOTE,
   findDefaultConfig,
-  loadConfig,
   parseDuration,
   scanFolder,
   type ConfigProblem,
@@ -47,7 +47,7 @@ async function loadText(
   files: Record<string, string> = {},
 ): Promise<{ config: LoadedConfig; root: string }> {
   const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
-  return { config: await loadConfig('staplekeeper.yaml', { cwd: root }), root };
+  return { config: await loadChecked('staplekeeper.yaml', { cwd: root }), root };
 }
 
 /** Loads and expects a StapleError; returns it for further checks. */
@@ -57,7 +57,7 @@ async function loadError(
 ): Promise<{ error: StapleError; root: string }> {
   const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
   try {
-    await loadConfig('staplekeeper.yaml', { cwd: root });
+    await loadChecked('staplekeeper.yaml', { cwd: root });
   } catch (e) {
     if (isStapleError(e)) return { error: e, root };
     throw e;
@@ -181,7 +181,7 @@ describe('loadConfig: the ocspbot README example', () => {
       '',
     ].join('\n');
     await writeFile(path.join(root, 'ocspbot.yaml'), yaml);
-    const config = await loadConfig('ocspbot.yaml', { cwd: root });
+    const config = await loadChecked('ocspbot.yaml', { cwd: root });
 
     expect(config.file).toBe(path.join(root, 'ocspbot.yaml'));
     expect(config.settings.minimumValidityMs).toBe(3 * D);
@@ -283,7 +283,7 @@ describe('loadConfig: defaults and path resolution', () => {
 
   it('resolves a relative config file name against cwd and names it relative in origins', async () => {
     const root = await tree({ 'etc/sk.yaml': 'domains:\n  a:\n    cert: a.pem\n    ocsp: a.der\n', 'a.pem': '' });
-    const config = await loadConfig('etc/sk.yaml', { cwd: root });
+    const config = await loadChecked('etc/sk.yaml', { cwd: root });
     expect(config.file).toBe(path.join(root, 'etc/sk.yaml'));
     expect(config.targets[0]?.origin).toBe(`${path.join('etc', 'sk.yaml')}:2:3`);
     expect(config.targets[0]?.certPath).toBe(path.join(root, 'a.pem'));
@@ -511,7 +511,7 @@ describe('loadConfig: includes', () => {
       '10-a.yaml': 'this: would fail',
       'main/staplekeeper.yaml': `includes: [conf.d]\ndomains:\n  m: {cert: certs/a.pem, ocsp: m.der}\n`,
     });
-    const config = await loadConfig('main/staplekeeper.yaml', { cwd: root });
+    const config = await loadChecked('main/staplekeeper.yaml', { cwd: root });
     expect(config.targets.map((t) => [t.id, t.origin])).toEqual([
       ['m', `${path.join('main', 'staplekeeper.yaml')}:3:3`],
       ['a', `${path.join('conf.d', '10-a.yaml')}:2:3`],
@@ -678,7 +678,7 @@ describe('loadConfig: scan_keys', () => {
     for (const name of ['l.example.pem', 'l.example-chain.pem', 'l.example-rootchain.pem']) {
       await symlink(path.join(root, 'archive', name), path.join(root, 'live', name));
     }
-    const config = await loadConfig('staplekeeper.yaml', { cwd: root });
+    const config = await loadChecked('staplekeeper.yaml', { cwd: root });
     expect(config.targets.map((t) => t.certPath)).toEqual([path.join(root, 'live/l.example.pem')]);
   });
 
@@ -954,7 +954,7 @@ describe('loadConfig: unreadable files and YAML syntax', () => {
 
   it('reports a missing configuration file as CONFIG_YAML (ocspbot exits -2 for it)', async () => {
     const root = await tree({});
-    await expect(loadConfig('ocspbot.yaml', { cwd: root })).rejects.toMatchObject({
+    await expect(loadChecked('ocspbot.yaml', { cwd: root })).rejects.toMatchObject({
       code: 'CONFIG_YAML',
       message: 'ocspbot.yaml: cannot read the configuration file: no such file',
     });

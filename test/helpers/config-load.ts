@@ -1,0 +1,59 @@
+/**
+ * loadConfig, checked against its cache: every load a configuration test
+ * makes runs three times — without the configuration cache, with an empty
+ * one (which it fills) and with the filled one — and the three outcomes,
+ * results or errors (code, message and details), must be identical. So
+ * every configuration test is also a test that the cache never changes a
+ * result (config/cache.ts).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, expect } from 'vitest';
+import { configCacheStats } from '../../src/config/cache.js';
+import { loadConfig, type LoadConfigOptions, type LoadedConfig } from '../../src/config/index.js';
+import { isStapleError } from '../../src/core/errors.js';
+
+const cacheDirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(cacheDirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+type Outcome = { ok: true; config: LoadedConfig } | { ok: false; error: unknown };
+
+async function settle(file: string, opts: LoadConfigOptions): Promise<Outcome> {
+  try {
+    return { ok: true, config: await loadConfig(file, opts) };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+function describeOutcome(o: Outcome): unknown {
+  if (o.ok) return o;
+  const e = o.error;
+  return isStapleError(e) ? { code: e.code, message: e.message, details: e.details } : { thrown: String(e) };
+}
+
+/** {@link loadConfig} (without a cache), after checking that the cache gives the same outcome cold and warm. */
+export async function loadChecked(file: string, opts: { cwd: string }): Promise<LoadedConfig> {
+  const cacheDir = await mkdtemp(path.join(os.tmpdir(), 'sk-config-cache-'));
+  cacheDirs.push(cacheDir);
+  const plain = await settle(file, opts);
+  const cold = await settle(file, { ...opts, cacheDir });
+  const before = configCacheStats();
+  const warm = await settle(file, { ...opts, cacheDir });
+  const after = configCacheStats();
+  if (warm.ok) {
+    // the cache was used: the whole result without scans, every file with them
+    if (warm.config.scans.length === 0) expect(after.results).toBe(before.results + 1);
+    else expect(after.files).toBeGreaterThan(before.files);
+  }
+  const again = await settle(file, { ...opts, cacheDir });
+  const expected = describeOutcome(plain);
+  expect(describeOutcome(cold)).toEqual(expected);
+  expect(describeOutcome(warm)).toEqual(expected);
+  expect(describeOutcome(again)).toEqual(expected);
+  if (!plain.ok) throw plain.error;
+  return plain.config;
+}

@@ -1,0 +1,283 @@
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, unlink, utimes, writeFile, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { hash } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { configCacheDir, configCacheStats, isPlainJson } from '../../src/config/cache.js';
+import { loadConfig, type LoadedConfig } from '../../src/config/index.js';
+import { isStapleError } from '../../src/core/errors.js';
+
+const roots: string[] = [];
+afterAll(async () => {
+  await Promise.all(roots.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+async function temp(prefix: string): Promise<string> {
+  const d = await mkdtemp(path.join(os.tmpdir(), prefix));
+  roots.push(d);
+  return d;
+}
+
+async function put(root: string, files: Record<string, string>): Promise<void> {
+  for (const [rel, text] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
+    await writeFile(path.join(root, rel), text);
+  }
+}
+
+/** The outcome of a load, comparable: the result, or the error's code, message and details. */
+async function outcome(file: string, cwd: string, cacheDir?: string): Promise<unknown> {
+  try {
+    const c: LoadedConfig = await loadConfig(file, cacheDir === undefined ? { cwd } : { cwd, cacheDir });
+    return { ok: c };
+  } catch (e) {
+    if (!isStapleError(e)) throw e;
+    return { code: e.code, message: e.message, details: e.details };
+  }
+}
+
+const MAIN = `ocsp_folder: staples
+concurrency: 4
+includes: [conf.d]
+domains:
+  a.example:
+    cert: certs/a.pem
+    chain: certs/chain.pem
+    ocsp: a.der
+  b.example:
+    cert: certs/b.pem
+    ocsp: "{cert_stem}.der"
+hooks:
+  on_change: [echo, changed]
+`;
+
+async function project(): Promise<{ root: string; cache: string }> {
+  const root = await temp('sk-cc-');
+  await put(root, {
+    'sk.yaml': MAIN,
+    'certs/a.pem': 'a',
+    'certs/b.pem': 'b',
+    'certs/c.pem': 'c',
+    'certs/chain.pem': 'chain',
+    'conf.d/c.yaml': 'domains:\n  c.example:\n    cert: certs/c.pem\n    ocsp: c.der\n',
+  });
+  return { root, cache: await temp('sk-cc-dir-') };
+}
+
+/** Loads with the cache (filling it), then checks that it is used and equals a load without it. */
+async function fill(root: string, cache: string): Promise<void> {
+  const plain = await outcome('sk.yaml', root);
+  expect(await outcome('sk.yaml', root, cache)).toEqual(plain);
+  const before = configCacheStats().results;
+  expect(await outcome('sk.yaml', root, cache)).toEqual(plain);
+  expect(configCacheStats().results).toBe(before + 1);
+}
+
+describe('configuration cache: a result is reused only while it holds', () => {
+  it('a certificate removed after the cache was filled gives the ordinary error, with its position', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    await unlink(path.join(root, 'certs/b.pem'));
+    const plain = await outcome('sk.yaml', root);
+    expect(plain).toMatchObject({ code: 'CONFIG_INVALID' });
+    expect((plain as { message: string }).message).toMatch(
+      /^sk\.yaml:10:11 domains\.b\.example\.cert: certificate file not found/,
+    );
+    expect(await outcome('sk.yaml', root, cache)).toEqual(plain);
+  });
+
+  it('a certificate replaced by a folder, and an include file with a new error, are reported as without the cache', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    await unlink(path.join(root, 'certs/a.pem'));
+    await mkdir(path.join(root, 'certs/a.pem'));
+    expect(await outcome('sk.yaml', root, cache)).toEqual(await outcome('sk.yaml', root));
+    await rm(path.join(root, 'certs/a.pem'), { recursive: true });
+    await writeFile(path.join(root, 'certs/a.pem'), 'a');
+    await writeFile(
+      path.join(root, 'conf.d/c.yaml'),
+      'domains:\n  c.example:\n    cert: certs/c.pem\n    ocsp: [c.der]\n',
+    );
+    const plain = await outcome('sk.yaml', root);
+    expect(plain).toMatchObject({ code: 'CONFIG_INVALID' });
+    expect(await outcome('sk.yaml', root, cache)).toEqual(plain);
+  });
+
+  it('an edit that keeps the size and the modification time is seen (the text is hashed, not stat-ed)', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    const file = path.join(root, 'sk.yaml');
+    const st = await stat(file);
+    await writeFile(file, MAIN.replace('concurrency: 4', 'concurrency: 7'));
+    await utimes(file, st.atime, st.mtime);
+    const c = (await outcome('sk.yaml', root, cache)) as { ok: LoadedConfig };
+    expect(c.ok.settings.concurrency).toBe(7);
+    expect(c).toEqual(await outcome('sk.yaml', root));
+  });
+
+  it('include folders are listed again: a new file is read, a removed one dropped', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    await put(root, {
+      'certs/d.pem': 'd',
+      'conf.d/d.yml': 'domains:\n  d.example:\n    cert: certs/d.pem\n    ocsp: d.der\n',
+    });
+    let c = (await outcome('sk.yaml', root, cache)) as { ok: LoadedConfig };
+    expect(c.ok.targets.map((t) => t.id)).toEqual(['a.example', 'b.example', 'c.example', 'd.example']);
+    expect(c).toEqual(await outcome('sk.yaml', root));
+    await unlink(path.join(root, 'conf.d/c.yaml'));
+    c = (await outcome('sk.yaml', root, cache)) as { ok: LoadedConfig };
+    expect(c.ok.targets.map((t) => t.id)).toEqual(['a.example', 'b.example', 'd.example']);
+    expect(c).toEqual(await outcome('sk.yaml', root));
+  });
+
+  it('another working directory resolves paths and names files anew', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    const sub = path.join(root, 'sub');
+    await mkdir(sub);
+    await put(sub, { 'certs/a.pem': 'a', 'certs/b.pem': 'b', 'certs/c.pem': 'c', 'certs/chain.pem': 'x' });
+    await mkdir(path.join(sub, 'conf.d'));
+    const fromSub = await outcome(path.join(root, 'sk.yaml'), sub, cache);
+    expect(fromSub).toEqual(await outcome(path.join(root, 'sk.yaml'), sub));
+    expect((fromSub as { ok: LoadedConfig }).ok.targets[0]?.certPath).toBe(path.join(sub, 'certs/a.pem'));
+  });
+
+  it('scans are made again at every load; the files themselves come from the cache', async () => {
+    const root = await temp('sk-cc-scan-');
+    const cache = await temp('sk-cc-dir-');
+    await put(root, {
+      'sk.yaml': 'ocsp_folder: out\nscan_keys:\n  - folder: keys\n',
+      'keys/one.pem': '1',
+      'keys/one-chain.pem': 'c',
+      'keys/one-rootchain.pem': 'r',
+    });
+    expect(await outcome('sk.yaml', root, cache)).toEqual(await outcome('sk.yaml', root));
+    await put(root, { 'keys/two.pem': '2', 'keys/two-chain.pem': 'c', 'keys/two-rootchain.pem': 'r' });
+    const files = configCacheStats().files;
+    const c = (await outcome('sk.yaml', root, cache)) as { ok: LoadedConfig };
+    expect(configCacheStats().files).toBe(files + 1);
+    expect(c.ok.targets.map((t) => t.id)).toEqual(['one', 'two']);
+    expect(c).toEqual(await outcome('sk.yaml', root));
+  });
+});
+
+describe('configuration cache: a damaged or foreign cache is ignored', () => {
+  async function cacheFile(dir: string): Promise<string> {
+    const names = (await readdir(dir)).filter((n) => n.startsWith('config-'));
+    expect(names).toHaveLength(1);
+    return path.join(dir, names[0] as string);
+  }
+
+  /** Rewrites the result line with `edit` and a valid checksum, as someone with write access could. */
+  async function tamper(file: string, edit: (text: string) => string): Promise<void> {
+    const data = await readFile(file, 'utf8');
+    const nl = data.indexOf('\n');
+    const header = JSON.parse(data.slice(0, nl)) as Record<string, unknown>;
+    const body = edit(data.slice(nl + 1));
+    header.sha256 = hash('sha256', body, 'base64url');
+    await writeFile(file, `${JSON.stringify(header)}\n${body}`);
+  }
+
+  it('every corruption gives the result of a load without cache', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    const file = await cacheFile(cache);
+    const good = await readFile(file);
+    const plain = await outcome('sk.yaml', root);
+    const variants: Buffer[] = [
+      Buffer.alloc(0),
+      good.subarray(0, good.length >> 1),
+      Buffer.from(good.toString('utf8').replace('"concurrency":4', '"concurrency":9')), // checksum no longer matches
+      Buffer.from(good.toString('utf8').replace('"version":1', '"version":99')),
+      Buffer.from('not json\n{}\nnull'),
+    ];
+    for (const v of variants) {
+      await writeFile(file, v, { mode: 0o600 });
+      expect(await outcome('sk.yaml', root, cache)).toEqual(plain);
+    }
+  });
+
+  it('a cache in a folder others can write is not read', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    const file = await cacheFile(cache);
+    await tamper(file, (t) =>
+      t.replace(
+        /"on_change":\{[^}]*\}|"onChange":\{[^}]*\}/,
+        '"onChange":{"kind":"argv","command":["rm","-rf","/"],"timeoutMs":1}',
+      ),
+    );
+    await chmod(cache, 0o777);
+    const plain = (await outcome('sk.yaml', root)) as { ok: LoadedConfig };
+    expect(await outcome('sk.yaml', root, cache)).toEqual(plain);
+    expect(plain.ok.settings.hooks.onChange?.command).toEqual(['echo', 'changed']);
+  });
+
+  it('a damaged result line is ignored (shape checked), the files still serve', async () => {
+    const { root, cache } = await project();
+    await fill(root, cache);
+    await tamper(await cacheFile(cache), (t) => `${t.slice(0, t.indexOf('\n'))}\n{"cwd":1}`);
+    const files = configCacheStats().files;
+    expect(await outcome('sk.yaml', root, cache)).toEqual(await outcome('sk.yaml', root));
+    expect(configCacheStats().files).toBeGreaterThan(files);
+  });
+});
+
+describe('configuration cache: where it lives', () => {
+  it('STAPLEKEEPER_CACHE_DIR, then XDG_CACHE_HOME, then ~/.cache; off or relative turns it off', () => {
+    expect(configCacheDir({ STAPLEKEEPER_CACHE_DIR: '/var/cache/sk', HOME: '/root' })).toBe('/var/cache/sk');
+    expect(configCacheDir({ STAPLEKEEPER_CACHE_DIR: 'off', HOME: '/root' })).toBeUndefined();
+    expect(configCacheDir({ STAPLEKEEPER_CACHE_DIR: 'rel/dir', HOME: '/root' })).toBeUndefined();
+    expect(configCacheDir({ XDG_CACHE_HOME: '/xdg', HOME: '/root' })).toBe('/xdg/staplekeeper');
+    expect(configCacheDir({ HOME: '/home/op' })).toBe('/home/op/.cache/staplekeeper');
+    expect(configCacheDir({})).toBeUndefined();
+  });
+
+  it('creates its folder private (0700) and its file 0600', async () => {
+    const { root } = await project();
+    const cache = path.join(await temp('sk-cc-parent-'), 'nested', 'cache');
+    await outcome('sk.yaml', root, cache);
+    expect((await stat(cache)).mode & 0o777).toBe(0o700);
+    const names = await readdir(cache);
+    expect(names).toHaveLength(1);
+    expect((await stat(path.join(cache, names[0] as string))).mode & 0o777).toBe(0o600);
+  });
+
+  it('keeps only plain JSON values', () => {
+    expect(isPlainJson({ a: [1, 'x', true, null, { b: undefined }] })).toBe(true);
+    for (const bad of [NaN, Infinity, -0, new Date(0), [undefined], new Map(), () => 1, 1n]) {
+      expect(isPlainJson({ v: bad })).toBe(false);
+    }
+  });
+});
+
+describe('certificate kinds from a folder listing', () => {
+  it('a folder of many certificates gives the kinds stat gives: links followed, folders and absences named', async () => {
+    const root = await temp('sk-kinds-');
+    const { symlink } = await import('node:fs/promises');
+    const files: Record<string, string> = {};
+    const domains: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      files[`certs/c${i}.pem`] = `cert ${i}`;
+      domains.push(`  d${i}:\n    cert: certs/c${i}.pem\n    ocsp: d${i}.der\n`);
+    }
+    for (const name of ['link-file', 'link-dir', 'dangling', 'folder', 'absent']) {
+      domains.push(`  ${name}:\n    cert: certs/${name}.pem\n    ocsp: ${name}.der\n`);
+    }
+    await put(root, { ...files, 'sk.yaml': `ocsp_folder: out\ndomains:\n${domains.join('')}` });
+    await symlink('c1.pem', path.join(root, 'certs/link-file.pem'));
+    await mkdir(path.join(root, 'elsewhere'));
+    await symlink('../elsewhere', path.join(root, 'certs/link-dir.pem'));
+    await symlink('nowhere.pem', path.join(root, 'certs/dangling.pem'));
+    await mkdir(path.join(root, 'certs/folder.pem'));
+    const r = (await outcome('sk.yaml', root)) as { code: string; message: string };
+    expect(r.code).toBe('CONFIG_INVALID');
+    const lines = r.message.split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/domains\.link-dir\.cert: certificate path is not a file: .*link-dir\.pem/);
+    expect(lines[1]).toMatch(/domains\.dangling\.cert: certificate file not found: .*dangling\.pem/);
+    expect(lines[2]).toMatch(/domains\.folder\.cert: certificate path is not a file: .*folder\.pem/);
+    expect(lines[3]).toMatch(/domains\.absent\.cert: certificate file not found: .*absent\.pem/);
+  });
+});
