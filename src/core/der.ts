@@ -130,9 +130,18 @@ export function whole(buf: Buffer, tlv: Tlv): Buffer {
   return buf.subarray(tlv.start, tlv.end);
 }
 
+/** Decoded OIDs by their contents (latin1), so the few dozen OIDs of certificates and responses are decoded once. */
+const oidMemo = new Map<string, string>();
+const OID_MEMO_MAX = 1024;
+
 /** Decodes an OBJECT IDENTIFIER's contents to dotted form. */
 export function decodeOid(bytes: Buffer): string {
   if (bytes.length === 0) return '';
+  const key = bytes.length <= 32 ? bytes.toString('latin1') : undefined;
+  if (key !== undefined) {
+    const known = oidMemo.get(key);
+    if (known !== undefined) return known;
+  }
   const parts: number[] = [];
   let value = 0;
   for (let i = 0; i < bytes.length; i++) {
@@ -148,11 +157,18 @@ export function decodeOid(bytes: Buffer): string {
       value = 0;
     }
   }
-  return parts.join('.');
+  const oid = parts.join('.');
+  if (key !== undefined) {
+    if (oidMemo.size >= OID_MEMO_MAX) oidMemo.clear();
+    oidMemo.set(key, oid);
+  }
+  return oid;
 }
 
 /** Parses a UTCTime or GeneralizedTime (DER forms, `Z` suffix) into a Date. */
 export function decodeTime(buf: Buffer, tlv: Tlv, code: ErrorCode = 'OCSP_MALFORMED'): Date {
+  const fast = decodeTimeFast(buf, tlv);
+  if (fast !== undefined) return fast;
   const s = buf.toString('latin1', tlv.valueStart, tlv.end);
   let m: RegExpExecArray | null;
   let year: number;
@@ -193,6 +209,55 @@ export function decodeTime(buf: Buffer, tlv: Tlv, code: ErrorCode = 'OCSP_MALFOR
     throw new StapleError(code, `${messageFor(code)}: invalid time "${s}"`);
   }
   return new Date(d.getTime() + Math.floor(frac));
+}
+
+/** `n` ASCII digits at `at` as a number, or -1 if any is not a digit. */
+function digits(buf: Buffer, at: number, n: number): number {
+  let v = 0;
+  for (let i = at; i < at + n; i++) {
+    const d = (buf[i] as number) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/**
+ * The common forms — `YYMMDDHHMMSSZ` and `YYYYMMDDHHMMSSZ` with a year from
+ * 100 on and every field in range — without a string, a regular expression
+ * or a Date to check against; undefined for anything else, which
+ * {@link decodeTime} then reads (and rejects) the general way. Same results:
+ * test/unit/der.test.ts compares the two.
+ */
+function decodeTimeFast(buf: Buffer, tlv: Tlv): Date | undefined {
+  const len = tlv.end - tlv.valueStart;
+  let p = tlv.valueStart;
+  let year: number;
+  if (tlv.tag === TAG.UTC_TIME && len === 13) {
+    const yy = digits(buf, p, 2);
+    if (yy < 0) return undefined;
+    year = yy >= 50 ? 1900 + yy : 2000 + yy;
+    p += 2;
+  } else if (tlv.tag === TAG.GENERALIZED_TIME && len === 15) {
+    year = digits(buf, p, 4);
+    if (year < 100) return undefined;
+    p += 4;
+  } else {
+    return undefined;
+  }
+  if (buf[p + 10] !== 0x5a) return undefined; // 'Z'
+  const month = digits(buf, p, 2);
+  const day = digits(buf, p + 2, 2);
+  const hour = digits(buf, p + 4, 2);
+  const minute = digits(buf, p + 6, 2);
+  const second = digits(buf, p + 8, 2);
+  if (month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59) return undefined;
+  if (second < 0 || second > 59) return undefined;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  if (day > (month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] as number))) return undefined;
+  return new Date(Date.UTC(year, month - 1, day, hour, minute, second));
 }
 
 /** Encodes a DER length. */

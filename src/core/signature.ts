@@ -54,8 +54,29 @@ export function oidForHashName(name: string): string {
   throw new StapleError('INTERNAL', `unknown hash ${name}`);
 }
 
-/** Translates an AlgorithmIdentifier (exact DER) into verify parameters. */
+/** Parameters by AlgorithmIdentifier (latin1): a run sees a handful of distinct ones, thousands of times. */
+const paramsMemo = new Map<string, VerifyParams>();
+const PARAMS_MEMO_MAX = 256;
+
+/**
+ * Translates an AlgorithmIdentifier (exact DER) into verify parameters.
+ * The result is shared between calls with the same bytes: do not modify it.
+ */
 export function nodeVerifyParams(algIdDer: Buffer): VerifyParams {
+  const key = algIdDer.length <= 128 ? algIdDer.toString('latin1') : undefined;
+  if (key !== undefined) {
+    const known = paramsMemo.get(key);
+    if (known !== undefined) return known;
+  }
+  const params = parseVerifyParams(algIdDer);
+  if (key !== undefined) {
+    if (paramsMemo.size >= PARAMS_MEMO_MAX) paramsMemo.clear();
+    paramsMemo.set(key, params);
+  }
+  return params;
+}
+
+function parseVerifyParams(algIdDer: Buffer): VerifyParams {
   const code = 'OCSP_MALFORMED' as const;
   const r = new DerReader(algIdDer, 0, algIdDer.length, code);
   const seq = DerReader.inside(algIdDer, r.next(TAG.SEQUENCE), code);
@@ -116,14 +137,21 @@ interface Checked {
 const checked = new WeakMap<KeyObject, Map<string, Checked[]>>();
 const MAX_CHECKED_PER_KEY = 1024;
 
-function recall(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer): boolean | undefined {
+/** The result of a check made before with exactly these inputs, if it is remembered. */
+export function recall(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer): boolean | undefined {
   const list = checked.get(key)?.get(signature.toString('latin1'));
   if (list === undefined) return undefined;
   for (const c of list) if (c.data.equals(data) && c.alg.equals(algIdDer)) return c.ok;
   return undefined;
 }
 
-function remember(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer, ok: boolean): void {
+/**
+ * Remembers the result of a check of exactly these inputs, made with
+ * `crypto.verify(params.hash, data, { key, ...params.keyOptions }, signature)`
+ * for the {@link nodeVerifyParams} of `algIdDer` (engine/check-thread.ts
+ * makes them on another thread).
+ */
+export function remember(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer, ok: boolean): void {
   let m = checked.get(key);
   if (!m) checked.set(key, (m = new Map()));
   else if (m.size >= MAX_CHECKED_PER_KEY) m.clear();

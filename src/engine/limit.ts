@@ -62,6 +62,15 @@ export function limitPerHost(transport: HttpTransport, perHost: number): HttpTra
   };
 }
 
+/** Wraps a transport so that at most `limit` requests run at once, whatever their host. */
+export function limitOverall(transport: HttpTransport, limit: number): HttpTransport {
+  const sem = new Semaphore(limit);
+  return {
+    send: (req) => sem.run(() => transport.send(req)),
+    close: () => transport.close(),
+  };
+}
+
 /**
  * Runs `fn` over `items` with at most `limit` at a time; `shouldStop` halts new starts.
  *

@@ -5,7 +5,7 @@
  * staple folder is locked against overlapping runs; hooks run at the end.
  */
 import { dirname } from 'node:path';
-import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import type { RefreshPolicy } from '../core/policy.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
@@ -14,7 +14,7 @@ import { USER_AGENT } from '../version.js';
 import { pushToHaproxy } from './haproxy.js';
 import { runHook, type HookItem } from './hooks.js';
 import { IssuerResolver } from './issuer.js';
-import { forEachLimited, limitPerHost } from './limit.js';
+import { forEachLimited, limitOverall, limitPerHost } from './limit.js';
 import { acquireLock } from './lock.js';
 import { processTarget, type EngineContext, type Target, type TargetOutcome } from './staple.js';
 
@@ -111,6 +111,23 @@ function hookItem(o: TargetOutcome): HookItem {
 }
 
 /**
+ * Targets handled at once. Checking a staple is local work whose signature
+ * checks run on another thread (check-thread.ts): with only `concurrency`
+ * targets in flight, the main thread would wait for the check thread and
+ * the check thread for the main thread. So up to {@link LOCAL_CONCURRENCY}
+ * targets are in flight, while {@link limitOverall} keeps the requests to
+ * `concurrency` (and the per-host limit to `per_host_concurrency`). With
+ * `stop_on_error`, only `concurrency` targets start, so that few run on
+ * after a failure.
+ */
+function localConcurrency(s: Settings): number {
+  return s.stopOnError ? s.concurrency : Math.max(s.concurrency, LOCAL_CONCURRENCY);
+}
+
+/** See {@link localConcurrency} (measured on 2 cores: 128 beat 32, 64 and 256). */
+const LOCAL_CONCURRENCY = 128;
+
+/**
  * Runs once over every target of `config`. Throws only for LOCK_TIMEOUT or
  * an unwritable staple folder; per-target failures are in the report.
  */
@@ -133,7 +150,8 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
         options.onNotice?.(`waiting for another staplekeeper (PID ${pid}) to finish with ${s.ocspFolder}`),
       );
   const ownTransport = options.transport ? undefined : transportFor(config);
-  const transport = options.transport ?? (ownTransport as HttpTransport);
+  // `concurrency` bounds the requests in flight; more targets than that may be checked at once
+  const transport = limitOverall(options.transport ?? (ownTransport as HttpTransport), s.concurrency);
   const report: RunReport = {
     outcomes: [],
     updated: 0,
@@ -154,7 +172,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     let done = 0;
     await forEachLimited(
       targets,
-      s.concurrency,
+      localConcurrency(s),
       async (t, i) => {
         const o = await processTarget(toTarget(t), ctx, {
           force: options.force ?? false,

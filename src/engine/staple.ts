@@ -34,7 +34,6 @@ import {
 } from '../core/policy.js';
 import type { CertIdHash } from '../core/request.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
-import { verifySignatureAsync } from '../core/signature.js';
 import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
 import { readInputFile } from '../io/files.js';
 import type { HttpTransport } from '../io/http.js';
@@ -52,6 +51,7 @@ import {
   type SourceSet,
 } from './cache.js';
 import type { MethodChoice } from './fetch.js';
+import { checkOnThread } from './check-thread.js';
 import { pickLeaf, type IssuerResolver } from './issuer.js';
 
 /** What staplekeeper needs to know about one staple it maintains. */
@@ -219,15 +219,15 @@ interface SignatureCheck {
  */
 async function checkAhead(checks: SignatureCheck[]): Promise<void> {
   if (checks.length === 0) return;
-  const jobs: Array<Promise<boolean>> = [];
+  const jobs: Array<Promise<void>> = [];
   for (const c of checks) {
-    let key;
+    let key: KeyObject;
     try {
       key = publicKeyOf(c.signer);
     } catch {
       continue; // the synchronous rule reports the unusable key
     }
-    if (worthAhead(key)) jobs.push(verifySignatureAsync(c.alg, c.data, key, c.signature));
+    if (worthAhead(key)) jobs.push(checkOnThread(c.alg, c.data, c.signature, key));
   }
   if (jobs.length > 0) await Promise.all(jobs);
 }
@@ -352,9 +352,24 @@ interface StapleRead {
 }
 
 async function readStapleFile(store: StapleStore, path: string): Promise<StapleRead> {
+  return readStapleFileSync(store, path) ?? readStapleFileAsync(store, path);
+}
+
+/** {@link readStapleFile} without a promise, when the store can read synchronously; else undefined. */
+function readStapleFileSync(store: StapleStore, path: string): StapleRead | undefined {
+  const readSync = (store as Partial<SyncReadableStore>).readSync;
+  if (typeof readSync !== 'function') return undefined;
   try {
-    const readSync = (store as Partial<SyncReadableStore>).readSync;
-    const data = typeof readSync === 'function' ? readSync.call(store, path) : await store.read(path);
+    const data = readSync.call(store, path);
+    return data === undefined ? {} : { data };
+  } catch (e) {
+    return { error: toStapleError(e).message };
+  }
+}
+
+async function readStapleFileAsync(store: StapleStore, path: string): Promise<StapleRead> {
+  try {
+    const data = await store.read(path);
     return data === undefined ? {} : { data };
   } catch (e) {
     return { error: toStapleError(e).message };
@@ -599,7 +614,8 @@ async function processEnabled(
     let hit: CacheRecord | undefined;
     let now: Date | undefined;
     if (record && sources && record.c === sources.key) {
-      stapleRead = await readStapleFile(ctx.store, target.staplePath);
+      stapleRead =
+        readStapleFileSync(ctx.store, target.staplePath) ?? (await readStapleFileAsync(ctx.store, target.staplePath));
       now = ctx.now();
       if (stapleRead.data) {
         stapleHash = contentHash(stapleRead.data);

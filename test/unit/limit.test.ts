@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Semaphore, forEachLimited, limitPerHost } from '../../src/engine/limit.js';
+import { Semaphore, forEachLimited, limitOverall, limitPerHost } from '../../src/engine/limit.js';
 import type { HttpRequest, HttpResult, HttpTransport } from '../../src/io/http.js';
 
 const tick = (ms = 0): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -124,6 +124,18 @@ describe('limitPerHost', () => {
     };
     return { t, seen, closed: () => closed };
   }
+
+  it('limitOverall bounds requests across hosts, and both limits compose', async () => {
+    const g = gauge();
+    const { t, seen } = fakeTransport(g);
+    const limited = limitOverall(limitPerHost(t, 2), 3);
+    const urls = ['a', 'b', 'c'].flatMap((h) => Array.from({ length: 5 }, (_, i) => `http://${h}.example/${i}`));
+    const results = await Promise.all(urls.map((url) => limited.send({ method: 'GET', url })));
+    expect(results.map((r) => r.body.toString())).toEqual(urls);
+    expect(seen).toHaveLength(15);
+    expect(g.peak).toBe(3);
+    for (const h of ['a', 'b', 'c']) expect(g.peakOf(`${h}.example`)).toBeLessThanOrEqual(2);
+  });
 
   it('bounds requests per host but not across hosts', async () => {
     const g = gauge();
