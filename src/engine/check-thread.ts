@@ -53,6 +53,9 @@ parentPort.on('message', (m) => {
  */
 const MAX_BATCH = 16;
 
+/** A thread without work for this long is stopped (a new one starts in ~30 ms when needed). */
+const IDLE_MS = 5_000;
+
 /** Checks waiting for the thread at most; beyond this a check is left to the main thread. */
 const MAX_OUTSTANDING = 1024;
 
@@ -77,6 +80,13 @@ export class CheckThread {
   private flushScheduled = false;
   /** Checks queued or sent and not answered yet. */
   private outstanding = 0;
+  /** Stops an idle thread, so that a daemon between passes holds no second isolate. */
+  private idleTimer: NodeJS.Timeout | undefined;
+
+  /** True while a worker thread exists. */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
 
   /** Resolves when the check's result is remembered, or when it will be left to the synchronous rule. */
   check(alg: Buffer, data: Buffer, signature: Buffer, key: KeyObject): Promise<void> {
@@ -88,6 +98,10 @@ export class CheckThread {
       params = nodeVerifyParams(alg);
     } catch {
       return Promise.resolve(); // the synchronous rule reports the algorithm
+    }
+    if (this.idleTimer !== undefined) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
     }
     return new Promise<void>((done) => {
       this.outstanding++;
@@ -181,7 +195,10 @@ export class CheckThread {
     const jobs = this.inFlight.get(id);
     if (jobs === undefined) return;
     this.inFlight.delete(id);
-    if (this.inFlight.size === 0) this.worker?.unref();
+    if (this.inFlight.size === 0) {
+      this.worker?.unref();
+      this.idleTimer ??= setTimeout(() => this.stopIdle(), IDLE_MS).unref();
+    }
     jobs.forEach((j, i) => {
       const r = out[i];
       if (r === 0 || r === 1) remember(j.key, j.alg, j.data, j.signature, r === 1);
@@ -189,8 +206,21 @@ export class CheckThread {
     });
   }
 
+  private stopIdle(): void {
+    this.idleTimer = undefined;
+    const w = this.worker;
+    if (w === undefined || this.inFlight.size > 0 || this.queue.length > 0) return;
+    // not a failure: the next check starts a new thread
+    this.worker = undefined;
+    w.removeAllListeners('exit');
+    w.removeAllListeners('error');
+    w.on('error', () => undefined);
+    void w.terminate();
+  }
+
   /** Stops the thread; checks still waiting are left to the synchronous rule, later ones too. */
   async close(): Promise<void> {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
     const w = this.worker;
     this.fail();
     if (w !== undefined) await w.terminate();

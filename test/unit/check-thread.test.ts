@@ -95,3 +95,24 @@ describe('the check thread', () => {
     expect(recall(c!.key, c!.alg, c!.data, c!.signature)).toBeUndefined();
   });
 });
+
+describe('the check thread when idle', () => {
+  it('stops after a while without work and starts again for the next check', async () => {
+    const { vi } = await import('vitest');
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const t = thread();
+      const [a, b] = cases();
+      await t.check(a!.alg, a!.data, a!.signature, a!.key);
+      expect(recall(a!.key, a!.alg, a!.data, a!.signature)).toBe(true);
+      expect(t.running).toBe(true);
+      vi.advanceTimersByTime(6_000); // idle: the thread is stopped (not broken)
+      expect(t.running).toBe(false);
+      await t.check(b!.alg, b!.data, b!.signature, b!.key);
+      expect(recall(b!.key, b!.alg, b!.data, b!.signature)).toBe(true);
+      expect(t.running).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
