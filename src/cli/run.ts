@@ -14,6 +14,7 @@ import { findDefaultConfig, loadConfig } from '../config/load.js';
 import type { LoadConfigOptions } from '../config/load.js';
 import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
+import { prestartCheckThread } from '../engine/check-thread.js';
 import { exitCodeOf, runOnce, type RunReport } from '../engine/run.js';
 import type { TargetOutcome } from '../engine/staple.js';
 import type { CliIo } from './io.js';
@@ -90,6 +91,8 @@ export async function loadConfigForCli(
   io: CliIo,
   fallbackNames = true,
 ): Promise<{ config: LoadedConfig } | { exit: number; error: StapleError }> {
+  // every command that loads a configuration checks staples next: the check thread starts meanwhile
+  prestartCheckThread();
   try {
     let path: string | undefined;
     if (file) path = resolve(io.cwd, file);

@@ -197,6 +197,9 @@ export interface LoadDeps {
   includeDirs: Array<[string, string[]]>;
 }
 
+/** Writes deferred by {@link ConfigCache.saveSoon}, by cache file. */
+const pendingSaves = new Map<string, () => void>();
+
 /** A whole load's result, with what it was made from. */
 export interface CachedResult {
   cwd: string;
@@ -257,6 +260,8 @@ export class ConfigCache {
 
   /** The cache for `mainFile` (absolute) in `dir`. Never throws: an unusable cache is an empty one. */
   static open(dir: string, mainFile: string): ConfigCache {
+    // a write still pending for this file (saveSoon) is made first, so this load sees it
+    pendingSaves.get(path.join(dir, `config-${contentHash(mainFile).slice(0, 32)}.json`))?.();
     return new ConfigCache(dir, mainFile);
   }
 
@@ -341,6 +346,26 @@ export class ConfigCache {
     if (!isPlainJson(config)) return;
     this.result = { cwd, deps: this.deps, config };
     this.dirty = true;
+  }
+
+  /**
+   * {@link save} at the next turn of the event loop, or at process exit if
+   * that comes first: the write (a few MB of JSON for 10,000 domains) then
+   * falls into a moment the main thread would wait anyway, not before the
+   * first target is checked.
+   */
+  saveSoon(): void {
+    if (!this.dirty) return;
+    const save = (): void => {
+      if (pendingSaves.get(this.file) !== save) return;
+      pendingSaves.delete(this.file);
+      process.removeListener('exit', save);
+      this.save();
+    };
+    pendingSaves.get(this.file)?.();
+    pendingSaves.set(this.file, save);
+    process.once('exit', save);
+    setImmediate(save).unref();
   }
 
   /**

@@ -580,7 +580,7 @@ export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Pr
       const loaded = await loadOnce(mainFile, cwd, cache);
       // a scan's targets depend on the folder's contents: only a load without scans is kept whole
       if (loaded.scans.length === 0) cache.putResult(cwd, loaded);
-      cache.save();
+      cache.saveSoon();
       return loaded;
     } catch (e) {
       // a problem in a file taken from the cache: load again with the parser, for its exact positions

@@ -238,6 +238,7 @@ describe('configuration cache: where it lives', () => {
     const { root } = await project();
     const cache = path.join(await temp('sk-cc-parent-'), 'nested', 'cache');
     await outcome('sk.yaml', root, cache);
+    await new Promise((r) => setImmediate(r)); // the write follows the load at the next turn
     expect((await stat(cache)).mode & 0o777).toBe(0o700);
     const names = await readdir(cache);
     expect(names).toHaveLength(1);
