@@ -123,16 +123,20 @@ export class CachedSource implements ConfigSource {
   ) {}
 
   origin(keyPath: KeyPath, key = false): string {
+    const { line, col } = this.position(keyPath, key);
+    return `${this.name}:${line}:${col}`;
+  }
+
+  position(keyPath: KeyPath, key = false): { line: number; col: number } {
     let pos: [number, number] | undefined;
     if (keyPath.length === 2 && keyPath[0] === 'domains' && key) {
-      pos = Object.hasOwn(this.entry.domains, keyPath[1] as string)
-        ? this.entry.domains[keyPath[1] as string]
-        : undefined;
+      const id = keyPath[1] as string;
+      pos = Object.hasOwn(this.entry.domains, id) ? this.entry.domains[id] : undefined;
     } else if (keyPath.length === 2 && keyPath[0] === 'scan_keys' && !key && typeof keyPath[1] === 'number') {
       pos = this.entry.scans[keyPath[1]];
     }
     if (pos === undefined) throw new NeedsParser();
-    return `${this.name}:${pos[0]}:${pos[1]}`;
+    return { line: pos[0], col: pos[1] };
   }
 
   problem(): ConfigProblem {
@@ -143,15 +147,14 @@ export class CachedSource implements ConfigSource {
 /** The positions of a parsed, valid file that {@link CachedSource.origin} serves. */
 export function positionsOf(source: ConfigSource, value: unknown): Pick<Entry, 'domains' | 'scans'> {
   const v = value as { domains?: Record<string, unknown>; scan_keys?: unknown[] };
-  const domains: Record<string, [number, number]> = {};
-  for (const id of Object.keys(v.domains ?? {})) domains[id] = lineCol(source.origin(['domains', id], true));
-  const scans = (v.scan_keys ?? []).map((_, i) => lineCol(source.origin(['scan_keys', i])));
+  const domains = Object.create(null) as Record<string, [number, number]>; // a domain may be called __proto__
+  const at = (keyPath: KeyPath, key?: boolean): [number, number] => {
+    const { line, col } = source.position(keyPath, key);
+    return [line, col];
+  };
+  for (const id of Object.keys(v.domains ?? {})) domains[id] = at(['domains', id], true);
+  const scans = (v.scan_keys ?? []).map((_, i) => at(['scan_keys', i]));
   return { domains, scans };
-}
-
-function lineCol(origin: string): [number, number] {
-  const m = /:(\d+):(\d+)$/.exec(origin);
-  return m === null ? [0, 0] : [Number(m[1]), Number(m[2])];
 }
 
 /**

@@ -59,6 +59,8 @@ export interface ConfigSource {
   readonly name: string;
   /** `file:line:col` of the value at `keyPath` (or of its key, with `key`). */
   origin(keyPath: KeyPath, key?: boolean): string;
+  /** Line and column of the value at `keyPath` (or of its key, with `key`). */
+  position(keyPath: KeyPath, key?: boolean): { line: number; col: number };
   /** A positioned problem at `keyPath`. */
   problem(keyPath: KeyPath, message: string, key?: boolean): ConfigProblem;
 }

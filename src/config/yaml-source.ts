@@ -158,8 +158,13 @@ export class YamlSource implements ConfigSource {
 
   /** `file:line:col` of the value at `keyPath` (or of its key, with `key`). */
   origin(keyPath: KeyPath, key = false): string {
-    const { line, col } = this.lines.linePos(this.locate(keyPath, key).offset);
+    const { line, col } = this.position(keyPath, key);
     return `${this.name}:${line}:${col}`;
+  }
+
+  /** Line and column of the value at `keyPath` (or of its key, with `key`). */
+  position(keyPath: KeyPath, key = false): { line: number; col: number } {
+    return this.lines.linePos(this.locate(keyPath, key).offset);
   }
 
   /** A positioned problem at `keyPath`. */

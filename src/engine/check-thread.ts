@@ -18,7 +18,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { nodeVerifyParams, recall, remember, type VerifyParams } from '../core/signature.js';
+import { nodeVerifyParams, recall, remember, verifySignature, type VerifyParams } from '../core/signature.js';
 
 /** The worker's code: verify each check of a batch, answer 1 (good), 0 (bad) or 2 (could not check). */
 const WORKER_SOURCE = `
@@ -53,6 +53,12 @@ parentPort.on('message', (m) => {
  */
 const MAX_BATCH = 16;
 
+/** Batches sent and not answered at most: one being checked, one waiting, the rest stays here. */
+const MAX_BATCHES_IN_FLIGHT = 2;
+
+/** Checks the main thread makes itself per idle turn of the event loop while the thread has a backlog. */
+const STEAL_PER_TURN = 4;
+
 /** A thread without work for this long is stopped (a new one starts in ~30 ms when needed). */
 const IDLE_MS = 5_000;
 
@@ -77,7 +83,7 @@ export class CheckThread {
   private nextBatchId = 1;
   private readonly inFlight = new Map<number, Job[]>();
   private queue: Job[] = [];
-  private flushScheduled = false;
+  private turnScheduled = false;
   /** Checks queued or sent and not answered yet. */
   private outstanding = 0;
   /** Stops an idle thread, so that a daemon between passes holds no second isolate. */
@@ -116,15 +122,43 @@ export class CheckThread {
           done();
         },
       });
-      if (this.queue.length >= MAX_BATCH) this.flush();
-      else if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => {
-          this.flushScheduled = false;
-          this.flush();
-        });
-      }
+      if (this.queue.length >= MAX_BATCH && this.inFlight.size < MAX_BATCHES_IN_FLIGHT) this.flush();
+      this.scheduleTurn();
     });
+  }
+
+  private scheduleTurn(): void {
+    if (this.turnScheduled) return;
+    this.turnScheduled = true;
+    setImmediate(() => {
+      this.turnScheduled = false;
+      this.turn();
+    });
+  }
+
+  /**
+   * A turn of the event loop with nothing else to do: keep the thread fed
+   * ({@link MAX_BATCHES_IN_FLIGHT} batches), and check a few of the checks it
+   * has no room for here, so that the main thread does not wait idle while
+   * the thread works through a backlog.
+   */
+  private turn(): void {
+    this.pump();
+    for (let i = 0; i < STEAL_PER_TURN && this.queue.length > 0; i++) {
+      const j = this.queue.shift() as Job;
+      try {
+        verifySignature(j.alg, j.data, j.key, j.signature); // remembers the result
+      } catch {
+        // an unusable algorithm or key: the synchronous rule reports it
+      }
+      j.done();
+    }
+    if (this.queue.length > 0) this.scheduleTurn();
+  }
+
+  /** Sends batches while the thread has room for them. */
+  private pump(): void {
+    while (this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0 && !this.broken) this.flush();
   }
 
   /** Starts the worker now; it is stopped again if no work comes ({@link IDLE_MS}). */
@@ -149,10 +183,10 @@ export class CheckThread {
     return this.worker;
   }
 
+  /** Sends the oldest checks (at most {@link MAX_BATCH}) as one batch. */
   private flush(): void {
-    const jobs = this.queue;
-    if (jobs.length === 0) return;
-    this.queue = [];
+    if (this.queue.length === 0) return;
+    const jobs = this.queue.splice(0, MAX_BATCH);
     const w = this.start();
     if (w === undefined) {
       for (const j of jobs) j.done();
@@ -211,6 +245,7 @@ export class CheckThread {
       if (r === 0 || r === 1) remember(j.key, j.alg, j.data, j.signature, r === 1);
       j.done();
     });
+    this.pump();
   }
 
   private stopIdle(): void {
