@@ -158,15 +158,28 @@ export function parseCertificate(der: Buffer): Certificate {
   const pkBits = spki.next(TAG.BIT_STRING);
   if (pkBits.end - pkBits.valueStart < 1) top.fail('empty public key');
 
+  const serial = contents(der, serialTlv);
+  const issuerDer = whole(der, issuerTlv);
+  const subjectDer = whole(der, subjectTlv);
+  // formatted on first use: most certificates of a run never appear in a message
+  let serialHex: string | undefined;
+  let subject: string | undefined;
+  let issuer: string | undefined;
   const result: Certificate = {
     der,
     tbsDer: whole(der, tbsTlv),
-    serial: contents(der, serialTlv),
-    serialHex: contents(der, serialTlv).toString('hex').toUpperCase(),
-    issuerDer: whole(der, issuerTlv),
-    subjectDer: whole(der, subjectTlv),
-    subject: '',
-    issuer: '',
+    serial,
+    get serialHex(): string {
+      return (serialHex ??= serial.toString('hex').toUpperCase());
+    },
+    issuerDer,
+    subjectDer,
+    get subject(): string {
+      return (subject ??= formatName(subjectDer));
+    },
+    get issuer(): string {
+      return (issuer ??= formatName(issuerDer));
+    },
     spkiDer: whole(der, spkiTlv),
     publicKeyBits: der.subarray(pkBits.valueStart + 1, pkBits.end),
     notBefore,
@@ -180,8 +193,6 @@ export function parseCertificate(der: Buffer): Certificate {
     signature: der.subarray(sigTlv.valueStart + 1, sigTlv.end),
     unknownCriticalExtensions: [],
   };
-  result.subject = formatName(result.subjectDer);
-  result.issuer = formatName(result.issuerDer);
 
   // skip issuerUniqueID [1] and subjectUniqueID [2]
   tbs.optional(0x81);
