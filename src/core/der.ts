@@ -167,8 +167,14 @@ export function decodeOid(bytes: Buffer): string {
 
 /** Parses a UTCTime or GeneralizedTime (DER forms, `Z` suffix) into a Date. */
 export function decodeTime(buf: Buffer, tlv: Tlv, code: ErrorCode = 'OCSP_MALFORMED'): Date {
-  const fast = decodeTimeFast(buf, tlv);
-  if (fast !== undefined) return fast;
+  return decodeTimeFast(buf, tlv) ?? decodeTimeGeneral(buf, tlv, code);
+}
+
+/**
+ * {@link decodeTime} the general way (every form, every error message);
+ * exported for the test that compares the fast path with it.
+ */
+export function decodeTimeGeneral(buf: Buffer, tlv: Tlv, code: ErrorCode = 'OCSP_MALFORMED'): Date {
   const s = buf.toString('latin1', tlv.valueStart, tlv.end);
   let m: RegExpExecArray | null;
   let year: number;
