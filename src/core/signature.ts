@@ -121,11 +121,10 @@ function pssParams(der: Buffer, seq: DerReader): VerifyParams {
 /**
  * Results of signature checks already made, per key, by (algorithm, data,
  * signature). A check is a pure function of these and costs 20–120 µs:
- * verifyResponse checks the response signature while identifying the signer
- * and again for the verdict, thousands of responses are signed by the same
- * delegated responder certificate, and the engine may run checks ahead in
- * the thread pool ({@link verifySignatureAsync}) so that the synchronous
- * rules find them done. Entries are found by the signature bytes and hold
+ * thousands of responses are signed by the same delegated responder
+ * certificate, and the engine runs checks ahead on another thread
+ * (engine/check-thread.ts, which records its answers with {@link remember})
+ * so that the synchronous rules find them done. Entries are found by the signature bytes and hold
  * copies of the algorithm and data, compared in full: no hash shortcut, so
  * no input can be mistaken for another. Bounded per key.
  */
@@ -179,38 +178,4 @@ export function verifySignature(algIdDer: Buffer, data: Buffer, key: KeyObject, 
   }
   remember(key, algIdDer, data, signature, ok);
   return ok;
-}
-
-/**
- * {@link verifySignature} in libuv's thread pool, remembering the result so
- * that a later synchronous check of the same inputs is free. Never rejects:
- * an unsupported algorithm resolves to false here (the synchronous check
- * still throws for it).
- */
-export function verifySignatureAsync(
-  algIdDer: Buffer,
-  data: Buffer,
-  key: KeyObject,
-  signature: Buffer,
-): Promise<boolean> {
-  let params: VerifyParams;
-  try {
-    params = nodeVerifyParams(algIdDer);
-  } catch {
-    return Promise.resolve(false);
-  }
-  const known = recall(key, algIdDer, data, signature);
-  if (known !== undefined) return Promise.resolve(known);
-  return new Promise((resolve) => {
-    try {
-      cryptoVerify(params.hash, data, { key, ...params.keyOptions }, signature, (err, ok) => {
-        const result = !err && ok;
-        remember(key, algIdDer, data, signature, result);
-        resolve(result);
-      });
-    } catch {
-      remember(key, algIdDer, data, signature, false);
-      resolve(false);
-    }
-  });
 }

@@ -198,7 +198,7 @@ async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: S
 }
 
 // ---------------------------------------------------------------------------
-// Signature checks ahead, in the thread pool
+// Signature checks ahead, on the check thread
 // ---------------------------------------------------------------------------
 
 /** One signature check: data, signature, algorithm and the key to check it with. */
@@ -210,7 +210,7 @@ interface SignatureCheck {
 }
 
 /**
- * Runs signature checks in libuv's thread pool and remembers the results
+ * Runs signature checks on the check thread (check-thread.ts), which remembers the results
  * (core/signature.ts), so that the synchronous rules that follow — issuer
  * discovery, {@link verifyResponse} — find them done. Nothing is decided
  * here: a check of the same inputs gives the same answer either way; this
@@ -297,7 +297,7 @@ function responseChecks(decoded: DecodedResponse, issuer: Certificate): Signatur
 
 /**
  * The transport, with the signature checks of each answer started in the
- * thread pool as soon as it arrives; fetchResponse's verification then finds
+ * check thread as soon as it arrives; fetchResponse's verification then finds
  * them done. The answer itself is passed on untouched.
  */
 function checkingAhead(transport: HttpTransport, issuer: Certificate): HttpTransport {
