@@ -6,6 +6,16 @@
 import { Command, CommanderError, Option } from 'commander';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { VERSION } from '../version.js';
+
+/** The environment variables of the commands that load a configuration. */
+const CONFIG_ENV_HELP = `
+Environment:
+  STAPLEKEEPER_CACHE_DIR  folder of the configuration cache (default
+                          $XDG_CACHE_HOME/staplekeeper or ~/.cache/staplekeeper;
+                          "off" disables it)
+  HTTP_PROXY, HTTPS_PROXY, NO_PROXY
+                          proxies for responder requests (http.proxy overrides)
+  NO_COLOR                no colour on a terminal`;
 import type { CliIo } from './io.js';
 
 export type { CliIo } from './io.js';
@@ -88,6 +98,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('-q, --quiet', 'print errors and the summary only', false)
     .option('-v, --verbose', 'more detail, stack traces on errors', false)
     .option('--only <id...>', 'process only these domain identifiers')
+    .addHelpText('after', CONFIG_ENV_HELP)
     .action(async (opts) => {
       const { runCommand } = await import('./run.js');
       code = await runCommand(opts, io);
@@ -103,6 +114,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('--crit <duration>', 'CRITICAL when a staple expires within this time', '1d')
     .option('--json', 'print a JSON document with the state of every certificate', false)
     .option('-v, --verbose', 'one more line per certificate after the status line', false)
+    .addHelpText('after', CONFIG_ENV_HELP)
     .action(async (opts) => {
       const { checkCommand } = await import('./check.js');
       code = await checkCommand(opts, io);
@@ -115,6 +127,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('--listen <host:port>', 'serve /, /status, /metrics and /healthz here (a port alone means 127.0.0.1)')
     .addOption(new Option('--log-format <format>', 'log line format').choices(['text', 'json']).default('text'))
     .option('-v, --verbose', 'also log fresh staples, schedule decisions and notes', false)
+    .addHelpText('after', CONFIG_ENV_HELP)
     .action(async (opts) => {
       const { daemonCommand } = await import('./daemon.js');
       code = await daemonCommand(opts, io);
