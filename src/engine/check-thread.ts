@@ -28,16 +28,19 @@ const keys = new Map();
 parentPort.on('message', (m) => {
   for (const [id, key] of m.keys) keys.set(id, key);
   const bytes = Buffer.from(m.bytes);
-  const out = new Uint8Array(m.jobs.length);
-  for (let i = 0; i < m.jobs.length; i++) {
-    const [keyId, hash, padding, saltLength, dataStart, dataEnd, sigEnd] = m.jobs[i];
-    const key = keys.get(keyId);
+  const jobs = m.jobs;
+  const n = jobs.length / 7;
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * 7;
+    const key = keys.get(jobs[o]);
     if (key === undefined) { out[i] = 2; continue; }
     const options = { key };
-    if (padding !== null) options.padding = padding;
-    if (saltLength !== null) options.saltLength = saltLength;
+    if (jobs[o + 2] >= 0) options.padding = jobs[o + 2];
+    if (jobs[o + 3] >= 0) options.saltLength = jobs[o + 3];
+    const hash = m.hashes[jobs[o + 1]];
     try {
-      out[i] = verify(hash, bytes.subarray(dataStart, dataEnd), options, bytes.subarray(dataEnd, sigEnd)) ? 1 : 0;
+      out[i] = verify(hash, bytes.subarray(jobs[o + 4], jobs[o + 5]), options, bytes.subarray(jobs[o + 5], jobs[o + 6])) ? 1 : 0;
     } catch {
       out[i] = 0;
     }
@@ -196,35 +199,34 @@ export class CheckThread {
     for (const j of jobs) size += j.data.length + j.signature.length;
     const bytes = new Uint8Array(size);
     const keys: Array<[number, KeyObject]> = [];
-    const packed: Array<[number, string | null, number | null, number | null, number, number, number]> = [];
+    // seven numbers per check: key id, hash (index into `hashes`), padding, salt length (-1: none), data start, data end / signature start, signature end
+    const packed = new Int32Array(jobs.length * 7);
+    const hashes: Array<string | null> = [];
     let at = 0;
-    for (const j of jobs) {
+    jobs.forEach((j, i) => {
       let id = this.keyIds.get(j.key);
       if (id === undefined) {
         id = this.nextKeyId++;
         this.keyIds.set(j.key, id);
         keys.push([id, j.key]);
       }
+      let h = hashes.indexOf(j.params.hash);
+      if (h < 0) h = hashes.push(j.params.hash) - 1;
       bytes.set(j.data, at);
       const dataEnd = at + j.data.length;
       bytes.set(j.signature, dataEnd);
       const sigEnd = dataEnd + j.signature.length;
-      packed.push([
-        id,
-        j.params.hash,
-        j.params.keyOptions.padding ?? null,
-        j.params.keyOptions.saltLength ?? null,
-        at,
-        dataEnd,
-        sigEnd,
-      ]);
+      packed.set(
+        [id, h, j.params.keyOptions.padding ?? -1, j.params.keyOptions.saltLength ?? -1, at, dataEnd, sigEnd],
+        i * 7,
+      );
       at = sigEnd;
-    }
+    });
     const id = this.nextBatchId++;
     this.inFlight.set(id, jobs);
     if (this.inFlight.size === 1) w.ref();
     try {
-      w.postMessage({ id, keys, jobs: packed, bytes: bytes.buffer }, [bytes.buffer]);
+      w.postMessage({ id, keys, hashes, jobs: packed, bytes: bytes.buffer }, [bytes.buffer, packed.buffer]);
     } catch {
       this.inFlight.delete(id);
       for (const j of jobs) j.done();
