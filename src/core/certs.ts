@@ -433,9 +433,16 @@ export function findIssuer(cert: Certificate, candidates: readonly Certificate[]
   return undefined;
 }
 
-/** SHA-1 of the subjectPublicKey bits, as in a ResponderID byKey (RFC 6960 §4.2.1). */
+const keyHashMemo = new WeakMap<Certificate, Buffer>();
+
+/** SHA-1 of the subjectPublicKey bits, as in a ResponderID byKey (RFC 6960 §4.2.1); do not modify the result. */
 export function keyHashSha1(cert: Certificate): Buffer {
-  return createHash('sha1').update(cert.publicKeyBits).digest();
+  let h = keyHashMemo.get(cert);
+  if (!h) {
+    h = createHash('sha1').update(cert.publicKeyBits).digest();
+    keyHashMemo.set(cert, h);
+  }
+  return h;
 }
 
 /** SHA-256 fingerprint of the certificate DER, hex. */

@@ -274,6 +274,23 @@ export function assertGood(v: VerifiedResponse, subject = 'the certificate'): vo
   }
 }
 
+/** The CertID hashes of an issuer, by certificate object and hash: thousands of certificates share one issuer. */
+const issuerHashMemo = new WeakMap<Certificate, Map<string, { name: Buffer; key: Buffer }>>();
+
+function issuerHashes(issuer: Certificate, hashName: string): { name: Buffer; key: Buffer } {
+  let byHash = issuerHashMemo.get(issuer);
+  if (!byHash) issuerHashMemo.set(issuer, (byHash = new Map()));
+  let h = byHash.get(hashName);
+  if (!h) {
+    h = {
+      name: createHash(hashName).update(issuer.subjectDer).digest(),
+      key: createHash(hashName).update(issuer.publicKeyBits).digest(),
+    };
+    byHash.set(hashName, h);
+  }
+  return h;
+}
+
 function findOurSingle(singles: SingleResponse[], cert: Certificate, issuer: Certificate): SingleResponse {
   const matches: SingleResponse[] = [];
   let unsupportedHash: string | undefined;
@@ -286,10 +303,7 @@ function findOurSingle(singles: SingleResponse[], cert: Certificate, issuer: Cer
     }
     let h = hashes.get(hashName);
     if (!h) {
-      h = {
-        name: createHash(hashName).update(issuer.subjectDer).digest(),
-        key: createHash(hashName).update(issuer.publicKeyBits).digest(),
-      };
+      h = issuerHashes(issuer, hashName);
       hashes.set(hashName, h);
     }
     if (s.serial.equals(cert.serial) && s.issuerNameHash.equals(h.name) && s.issuerKeyHash.equals(h.key)) {

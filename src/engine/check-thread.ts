@@ -56,6 +56,13 @@ parentPort.on('message', (m) => {
  */
 const MAX_BATCH = 16;
 
+/**
+ * Checks per batch when the thread takes work from a backlog (after an
+ * answer, or on an idle turn): nothing waits for them to fill, so fewer,
+ * larger messages (measured: 64 beat 16, 32 and 128).
+ */
+const BACKLOG_BATCH = 64;
+
 /** Batches sent and not answered at most: one being checked, one waiting, the rest stays here. */
 const MAX_BATCHES_IN_FLIGHT = 2;
 
@@ -161,7 +168,9 @@ export class CheckThread {
 
   /** Sends batches while the thread has room for them. */
   private pump(): void {
-    while (this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0 && !this.broken) this.flush();
+    while (this.inFlight.size < MAX_BATCHES_IN_FLIGHT && this.queue.length > 0 && !this.broken) {
+      this.flush(BACKLOG_BATCH);
+    }
   }
 
   /** Starts the worker now; it is stopped again if no work comes ({@link IDLE_MS}). */
@@ -187,9 +196,9 @@ export class CheckThread {
   }
 
   /** Sends the oldest checks (at most {@link MAX_BATCH}) as one batch. */
-  private flush(): void {
+  private flush(max = MAX_BATCH): void {
     if (this.queue.length === 0) return;
-    const jobs = this.queue.splice(0, MAX_BATCH);
+    const jobs = this.queue.splice(0, max);
     const w = this.start();
     if (w === undefined) {
       for (const j of jobs) j.done();

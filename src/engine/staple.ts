@@ -240,7 +240,17 @@ async function checkAhead(checks: SignatureCheck[]): Promise<void> {
 const includedCerts = new Map<string, Certificate | null>();
 const MAX_INCLUDED_CERTS = 256;
 
+/** The last included certificate parsed: a run's responses usually all carry the same one. */
+let lastIncluded: { der: Buffer; cert: Certificate | null } | undefined;
+
 function parseIncluded(der: Buffer): Certificate | undefined {
+  if (lastIncluded !== undefined && lastIncluded.der.equals(der)) return lastIncluded.cert ?? undefined;
+  const c = parseIncludedByHash(der);
+  lastIncluded = { der: Buffer.from(der), cert: c ?? null };
+  return c;
+}
+
+function parseIncludedByHash(der: Buffer): Certificate | undefined {
   const key = contentHash(der);
   let c = includedCerts.get(key);
   if (c === undefined) {
