@@ -88,7 +88,8 @@ interface Job {
 export class CheckThread {
   private worker: Worker | undefined;
   private broken = false;
-  private readonly keyIds = new WeakMap<KeyObject, number>();
+  /** Keys the current worker has been sent, by id (a new worker starts with none). */
+  private keyIds = new WeakMap<KeyObject, number>();
   private nextKeyId = 1;
   private nextBatchId = 1;
   private readonly inFlight = new Map<number, Job[]>();
@@ -189,6 +190,7 @@ export class CheckThread {
       w.on('exit', () => this.fail());
       w.unref();
       this.worker = w;
+      this.keyIds = new WeakMap();
     } catch {
       this.broken = true;
     }

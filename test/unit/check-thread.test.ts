@@ -102,7 +102,9 @@ describe('the check thread when idle', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     try {
       const t = thread();
-      const [a, b] = cases();
+      // the same key before and after the restart: the new thread must be sent it again
+      const all = cases();
+      const [a, b] = [all[0], all[3]];
       await t.check(a!.alg, a!.data, a!.signature, a!.key);
       expect(recall(a!.key, a!.alg, a!.data, a!.signature)).toBe(true);
       expect(t.running).toBe(true);
