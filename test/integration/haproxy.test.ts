@@ -25,6 +25,7 @@ import { assertBuilt, removeTempDirs, runCli, spawnCli, tempDir, writeConfig } f
 import { addLeaf, createPki, type Leaf, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { sClient, type StatusView } from '../helpers/s-client.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const HAPROXY =
   spawnSync('sh', ['-c', 'command -v haproxy || ls /usr/sbin/haproxy'], { encoding: 'utf8' })
@@ -116,7 +117,7 @@ function haproxyConfig(opts: { port: number; crt: string; socket: string }): str
 
 // ---------------------------------------------------------------- the tests
 
-describe.skipIf(process.env.STAPLEKEEPER_SKIP_SERVER_TESTS === '1')(
+describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haproxy'))(
   'HAProxy 2.6: <crt>.ocsp at start, runtime push, reload hook',
   () => {
     let dir: string;

@@ -20,6 +20,7 @@ import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../he
 import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { sClient } from '../helpers/s-client.js';
+import { skipWithout } from '../helpers/tools.js';
 
 const NGINX =
   spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' })
@@ -63,7 +64,7 @@ function thisUpdateOf(der: Buffer): Date {
 
 // ---------------------------------------------------------------- the test
 
-describe.skipIf(process.env.STAPLEKEEPER_SKIP_SERVER_TESTS === '1')('nginx with ssl_stapling_file', () => {
+describe.skipIf(skipWithout('nginx', Boolean(NGINX), 'apt-get install nginx'))('nginx with ssl_stapling_file', () => {
   let dir: string;
   let pki: Pki;
   let responder: Responder;
