@@ -6,18 +6,64 @@
  * every configuration test is also a test that the cache never changes a
  * result (config/cache.ts).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect } from 'vitest';
 import { configCacheStats } from '../../src/config/cache.js';
 import { loadConfig, type LoadConfigOptions, type LoadedConfig } from '../../src/config/index.js';
-import { isStapleError } from '../../src/core/errors.js';
+import { isStapleError, type StapleError } from '../../src/core/errors.js';
 
 const cacheDirs: string[] = [];
 afterAll(async () => {
   await Promise.all(cacheDirs.map((d) => rm(d, { recursive: true, force: true })));
 });
+
+/**
+ * A fresh temp folder holding `files` (path → content), removed after the
+ * test file. The loader only checks that certificate files exist, so dummy
+ * contents do.
+ */
+export async function tree(files: Record<string, string>): Promise<string> {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'sk-config-'));
+  cacheDirs.push(root);
+  for (const [rel, content] of Object.entries(files)) {
+    const file = path.join(root, rel);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, content);
+  }
+  return root;
+}
+
+/** The three files of an ocspbot triple, `<dir>/<domain>.pem` etc. */
+export function triple(dir: string, domain: string): Record<string, string> {
+  const p = dir === '' ? domain : `${dir}/${domain}`;
+  return { [`${p}.pem`]: 'cert', [`${p}-chain.pem`]: 'chain', [`${p}-rootchain.pem`]: 'root' };
+}
+
+/** Loads `staplekeeper.yaml` (the text given) from a temp folder with the given extra files. */
+export async function loadText(
+  yaml: string,
+  files: Record<string, string> = {},
+): Promise<{ config: LoadedConfig; root: string }> {
+  const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
+  return { config: await loadChecked('staplekeeper.yaml', { cwd: root }), root };
+}
+
+/** Loads and expects a StapleError; returns it for further checks. */
+export async function loadError(
+  yaml: string,
+  files: Record<string, string> = {},
+): Promise<{ error: StapleError; root: string }> {
+  const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
+  try {
+    await loadChecked('staplekeeper.yaml', { cwd: root });
+  } catch (e) {
+    if (isStapleError(e)) return { error: e, root };
+    throw e;
+  }
+  throw new Error('expected loadConfig to fail');
+}
 
 type Outcome = { ok: true; config: LoadedConfig } | { ok: false; error: unknown };
 

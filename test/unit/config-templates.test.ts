@@ -5,52 +5,17 @@
  * and nginx or Exim get any name, while values without these placeholders
  * keep ocspbot's meaning. Also: the `haproxy` socket path resolution.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { loadChecked } from '../helpers/config-load.js';
-import { afterAll, describe, expect, it } from 'vitest';
+import { loadError, loadText, triple } from '../helpers/config-load.js';
+import { describe, expect, it } from 'vitest';
 import { expandOutputTemplate, scanTargets } from '../../src/config/load.js';
 import { scanFolder } from '../../src/config/scan.js';
-import { isStapleError, type StapleError } from '../../src/core/errors.js';
+import type { StapleError } from '../../src/core/errors.js';
 import type { LoadedConfig } from '../../src/config/types.js';
 
-const roots: string[] = [];
-afterAll(async () => {
-  await Promise.all(roots.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tree(files: Record<string, string>): Promise<string> {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'sk-templates-'));
-  roots.push(root);
-  for (const [rel, content] of Object.entries(files)) {
-    const file = path.join(root, rel);
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, content);
-  }
-  return root;
-}
-
-function triple(dir: string, domain: string): Record<string, string> {
-  const p = dir === '' ? domain : `${dir}/${domain}`;
-  return { [`${p}.pem`]: 'cert', [`${p}-chain.pem`]: 'chain', [`${p}-rootchain.pem`]: 'root' };
-}
-
-async function load(yaml: string, files: Record<string, string> = {}): Promise<{ config: LoadedConfig; root: string }> {
-  const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
-  return { config: await loadChecked('staplekeeper.yaml', { cwd: root }), root };
-}
-
-async function loadError(yaml: string, files: Record<string, string> = {}): Promise<StapleError> {
-  const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
-  try {
-    await loadChecked('staplekeeper.yaml', { cwd: root });
-  } catch (e) {
-    if (isStapleError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected loadConfig to fail');
-}
+/** The error of a configuration that must not load. */
+const errorOf = async (yaml: string, files: Record<string, string> = {}): Promise<StapleError> =>
+  (await loadError(yaml, files)).error;
 
 const staples = (config: LoadedConfig): Record<string, string> =>
   Object.fromEntries(config.targets.map((t) => [t.id, t.staplePath]));
@@ -78,7 +43,7 @@ describe('expandOutputTemplate', () => {
 
 describe('domains: ocsp templates', () => {
   it('puts HAProxy staples beside the certificate ({cert}.ocsp, absolute after substitution)', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       [
         'ocsp_folder: /var/lib/staples',
         'domains:',
@@ -92,7 +57,7 @@ describe('domains: ocsp templates', () => {
   });
 
   it('resolves a relative result against ocsp_folder, as a name without placeholders', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       [
         'ocsp_folder: staples',
         'domains:',
@@ -116,7 +81,7 @@ describe('domains: ocsp templates', () => {
   });
 
   it('keeps ocspbot semantics for names without placeholders', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       [
         'ocsp_folder: staples',
         'domains:',
@@ -133,7 +98,7 @@ describe('domains: ocsp templates', () => {
   });
 
   it('rejects an unknown placeholder with its position and a suggestion', async () => {
-    const e = await loadError(['domains:', '  site:', '    cert: a.pem', '    ocsp: "{cert_nam}.der"'].join('\n'), {
+    const e = await errorOf(['domains:', '  site:', '    cert: a.pem', '    ocsp: "{cert_nam}.der"'].join('\n'), {
       'a.pem': 'a',
     });
     expect(e.code).toBe('CONFIG_INVALID');
@@ -143,7 +108,7 @@ describe('domains: ocsp templates', () => {
   });
 
   it('refuses a template that names the certificate itself', async () => {
-    const e = await loadError(['domains:', '  site:', '    cert: a.pem', '    ocsp: "{cert}"'].join('\n'), {
+    const e = await errorOf(['domains:', '  site:', '    cert: a.pem', '    ocsp: "{cert}"'].join('\n'), {
       'a.pem': 'a',
     });
     expect(e.message).toContain('is a certificate file of domain site');
@@ -151,7 +116,7 @@ describe('domains: ocsp templates', () => {
   });
 
   it('refuses two domains whose templates give one file', async () => {
-    const e = await loadError(
+    const e = await errorOf(
       [
         'domains:',
         '  one:',
@@ -173,7 +138,7 @@ describe('scan_keys: ocsp_mask templates', () => {
   const files = { ...triple('certs', 'a.example'), ...triple('certs/sub', 'b.example') };
 
   it('puts each staple beside its certificate with {cert}.ocsp (HAProxy)', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       ['ocsp_folder: staples', 'scan_keys:', '  - folder: certs', '    ocsp_mask: "{cert}.ocsp"'].join('\n'),
       files,
     );
@@ -184,7 +149,7 @@ describe('scan_keys: ocsp_mask templates', () => {
   });
 
   it('keeps the subfolder below ocsp_folder for a relative result, as ocspbot does', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       ['ocsp_folder: staples', 'scan_keys:', '  - folder: certs', '    ocsp_mask: "{cert_stem}.der"'].join('\n'),
       files,
     );
@@ -195,7 +160,10 @@ describe('scan_keys: ocsp_mask templates', () => {
   });
 
   it('leaves masks with only {domain} exactly as ocspbot names them', async () => {
-    const { config, root } = await load(['ocsp_folder: staples', 'scan_keys:', '  - folder: certs'].join('\n'), files);
+    const { config, root } = await loadText(
+      ['ocsp_folder: staples', 'scan_keys:', '  - folder: certs'].join('\n'),
+      files,
+    );
     expect(staples(config)).toEqual({
       'a.example': path.join(root, 'staples/a.example.ocsp-resp'),
       'sub/b.example': path.join(root, 'staples/sub/b.example.ocsp-resp'),
@@ -203,7 +171,7 @@ describe('scan_keys: ocsp_mask templates', () => {
   });
 
   it('accepts {cert_dir} together with a per-certificate placeholder', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       ['scan_keys:', '  - folder: certs', '    ocsp_mask: "{cert_dir}/{domain}.der"'].join('\n'),
       files,
     );
@@ -214,7 +182,7 @@ describe('scan_keys: ocsp_mask templates', () => {
   });
 
   it('covers a HAProxy crt folder of self-contained PEM bundles (the documented masks)', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       [
         'scan_keys:',
         '  - folder: haproxy/certs',
@@ -236,7 +204,7 @@ describe('scan_keys: ocsp_mask templates', () => {
   });
 
   it('refuses a mask that would give every certificate one staple', async () => {
-    const e = await loadError(
+    const e = await errorOf(
       ['scan_keys:', '  - folder: certs', '    ocsp_mask: "{cert_dir}/staple.der"'].join('\n'),
       files,
     );
@@ -246,12 +214,12 @@ describe('scan_keys: ocsp_mask templates', () => {
   });
 
   it('rejects unknown placeholders in a mask', async () => {
-    const e = await loadError(['scan_keys:', '  - folder: certs', '    ocsp_mask: "{domian}.der"'].join('\n'), files);
+    const e = await errorOf(['scan_keys:', '  - folder: certs', '    ocsp_mask: "{domian}.der"'].join('\n'), files);
     expect(e.message).toContain('scan_keys[0].ocsp_mask: unknown placeholder {domian}; did you mean {domain}?');
   });
 
   it('names staples in a re-scan (scanTargets, for the daemon) exactly as loadConfig did', async () => {
-    const { config } = await load(
+    const { config } = await loadText(
       ['ocsp_folder: staples', 'scan_keys:', '  - folder: certs', '    ocsp_mask: "{cert}.ocsp"'].join('\n'),
       files,
     );
@@ -265,7 +233,7 @@ describe('scan_keys: ocsp_mask templates', () => {
 
 describe('haproxy socket paths', () => {
   it('resolves a unix socket path against the working directory and keeps host:port', async () => {
-    const { config, root } = await load(
+    const { config, root } = await loadText(
       [
         'domains:',
         '  site:',

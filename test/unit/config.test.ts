@@ -1,9 +1,8 @@
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadChecked } from '../helpers/config-load.js';
-import { afterAll, describe, expect, it } from 'vitest';
-import { isStapleError, type StapleError } from '../../src/core/errors.js';
+import { loadChecked, loadError, loadText, tree, triple } from '../helpers/config-load.js';
+import { describe, expect, it } from 'vitest';
+import { isStapleError } from '../../src/core/errors.js';
 import {
   DEFAULT_HOOK_TIMEOUT_MS,
   OPENSSL_NOTE,
@@ -11,59 +10,7 @@ import {
   parseDuration,
   scanFolder,
   type ConfigProblem,
-  type LoadedConfig,
 } from '../../src/config/index.js';
-
-const tempRoots: string[] = [];
-
-afterAll(async () => {
-  await Promise.all(tempRoots.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-/**
- * A fresh temp folder holding `files` (path → content). The loader only checks
- * that certificate files exist, so dummy contents do.
- */
-async function tree(files: Record<string, string>): Promise<string> {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'sk-config-'));
-  tempRoots.push(root);
-  for (const [rel, content] of Object.entries(files)) {
-    const file = path.join(root, rel);
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, content);
-  }
-  return root;
-}
-
-/** The three files of an ocspbot triple, `<dir>/<domain>.pem` etc. */
-function triple(dir: string, domain: string): Record<string, string> {
-  const p = dir === '' ? domain : `${dir}/${domain}`;
-  return { [`${p}.pem`]: 'cert', [`${p}-chain.pem`]: 'chain', [`${p}-rootchain.pem`]: 'root' };
-}
-
-/** Loads `staplekeeper.yaml` (the text given) from a temp folder with the given extra files. */
-async function loadText(
-  yaml: string,
-  files: Record<string, string> = {},
-): Promise<{ config: LoadedConfig; root: string }> {
-  const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
-  return { config: await loadChecked('staplekeeper.yaml', { cwd: root }), root };
-}
-
-/** Loads and expects a StapleError; returns it for further checks. */
-async function loadError(
-  yaml: string,
-  files: Record<string, string> = {},
-): Promise<{ error: StapleError; root: string }> {
-  const root = await tree({ ...files, 'staplekeeper.yaml': yaml });
-  try {
-    await loadChecked('staplekeeper.yaml', { cwd: root });
-  } catch (e) {
-    if (isStapleError(e)) return { error: e, root };
-    throw e;
-  }
-  throw new Error('expected loadConfig to fail');
-}
 
 function durationError(text: string): string {
   try {
