@@ -15,3 +15,12 @@ export function skipWithout(program: string, found: boolean, install: string): b
   console.warn(`${program} is not installed: skipping its end-to-end tests (${install}; .ci/run installs it)`);
   return true;
 }
+
+/** Fails a suite's setup when `program` is missing (CI), with the same advice. */
+export function assertInstalled(program: string, found: boolean, install: string): void {
+  if (!found) {
+    throw new Error(
+      `${program} is not installed: ${install} (.ci/run installs it); STAPLEKEEPER_SKIP_SERVER_TESTS=1 skips this test`,
+    );
+  }
+}

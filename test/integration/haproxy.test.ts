@@ -25,7 +25,7 @@ import { assertBuilt, removeTempDirs, runCli, spawnCli, tempDir, writeConfig } f
 import { addLeaf, createPki, type Leaf, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { sClient, type StatusView } from '../helpers/s-client.js';
-import { skipWithout } from '../helpers/tools.js';
+import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
 const HAPROXY =
   spawnSync('sh', ['-c', 'command -v haproxy || ls /usr/sbin/haproxy'], { encoding: 'utf8' })
@@ -126,10 +126,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
     const servers: Server[] = [];
 
     beforeAll(async () => {
-      if (!HAPROXY)
-        throw new Error(
-          'haproxy is not installed: apt-get install haproxy (.ci/run installs it); STAPLEKEEPER_SKIP_SERVER_TESTS=1 skips this test',
-        );
+      assertInstalled('haproxy', Boolean(HAPROXY), 'apt-get install haproxy');
       assertBuilt();
       dir = await tempDir('sk-haproxy-');
       pki = await createPki({

@@ -20,7 +20,7 @@ import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../he
 import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { sClient } from '../helpers/s-client.js';
-import { skipWithout } from '../helpers/tools.js';
+import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
 const NGINX =
   spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' })
@@ -76,10 +76,7 @@ describe.skipIf(skipWithout('nginx', Boolean(NGINX), 'apt-get install nginx'))('
   let staple: string;
 
   beforeAll(async () => {
-    if (!NGINX)
-      throw new Error(
-        'nginx is not installed: apt-get install nginx (.ci/run installs it); STAPLEKEEPER_SKIP_SERVER_TESTS=1 skips this test',
-      );
+    assertInstalled('nginx', Boolean(NGINX), 'apt-get install nginx');
     assertBuilt();
     dir = await tempDir('sk-nginx-');
     pki = await createPki({

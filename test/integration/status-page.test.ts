@@ -18,7 +18,7 @@ import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import type { DaemonSnapshot } from '../../src/engine/daemon.js';
 import { STATE_COLOURS } from '../../src/engine/status-page.js';
-import { skipWithout } from '../helpers/tools.js';
+import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin/staplekeeper');
@@ -54,11 +54,11 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
     let output = '';
 
     beforeAll(async () => {
-      if (!existsSync(CHROMIUM)) {
-        throw new Error(
-          `chromium is not installed at ${CHROMIUM}: apt-get install chromium (.ci/run installs it), or set CHROMIUM_PATH`,
-        );
-      }
+      assertInstalled(
+        `chromium at ${CHROMIUM}`,
+        existsSync(CHROMIUM),
+        'apt-get install chromium, or set CHROMIUM_PATH',
+      );
       dir = await mkdtemp(path.join(tmpdir(), 'sk-page-'));
       const ocsp = path.join(dir, 'ocsp');
       await mkdir(ocsp);
