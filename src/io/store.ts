@@ -209,57 +209,39 @@ function readWhole(fd: number, size: number, path: string): Buffer {
   }
 }
 
+/** Reads a staple (the store's `read` and `readSync`). */
+function readStapleSync(path: string): Buffer | undefined {
+  try {
+    // the kernel follows symbolic links as resolveTarget does; O_NONBLOCK keeps a FIFO from blocking
+    const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const st = fstatSync(fd);
+      if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+      // a FIFO or device would block or never end: refuse it rather than hang the event loop
+      if (!st.isFile()) throw new StapleError('FILE_UNREADABLE', `${path}: the staple is not a regular file`);
+      if (st.size > 1024 * 1024) {
+        throw new StapleError('FILE_UNREADABLE', `${path}: the staple file is larger than 1 MiB`);
+      }
+      return readWhole(fd, st.size, path);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    if (e instanceof StapleError) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new StapleError('FILE_UNREADABLE', `${path}: cannot read the staple: ${describeFsError(e)}`, {
+      cause: e,
+    });
+  }
+}
+
 /** The file-system store. */
 export function createFileStore(): StapleStore {
   return {
-    readSync(path) {
-      try {
-        // the kernel follows symbolic links as resolveTarget does; O_NONBLOCK keeps a FIFO from blocking
-        const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
-        try {
-          const st = fstatSync(fd);
-          if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-          // a FIFO or device would block or never end: refuse it rather than hang the event loop
-          if (!st.isFile()) throw new StapleError('FILE_UNREADABLE', `${path}: the staple is not a regular file`);
-          if (st.size > 1024 * 1024) {
-            throw new StapleError('FILE_UNREADABLE', `${path}: the staple file is larger than 1 MiB`);
-          }
-          return readWhole(fd, st.size, path);
-        } finally {
-          closeSync(fd);
-        }
-      } catch (e) {
-        if (e instanceof StapleError) throw e;
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new StapleError('FILE_UNREADABLE', `${path}: cannot read the staple: ${describeFsError(e)}`, {
-          cause: e,
-        });
-      }
-    },
+    readSync: readStapleSync,
 
-    async read(path) {
-      let target: string;
-      try {
-        target = await resolveTarget(path);
-        const fh = await open(target, constants.O_RDONLY);
-        try {
-          const st = await fh.stat();
-          if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-          if (st.size > 1024 * 1024) {
-            throw new StapleError('FILE_UNREADABLE', `${path}: the staple file is larger than 1 MiB`);
-          }
-          return await fh.readFile();
-        } finally {
-          await fh.close();
-        }
-      } catch (e) {
-        if (e instanceof StapleError) throw e;
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-        throw new StapleError('FILE_UNREADABLE', `${path}: cannot read the staple: ${describeFsError(e)}`, {
-          cause: e,
-        });
-      }
-    },
+    // one implementation: a staple is a few KiB on a local disk, read at once
+    read: async (path) => readStapleSync(path),
 
     async write(path, data, options = {}) {
       let target: string;
