@@ -24,7 +24,8 @@
  */
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
-import { decideRefresh, refreshPoint, type RefreshPolicy } from '../core/policy.js';
+import type { RefreshPolicy } from '../core/policy.js';
+import { classifyStaple } from '../core/usability.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited } from './limit.js';
@@ -168,31 +169,31 @@ export async function checkTarget(
   }
   const cert = loaded.cert;
   const current = await readStapleState(ctx.store, target.staplePath, loaded, now);
-  if (cert.notAfter.getTime() <= now.getTime()) {
+  const u = classifyStaple(current.state, cert, ctx.policy, now, { expiringMs: Math.max(ctx.warnMs, ctx.critMs) });
+  const expiresInSeconds = Math.floor((u.leftMs ?? 0) / 1000);
+  if (u.health === 'cert-expired') {
     return {
       ...base,
       level: 'critical',
       state: 'cert-expired',
       reason: `certificate expired at ${cert.notAfter.toISOString()}`,
-      expiresInSeconds: 0,
+      expiresInSeconds,
     };
   }
   if (current.state.kind === 'missing') {
-    return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
+    return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds };
   }
   if (current.state.kind === 'invalid') {
-    const error = current.state.error;
-    const code = /^([A-Z_]+): /.exec(error)?.[1];
-    const expired = code === 'OCSP_STALE';
-    const out: CertCheck = {
+    const { code, message } = current.state.error;
+    const expired = u.health === 'expired';
+    return {
       ...base,
       level: 'critical',
       state: expired ? 'expired' : 'invalid',
-      reason: expired ? `staple expired (${error.slice((code?.length ?? 0) + 2)})` : `invalid staple: ${error}`,
-      expiresInSeconds: 0,
+      reason: expired ? `staple expired (${message})` : `invalid staple: ${code}: ${message}`,
+      expiresInSeconds,
+      code,
     };
-    if (code) out.code = code;
-    return out;
   }
   const v = current.verified;
   const facts = current.state.facts;
@@ -207,42 +208,46 @@ export async function checkTarget(
     producedAt: facts.producedAt.toISOString(),
   };
   if (v) out.responder = v.responder;
-  const until = facts.usableUntil ?? facts.nextUpdate;
-  out.usableUntil = until.toISOString();
-  const left = until.getTime() - now.getTime();
-  out.expiresInSeconds = Math.max(0, Math.floor(left / 1000));
-  if (facts.status === 'revoked') {
-    if (v?.revocationTime) out.revocationTime = v.revocationTime.toISOString();
-    if (v?.revocationReason) out.revocationReason = v.revocationReason;
-    const when = out.revocationTime ? ` at ${out.revocationTime}` : '';
-    const why = out.revocationReason ? ` (${out.revocationReason})` : '';
-    return { ...out, level: 'critical', state: 'revoked', reason: `REVOKED${when}${why}`, expiresInSeconds: 0 };
+  if (u.usableUntil) out.usableUntil = u.usableUntil.toISOString();
+  out.expiresInSeconds = expiresInSeconds;
+  if (u.refreshAt) out.refreshAt = u.refreshAt.toISOString();
+  const left = u.leftMs ?? 0;
+  switch (u.health) {
+    case 'revoked': {
+      if (v?.revocationTime) out.revocationTime = v.revocationTime.toISOString();
+      if (v?.revocationReason) out.revocationReason = v.revocationReason;
+      const when = out.revocationTime ? ` at ${out.revocationTime}` : '';
+      const why = out.revocationReason ? ` (${out.revocationReason})` : '';
+      return { ...out, level: 'critical', state: 'revoked', reason: `REVOKED${when}${why}` };
+    }
+    case 'unknown-status':
+      return {
+        ...out,
+        level: 'critical',
+        state: 'unknown-status',
+        reason: 'the responder does not know the certificate',
+      };
+    case 'expired':
+      return { ...out, level: 'critical', state: 'expired', reason: `staple expired (${u.error?.message ?? ''})` };
+    case 'expiring':
+      return {
+        ...out,
+        level: left <= ctx.critMs ? 'critical' : 'warning',
+        state: 'expiring',
+        reason: `expires in ${formatSpan(left)}`,
+      };
+    case 'due': {
+      const ago = now.getTime() - (u.refreshAt?.getTime() ?? now.getTime());
+      return {
+        ...out,
+        level: 'warning',
+        state: 'due',
+        reason: `past its refresh point ${formatSpan(ago)} ago (renewal failing?), expires in ${formatSpan(left)}`,
+      };
+    }
+    default:
+      return { ...out, reason: `expires in ${formatSpan(left)}` };
   }
-  if (facts.status === 'unknown') {
-    return {
-      ...out,
-      level: 'critical',
-      state: 'unknown-status',
-      reason: 'the responder does not know the certificate',
-      expiresInSeconds: 0,
-    };
-  }
-  const at = refreshPoint(facts, cert, ctx.policy);
-  out.refreshAt = at.toISOString();
-  if (left <= ctx.critMs)
-    return { ...out, level: 'critical', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
-  if (left <= ctx.warnMs)
-    return { ...out, level: 'warning', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
-  const decision = decideRefresh(current.state, cert, ctx.policy, now);
-  if (decision.action === 'renew') {
-    return {
-      ...out,
-      level: 'warning',
-      state: 'due',
-      reason: `past its refresh point ${formatSpan(now.getTime() - at.getTime())} ago (renewal failing?), expires in ${formatSpan(left)}`,
-    };
-  }
-  return { ...out, reason: `expires in ${formatSpan(left)}` };
 }
 
 function paths(t: TargetConfig): { chainPath?: string; rootchainPath?: string } {

@@ -11,6 +11,7 @@
  * carry `data-id`, `data-state` and `data-seconds-left` for tests and scrapers.
  */
 import type { ErrorCode } from '../core/errors.js';
+import { usableAt } from '../core/usability.js';
 import type { NextAttemptReason } from './scheduler.js';
 import type { StapleSummary, TargetOutcome } from './staple.js';
 
@@ -28,6 +29,8 @@ export interface CertificateStatus {
   status: StapleSummary['status'] | null;
   thisUpdate: string | null;
   nextUpdate: string | null;
+  /** When the staple on disk stops being usable: nextUpdate, capped by a delegated signer (core/usability.ts). */
+  usableUntil: string | null;
   /** The policy's refresh point of the staple on disk. */
   nextRefresh: string | null;
   /** When the daemon will next look at it (null while queued or in progress). */
@@ -67,7 +70,7 @@ export interface StateFacts {
   /** OCSP is disabled for it (the last attempt was skipped). */
   disabled: boolean;
   /** The staple on disk as last judged, if valid. */
-  staple?: Pick<StapleSummary, 'status' | 'nextUpdate'>;
+  staple?: Pick<StapleSummary, 'status' | 'nextUpdate'> & Partial<Pick<StapleSummary, 'usableUntil'>>;
   /** It has been looked at at least once. */
   attempted: boolean;
   consecutiveFailures: number;
@@ -83,8 +86,17 @@ export interface StateFacts {
  */
 export function certificateState(f: StateFacts, now: Date): CertificateState {
   if (f.disabled) return 'disabled';
+  const s = f.staple;
   const usable =
-    f.staple !== undefined && f.staple.status === 'good' && Date.parse(f.staple.nextUpdate) > now.getTime();
+    s !== undefined &&
+    usableAt(
+      {
+        status: s.status,
+        nextUpdate: new Date(s.nextUpdate),
+        ...(s.usableUntil !== undefined ? { usableUntil: new Date(s.usableUntil) } : {}),
+      },
+      now,
+    );
   if (!usable) return f.attempted ? 'expired' : 'due';
   if (f.consecutiveFailures > 0) return 'failing';
   if (!f.attempted || (f.nextRefresh && f.nextRefresh.getTime() <= now.getTime())) return 'due';
@@ -97,10 +109,16 @@ const STATE_RANK: Record<CertificateState, number> = { expired: 0, failing: 1, d
 export function byUrgency(a: CertificateStatus, b: CertificateStatus): number {
   const r = STATE_RANK[a.state] - STATE_RANK[b.state];
   if (r !== 0) return r;
-  const ea = a.nextUpdate ? Date.parse(a.nextUpdate) : -Infinity;
-  const eb = b.nextUpdate ? Date.parse(b.nextUpdate) : -Infinity;
+  const ea = endOf(a);
+  const eb = endOf(b);
   if (ea !== eb) return ea < eb ? -1 : 1;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+}
+
+/** When a certificate's staple stops being usable, as a time (-Infinity without one). */
+function endOf(c: CertificateStatus): number {
+  const end = c.usableUntil ?? c.nextUpdate;
+  return end ? Date.parse(end) : -Infinity;
 }
 
 /** Row background per state. */
@@ -149,8 +167,9 @@ export function humanDuration(ms: number): string {
 }
 
 function timeLeft(c: CertificateStatus, now: number): { text: string; seconds: number | null } {
-  if (c.nextUpdate === null) return { text: c.state === 'disabled' ? '—' : 'no valid staple', seconds: null };
-  const left = Date.parse(c.nextUpdate) - now;
+  const end = endOf(c);
+  if (end === -Infinity) return { text: c.state === 'disabled' ? '—' : 'no valid staple', seconds: null };
+  const left = end - now;
   if (left <= 0) return { text: `expired ${humanDuration(left)} ago`, seconds: Math.round(left / 1000) };
   return { text: humanDuration(left), seconds: Math.round(left / 1000) };
 }
@@ -175,7 +194,8 @@ function lastText(c: CertificateStatus): string {
 function row(c: CertificateStatus, now: number): string {
   const left = timeLeft(c, now);
   const e = escapeHtml;
-  const title = c.nextUpdate ? ` title="valid until ${e(c.nextUpdate)}"` : '';
+  const until = c.usableUntil ?? c.nextUpdate;
+  const title = until ? ` title="valid until ${e(until)}"` : '';
   return [
     `<tr class="cert state-${c.state}" data-id="${e(c.id)}" data-state="${c.state}"${left.seconds === null ? '' : ` data-seconds-left="${left.seconds}"`}>`,
     `<td class="id"><strong>${e(c.id)}</strong><br><small>${e(c.certPath)}<br>→ ${e(c.staplePath)}</small></td>`,
