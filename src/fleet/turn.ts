@@ -70,11 +70,6 @@ function waitingSince(fleet: Fleet): Map<FleetKey, number> {
   return m;
 }
 
-function describe(s: FleetStaple): string {
-  const at = s.fetchedAt > 0 ? ` at ${new Date(s.fetchedAt).toISOString()}` : '';
-  return `fetched by ${s.fetchedBy || 'another node'}${at}`;
-}
-
 /** The fleet's answer for one certificate (see the module comment). Never throws. */
 export async function fleetTurn<T>(input: TurnInput<T>): Promise<TurnResult<T>> {
   const { fleet, key } = input;
