@@ -328,7 +328,7 @@ function syntheticSnapshot(n: number, now: Date): DaemonSnapshot {
       nextUpdate: hasStaple ? iso(left) : null,
       nextRefresh: hasStaple ? iso(left - 48 * H) : null,
       nextAttempt: state === 'disabled' ? null : iso(((i % 30) + 1) * 60_000),
-      nextAttemptReason: failed ? 'retry' : state === 'disabled' ? null : 'refresh',
+      nextAttemptReason: failed ? 'backoff' : state === 'disabled' ? null : 'refresh',
       lastAttempt: iso(-10 * 60_000),
       lastResult: failed || state === 'no-ocsp-url' || state === 'revoked' ? 'failed' : 'unchanged',
       lastCode:
