@@ -835,6 +835,13 @@ async function loadOnce(
   if (raw.output_log !== undefined) settings.outputLog = path.resolve(cwd, raw.output_log);
   if (raw.error_log !== undefined) settings.errorLog = path.resolve(cwd, raw.error_log);
   if (raw.daemon?.status?.listen !== undefined) settings.daemon.statusListen = raw.daemon.status.listen;
+  if (raw.fleet !== undefined) {
+    settings.fleet = {
+      redis: raw.fleet.redis,
+      prefix: raw.fleet.prefix ?? 'staplekeeper:',
+      fetch: raw.fleet.fetch ?? true,
+    };
+  }
 
   const loaded: LoadedConfig = { file: main.file, settings, targets: placed.map((p) => p.target), scans };
   if (warnings !== undefined && warnings.length > 0) loaded.warnings = warnings;
