@@ -16,7 +16,6 @@
  */
 import type { ErrorCode } from './errors.js';
 import {
-  decideRefresh,
   refreshPoint,
   usableUntil,
   type CertWindow,
@@ -88,8 +87,10 @@ export interface StapleUsability {
 
 /** Options of {@link classifyStaple}. */
 export interface ClassifyOptions {
-  /** A usable staple with less than this left is `expiring` (default 0: never). */
+  /** A usable staple with this long or less left is `expiring` (default 0: never). */
   expiringMs?: number;
+  /** A usable staple is `due` once more than this has passed since its refresh point (default: from the refresh point on). */
+  dueGraceMs?: number;
 }
 
 /**
@@ -125,6 +126,7 @@ export function classifyStaple(
   const refreshAt = refreshPoint(facts, cert, policy);
   const out = { ...base, usable: true, leftMs, refreshAt };
   if (leftMs <= (options.expiringMs ?? 0)) return { ...out, health: 'expiring' };
-  if (decideRefresh(state, cert, policy, now).action === 'renew') return { ...out, health: 'due' };
+  // past the refresh point: what decideRefresh calls `due` for a usable staple
+  if (t - refreshAt.getTime() > (options.dueGraceMs ?? -1)) return { ...out, health: 'due' };
   return { ...out, health: 'good' };
 }

@@ -57,6 +57,14 @@ describe('classifyStaple', () => {
     expect(c(valid(facts), at(3 * D), 2 * D)).toBe('expiring');
     expect(c(valid(delegated), at(3 * D + H))).toBe('expired');
   });
+  it('is due from the refresh point on, or once past a grace', () => {
+    const c = (now: Date, dueGraceMs?: number) =>
+      classifyStaple(valid(facts), cert, {}, now, dueGraceMs === undefined ? {} : { dueGraceMs }).health;
+    expect(c(at(2 * D - 1))).toBe('good');
+    expect(c(at(2 * D))).toBe('due');
+    expect(c(at(2 * D + H), H)).toBe('good');
+    expect(c(at(2 * D + H + 1), H)).toBe('due');
+  });
   it('reports the usable end, the time left and the refresh point', () => {
     const u = classifyStaple(valid(delegated), cert, {}, at(H));
     expect(u).toMatchObject({ health: 'good', usable: true, usableUntil: at(3 * D), leftMs: 3 * D - H });
