@@ -126,7 +126,8 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
   }
   if (o.result === 'updated') {
     const s = o.staple;
-    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.method} ${o.url})`;
+    const from = o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${o.url}`;
+    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})`;
   }
   if (o.result === 'skipped') return `${tag}skipped: ${o.notices.at(-1) ?? 'nothing to do'}`;
   if (o.result === 'failed') {
@@ -135,6 +136,7 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     }
     return `${tag}error ${o.error?.code ?? 'INTERNAL'}: ${o.error?.message ?? ''}`;
   }
+  if (o.fleet?.role === 'kept' || o.fleet?.role === 'pending') return `${tag}unchanged: ${o.fleet.detail ?? ''}`;
   return `${tag}unchanged: ${o.decision?.detail ?? 'staple is fresh'}`;
 }
 

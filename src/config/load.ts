@@ -776,6 +776,13 @@ async function loadOnce(mainFile: string, cwd: string, cache: ConfigCache | unde
   if (raw.output_log !== undefined) settings.outputLog = path.resolve(cwd, raw.output_log);
   if (raw.error_log !== undefined) settings.errorLog = path.resolve(cwd, raw.error_log);
   if (raw.daemon?.status?.listen !== undefined) settings.daemon.statusListen = raw.daemon.status.listen;
+  if (raw.fleet !== undefined) {
+    settings.fleet = {
+      redis: raw.fleet.redis,
+      prefix: raw.fleet.prefix ?? 'staplekeeper:',
+      fetch: raw.fleet.fetch ?? true,
+    };
+  }
 
   return { file: main.file, settings, targets: placed.map((p) => p.target), scans };
 }

@@ -103,8 +103,20 @@ export interface Settings {
     watch: boolean;
     statusListen?: string;
   };
+  /** Fleet mode (docs/fleet.md): share staples through Redis; absent when not configured. */
+  fleet?: FleetSettings;
   /** Notes to show the operator (e.g. `openssl_executable` is ignored). */
   notes: string[];
+}
+
+/** The `fleet:` section (docs/fleet.md). */
+export interface FleetSettings {
+  /** redis:// or rediss:// URL, possibly with a password (never logged as is). */
+  redis: string;
+  /** Prefix of every key and channel (default `staplekeeper:`). */
+  prefix: string;
+  /** False: never contact a responder, only take staples from the fleet (default true). */
+  fetch: boolean;
 }
 
 /** The whole loaded configuration. */

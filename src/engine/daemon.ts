@@ -696,8 +696,8 @@ export class StapleDaemon {
     const seconds = (performance.now() - t0) / 1000;
     if (this.entries.get(id) !== entry) return; // removed meanwhile
     this.record(entry, outcome, records, force);
-    const fetched =
-      outcome.result === 'updated' || (outcome.result === 'failed' && outcome.decision?.action === 'renew');
+    // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
+    const fetched = outcome.result === 'updated' || records.some((r) => r.kind !== 'blocked');
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds });
@@ -1059,6 +1059,9 @@ export class StapleDaemon {
       inProgress: this.active,
       queued: this.queue.size,
       hostsInBackoff: this.hostBackoff.size,
+      backoff: this.hostBackoff
+        .list(now)
+        .map((h) => ({ host: h.host, until: h.until.toISOString(), failures: h.failures })),
       certificates,
     };
   }
@@ -1072,6 +1075,7 @@ export class StapleDaemon {
     };
     if (s) facts.staple = s;
     if (e.nextRefresh) facts.nextRefresh = e.nextRefresh;
+    if (e.lastCode) facts.lastCode = e.lastCode;
     const state = certificateState(facts, now);
     const next = this.schedule.get(e.target.id);
     return {
