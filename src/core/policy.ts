@@ -6,9 +6,20 @@
  * - ocspbot: `end = min(cert.notAfter, nextUpdate)`,
  *   `start = max(cert.notBefore, thisUpdate)`; refresh at the earliest of
  *   `end - minimum_validity` and `start + (end - start) * (1 - P/100)`.
- * - ocsprenewer: refresh at `producedAt + (nextUpdate - producedAt) * T1`.
+ * - ocsprenewer: refresh at `producedAt + (nextUpdate - producedAt) * T1`
+ *   (producedAt taken no earlier than thisUpdate).
  * With neither ocspbot key set, T1 = `refreshAt` (default 0.5: the halfway
  * point that Sleevi's recommendations and certmagic use).
+ *
+ * Whatever the formula and the response say, the refresh point is then
+ * bounded (docs/SECURITY.md, "Sanity on times"):
+ * - never later than `thisUpdate + MAX_REFRESH_INTERVAL_MS` (4 days, the
+ *   CA/Browser Forum's longest update interval for OCSP responses): a
+ *   response valid for ten years is still refreshed every few days;
+ * - never later than `usableUntil - margin` (a tenth of the window, at most
+ *   an hour): a staple is always refreshed before it stops being usable;
+ * - never earlier than `thisUpdate`: a producedAt far in the past or future
+ *   cannot push the point out of the response's own window.
  */
 
 /** The facts about a stored staple that a decision needs. */
@@ -67,6 +78,12 @@ export interface CertWindow {
 export type StapleState =
   { kind: 'missing' } | { kind: 'invalid'; error: string } | { kind: 'valid'; facts: StapleFacts };
 
+/** The longest time between thisUpdate and the refresh point, whatever the response says: 4 days. */
+export const MAX_REFRESH_INTERVAL_MS = 4 * 24 * 3600_000;
+
+/** The most the refresh point keeps before usableUntil: a tenth of the window, at most 1 hour. */
+export const MAX_REFRESH_MARGIN_MS = 3600_000;
+
 /** Computes the refresh point of a valid staple under `policy`. */
 export function refreshPoint(facts: StapleFacts, cert: CertWindow, policy: RefreshPolicy = DEFAULT_POLICY): Date {
   const nextUpdate = Math.min(facts.nextUpdate.getTime(), facts.usableUntil?.getTime() ?? Infinity);
@@ -82,10 +99,18 @@ export function refreshPoint(facts: StapleFacts, cert: CertWindow, policy: Refre
     at = Math.min(...candidates);
   } else {
     const t1 = policy.refreshAt ?? 0.5;
-    const produced = facts.producedAt.getTime();
+    // producedAt is when the responder signed, never before thisUpdate in a sane response
+    const produced = Math.max(facts.producedAt.getTime(), facts.thisUpdate.getTime());
     at = produced + (nextUpdate - produced) * t1;
   }
   if (facts.cacheUntil) at = Math.min(at, facts.cacheUntil.getTime());
+  // Sanity: whatever producedAt, max-age or the formula say, the point lies in
+  // [thisUpdate, usableUntil - margin] and at most MAX_REFRESH_INTERVAL_MS after thisUpdate.
+  const start = facts.thisUpdate.getTime();
+  const margin = Math.min(MAX_REFRESH_MARGIN_MS, Math.max(0, nextUpdate - start) / 10);
+  if (!Number.isFinite(at)) at = start; // NaN (an invalid date) or ±Infinity: refresh now
+  at = Math.min(at, nextUpdate - margin, start + MAX_REFRESH_INTERVAL_MS);
+  at = Math.max(at, start);
   return new Date(Math.floor(at));
 }
 

@@ -34,7 +34,13 @@ import {
 } from '../core/policy.js';
 import type { CertIdHash } from '../core/request.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
-import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
+import {
+  DEFAULT_SKEW_MS,
+  MAX_THIS_UPDATE_AGE_MS,
+  assertGood,
+  verifyResponse,
+  type VerifiedResponse,
+} from '../core/verify.js';
 import type { Fleet, Lease } from '../fleet/contract.js';
 import { fleetKeyOf } from '../fleet/key.js';
 import { fleetTurn, type Verdict } from '../fleet/turn.js';
@@ -458,7 +464,8 @@ export async function readStapleState(
  * True when every time-dependent rule of {@link verifyResponse} holds at
  * `now` for a cached verdict (the others were proved when it was recorded):
  * a delegated signer valid (RFC 6960 §4.2.2.2), thisUpdate not in the
- * future beyond the skew, nextUpdate ahead (RFC 5019 §4), the certificate
+ * future beyond the skew nor older than a year, producedAt not in the
+ * future, nextUpdate ahead (RFC 5019 §4), the certificate
  * not expired. When one fails, the staple is verified from scratch, so the
  * error reported is the ordinary one.
  */
@@ -466,6 +473,8 @@ export function isRecordValidAt(r: CacheRecord, now: Date, skewMs: number = DEFA
   const t = now.getTime();
   if (r.dlg === 1 && ((r.sna as number) <= t || (r.snb as number) > t + skewMs)) return false;
   if (r.tu > t + skewMs) return false;
+  if (r.tu < t - MAX_THIS_UPDATE_AGE_MS) return false;
+  if (r.pa > t + skewMs) return false;
   if (r.nu <= t) return false;
   if (r.na <= t) return false;
   return true;
