@@ -857,7 +857,7 @@ export class StapleDaemon {
       return;
     }
 
-    const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.nextUpdate) : undefined;
+    const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.usableUntil) : undefined;
     if (o.result === 'updated' || o.result === 'unchanged') {
       entry.consecutiveFailures = 0;
       entry.lastCode = undefined;
@@ -1188,6 +1188,7 @@ export class StapleDaemon {
       status: s?.status ?? null,
       thisUpdate: s?.thisUpdate ?? null,
       nextUpdate: s?.nextUpdate ?? null,
+      usableUntil: s?.usableUntil ?? null,
       nextRefresh: e.nextRefresh?.toISOString() ?? null,
       nextAttempt: next?.toISOString() ?? null,
       nextAttemptReason: next ? (e.nextReason ?? null) : null,
