@@ -22,6 +22,8 @@
  *   cannot push the point out of the response's own window.
  */
 
+import type { ErrorCode } from './errors.js';
+
 /** The facts about a stored staple that a decision needs. */
 export interface StapleFacts {
   status: 'good' | 'revoked' | 'unknown';
@@ -76,7 +78,19 @@ export interface CertWindow {
 
 /** What is known about the current staple. */
 export type StapleState =
-  { kind: 'missing' } | { kind: 'invalid'; error: string } | { kind: 'valid'; facts: StapleFacts };
+  | { kind: 'missing' }
+  | { kind: 'invalid'; error: { code: ErrorCode; message: string } }
+  | { kind: 'valid'; facts: StapleFacts };
+
+/**
+ * When a staple stops being usable: nextUpdate, capped by a delegated
+ * signer's notAfter (RFC 6960 §4.2.2.2). The one definition; the rest of the
+ * usability rules are in core/usability.ts.
+ */
+export function usableUntil(facts: { nextUpdate: Date; usableUntil?: Date | undefined }): Date {
+  const cap = facts.usableUntil;
+  return cap !== undefined && cap.getTime() < facts.nextUpdate.getTime() ? cap : facts.nextUpdate;
+}
 
 /** The longest time between thisUpdate and the refresh point, whatever the response says: 4 days. */
 export const MAX_REFRESH_INTERVAL_MS = 4 * 24 * 3600_000;
@@ -86,7 +100,7 @@ export const MAX_REFRESH_MARGIN_MS = 3600_000;
 
 /** Computes the refresh point of a valid staple under `policy`. */
 export function refreshPoint(facts: StapleFacts, cert: CertWindow, policy: RefreshPolicy = DEFAULT_POLICY): Date {
-  const nextUpdate = Math.min(facts.nextUpdate.getTime(), facts.usableUntil?.getTime() ?? Infinity);
+  const nextUpdate = usableUntil(facts).getTime();
   let at: number;
   if (policy.minimumValidityMs !== undefined || policy.minimumValidityPercentage !== undefined) {
     const end = Math.min(cert.notAfter.getTime(), nextUpdate);
@@ -137,13 +151,18 @@ export function decideRefresh(
   if (options.force) return { action: 'renew', reason: 'forced', at: now, detail: 'renewal forced' };
   if (staple.kind === 'missing') return { action: 'renew', reason: 'missing', at: now, detail: 'no staple on disk' };
   if (staple.kind === 'invalid') {
-    return { action: 'renew', reason: 'invalid', at: now, detail: `the staple on disk is not usable: ${staple.error}` };
+    return {
+      action: 'renew',
+      reason: 'invalid',
+      at: now,
+      detail: `the staple on disk is not usable: ${staple.error.code}: ${staple.error.message}`,
+    };
   }
   const f = staple.facts;
   if (f.status !== 'good') {
     return { action: 'renew', reason: 'not-good', at: now, detail: `the staple on disk says ${f.status}` };
   }
-  const end = Math.min(f.nextUpdate.getTime(), f.usableUntil?.getTime() ?? Infinity);
+  const end = usableUntil(f).getTime();
   if (end <= nowMs) {
     return {
       action: 'renew',

@@ -758,7 +758,7 @@ export class StapleDaemon {
       return;
     }
 
-    const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.nextUpdate) : undefined;
+    const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.usableUntil) : undefined;
     if (o.result === 'updated' || o.result === 'unchanged') {
       entry.consecutiveFailures = 0;
       entry.lastCode = undefined;
@@ -1086,6 +1086,7 @@ export class StapleDaemon {
       status: s?.status ?? null,
       thisUpdate: s?.thisUpdate ?? null,
       nextUpdate: s?.nextUpdate ?? null,
+      usableUntil: s?.usableUntil ?? null,
       nextRefresh: e.nextRefresh?.toISOString() ?? null,
       nextAttempt: next?.toISOString() ?? null,
       nextAttemptReason: next ? (e.nextReason ?? null) : null,

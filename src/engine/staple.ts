@@ -128,6 +128,8 @@ export interface StapleSummary {
   thisUpdate: string;
   nextUpdate: string;
   producedAt: string;
+  /** When it stops being usable: nextUpdate, capped by a delegated signer's notAfter (core/usability.ts). */
+  usableUntil: string;
   responder: string;
 }
 
@@ -371,7 +373,7 @@ export function stapleBytes(data: Buffer, path: string): Buffer {
 /** The staple file as read: its bytes, nothing (missing), or why it could not be read. */
 interface StapleRead {
   data?: Buffer;
-  error?: string;
+  error?: { code: ErrorCode; message: string };
 }
 
 async function readStapleFile(store: StapleStore, path: string): Promise<StapleRead> {
@@ -386,8 +388,14 @@ function readStapleFileSync(store: StapleStore, path: string): StapleRead | unde
     const data = readSync.call(store, path);
     return data === undefined ? {} : { data };
   } catch (e) {
-    return { error: toStapleError(e).message };
+    return { error: errorOf(e) };
   }
+}
+
+/** The code and message of an error, as {@link StapleState} carries them. */
+function errorOf(e: unknown): { code: ErrorCode; message: string } {
+  const err = toStapleError(e);
+  return { code: err.code, message: err.message };
 }
 
 async function readStapleFileAsync(store: StapleStore, path: string): Promise<StapleRead> {
@@ -395,7 +403,7 @@ async function readStapleFileAsync(store: StapleStore, path: string): Promise<St
     const data = await store.read(path);
     return data === undefined ? {} : { data };
   } catch (e) {
-    return { error: toStapleError(e).message };
+    return { error: errorOf(e) };
   }
 }
 
@@ -426,8 +434,7 @@ async function judgeStaple(
     const verified = verifyResponse(decoded, opts);
     return { state: { kind: 'valid', facts: factsOf(verified) }, verified, decoded, bytes: data };
   } catch (e) {
-    const err = toStapleError(e);
-    return { state: { kind: 'invalid', error: `${err.code}: ${err.message}` }, bytes: data };
+    return { state: { kind: 'invalid', error: errorOf(e) }, bytes: data };
   }
 }
 
@@ -549,6 +556,7 @@ function recordSummary(r: CacheRecord): StapleSummary {
     thisUpdate: new Date(r.tu).toISOString(),
     nextUpdate: new Date(r.nu).toISOString(),
     producedAt: new Date(r.pa).toISOString(),
+    usableUntil: new Date(r.uu).toISOString(),
     responder: r.rsp,
   };
 }
@@ -560,6 +568,7 @@ export function summarize(v: VerifiedResponse): StapleSummary {
     thisUpdate: v.thisUpdate.toISOString(),
     nextUpdate: v.nextUpdate.toISOString(),
     producedAt: v.producedAt.toISOString(),
+    usableUntil: v.usableUntil.toISOString(),
     responder: v.responder,
   };
 }
@@ -684,7 +693,8 @@ async function processEnabled(
       window = { notBefore: cert.notBefore, notAfter: cert.notAfter, subject: cert.subject };
     }
     now ??= ctx.now(); // (set on both paths above)
-    if (state.kind === 'invalid') notice(`the staple on disk is not usable: ${state.error}`);
+    if (state.kind === 'invalid')
+      notice(`the staple on disk is not usable: ${state.error.code}: ${state.error.message}`);
     const decision = decideRefresh(state, window, ctx.policy, now, { force: options.force ?? false });
     out.decision = decision;
     if (decision.action === 'skip') {
@@ -842,7 +852,11 @@ async function fleetStep(
       const now = ctx.now();
       const j = await judgeStaple({ data: der }, 'fleet staple', loaded, now, ctx.skewMs);
       if (!j.verified)
-        return { ok: false, unusable: true, reason: j.state.kind === 'invalid' ? j.state.error : 'unreadable' };
+        return {
+          ok: false,
+          unusable: true,
+          reason: j.state.kind === 'invalid' ? `${j.state.error.code}: ${j.state.error.message}` : 'unreadable',
+        };
       const v = j.verified;
       if (v.status !== 'good') return { ok: false, unusable: false, reason: `its status is ${v.status}` };
       const facts = factsOf(v);

@@ -71,10 +71,10 @@ describe('decideRefresh', () => {
     expect(d).toMatchObject({ action: 'renew', reason: 'missing', at: t0 });
   });
   it('renews an invalid staple and says why', () => {
-    const d = decideRefresh({ kind: 'invalid', error: 'OCSP_BAD_SIGNATURE: x' }, cert, {}, t0);
+    const d = decideRefresh({ kind: 'invalid', error: { code: 'OCSP_BAD_SIGNATURE', message: 'x' } }, cert, {}, t0);
     expect(d.action).toBe('renew');
     expect(d.reason).toBe('invalid');
-    expect(d.detail).toContain('OCSP_BAD_SIGNATURE');
+    expect(d.detail).toContain('OCSP_BAD_SIGNATURE: x');
   });
   it('keeps a fresh staple until the refresh point', () => {
     const d = decideRefresh(valid, cert, {}, at(H));
