@@ -581,6 +581,8 @@ export interface ProcessOptions {
   dryRun?: boolean;
   /** Fleet mode: take a better staple from the fleet even when this one is not due (publications, sweeps). */
   fleetApply?: boolean;
+  /** Fleet mode: only take a better staple from the fleet; never fetch (the responder is in backoff). */
+  fleetOnly?: boolean;
 }
 
 /** The responder URLs for a certificate, after overrides. Empty when disabled. */
@@ -705,10 +707,14 @@ async function processEnabled(
       };
       return out;
     }
-    if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply)) {
+    if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply || options.fleetOnly)) {
       load ??= await loadFromSources(target, ctx.resolver, sources);
       fleetJob = await fleetStep(ctx.fleet, ctx, target, load.loaded, state, decision, options, out, notice);
       if (fleetJob === 'done') return out;
+    }
+    if (options.fleetOnly) {
+      out.nextRefresh = decision.at.toISOString();
+      return out;
     }
     if (decision.action === 'keep') {
       out.nextRefresh = decision.at.toISOString();
@@ -842,10 +848,11 @@ async function fleetStep(
     fleet,
     key,
     targetId: target.id,
-    due: decision.action === 'renew',
+    due: decision.action === 'renew' && !options.fleetOnly,
     force: options.force ?? false,
-    apply: options.fleetApply ?? false,
-    wait: ctx.fleetWait ?? 'block',
+    apply: (options.fleetApply ?? false) || (options.fleetOnly ?? false),
+    // a forced renewal (SIGUSR2) waits for the node holding the lease, so that it is not lost if that node dies
+    wait: options.force ? 'block' : (ctx.fleetWait ?? 'block'),
     notice,
     now: () => ctx.now().getTime(),
     accept: async (der, due): Promise<Verdict<VerifiedResponse>> => {

@@ -28,6 +28,7 @@
  */
 import type { ErrorCode } from '../core/errors.js';
 import { usableAt } from '../core/usability.js';
+import type { FleetHealth } from '../fleet/contract.js';
 import type { NextAttemptReason } from './scheduler.js';
 import type { StapleSummary, TargetOutcome } from './staple.js';
 
@@ -201,6 +202,8 @@ export interface DaemonSnapshot {
   queued: number;
   /** Responder hosts currently in backoff. */
   hostsInBackoff: number;
+  /** Fleet mode (docs/fleet.md): how the fleet is; absent without one. */
+  fleet?: FleetHealth;
   /** Those hosts, soonest release first (absent in snapshots of older versions). */
   backoff?: HostInBackoff[];
   certificates: CertificateStatus[];
@@ -634,6 +637,7 @@ export function renderStatusPage(s: DaemonSnapshot, options: RenderOptions | num
   } else {
     facts.push('<span class="backoff">Responder hosts in backoff: none</span>');
   }
+  if (s.fleet) facts.push(fleetFact(s.fleet, e));
   if (s.inProgress || s.queued) facts.push(`<span>${s.inProgress} in progress, ${s.queued} queued</span>`);
 
   const rows = certs.map((c) => rowData(c, now));
@@ -685,4 +689,14 @@ ${script}
 </body>
 </html>
 `;
+}
+
+/** Fleet mode (docs/fleet.md): one line saying whether the fleet works, and what it saved. */
+function fleetFact(f: FleetHealth, esc: (s: string) => string): string {
+  const counts = `${f.hits} from the fleet, ${f.published} fetched and published, ${f.direct} fetched directly`;
+  if (f.up) {
+    return `<span class="fleet" data-fleet="up">Fleet: <b>up</b> (${esc(f.redis)}${f.fetch ? '' : ', fetch: false'}) — ${esc(counts)}</span>`;
+  }
+  const what = f.fetch ? 'renewing directly' : 'fetch is false: keeping the staples on disk';
+  return `<span class="fleet" data-fleet="down">Fleet: <b>DEGRADED</b> — ${esc(f.redis)} cannot be reached since ${esc(f.since)} (${esc(f.lastError ?? 'no answer')}); ${what} — ${esc(counts)}</span>`;
 }
