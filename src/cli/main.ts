@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { VERSION } from '../version.js';
+import { releaseEarlySignals } from './early-signals.js';
 
 /** The environment variables of the commands that load a configuration. */
 const CONFIG_ENV_HELP = `
@@ -110,8 +111,14 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
       'monitoring plugin (Nagios/Icinga): judge every staple on disk, never fetch; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN',
     )
     .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')
-    .option('--warn <duration>', 'WARNING when a staple expires within this time', '3d')
-    .option('--crit <duration>', 'CRITICAL when a staple expires within this time', '1d')
+    .option(
+      '--warn <duration>',
+      'WARNING when a staple stops being usable within this time (default: relative, when less than a quarter of its validity window remains)',
+    )
+    .option(
+      '--crit <duration>',
+      'CRITICAL when a staple stops being usable within this time (default: relative, an eighth of its window, at most 1d)',
+    )
     .option('--json', 'print a JSON document with the state of every certificate', false)
     .option('-v, --verbose', 'one more line per certificate after the status line', false)
     .addHelpText('after', CONFIG_ENV_HELP)
@@ -165,14 +172,21 @@ export async function runMain(prog: 'staplekeeper' | 'ocspbot' | 'ocsprenewer', 
     isTTY: Boolean(process.stdout.isTTY),
   };
   let code: number;
+  // Signals queued since the executable's first statement (early-signals.ts): a daemon
+  // takes them over with its own handlers; any other command gets the defaults back now.
   if (prog === 'ocspbot') {
+    releaseEarlySignals();
     const { ocspbotCli } = await import('./ocspbot.js');
     code = await ocspbotCli(argv, io);
   } else if (prog === 'ocsprenewer') {
-    const { ocsprenewerCli } = await import('./ocsprenewer.js');
+    const { ocsprenewerCli, parseGoFlags } = await import('./ocsprenewer.js');
+    const parsed = parseGoFlags(argv);
+    if (!(parsed.ok && parsed.flags.persist && !parsed.flags.notReally)) releaseEarlySignals();
     code = await ocsprenewerCli(argv, io);
   } else {
+    if (argv[0] !== 'daemon') releaseEarlySignals();
     code = await cli(argv, io);
   }
+  releaseEarlySignals(); // a daemon that never got to install its handlers
   process.exit(code);
 }
