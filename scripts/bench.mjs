@@ -29,7 +29,7 @@
  * machine inflates every number.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -391,7 +391,8 @@ function measureDoor(fn, { before, runs = RUNS } = {}) {
 
 /**
  * The other layouts of the same certificates and staples, made once per PKI
- * (copies, so that every door reads its own files):
+ * (hard links where the content is the same file's, so that making them is
+ * quick; a check pass writes none of them):
  *   scan/<d>.pem, scan/<d>-chain.pem, scan/<d>-rootchain.pem   ocspbot's scan_keys triple
  *   scan-staples/<d>.ocsp-resp                                 its staples (ocspbot's default ocsp_mask)
  *   crt/<d>.crt                                                ocsprenewer's bundles: leaf, then issuer
@@ -413,10 +414,10 @@ function doorLayouts(pkiDir, n, withScan) {
     writeFileSync(join(pkiDir, 'crt', `${id}.crt`), leaf + chain);
     copyFileSync(staple, join(pkiDir, 'out', `${id}.ocsp`));
     if (withScan) {
-      writeFileSync(join(pkiDir, 'scan', `${id}.pem`), leaf);
-      writeFileSync(join(pkiDir, 'scan', `${id}-chain.pem`), chain);
-      writeFileSync(join(pkiDir, 'scan', `${id}-rootchain.pem`), chain);
-      copyFileSync(staple, join(pkiDir, 'scan-staples', `${id}.ocsp-resp`));
+      linkSync(join(pkiDir, 'certs', `${id}.pem`), join(pkiDir, 'scan', `${id}.pem`));
+      linkSync(join(pkiDir, 'chain.pem'), join(pkiDir, 'scan', `${id}-chain.pem`));
+      linkSync(join(pkiDir, 'chain.pem'), join(pkiDir, 'scan', `${id}-rootchain.pem`));
+      linkSync(staple, join(pkiDir, 'scan-staples', `${id}.ocsp-resp`));
     }
   }
   writeFileSync(stamp, '');
