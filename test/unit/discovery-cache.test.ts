@@ -38,7 +38,7 @@ const leaf = (cn: string, withUrl = true): MintedCert =>
   });
 
 beforeAll(() => {
-  pki = buildTestPki({ keyType: 'ec-p256' });
+  pki = buildTestPki({ keyType: 'ec-p256', delegated: true });
   root = pki.root;
 });
 
