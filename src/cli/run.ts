@@ -14,6 +14,7 @@ import { findDefaultConfig, loadConfig } from '../config/load.js';
 import type { LoadConfigOptions } from '../config/load.js';
 import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
+import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
 import { prestartCheckThread } from '../engine/check-thread.js';
 import { exitCodeOf, runOnce, type RunReport } from '../engine/run.js';
 import type { TargetOutcome } from '../engine/staple.js';
@@ -126,15 +127,30 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
   }
   if (o.result === 'updated') {
     const s = o.staple;
-    const from = o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${o.url}`;
+    const from =
+      o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${shortUrl(o.url ?? '')}`;
     return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})`;
   }
   if (o.result === 'skipped') return `${tag}skipped: ${o.notices.at(-1) ?? 'nothing to do'}`;
   if (o.result === 'failed') {
+    const kept = [o.staple ? 'the current staple was kept' : 'the file on disk was not changed'];
     if (o.revoked) {
-      return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); the current staple was kept`;
+      return failureLine({
+        code: 'OCSP_REVOKED',
+        message: `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'})`,
+        command: 'run',
+        id: o.id,
+        file: o.certPath,
+        after: kept,
+      });
     }
-    return `${tag}error ${o.error?.code ?? 'INTERNAL'}: ${o.error?.message ?? ''}`;
+    return failureLine({
+      code: o.error?.code ?? 'INTERNAL',
+      message: o.error?.message ?? '',
+      command: 'run',
+      id: o.id,
+      file: o.certPath,
+    });
   }
   if (o.fleet?.role === 'kept' || o.fleet?.role === 'pending') return `${tag}unchanged: ${o.fleet.detail ?? ''}`;
   return `${tag}unchanged: ${o.decision?.detail ?? 'staple is fresh'}`;
@@ -192,7 +208,12 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
           const line = outcomeLine(o, opts.dryRun);
           if (o.result === 'failed' || o.revoked) output.err(paint('31', line));
           else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
-          if (opts.verbose) for (const n of o.notices) output.out(`[${o.id}]   note: ${n}`);
+          if (opts.verbose) {
+            // the full message, URLs included (the line above shortens them)
+            if (o.error && tidyMessage(o.error.message) !== o.error.message)
+              output.out(`[${o.id}]   note: in full: ${o.error.message}`);
+            for (const n of o.notices) output.out(`[${o.id}]   note: ${n}`);
+          }
         },
       });
     } catch (e) {

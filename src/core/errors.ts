@@ -42,7 +42,8 @@ export const ERROR_CODES = {
   HTTP_NETWORK: 'could not reach the responder',
   HTTP_REDIRECT: 'the responder redirected too often or to a forbidden location',
   HTTP_BAD_URL: 'the responder URL is not an http: or https: URL',
-  NO_OCSP_URL: 'the certificate names no OCSP responder; set one in the configuration or disable OCSP for it',
+  NO_OCSP_URL:
+    'the certificate names no OCSP responder; set ocsp_responder_uri to its responder, or ocsp_responder_uri: disabled to turn OCSP off for it',
   // certificates and files
   NO_ISSUER: 'the issuer certificate could not be found; give a chain file or a CA directory',
   ISSUER_MISMATCH: 'the given issuer did not sign this certificate',

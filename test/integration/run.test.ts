@@ -259,7 +259,7 @@ describe('staplekeeper run', () => {
     const io = memoryIo(wd);
     const code = await cli(['run'], io);
     expect(io.err()).toMatch(
-      /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\); the current staple was kept/,
+      /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\) \(certificate .*\); replace the certificate now; the file on disk was not changed/,
     );
     expect(code).toBe(255);
     expect(await readFile(join(wd, 'gone.der'), 'utf8')).toBe('the previous good staple');
