@@ -127,6 +127,11 @@ export interface LoadedConfig {
   targets: TargetConfig[];
   /** Folders that a daemon should watch (scan_keys folders), absolute, with their scan definitions. */
   scans: ScanConfig[];
+  /**
+   * Problems that did not stop the load, one `file:line:col key: …` line each
+   * (only with the `ocspbot` load option: a missing include folder).
+   */
+  warnings?: string[];
 }
 
 /** One `scan_keys` entry, resolved. */

@@ -25,8 +25,13 @@ interface Result {
 const children = new Set<ChildProcess>();
 
 /** Runs `bin/<prog> …args` in `cwd` to completion (killed after 60 s). */
-function run(prog: 'ocspbot' | 'ocsprenewer', args: string[], cwd: string, env: Record<string, string> = {}) {
-  return new Promise<Result>((resolve, reject) => {
+function run(
+  prog: 'ocspbot' | 'ocsprenewer' | 'staplekeeper',
+  args: string[],
+  cwd: string,
+  env: Record<string, string> = {},
+): Promise<Result> {
+  return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [path.join(ROOT, 'bin', prog), ...args], {
       cwd,
       env: cleanEnv({ STAPLEKEEPER_CACHE_DIR: 'off', ...env }),
@@ -196,5 +201,226 @@ describe('ocsprenewer drop-in: the differences of issue 18', () => {
     expect(await modeOf(path.join(wd, 'x.ocsp'))).toBe(0o640);
     expect(await modeOf(path.join(wd, 'y.ocsp'))).toBe(0o600);
     expect((await readFile(path.join(wd, 'x.ocsp'))).length).toBeGreaterThan(0);
+  });
+});
+
+/** One ocspbot `domains` entry for a leaf of the test PKI. */
+function domain(id: string, leaf: string, ocsp: string, extra: string[] = []): string[] {
+  const l = pki.leaves[leaf]!;
+  return [
+    `  ${id}:`,
+    `    cert: ${l.cert}`,
+    `    chain: ${l.chain}`,
+    `    rootchain: ${l.rootchain}`,
+    `    ocsp: ${ocsp}`,
+    ...extra.map((e) => `    ${e}`),
+  ];
+}
+
+/** A URL where nothing listens: that domain's renewal fails. */
+async function deadUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`;
+}
+
+describe('ocspbot drop-in: the differences of issue 18', () => {
+  it('1: stop_on_error with the default parallel_threads (1) goes one at a time and writes nothing after the first failure', async () => {
+    const wd = await workdir();
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      [
+        'minimum_validity: 3d',
+        'ocsp_folder: out',
+        'stop_on_error: True',
+        'domains:',
+        ...domain('first', 'a', 'first.der'),
+        ...domain('second', 'b', 'second.der', [`ocsp_responder_uri: ${await deadUrl()}`]),
+        ...domain('third', 'c', 'third.der'),
+        ...domain('fourth', 'a', 'fourth.der'),
+        '',
+      ].join('\n'),
+    );
+    const r = await run('ocspbot', [], wd);
+    expect(r.code).toBe(255);
+    expect(r.stdout).toMatch(/^\[first\] updated OCSP response: good/m);
+    expect(r.stderr).toMatch(/^\[second\] error HTTP_NETWORK: /m);
+    expect(r.stdout + r.stderr).not.toMatch(/\[third\]|\[fourth\]/);
+    expect(r.stdout).toContain('Failure: 0 unchanged OCSP responses, 1 updated OCSP responses and 1 failures.');
+    expect((await readdir(path.join(wd, 'out'))).filter((f) => !f.startsWith('.'))).toEqual(['first.der']);
+
+    // without stop_on_error every domain is tried: the failure does not stop the others
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      (await readFile(path.join(wd, 'ocspbot.yaml'), 'utf8')).replace('stop_on_error: True', 'stop_on_error: False'),
+    );
+    const all = await run('ocspbot', [], wd);
+    expect(all.code).toBe(255);
+    expect(all.stdout).toContain('Failure: 1 unchanged OCSP responses, 2 updated OCSP responses and 1 failures.');
+  });
+
+  it('2 and 3: output_log holds the ERROR lines too, and a fixed name is started afresh at each run', async () => {
+    const wd = await workdir();
+    const dead = await deadUrl();
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      [
+        'minimum_validity: 3d',
+        'ocsp_folder: out',
+        'output_log: run.log',
+        'domains:',
+        ...domain('good', 'a', 'good.der'),
+        ...domain('bad', 'b', 'bad.der', [`ocsp_responder_uri: ${dead}`]),
+        '',
+      ].join('\n'),
+    );
+    const first = await run('ocspbot', [], wd);
+    expect(first.code).toBe(255);
+    expect(first.stdout).toBe('');
+    // the error line goes to stderr (no error_log) and, as ocspbot writes it, into the output log too
+    expect(first.stderr).toMatch(/^\[bad\] error HTTP_NETWORK: /m);
+    const log1 = await readFile(path.join(wd, 'run.log'), 'utf8');
+    expect(log1).toMatch(/^\[good\] updated OCSP response: good/m);
+    expect(log1).toMatch(/^\[bad\] error HTTP_NETWORK: /m);
+    expect(log1).toContain('Failure: 0 unchanged OCSP responses, 1 updated OCSP responses and 1 failures.');
+
+    const second = await run('ocspbot', [], wd);
+    expect(second.code).toBe(255);
+    const log2 = await readFile(path.join(wd, 'run.log'), 'utf8');
+    // this run only: ocspbot opens the log with 'w'
+    expect(log2).not.toContain('[good] updated');
+    expect(log2).toMatch(/^\[good\] unchanged/m);
+    expect(log2.match(/^Failure: /gm)).toHaveLength(1);
+    expect(log2).toContain('Failure: 1 unchanged OCSP responses, 0 updated OCSP responses and 1 failures.');
+
+    // output_log and error_log naming one file: each line once
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      (await readFile(path.join(wd, 'ocspbot.yaml'), 'utf8')).replace(
+        'output_log: run.log',
+        'output_log: both.log\nerror_log: both.log',
+      ),
+    );
+    const same = await run('ocspbot', [], wd);
+    expect(same.code).toBe(255);
+    expect(same.stdout + same.stderr).toBe('');
+    const both = await readFile(path.join(wd, 'both.log'), 'utf8');
+    expect(both.match(/^\[bad\] error /gm)).toHaveLength(1);
+
+    // without log files, ocspbot prints its ERROR lines on stdout as well as stderr
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      (await readFile(path.join(wd, 'ocspbot.yaml'), 'utf8')).replace(
+        'output_log: both.log\nerror_log: both.log\n',
+        '',
+      ),
+    );
+    const plain = await run('ocspbot', [], wd);
+    expect(plain.code).toBe(255);
+    expect(plain.stdout).toMatch(/^\[bad\] error HTTP_NETWORK: /m);
+    expect(plain.stderr).toMatch(/^\[bad\] error HTTP_NETWORK: /m);
+
+    // `staplekeeper run` keeps appending to a log file, and its errors stay on the error stream
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      (await readFile(path.join(wd, 'ocspbot.yaml'), 'utf8')).replace('domains:', 'output_log: native.log\ndomains:'),
+    );
+    for (let i = 0; i < 2; i++) {
+      const native = await run('staplekeeper', ['run', '-c', 'ocspbot.yaml'], wd);
+      expect(native.code).toBe(255);
+    }
+    const nativeLog = await readFile(path.join(wd, 'native.log'), 'utf8');
+    expect(nativeLog.match(/^Failure: /gm)).toHaveLength(2);
+    expect(nativeLog).not.toContain('[bad] error');
+  });
+
+  it('4: a missing includes folder is a warning ("Cannot find include file"); the rest is renewed, exit as ocspbot', async () => {
+    const wd = await workdir();
+    await mkdir(path.join(wd, 'conf.d'));
+    await writeFile(
+      path.join(wd, 'conf.d', 'x.yml'),
+      ['domains:', ...domain('included', 'c', 'included.der'), ''].join('\n'),
+    );
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      ['minimum_validity: 3d', 'ocsp_folder: out', 'includes:', '  - gone.d', '  - conf.d', ''].join('\n'),
+    );
+    const r = await run('ocspbot', [], wd);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(
+      /^ocspbot: warning: ocspbot\.yaml:4:5 includes\[0\]: Cannot find include file "gone\.d"!/m,
+    );
+    // as ocspbot, the warning is in the output too
+    expect(r.stdout).toMatch(/warning: .*Cannot find include file "gone\.d"!/);
+    expect(r.stdout).toMatch(/^\[included\] updated OCSP response: good/m);
+    expect(await readdir(path.join(wd, 'out'))).toContain('included.der');
+    // `staplekeeper run` still refuses it
+    const native = await run('staplekeeper', ['run', '-c', 'ocspbot.yaml'], wd);
+    expect(native.code).toBe(253);
+    expect(native.stderr).toMatch(/includes\[0\]: include folder not found/);
+    // an include that is a file, not a folder, stays a configuration error in ocspbot too
+    await writeFile(path.join(wd, 'gone.d'), '');
+    const file = await run('ocspbot', [], wd);
+    expect(file.code).toBe(253);
+    expect(file.stderr).toMatch(/includes\[0\]: not a folder/);
+  });
+
+  it('5: a staple path that is a folder is a configuration error at load (253): nothing fetched, nothing written', async () => {
+    const wd = await workdir();
+    await mkdir(path.join(wd, 'out', 'blocked.der'), { recursive: true });
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      [
+        'minimum_validity: 3d',
+        'ocsp_folder: out',
+        'domains:',
+        ...domain('fine', 'a', 'fine.der'),
+        ...domain('blocked', 'b', 'blocked.der'),
+        '',
+      ].join('\n'),
+    );
+    const before = responder.requests.length;
+    const r = await run('ocspbot', [], wd);
+    expect(r.code).toBe(253);
+    expect(r.stderr).toMatch(
+      /ocspbot: error CONFIG_INVALID: ocspbot\.yaml:\d+:\d+ domain blocked: the staple file .*blocked\.der exists, but is a folder/,
+    );
+    expect(responder.requests.length).toBe(before);
+    expect(await readdir(path.join(wd, 'out'))).toEqual(['blocked.der']);
+  });
+
+  it('6: an unknown option is a bad argument (252), where ocspbot took it for the configuration file name (254)', async () => {
+    const wd = await workdir();
+    const r = await run('ocspbot', ['--verbose'], wd);
+    expect(r.code).toBe(252);
+    expect(r.stderr).toMatch(/^ocspbot: error BAD_ARGUMENTS: unknown option "--verbose"/);
+    // a file name that starts with a dash still works after a path: ./--verbose
+    await writeFile(path.join(wd, '--verbose'), 'minimum_validity: 3d\ndomains: {}\n');
+    const file = await run('ocspbot', ['./--verbose'], wd);
+    expect(file.code).toBe(0);
+  });
+
+  it('12: backups are stamped in UTC whatever the local time zone (ocspbot used local time)', async () => {
+    const wd = await workdir();
+    await writeFile(
+      path.join(wd, 'ocspbot.yaml'),
+      [
+        'minimum_validity: 3d',
+        'ocsp_folder: out',
+        'make_backups: True',
+        'domains:',
+        ...domain('x', 'a', 'x.der'),
+        '',
+      ].join('\n'),
+    );
+    const stamp = (d: Date): string => d.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    const from = Date.now();
+    const r = await run('ocspbot', [], wd, { TZ: 'Asia/Kolkata' });
+    const to = Date.now();
+    expect(r.code).toBe(1);
+    const backups = (await readdir(path.join(wd, 'out'))).filter((f) => f.startsWith('x.der-'));
+    expect(backups).toHaveLength(1);
+    const utc = new Set<string>();
+    for (let t = Math.floor(from / 1000) * 1000; t <= to; t += 1000) utc.add(`x.der-${stamp(new Date(t))}`);
+    // UTC+05:30 is never the same stamp as UTC
+    expect(utc.has(backups[0]!)).toBe(true);
   });
 });
