@@ -63,6 +63,8 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
         hash: opts.hash,
         nonce: opts.nonce,
         makeBackups: opts.backup,
+        // `fetch` was asked for a staple: a certificate without a responder is an error (NO_OCSP_URL)
+        strictOcsp: true,
       },
       { force: true },
     );

@@ -80,6 +80,11 @@ export const ADVICE: Readonly<Partial<Record<ErrorCode, Advice>>> = {
   OCSP_STALE: { config: "check this machine's clock; report it to the CA", fetch: "check this machine's clock" },
   OCSP_NONCE_MISMATCH: { fetch: 'try without --nonce' },
   OCSP_REVOKED: { config: 'replace the certificate now', fetch: 'replace the certificate now' },
+  CRL_REVOKED: { config: 'replace the certificate now', fetch: 'replace the certificate now' },
+  MUST_STAPLE_NO_RESPONDER: {
+    config: 'set ocsp_responder_uri for it, or reissue the certificate without must-staple',
+    fetch: 'give the responder with --url, or reissue the certificate without must-staple',
+  },
   OCSP_UNKNOWN_CERT: {
     config: 'check that chain holds the right issuer and ocsp_responder_uri the right responder',
     fetch: 'check --issuer and --url',
