@@ -168,7 +168,7 @@ export function tidyMessage(text: string): string {
 }
 
 /** A clause of a message that is generic advice. */
-const ADVICE_CLAUSE = /^(check|replace|renew|give|set|retry|try|disable|use|wait|please) /i;
+const ADVICE_CLAUSE = /^(check|replace|renew|reissue|give|set|retry|try|disable|use|wait|please) /i;
 
 /** What {@link failureLine} needs. */
 export interface FailureFacts {
