@@ -14,7 +14,7 @@ import { IssuerResolver } from '../engine/issuer.js';
 import { processTarget, type Target } from '../engine/staple.js';
 import { USER_AGENT } from '../version.js';
 import type { CliIo } from './io.js';
-import { EXIT, reportError } from './main.js';
+import { EXIT, reportError } from './common.js';
 
 interface FetchOpts {
   cert: string;

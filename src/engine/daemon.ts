@@ -63,10 +63,22 @@ import {
   type StapleSummary,
   type TargetOutcome,
 } from './staple.js';
-import { byUrgency, certificateState, type CertificateStatus, type DaemonSnapshot } from './status-page.js';
+import {
+  byUrgency,
+  certificateState,
+  type CertificateStatus,
+  type DaemonObserver,
+  type DaemonSnapshot,
+} from './status-page.js';
 import { isInside, sourceFromConfig, type DaemonSource, type DiscoverResult, type DiscoveryProblem } from './watch.js';
 
-export type { CertificateState, CertificateStatus, DaemonSnapshot } from './status-page.js';
+export type {
+  AttemptEvent,
+  CertificateState,
+  CertificateStatus,
+  DaemonObserver,
+  DaemonSnapshot,
+} from './status-page.js';
 export type { DaemonSource, DiscoverResult, DiscoveryProblem, WatchDir } from './watch.js';
 export { byUrgency, certificateState, sourceFromConfig };
 
@@ -95,22 +107,6 @@ export interface LogEvent {
 
 /** Where the daemon sends its events. */
 export type DaemonLogger = (event: LogEvent) => void;
-
-/** One finished attempt, for metrics. */
-export interface AttemptEvent {
-  id: string;
-  outcome: TargetOutcome;
-  /** True when the attempt talked to a responder (a renewal was due or forced). */
-  fetched: boolean;
-  /** Fleet mode: the staple came from the fleet instead of a responder. */
-  fleetHit?: boolean;
-  seconds: number;
-}
-
-/** Listens to the daemon (the metrics module is one). */
-export interface DaemonObserver {
-  onAttempt?(event: AttemptEvent): void;
-}
 
 /** Options of {@link StapleDaemon.start}. */
 export interface DaemonOptions {

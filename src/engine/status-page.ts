@@ -202,6 +202,22 @@ export interface HostInBackoff {
   failures: number;
 }
 
+/** One finished attempt of the daemon, for metrics. */
+export interface AttemptEvent {
+  id: string;
+  outcome: TargetOutcome;
+  /** True when the attempt talked to a responder (a renewal was due or forced). */
+  fetched: boolean;
+  /** Fleet mode: the staple came from the fleet instead of a responder. */
+  fleetHit?: boolean;
+  seconds: number;
+}
+
+/** Listens to the daemon (the metrics module is one). */
+export interface DaemonObserver {
+  onAttempt?(event: AttemptEvent): void;
+}
+
 /** The whole daemon at one moment. */
 export interface DaemonSnapshot {
   version: string;
