@@ -246,6 +246,7 @@ async function startAndRun(
       source: sourceFromConfig(loaded.config),
       reload: async (): Promise<DaemonSource> => sourceFromConfig(await loadConfig(file, configLoadOptions(io))),
       log,
+      env: io.env,
       ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
     });
   } catch (e) {
