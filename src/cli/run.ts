@@ -126,8 +126,10 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
   }
   if (o.result === 'updated') {
     const s = o.staple;
-    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.method} ${o.url})`;
+    const warn = o.backupError ? `; warning: ${o.backupError}` : '';
+    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.method} ${o.url})${warn}`;
   }
+  if (o.kept) return `${tag}${o.kept.message}`;
   if (o.result === 'skipped') return `${tag}skipped: ${o.notices.at(-1) ?? 'nothing to do'}`;
   if (o.result === 'failed') {
     if (o.revoked) {
@@ -189,6 +191,8 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
           if (progress) io.stderr.write('\r\u001b[K');
           const line = outcomeLine(o, opts.dryRun);
           if (o.result === 'failed' || o.revoked) output.err(paint('31', line));
+          // a kept staple (the responder's answer was worse) and a failed backup are warnings, shown even with --quiet
+          else if (o.kept || o.backupError) output.err(paint('33', line));
           else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
           if (opts.verbose) for (const n of o.notices) output.out(`[${o.id}]   note: ${n}`);
         },
@@ -197,6 +201,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
       const err = toStapleError(e);
       output.err(`${opts.prog}: error ${err.code}: ${err.message}`);
       if (opts.verbose && e instanceof Error) output.err(e.stack ?? '');
+      if (err.code === 'CONFIG_INVALID') return RUN_EXIT.CONFIG; // a missing ocsp_folder
       return err.code === 'BAD_ARGUMENTS' ? RUN_EXIT.ARGS : RUN_EXIT.RETRIEVAL;
     }
     if (progress) io.stderr.write('\r\u001b[K');

@@ -12,7 +12,7 @@
  * message holds one problem per line, in file order; `details.problems` holds
  * them as {@link ConfigProblem} objects for `--json`.
  */
-import { accessSync, constants, existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describeFsError } from '../io/files.js';
@@ -518,22 +518,55 @@ function applyResponders(
 }
 
 /**
+ * The identity of a file for {@link checkStaplePaths}: device and inode when
+ * it exists (a chain reached through a symlinked folder, a hard link), else
+ * the real path of its folder and its name. Path strings alone are not enough.
+ */
+function fileIdentity(file: string, seen: Map<string, string>): string {
+  let id = seen.get(file);
+  if (id !== undefined) return id;
+  try {
+    const st = statSync(file);
+    id = `i:${st.dev}:${st.ino}`;
+  } catch {
+    const dir = path.dirname(file);
+    let real = seen.get(`\0${dir}`);
+    if (real === undefined) {
+      try {
+        real = realpathSync(dir);
+      } catch {
+        real = dir;
+      }
+      seen.set(`\0${dir}`, real);
+    }
+    id = `p:${path.join(real, path.basename(file))}`;
+  }
+  seen.set(file, id);
+  return id;
+}
+
+/**
  * Two targets writing one staple file would overwrite each other's staple;
- * a staple path equal to a certificate file would overwrite the certificate
- * with a DER response. Both are configuration errors.
+ * a staple path that is a certificate file would overwrite the certificate
+ * with a DER response. Both are configuration errors. Files are compared by
+ * identity ({@link fileIdentity}), not by the path strings.
  */
 function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]): void {
   const staples = new Map<string, Placed>();
   const inputs = new Map<string, Placed>();
+  const seen = new Map<string, string>();
   for (const p of placed) {
     for (const file of [p.target.certPath, p.target.chainPath, p.target.rootchainPath]) {
-      if (file !== undefined && !inputs.has(file)) inputs.set(file, p);
+      if (file === undefined) continue;
+      const id = fileIdentity(file, seen);
+      if (!inputs.has(id)) inputs.set(id, p);
     }
   }
   for (const p of placed) {
     const staple = p.target.staplePath;
+    const stapleId = fileIdentity(staple, seen);
     const ocspAt: KeyPath = p.at[0] === 'domains' ? [...p.at, 'ocsp'] : p.at;
-    const other = staples.get(staple);
+    const other = staples.get(stapleId);
     if (other !== undefined) {
       problems.push(
         p.source.problem(
@@ -542,9 +575,9 @@ function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]):
         ),
       );
     } else {
-      staples.set(staple, p);
+      staples.set(stapleId, p);
     }
-    const input = inputs.get(staple);
+    const input = inputs.get(stapleId);
     if (input !== undefined) {
       problems.push(
         p.source.problem(
@@ -768,6 +801,7 @@ async function loadOnce(mainFile: string, cwd: string, cache: ConfigCache | unde
   if (raw.minimum_validity_percentage !== undefined)
     settings.minimumValidityPercentage = raw.minimum_validity_percentage;
   if (raw.backups?.keep !== undefined) settings.backupsKeep = raw.backups.keep;
+  if (raw.overwrite_non_ocsp !== undefined) settings.overwriteNonOcsp = raw.overwrite_non_ocsp;
   if (raw.http?.proxy !== undefined) settings.http.proxy = raw.http.proxy;
   if (raw.http?.user_agent !== undefined) settings.http.userAgent = raw.http.user_agent;
   if (raw.hooks?.on_change !== undefined) settings.hooks.onChange = raw.hooks.on_change;

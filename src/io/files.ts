@@ -1,24 +1,99 @@
 /**
  * Reading input files with errors that name the file and say what is wrong.
  */
-import { readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { StapleError } from '../core/errors.js';
 
 /** Upper bound for any certificate, chain or staple file we read (they are a few KiB). */
 export const MAX_INPUT_FILE = 4 * 1024 * 1024;
 
-/** Reads a whole file; every failure is `FILE_UNREADABLE` with the path and the reason. */
-export async function readInputFile(path: string, what = 'file'): Promise<Buffer> {
-  let data: Buffer;
+/** What a non-regular file is, for messages: "directory", "character device", "FIFO", … */
+export function fileTypeName(st: Stats): string {
+  if (st.isDirectory()) return 'directory';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  if (st.isFIFO()) return 'FIFO (named pipe)';
+  if (st.isSocket()) return 'socket';
+  if (st.isSymbolicLink()) return 'symbolic link';
+  return st.isFile() ? 'regular file' : 'special file';
+}
+
+/**
+ * Reads a whole input file, bounded: the file is opened without blocking
+ * (a FIFO would otherwise wait for a writer), checked with `fstat` on the
+ * open descriptor, and refused before any read when it is not a regular
+ * file (FIFO, socket, device such as /dev/zero) or larger than `maxBytes`
+ * (a sparse 2 GB file is never read). The read itself stops at `maxBytes`
+ * too, for a file that grows meanwhile. Every failure is `FILE_UNREADABLE`
+ * with the path and the reason.
+ */
+export async function readInputFile(path: string, what = 'file', maxBytes = MAX_INPUT_FILE): Promise<Buffer> {
+  let fh;
   try {
-    data = await readFile(path);
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: ${describeFsError(e)}`, { cause: e });
   }
-  if (data.length > MAX_INPUT_FILE) {
-    throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${MAX_INPUT_FILE} bytes`);
+  try {
+    let st: Stats;
+    try {
+      st = await fh.stat();
+    } catch (e) {
+      throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    }
+    if (st.isDirectory())
+      throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: is a directory, not a file`);
+    if (!st.isFile()) {
+      throw new StapleError(
+        'FILE_UNREADABLE',
+        `${path}: cannot read ${what}: it is a ${fileTypeName(st)}, not a regular file`,
+      );
+    }
+    if (st.size > maxBytes) {
+      throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${maxBytes} bytes (${st.size} bytes)`);
+    }
+    const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
+    let n = 0;
+    try {
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+        if (n === buf.length) break;
+      }
+    } catch (e) {
+      throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: ${describeFsError(e)}`, { cause: e });
+    }
+    if (n > maxBytes) throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${maxBytes} bytes`);
+    if (n > st.size) {
+      // it grew between fstat and read: read on, still bounded
+      const rest = await readInputFileTail(fh, n, maxBytes, path, what);
+      return Buffer.concat([buf.subarray(0, n), rest]);
+    }
+    return buf.subarray(0, n);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
-  return data;
+}
+
+async function readInputFileTail(
+  fh: FileHandle,
+  from: number,
+  maxBytes: number,
+  path: string,
+  what: string,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = from;
+  for (;;) {
+    const chunk = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await fh.read(chunk, 0, chunk.length, total);
+    if (bytesRead === 0) return Buffer.concat(chunks);
+    total += bytesRead;
+    if (total > maxBytes) throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${maxBytes} bytes`);
+    chunks.push(chunk.subarray(0, bytesRead));
+  }
 }
 
 /** A short, operator-friendly reason for a file-system error. */

@@ -51,6 +51,7 @@ describe('StapleError', () => {
         'OCSP_UNSUPPORTED_HASH',
         'PUSH_FAILED',
         'STAPLE_MISSING',
+        'STAPLE_PATH_REFUSED',
       ].sort(),
     );
   });
