@@ -173,7 +173,12 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     targets = targets.filter((t) => wanted.has(t.id));
   }
 
-  await assertStapleFolder(s.ocspFolder);
+  if (!options.dryRun) await assertStapleFolder(s.ocspFolder);
+  else {
+    await assertStapleFolder(s.ocspFolder).catch((e: unknown) =>
+      options.onNotice?.(`warning: ${toStapleError(e).message}; a real run would stop here`),
+    );
+  }
   const lock = options.dryRun
     ? undefined
     : await acquireLock(s.ocspFolder, s.lockTimeoutMs, (pid) =>

@@ -4,7 +4,7 @@
  * states and exit codes a monitoring system sees, and proof that the check
  * never asks the responder anything.
  */
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
@@ -35,6 +35,7 @@ describe('staplekeeper check (binary, real responder)', () => {
 
   it('reports OK, CRITICAL for revoked and missing staples, and UNKNOWN for a broken configuration, without fetching', async () => {
     const leaves = pki.leaves;
+    await mkdir(join(dir, 'staples'), { recursive: true }); // the staple folder must exist (issue 11, point 7)
     const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
       ocsp_folder: join(dir, 'staples'),
       on_revoked_write: true, // so that a revoked staple lies on disk for the check to find
