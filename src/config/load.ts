@@ -13,9 +13,9 @@
  * them as {@link ConfigProblem} objects for `--json`.
  */
 import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { describeFsError } from '../io/files.js';
+import { describeFsError, readBounded } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
 import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
@@ -25,6 +25,13 @@ import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.j
 import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './cache.js';
 import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
 import type { ReadFile } from './parse.js';
+
+/**
+ * The largest configuration (or included) file read: a configuration of
+ * 10,000 domains is ~1 MB. A larger file, a FIFO or a device is refused
+ * before it is read (io/files.ts readBounded).
+ */
+export const MAX_CONFIG_FILE = 64 * 1024 * 1024;
 
 /** Default file names, in the order they are tried: ours first, then ocspbot's, so a drop-in just works. */
 export const DEFAULT_CONFIG_NAMES = ['staplekeeper.yaml', 'ocspbot.yaml'] as const;
@@ -200,7 +207,7 @@ async function readValidated(
   const name = displayPath(file, cwd);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readBounded(file, MAX_CONFIG_FILE)).toString('utf8');
   } catch (e) {
     throw new StapleError('CONFIG_YAML', `${name}: cannot read the configuration file: ${describeFsError(e)}`, {
       cause: e,
@@ -639,7 +646,7 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
   for (const [file, textHash] of result.deps.files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = (await readBounded(file, MAX_CONFIG_FILE)).toString('utf8');
     } catch {
       return undefined;
     }

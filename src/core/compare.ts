@@ -24,6 +24,8 @@
  * now (a staple that is missing, expired or fails verification is not
  * compared: anything verified replaces it).
  */
+import { keyHashSha1, parseCertificate } from './certs.js';
+import { decodeResponse } from './response.js';
 
 /** What the comparison needs to know about a staple or an answer. */
 export interface RankedStaple {
@@ -118,4 +120,66 @@ export function keptMessage(
     default:
       return `kept: the responder's answer (valid until ${nu}) is shorter than ${what} (valid until ${cu})`;
   }
+}
+
+/** A verified response, ranked for {@link compareStaples} (its answers counted from its DER). */
+export function rankOfVerified(v: {
+  status: RankedStaple['status'];
+  thisUpdate: Date;
+  nextUpdate: Date;
+  usableUntil: Date;
+  der: Buffer;
+}): RankedStaple {
+  let answers = 1;
+  try {
+    answers = decodeResponse(v.der).basic?.singles.length ?? 1;
+  } catch {
+    // verified from these bytes: cannot happen
+  }
+  return { status: v.status, thisUpdate: v.thisUpdate, nextUpdate: v.nextUpdate, usableUntil: v.usableUntil, answers };
+}
+
+/** A staple's rank from its bytes alone, and the certificate it answers for (serial and issuer key hash). */
+export interface StapleBytesRank extends RankedStaple {
+  /** `<hash OID>:<issuer key hash hex>:<serial hex>` of its first answer. */
+  certId: string;
+}
+
+/**
+ * Ranks staple bytes without the certificate (the HAProxy push compares what
+ * it pushed before with what it is about to push): the first answer's times,
+ * usable-until capped by the notAfter of an included certificate named by
+ * the responder ID (the delegated signer). Undefined when the bytes are not
+ * a successful response or have no nextUpdate.
+ */
+export function rankOfBytes(der: Buffer): StapleBytesRank | undefined {
+  let decoded;
+  try {
+    decoded = decodeResponse(der);
+  } catch {
+    return undefined;
+  }
+  const basic = decoded.basic;
+  const first = basic?.singles[0];
+  if (!basic || !first?.nextUpdate) return undefined;
+  let usableUntil = first.nextUpdate;
+  const rid = basic.responderId;
+  for (const c of basic.certs) {
+    let cert;
+    try {
+      cert = parseCertificate(c);
+    } catch {
+      continue;
+    }
+    const named = 'byName' in rid ? cert.subjectDer.equals(rid.byName) : keyHashSha1(cert).equals(rid.byKey);
+    if (named && cert.notAfter.getTime() < usableUntil.getTime()) usableUntil = cert.notAfter;
+  }
+  return {
+    status: first.status,
+    thisUpdate: first.thisUpdate,
+    nextUpdate: first.nextUpdate,
+    usableUntil,
+    answers: basic.singles.length,
+    certId: `${first.hashAlgorithm}:${first.issuerKeyHash.toString('hex')}:${first.serial.toString('hex')}`,
+  };
 }

@@ -12,6 +12,9 @@ import { decodeResponse } from './response.js';
 /** The kinds of {@link classifyFile}. */
 export type FileKind = 'empty' | 'ocsp' | 'certificate' | 'key' | 'other';
 
+/** DER of the OID id-pkix-ocsp-basic (1.3.6.1.5.5.7.48.1.1), tag and length included. */
+const OCSP_BASIC_OID = Buffer.from('06092b0601050507300101', 'hex');
+
 const PEM_LABEL = /-----BEGIN ([A-Z0-9 ]{1,64})-----/g;
 
 /** Classifies file contents: a staple (DER or PEM `OCSP RESPONSE`), a certificate, a key, or something else. */
@@ -42,6 +45,8 @@ export function classifyFile(data: Buffer): FileKind {
     // not a certificate
   }
   if (isDerKey(data)) return 'key';
+  // a damaged staple (cut short, a byte flipped) still names the basic response type: it is one of ours
+  if (data[0] === 0x30 && data.includes(OCSP_BASIC_OID)) return 'ocsp';
   return 'other';
 }
 

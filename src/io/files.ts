@@ -2,7 +2,7 @@
  * Reading input files with errors that name the file and say what is wrong.
  */
 import { constants, type Stats } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { StapleError } from '../core/errors.js';
 
 /** Upper bound for any certificate, chain or staple file we read (they are a few KiB). */
@@ -29,70 +29,43 @@ export function fileTypeName(st: Stats): string {
  * with the path and the reason.
  */
 export async function readInputFile(path: string, what = 'file', maxBytes = MAX_INPUT_FILE): Promise<Buffer> {
-  let fh;
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    return await readBounded(path, maxBytes);
   } catch (e) {
     throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: ${describeFsError(e)}`, { cause: e });
   }
-  try {
-    let st: Stats;
-    try {
-      st = await fh.stat();
-    } catch (e) {
-      throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: ${describeFsError(e)}`, { cause: e });
-    }
-    if (st.isDirectory())
-      throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: is a directory, not a file`);
-    if (!st.isFile()) {
-      throw new StapleError(
-        'FILE_UNREADABLE',
-        `${path}: cannot read ${what}: it is a ${fileTypeName(st)}, not a regular file`,
-      );
-    }
-    if (st.size > maxBytes) {
-      throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${maxBytes} bytes (${st.size} bytes)`);
-    }
-    const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
-    let n = 0;
-    try {
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
-        if (bytesRead === 0) break;
-        n += bytesRead;
-        if (n === buf.length) break;
-      }
-    } catch (e) {
-      throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: ${describeFsError(e)}`, { cause: e });
-    }
-    if (n > maxBytes) throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${maxBytes} bytes`);
-    if (n > st.size) {
-      // it grew between fstat and read: read on, still bounded
-      const rest = await readInputFileTail(fh, n, maxBytes, path, what);
-      return Buffer.concat([buf.subarray(0, n), rest]);
-    }
-    return buf.subarray(0, n);
-  } finally {
-    await fh.close().catch(() => undefined);
-  }
 }
 
-async function readInputFileTail(
-  fh: FileHandle,
-  from: number,
-  maxBytes: number,
-  path: string,
-  what: string,
-): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let total = from;
-  for (;;) {
-    const chunk = Buffer.alloc(64 * 1024);
-    const { bytesRead } = await fh.read(chunk, 0, chunk.length, total);
-    if (bytesRead === 0) return Buffer.concat(chunks);
-    total += bytesRead;
-    if (total > maxBytes) throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${maxBytes} bytes`);
-    chunks.push(chunk.subarray(0, bytesRead));
+/**
+ * The bounded read of {@link readInputFile}. Throws a file-system error, or
+ * an Error whose message says what is wrong ("it is a FIFO (named pipe), not
+ * a regular file", "it is larger than … bytes"); {@link describeFsError}
+ * gives the reason of either.
+ */
+export async function readBounded(path: string, maxBytes: number): Promise<Buffer> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (!st.isFile()) throw new Error(`it is a ${fileTypeName(st)}, not a regular file`);
+    const tooLarge = (): Error => new Error(`it is larger than ${maxBytes} bytes`);
+    if (st.size > maxBytes) throw new Error(`it is larger than ${maxBytes} bytes (${st.size} bytes)`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let buf = Buffer.alloc(st.size + 1);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, total);
+      if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > maxBytes) throw tooLarge();
+      // it grew between fstat and read: read on, still bounded
+      if (bytesRead === buf.length) buf = Buffer.alloc(64 * 1024);
+      else buf = buf.subarray(bytesRead);
+    }
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }
 

@@ -17,10 +17,11 @@
  *
  * Only staples are replaced (docs/SECURITY.md): a staple path (or a link's
  * target) that is a directory, device, FIFO or socket is refused with
- * `STAPLE_PATH_REFUSED`, as is an existing file holding a certificate or a
- * key (PEM or DER), and any other non-empty file that is not an OCSP
- * response unless {@link WriteOptions.overwriteNonOcsp}. Nothing is written
- * then. The staple's folder must exist; only folders below
+ * `FILE_WRITE` before anything is opened for writing; an existing file
+ * holding a certificate or a key (PEM or DER) is refused with
+ * `STAPLE_PATH_REFUSED`, and so is any other non-empty file that is not an
+ * OCSP response unless {@link WriteOptions.overwriteNonOcsp}. Nothing is
+ * written then. The staple's folder must exist; only folders below
  * {@link WriteOptions.createBelow} (an existing staple folder) are created.
  * A backup that fails after the staple was renamed into place does not undo
  * or hide the write: it is reported in {@link WriteResult.backupError}.
@@ -206,9 +207,14 @@ function isBelow(dir: string, root: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }
 
-/** Thrown (inside the write's error handling) to refuse a path without a file-system cause. */
+/** Refuses what an existing file holds: a certificate, a key, or not an OCSP response. */
 function refused(message: string): StapleError {
   return new StapleError('STAPLE_PATH_REFUSED', message);
+}
+
+/** Refuses a staple path that is not a regular file (directory, device, FIFO, socket). */
+function notRegular(message: string): StapleError {
+  return new StapleError('FILE_WRITE', message);
 }
 
 async function prepareFolder(dir: string, createBelow: string | undefined, path: string): Promise<void> {
@@ -259,7 +265,7 @@ async function guardExisting(target: string, path: string, overwriteNonOcsp: boo
     throw e;
   }
   if (!pre.isFile()) {
-    throw refused(
+    throw notRegular(
       `${shown}: is a ${fileTypeName(pre)}, not a regular file; refusing to replace it, nothing was written`,
     );
   }
@@ -269,15 +275,15 @@ async function guardExisting(target: string, path: string, overwriteNonOcsp: boo
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return;
-    if (code === 'EISDIR') throw refused(`${shown}: is a directory, not a staple file; nothing was written`);
-    if (code === 'ENXIO') throw refused(`${shown}: is a socket or FIFO, not a regular file; nothing was written`);
+    if (code === 'EISDIR') throw notRegular(`${shown}: is a directory, not a staple file; nothing was written`);
+    if (code === 'ENXIO') throw notRegular(`${shown}: is a socket or FIFO, not a regular file; nothing was written`);
     if (code === 'EACCES' || code === 'EPERM') return; // unreadable: the write itself reports it
     throw e;
   }
   try {
     const st = await fh.stat();
     if (!st.isFile()) {
-      throw refused(
+      throw notRegular(
         `${shown}: is a ${fileTypeName(st)}, not a regular file; refusing to replace it, nothing was written`,
       );
     }

@@ -327,10 +327,10 @@ describe('write', () => {
       expect(await readdir(dir)).toEqual([]);
     });
 
-    it('a staple path that is a directory → STAPLE_PATH_REFUSED, the directory and its content survive', async () => {
+    it('a staple path that is a directory → FILE_WRITE, the directory and its content survive', async () => {
       await mkdir(join(dir, 'site.der'));
       await writeFile(join(dir, 'site.der', 'keep'), 'k');
-      await expectStapleError(store.write(join(dir, 'site.der'), Buffer.from('x')), 'STAPLE_PATH_REFUSED', 'directory');
+      await expectStapleError(store.write(join(dir, 'site.der'), Buffer.from('x')), 'FILE_WRITE', 'directory');
       expect(await readFile(join(dir, 'site.der', 'keep'), 'utf8')).toBe('k');
       expect(await temps()).toEqual([]);
     });
@@ -467,16 +467,19 @@ describe('only staples are replaced (issue 11, points 3, 4 and 10)', () => {
   const staple = goodResponseFor(pki, pki.leaves[0]!);
   const newer = goodResponseFor(pki, pki.leaves[0]!, new Date(pki.now.getTime() + 60_000));
 
-  async function refusedUntouched(path: string, ...fragments: string[]): Promise<void> {
+  async function refusedUntouched(path: string, code: string, ...fragments: string[]): Promise<void> {
     const before = await lstat(path);
-    await expectStapleError(fileStore.write(path, newer), 'STAPLE_PATH_REFUSED', ...fragments);
+    await expectStapleError(fileStore.write(path, newer), code, ...fragments);
     const after = await lstat(path);
     expect(after.ino).toBe(before.ino);
     expect(after.mode).toBe(before.mode);
     expect(await temps()).toEqual([]);
   }
 
-  it('replaces an OCSP response (DER or PEM) and creates a missing file', async () => {
+  it('replaces an OCSP response (DER or PEM, even a damaged one) and creates a missing file', async () => {
+    await writeFile(join(dir, 'cut.der'), staple.subarray(0, Math.floor(staple.length * 0.8)));
+    await fileStore.write(join(dir, 'cut.der'), newer);
+    expect(await readFile(join(dir, 'cut.der'))).toEqual(newer);
     await writeFile(join(dir, 'a.der'), staple);
     await fileStore.write(join(dir, 'a.der'), newer);
     expect(await readFile(join(dir, 'a.der'))).toEqual(newer);
@@ -490,13 +493,13 @@ describe('only staples are replaced (issue 11, points 3, 4 and 10)', () => {
 
   it('a FIFO, a unix socket and a symlink to either are refused, and nothing is opened for writing', async () => {
     execFileSync('mkfifo', [join(dir, 'fifo.der')]);
-    await refusedUntouched(join(dir, 'fifo.der'), 'FIFO');
+    await refusedUntouched(join(dir, 'fifo.der'), 'FILE_WRITE', 'FIFO');
     await symlink(join(dir, 'fifo.der'), join(dir, 'link.der'));
-    await refusedUntouched(join(dir, 'link.der'), 'FIFO', '->');
+    await refusedUntouched(join(dir, 'link.der'), 'FILE_WRITE', 'FIFO', '->');
     const server = createServer();
     await new Promise<void>((r) => server.listen(join(dir, 'sock.der'), () => r()));
     try {
-      await refusedUntouched(join(dir, 'sock.der'), 'socket');
+      await refusedUntouched(join(dir, 'sock.der'), 'FILE_WRITE', 'socket');
     } finally {
       await new Promise<void>((r) => server.close(() => r()));
     }
@@ -504,7 +507,7 @@ describe('only staples are replaced (issue 11, points 3, 4 and 10)', () => {
 
   it('a symlink to a character device is refused before anything is written (/dev/null stays a device)', async () => {
     await symlink('/dev/null', join(dir, 'dev.der'));
-    await expectStapleError(fileStore.write(join(dir, 'dev.der'), newer), 'STAPLE_PATH_REFUSED', 'character device');
+    await expectStapleError(fileStore.write(join(dir, 'dev.der'), newer), 'FILE_WRITE', 'character device');
     expect((await stat('/dev/null')).isCharacterDevice()).toBe(true);
     expect(await readdir('/dev').then((n) => n.filter((x) => x.includes(TEMP_MARKER)))).toEqual([]);
   });
@@ -520,7 +523,7 @@ describe('only staples are replaced (issue 11, points 3, 4 and 10)', () => {
     const p = join(dir, 'input.der');
     await writeFile(p, content());
     const bytes = await readFile(p);
-    await refusedUntouched(p, word);
+    await refusedUntouched(p, 'STAPLE_PATH_REFUSED', word);
     await expectStapleError(fileStore.write(p, newer, { overwriteNonOcsp: true }), 'STAPLE_PATH_REFUSED', word);
     expect(await readFile(p)).toEqual(bytes);
   });
@@ -528,7 +531,7 @@ describe('only staples are replaced (issue 11, points 3, 4 and 10)', () => {
   it('other non-empty content is replaced only with overwriteNonOcsp', async () => {
     const p = join(dir, 'notes.der');
     await writeFile(p, 'my notes, not a staple\n');
-    await refusedUntouched(p, 'not an OCSP response', 'overwrite_non_ocsp');
+    await refusedUntouched(p, 'STAPLE_PATH_REFUSED', 'not an OCSP response', 'overwrite_non_ocsp');
     expect(await readFile(p, 'utf8')).toBe('my notes, not a staple\n');
     await fileStore.write(p, newer, { overwriteNonOcsp: true });
     expect(await readFile(p)).toEqual(newer);
