@@ -15,8 +15,8 @@ import { loadConfigForCli } from './run.js';
 
 interface CheckOpts {
   config?: string;
-  warn: string;
-  crit: string;
+  warn?: string;
+  crit?: string;
   json: boolean;
   verbose: boolean;
 }
@@ -40,8 +40,9 @@ export function checkJson(report: CheckReport): Record<string, unknown> {
     exitCode: report.exitCode,
     summary: report.line,
     checkedAt: report.checkedAt,
-    warnSeconds: report.warnSeconds,
-    critSeconds: report.critSeconds,
+    thresholds: report.thresholds,
+    ...(report.warnSeconds !== undefined ? { warnSeconds: report.warnSeconds } : {}),
+    ...(report.critSeconds !== undefined ? { critSeconds: report.critSeconds } : {}),
     counts: report.counts,
     ...(report.expiryMinSeconds !== undefined ? { expiryMinSeconds: report.expiryMinSeconds } : {}),
     certificates: report.certs,
@@ -50,19 +51,19 @@ export function checkJson(report: CheckReport): Record<string, unknown> {
 
 /** Runs `check`; returns the plugin exit code. */
 export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> {
-  let warnMs: number;
-  let critMs: number;
+  let warnMs: number | undefined;
+  let critMs: number | undefined;
   try {
-    warnMs = parseDuration(opts.warn);
+    if (opts.warn !== undefined) warnMs = parseDuration(opts.warn);
   } catch (e) {
     return unknown(io, opts.json, `--warn: ${(e as Error).message}`);
   }
   try {
-    critMs = parseDuration(opts.crit);
+    if (opts.crit !== undefined) critMs = parseDuration(opts.crit);
   } catch (e) {
     return unknown(io, opts.json, `--crit: ${(e as Error).message}`);
   }
-  if (critMs > warnMs) {
+  if (warnMs !== undefined && critMs !== undefined && critMs > warnMs) {
     return unknown(
       io,
       opts.json,
@@ -73,7 +74,10 @@ export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> 
   if ('exit' in loaded) return unknown(io, opts.json, `configuration: ${loaded.error.code}: ${loaded.error.message}`);
   let report: CheckReport;
   try {
-    report = await checkStaples(loaded.config, { warnMs, critMs });
+    report = await checkStaples(loaded.config, {
+      ...(warnMs !== undefined ? { warnMs } : {}),
+      ...(critMs !== undefined ? { critMs } : {}),
+    });
   } catch (e) {
     const err = toStapleError(e);
     if (opts.verbose && e instanceof Error) io.stderr.write(`${e.stack ?? ''}\n`);

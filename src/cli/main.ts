@@ -115,8 +115,14 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
       'monitoring plugin (Nagios/Icinga): judge every staple on disk, never fetch; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN',
     )
     .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')
-    .option('--warn <duration>', 'WARNING when a staple expires within this time', '3d')
-    .option('--crit <duration>', 'CRITICAL when a staple expires within this time', '1d')
+    .option(
+      '--warn <duration>',
+      'WARNING when a staple stops being usable within this time (default: relative, when less than a quarter of its validity window remains)',
+    )
+    .option(
+      '--crit <duration>',
+      'CRITICAL when a staple stops being usable within this time (default: relative, an eighth of its window, at most 1d)',
+    )
     .option('--json', 'print a JSON document with the state of every certificate', false)
     .option('-v, --verbose', 'one more line per certificate after the status line', false)
     .addHelpText('after', CONFIG_ENV_HELP)

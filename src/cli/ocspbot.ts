@@ -3,6 +3,12 @@
  * default config `ocspbot.yaml`, the ocspbot 0.9.3 exit codes, `[domain] `
  * prefixed lines and the closing `Success|Failure: …` line. An existing
  * ocspbot config, cron line and reload script work unchanged.
+ *
+ * Where `staplekeeper run` improves on ocspbot, this command keeps what
+ * ocspbot's users rely on (issue 18): its log files start afresh at each run
+ * and carry the error and warning lines too; a missing include folder is a
+ * warning; a staple path that is a folder is a configuration error (253).
+ * The differences that remain on purpose are listed in docs/migrating.md.
  */
 import { VERSION } from '../version.js';
 import type { CliIo } from './io.js';
@@ -44,14 +50,14 @@ export async function ocspbotCli(argv: string[], io: CliIo): Promise<number> {
     }
     config = a;
   }
-  const loaded = await loadConfigForCli(config ?? 'ocspbot.yaml', io, false);
+  const loaded = await loadConfigForCli(config ?? 'ocspbot.yaml', io, false, { ocspbot: true });
   if ('exit' in loaded) {
     io.stderr.write(`ocspbot: error ${loaded.error.code}: ${loaded.error.message}\n`);
     return loaded.exit;
   }
   return await executeRun(
     loaded.config,
-    { dryRun: false, force: false, json: false, quiet: false, verbose: false, prog: 'ocspbot' },
+    { dryRun: false, force: false, json: false, quiet: false, verbose: false, prog: 'ocspbot', ocspbot: true },
     io,
   );
 }

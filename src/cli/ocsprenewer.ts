@@ -143,6 +143,97 @@ function parseGoBool(v: string): boolean | undefined {
   return undefined;
 }
 
+/** True when the underscores of `s` stand between digits (or after a base prefix), Go's `underscoreOK`. */
+function goUnderscoresOk(s: string): boolean {
+  let t = s.startsWith('+') || s.startsWith('-') ? s.slice(1) : s;
+  let saw: 'start' | 'digit' | 'underscore' | 'other' = 'start';
+  let hex = false;
+  if (/^0[bBoOxX]/.test(t)) {
+    hex = t[1] === 'x' || t[1] === 'X';
+    saw = 'digit';
+    t = t.slice(2);
+  }
+  for (const c of t) {
+    if ((c >= '0' && c <= '9') || (hex && /[a-fA-F]/.test(c))) saw = 'digit';
+    else if (c === '_') {
+      if (saw !== 'digit') return false;
+      saw = 'underscore';
+    } else {
+      if (saw === 'underscore') return false;
+      saw = 'other';
+    }
+  }
+  return saw !== 'underscore';
+}
+
+/** `m × 2^e` for a hexadecimal mantissa, rounded once (Number(BigInt) rounds to nearest even). */
+function scaleBinary(mantissa: bigint, exp: number): number {
+  if (mantissa === 0n) return 0;
+  // keep 64 significant bits plus a sticky bit so the one rounding is Number()'s
+  const bits = mantissa.toString(2).length;
+  let m = mantissa;
+  let e = exp;
+  if (bits > 64) {
+    const shift = BigInt(bits - 64);
+    const sticky = m & ((1n << shift) - 1n) ? 1n : 0n;
+    m = (m >> shift) | sticky;
+    e += bits - 64;
+  }
+  let v = Number(m);
+  // scale in steps: 2 ** -1100 alone would already be 0
+  while (e > 0) {
+    const step = Math.min(e, 1000);
+    v *= 2 ** step;
+    e -= step;
+  }
+  while (e < 0) {
+    const step = Math.max(e, -1000);
+    v *= 2 ** step;
+    e -= step;
+  }
+  return v;
+}
+
+/**
+ * Parses a float as Go's `strconv.ParseFloat(s, 64)` does, which `flag.Float64Var`
+ * uses: decimal (`0.5`, `.5`, `5.`, `5e-1`), hexadecimal with a binary exponent
+ * (`0x1p-1`, `0x.8p0`), `inf`/`infinity` with an optional sign and `nan`
+ * (any case), and `_` between digits. Returns the number, or the error text of
+ * Go's flag package: `parse error` or `value out of range` (a finite literal
+ * beyond float64, such as `1e400`).
+ */
+export function parseGoFloat(s: string): number | 'parse error' | 'value out of range' {
+  const special = /^([+-]?)(inf|infinity)$/i.exec(s);
+  if (special) return special[1] === '-' ? -Infinity : Infinity;
+  if (/^nan$/i.test(s)) return NaN;
+  const dec = /^[+-]?(?=\.?[0-9])[0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9][0-9_]*)?$/;
+  const hex = /^([+-]?)0[xX]((?=\.?[0-9a-fA-F_])[0-9a-fA-F_]*(?:\.[0-9a-fA-F_]*)?)[pP]([+-]?[0-9][0-9_]*)$/;
+  let value: number;
+  const h = hex.exec(s);
+  if (h) {
+    if (s.includes('_') && !goUnderscoresOk(s)) return 'parse error';
+    const [, sign, mant = '', expText = ''] = h;
+    const digits = mant.replaceAll('_', '');
+    const dot = digits.indexOf('.');
+    const whole = digits.replace('.', '');
+    if (!/[0-9a-fA-F]/.test(whole)) return 'parse error';
+    const fracDigits = dot < 0 ? 0 : whole.length - dot;
+    // Go caps the exponent it reads at 10000; anything that large over- or underflows anyway
+    const exp = Math.max(-100_000, Math.min(100_000, Number(expText.replaceAll('_', ''))));
+    value = scaleBinary(BigInt(`0x${whole}`), exp - 4 * fracDigits);
+    if (sign === '-') value = -value;
+  } else if (dec.test(s) && !/^[+-]?0[xX]/.test(s)) {
+    if (s.includes('_') && !goUnderscoresOk(s)) return 'parse error';
+    const text = s.replaceAll('_', '');
+    if (!/[0-9]/.test(text.split(/[eE]/)[0] ?? '')) return 'parse error';
+    value = Number(text);
+  } else {
+    return 'parse error';
+  }
+  if (!Number.isFinite(value)) return 'value out of range';
+  return value;
+}
+
 /** Parses arguments the way Go's `flag` package does (see the module comment). */
 export function parseGoFlags(argv: readonly string[]): ParsedFlags {
   const flags = defaultFlags();
@@ -192,13 +283,9 @@ export function parseGoFlags(argv: readonly string[]): ParsedFlags {
       value = argv[++i] as string;
     }
     if (def.kind === 'float') {
-      const n = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(value.trim()) ? Number(value) : NaN;
-      if (!Number.isFinite(n))
-        return {
-          ok: false,
-          help: false,
-          error: `invalid value ${JSON.stringify(value)} for flag -${name}: parse error`,
-        };
+      const n = parseGoFloat(value);
+      if (typeof n === 'string')
+        return { ok: false, help: false, error: `invalid value ${JSON.stringify(value)} for flag -${name}: ${n}` };
       set[def.key] = n;
     } else {
       set[def.key] = value;
@@ -262,6 +349,14 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): { err: boolean; line: s
         line: `${tag} failed on ${JSON.stringify(o.certPath)}: ${o.error?.code ?? 'INTERNAL'}: ${o.error?.message ?? ''}`,
       };
   }
+}
+
+/** ocsprenewer creates staples with mode 0600 (Go's os.CreateTemp); an existing staple keeps its mode. */
+export const RENEWER_NEW_STAPLE_MODE = 0o600;
+
+async function renewerStore(): Promise<import('../io/store.js').StapleStore> {
+  const { createFileStore } = await import('../io/store.js');
+  return createFileStore({ newFileMode: RENEWER_NEW_STAPLE_MODE });
 }
 
 /** Runs the ocsprenewer drop-in; returns the exit code. */
@@ -343,6 +438,7 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
       close: async () => undefined,
     };
     const report = await runOnce(config, {
+      store: await renewerStore(),
       force: f.persist ? f.now : !f.ifNeeded,
       dryRun: f.notReally,
       ...(f.notReally ? { transport: offline } : {}),
@@ -387,6 +483,7 @@ async function persist(
       source: renewerSource(settings, found),
       log,
       initialForce: f.now,
+      store: await renewerStore(),
       ...(f.http ? { listen: f.http } : {}),
     });
     return await runUntilStopped(daemon, signals, log);

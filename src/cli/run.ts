@@ -7,7 +7,7 @@
  * another run holding the lock); 254 YAML or log-file errors; 253
  * configuration errors; 252 bad arguments.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, createWriteStream, ftruncateSync, openSync, type WriteStream } from 'node:fs';
 import { resolve } from 'node:path';
 import { configCacheDir } from '../config/cache.js';
 import { findDefaultConfig, loadConfig } from '../config/load.js';
@@ -51,7 +51,26 @@ export function formatLogName(template: string, d: Date): string {
     .replaceAll('{second}', p(d.getSeconds()));
 }
 
-async function openLog(path: string): Promise<WriteStream> {
+async function openLog(path: string, truncate: boolean): Promise<WriteStream> {
+  if (truncate) {
+    // ocspbot's open(name, 'w'), but appending: a run that waits for the lock while another writes
+    // the same log cuts it to nothing, yet never leaves a hole of NUL bytes in it
+    let fd: number;
+    try {
+      fd = openSync(path, 'a');
+    } catch (e) {
+      throw new StapleError('FILE_WRITE', `${path}: cannot open the log file: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      ftruncateSync(fd, 0);
+    } catch (e) {
+      closeSync(fd);
+      throw new StapleError('FILE_WRITE', `${path}: cannot truncate the log file: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    return createWriteStream(path, { fd });
+  }
   return await new Promise((resolvePromise, reject) => {
     const s = createWriteStream(path, { flags: 'a' });
     s.once('open', () => resolvePromise(s));
@@ -61,16 +80,44 @@ async function openLog(path: string): Promise<WriteStream> {
   });
 }
 
+/** How the log files are written. */
+export interface RunOutputOptions {
+  /**
+   * ocspbot's log files (the `ocspbot` command): each run starts the files
+   * afresh (ocspbot opens them with `'w'`) and every error and warning line
+   * also goes to the output stream when that is not the error stream (also
+   * stdout beside stderr), as ocspbot writes them. Default: `staplekeeper
+   * run` appends, and errors go to the error stream only.
+   */
+  ocspbot?: boolean;
+}
+
 /** Opens the output: log files when configured, else the CLI streams. */
-export async function openRunOutput(config: LoadedConfig | undefined, io: CliIo): Promise<RunOutput> {
+export async function openRunOutput(
+  config: LoadedConfig | undefined,
+  io: CliIo,
+  options: RunOutputOptions = {},
+): Promise<RunOutput> {
   const now = new Date();
+  const ocspbot = options.ocspbot ?? false;
   const outPath = config?.settings.outputLog ? formatLogName(config.settings.outputLog, now) : undefined;
   const errPath = config?.settings.errorLog ? formatLogName(config.settings.errorLog, now) : undefined;
-  const outStream = outPath ? await openLog(outPath) : undefined;
-  const errStream = errPath ? (errPath === outPath ? outStream : await openLog(errPath)) : undefined;
+  const outStream = outPath ? await openLog(outPath, ocspbot) : undefined;
+  let errStream: WriteStream | undefined;
+  try {
+    errStream = errPath ? (errPath === outPath ? outStream : await openLog(errPath, ocspbot)) : undefined;
+  } catch (e) {
+    outStream?.end();
+    throw e;
+  }
+  const mirror = ocspbot && (outStream ?? io.stdout) !== (errStream ?? io.stderr);
+  const out = (l: string): unknown => (outStream ? outStream.write(`${l}\n`) : io.stdout.write(`${l}\n`));
   return {
-    out: (l) => (outStream ? outStream.write(`${l}\n`) : io.stdout.write(`${l}\n`)),
-    err: (l) => (errStream ? errStream.write(`${l}\n`) : io.stderr.write(`${l}\n`)),
+    out,
+    err: (l) => {
+      if (mirror) out(l);
+      return errStream ? errStream.write(`${l}\n`) : io.stderr.write(`${l}\n`);
+    },
     async close() {
       for (const s of new Set([outStream, errStream])) {
         if (s) await new Promise<void>((r) => s.end(r));
@@ -90,6 +137,7 @@ export async function loadConfigForCli(
   file: string | undefined,
   io: CliIo,
   fallbackNames = true,
+  extra: Pick<LoadConfigOptions, 'ocspbot'> = {},
 ): Promise<{ config: LoadedConfig } | { exit: number; error: StapleError }> {
   // every command that loads a configuration checks staples next: the check thread starts meanwhile
   prestartCheckThread();
@@ -106,7 +154,7 @@ export async function loadConfigForCli(
         ),
       };
     }
-    return { config: await loadConfig(path, configLoadOptions(io)) };
+    return { config: await loadConfig(path, { ...configLoadOptions(io), ...extra }) };
   } catch (e) {
     const err = toStapleError(e, 'CONFIG_INVALID');
     const exit = err.code === 'CONFIG_YAML' || err.code === 'FILE_UNREADABLE' ? RUN_EXIT.YAML : RUN_EXIT.CONFIG;
@@ -126,8 +174,9 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
   }
   if (o.result === 'updated') {
     const s = o.staple;
+    const from = o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${o.url}`;
     const warn = o.backupError ? `; warning: ${o.backupError}` : '';
-    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.method} ${o.url})${warn}`;
+    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})${warn}`;
   }
   if (o.kept) return `${tag}${o.kept.message}`;
   if (o.result === 'skipped') return `${tag}skipped: ${o.notices.at(-1) ?? 'nothing to do'}`;
@@ -137,6 +186,7 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     }
     return `${tag}error ${o.error?.code ?? 'INTERNAL'}: ${o.error?.message ?? ''}`;
   }
+  if (o.fleet?.role === 'kept' || o.fleet?.role === 'pending') return `${tag}unchanged: ${o.fleet.detail ?? ''}`;
   return `${tag}unchanged: ${o.decision?.detail ?? 'staple is fresh'}`;
 }
 
@@ -156,23 +206,27 @@ export interface ExecuteRunOptions {
   verbose: boolean;
   only?: string[];
   prog: string;
+  /** ocspbot's log files and error lines (the `ocspbot` command; see {@link RunOutputOptions}). */
+  ocspbot?: boolean;
 }
 
 /** Runs a loaded configuration and prints the results; returns the exit code. */
 export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, io: CliIo): Promise<number> {
   let output: RunOutput;
   try {
-    output = await openRunOutput(config, io);
+    output = await openRunOutput(config, io, { ocspbot: opts.ocspbot ?? false });
   } catch (e) {
     const err = toStapleError(e);
     io.stderr.write(`${opts.prog}: error ${err.code}: ${err.message}\n`);
     return RUN_EXIT.YAML;
   }
-  const colour = io.isTTY && !opts.json && !io.env.NO_COLOR;
+  // no colour codes in log files
+  const colour = io.isTTY && !opts.json && !io.env.NO_COLOR && !config.settings.outputLog && !config.settings.errorLog;
   const paint = (code: string, s: string): string => (colour ? `\u001b[${code}m${s}\u001b[0m` : s);
   const progress = io.isTTY && !opts.json && config.targets.length > 20;
   try {
     for (const note of config.settings.notes) if (!opts.quiet && !opts.json) output.out(`note: ${note}`);
+    for (const warning of config.warnings ?? []) output.err(`${opts.prog}: warning: ${warning}`);
     let report: RunReport;
     try {
       report = await runOnce(config, {

@@ -166,6 +166,16 @@ export interface LoadConfigOptions {
    * CLI passes {@link configCacheDir} of its environment.
    */
   cacheDir?: string;
+  /**
+   * ocspbot 0.9.3's load rules, for the `ocspbot` command (issue 18): an
+   * include folder that does not exist is a warning ("Cannot find include
+   * file", in {@link LoadedConfig.warnings}) and the other files are loaded;
+   * a staple path that exists and is not a regular file (a folder) is a
+   * configuration error. Default: both are handled as `staplekeeper run`
+   * handles them (a missing include folder is an error; a folder in the way
+   * of a staple fails that staple's write).
+   */
+  ocspbot?: boolean;
 }
 
 /**
@@ -325,11 +335,19 @@ async function readIncludes(
   problems: ConfigProblem[],
   readOrder: string[],
   cache: ConfigCache | undefined,
+  warnings?: string[],
 ): Promise<Contributor[]> {
   const contributors: Contributor[] = [];
   for (const [i, folder] of (raw.includes ?? []).entries()) {
     const dir = path.resolve(cwd, folder);
     const files = await includeFiles(dir, main.file);
+    if (!Array.isArray(files) && files.code === 'ENOENT' && warnings !== undefined) {
+      // ocspbot 0.9.3 warns and goes on without the folder (its "include file" is the folder)
+      warnings.push(
+        formatProblem(main.problem(['includes', i], `Cannot find include file ${JSON.stringify(folder)}! (${dir})`)),
+      );
+      continue;
+    }
     if (!Array.isArray(files)) {
       const why = files.code === 'ENOTDIR' ? 'not a folder' : 'include folder not found';
       problems.push(main.problem(['includes', i], `${why}: ${dir}`));
@@ -610,16 +628,24 @@ function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]):
  *   line per problem.
  */
 export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<LoadedConfig> {
+  const loaded = await loadConfigOnce(file, opts);
+  if (opts.ocspbot) checkStaplesAreFiles(loaded);
+  return loaded;
+}
+
+async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<LoadedConfig> {
   const cwd = path.resolve(opts.cwd ?? process.cwd());
   const mainFile = path.resolve(cwd, file);
+  const ocspbot = opts.ocspbot ?? false;
   if (opts.cacheDir !== undefined) {
     const cache = ConfigCache.open(opts.cacheDir, mainFile);
     const known = await cachedResult(cache, cwd);
     if (known !== undefined) return known;
     try {
-      const loaded = await loadOnce(mainFile, cwd, cache);
-      // a scan's targets depend on the folder's contents: only a load without scans is kept whole
-      if (loaded.scans.length === 0) cache.putResult(cwd, loaded);
+      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot);
+      // a scan's targets depend on the folder's contents: only a load without scans is kept whole;
+      // nor one that went without a missing include folder, which may appear by the next run
+      if (loaded.scans.length === 0 && loaded.warnings === undefined) cache.putResult(cwd, loaded);
       cache.saveSoon();
       return loaded;
     } catch (e) {
@@ -627,7 +653,31 @@ export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Pr
       if (!needsParser(e)) throw e;
     }
   }
-  return loadOnce(mainFile, cwd, undefined);
+  return loadOnce(mainFile, cwd, undefined, ocspbot);
+}
+
+/**
+ * ocspbot 0.9.3 refuses, at load, a staple path that exists and is not a
+ * regular file ("OCSP response file … exists, but is not a file!", exit
+ * 253); checked after every load (also one from the cache), as the folder may
+ * appear at any time.
+ */
+function checkStaplesAreFiles(config: LoadedConfig): void {
+  const lines: string[] = [];
+  for (const t of config.targets) {
+    let st;
+    try {
+      st = statSync(t.staplePath);
+    } catch {
+      continue; // missing (it is created) or unusable (the write reports it), as ocspbot's exists()
+    }
+    if (st.isFile()) continue;
+    const what = st.isDirectory() ? 'a folder' : 'not a regular file';
+    lines.push(
+      `${t.origin} domain ${t.id}: the staple file ${t.staplePath} exists, but is ${what}; a staple cannot be written there`,
+    );
+  }
+  if (lines.length > 0) throw new StapleError('CONFIG_INVALID', lines.join('\n'));
 }
 
 /**
@@ -670,7 +720,12 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
   return config;
 }
 
-async function loadOnce(mainFile: string, cwd: string, cache: ConfigCache | undefined): Promise<LoadedConfig> {
+async function loadOnce(
+  mainFile: string,
+  cwd: string,
+  cache: ConfigCache | undefined,
+  ocspbot = false,
+): Promise<LoadedConfig> {
   fsKinds.clear();
   // 1. Shape: the main file, then the included ones.
   const read = await readValidated(mainFile, cwd, 'main', cache);
@@ -678,9 +733,10 @@ async function loadOnce(mainFile: string, cwd: string, cache: ConfigCache | unde
   const { source: main, value: raw } = read;
   const problems: ConfigProblem[] = [];
   const fileOrder = [main.name];
+  const warnings: string[] | undefined = ocspbot ? [] : undefined;
   const contributors: Contributor[] = [
     { source: main, raw },
-    ...(await readIncludes(main, raw, cwd, problems, fileOrder, cache)),
+    ...(await readIncludes(main, raw, cwd, problems, fileOrder, cache, warnings)),
   ];
   if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
 
@@ -778,11 +834,14 @@ async function loadOnce(mainFile: string, cwd: string, cache: ConfigCache | unde
 
   const settings: Settings = {
     refreshAt: raw.refresh_at ?? DEFAULTS.refreshAt,
-    // unset, the overall limit never caps the per-host one (per_host_concurrency: 32 means 32 in flight)
+    // unset, the overall limit never caps the per-host one (per_host_concurrency: 32 means 32 in flight);
+    // with stop_on_error it is ocspbot's parallel_threads default, 1: one at a time, nothing after a failure
     concurrency:
       raw.concurrency ??
       raw.parallel_threads ??
-      Math.max(DEFAULTS.concurrency, raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency),
+      (raw.stop_on_error === true
+        ? 1
+        : Math.max(DEFAULTS.concurrency, raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency)),
     perHostConcurrency: raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency,
     stopOnError: raw.stop_on_error ?? false,
     makeBackups: raw.make_backups ?? false,
@@ -817,6 +876,15 @@ async function loadOnce(mainFile: string, cwd: string, cache: ConfigCache | unde
   if (raw.output_log !== undefined) settings.outputLog = path.resolve(cwd, raw.output_log);
   if (raw.error_log !== undefined) settings.errorLog = path.resolve(cwd, raw.error_log);
   if (raw.daemon?.status?.listen !== undefined) settings.daemon.statusListen = raw.daemon.status.listen;
+  if (raw.fleet !== undefined) {
+    settings.fleet = {
+      redis: raw.fleet.redis,
+      prefix: raw.fleet.prefix ?? 'staplekeeper:',
+      fetch: raw.fleet.fetch ?? true,
+    };
+  }
 
-  return { file: main.file, settings, targets: placed.map((p) => p.target), scans };
+  const loaded: LoadedConfig = { file: main.file, settings, targets: placed.map((p) => p.target), scans };
+  if (warnings !== undefined && warnings.length > 0) loaded.warnings = warnings;
+  return loaded;
 }

@@ -97,6 +97,28 @@ function isHttpUrl(text: string): boolean {
   }
 }
 
+/** A Redis URL for `fleet.redis`: redis:// or rediss://, a host, an optional password and database number. */
+function redisUrlProblem(text: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return 'expected a redis:// or rediss:// URL such as "redis://127.0.0.1:6379/0"';
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return 'expected a redis:// or rediss:// URL';
+  if (url.hostname === '') return 'the Redis URL names no host';
+  const db = url.pathname.replace(/^\//, '');
+  if (db !== '' && !/^\d{1,5}$/.test(db)) return `the database in the Redis URL must be a number, got "${db}"`;
+  if (url.search !== '' || url.hash !== '') return 'the Redis URL must not carry a query or a fragment';
+  return undefined;
+}
+
+const redisUrl = z.string().superRefine((text, ctx) => {
+  const problem = redisUrlProblem(text);
+  // the value is not repeated: it may hold a password
+  if (problem !== undefined) ctx.addIssue(problem);
+});
+
 const httpUrl = z.string().refine(isHttpUrl, {
   error: (iss) => `expected an http:// or https:// URL, got ${describeValue(iss.input)}`,
 });
@@ -253,6 +275,13 @@ export const mainSchema = z.strictObject({
       sweep_interval: positiveDuration.optional(),
       watch: z.boolean().optional(),
       status: z.strictObject({ listen: hostPort.optional() }).optional(),
+    })
+    .optional(),
+  fleet: z
+    .strictObject({
+      redis: redisUrl,
+      prefix: nonEmptyString.optional(),
+      fetch: z.boolean().optional(),
     })
     .optional(),
 });

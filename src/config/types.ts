@@ -105,8 +105,20 @@ export interface Settings {
     watch: boolean;
     statusListen?: string;
   };
+  /** Fleet mode (docs/fleet.md): share staples through Redis; absent when not configured. */
+  fleet?: FleetSettings;
   /** Notes to show the operator (e.g. `openssl_executable` is ignored). */
   notes: string[];
+}
+
+/** The `fleet:` section (docs/fleet.md). */
+export interface FleetSettings {
+  /** redis:// or rediss:// URL, possibly with a password (never logged as is). */
+  redis: string;
+  /** Prefix of every key and channel (default `staplekeeper:`). */
+  prefix: string;
+  /** False: never contact a responder, only take staples from the fleet (default true). */
+  fetch: boolean;
 }
 
 /** The whole loaded configuration. */
@@ -117,6 +129,11 @@ export interface LoadedConfig {
   targets: TargetConfig[];
   /** Folders that a daemon should watch (scan_keys folders), absolute, with their scan definitions. */
   scans: ScanConfig[];
+  /**
+   * Problems that did not stop the load, one `file:line:col key: …` line each
+   * (only with the `ocspbot` load option: a missing include folder).
+   */
+  warnings?: string[];
 }
 
 /** One `scan_keys` entry, resolved. */

@@ -61,6 +61,9 @@ export const ERROR_CODES = {
   LOCK_TIMEOUT: 'another run holds the lock on the staple folder',
   HOOK_FAILED: 'a hook command failed',
   PUSH_FAILED: 'pushing the staple to the server failed',
+  // fleet mode (docs/fleet.md)
+  FLEET_UNAVAILABLE: 'the fleet store (Redis) cannot be reached; local staples are kept',
+  FLEET_NO_STAPLE: 'fleet.fetch is false and the fleet holds no usable staple for this certificate yet',
   INTERNAL: 'internal error; please report it',
 } as const;
 

@@ -17,6 +17,7 @@
  * synchronous rule on the main thread.
  */
 import type { KeyObject } from 'node:crypto';
+import { debuglog } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { nodeVerifyParams, recall, remember, verifySignature, type VerifyParams } from '../core/signature.js';
 
@@ -74,6 +75,13 @@ const IDLE_MS = 5_000;
 
 /** Checks waiting for the thread at most; beyond this a check is left to the main thread. */
 const MAX_OUTSTANDING = 1024;
+
+/**
+ * `NODE_DEBUG=staplekeeper` shows the thread at work (one line per answered
+ * batch) and why it stopped: the one way to see, from outside, that the
+ * checks ran there and were not all left to the main thread.
+ */
+const debug = debuglog('staplekeeper');
 
 interface Job {
   alg: Buffer;
@@ -186,12 +194,19 @@ export class CheckThread {
     try {
       const w = new Worker(WORKER_SOURCE, { eval: true, stdout: false, stderr: false });
       w.on('message', (m: { id: number; out: Uint8Array }) => this.answer(m.id, m.out));
-      w.on('error', () => this.fail());
-      w.on('exit', () => this.fail());
+      w.on('error', (e: Error) => {
+        debug('check thread failed: %s', e.message);
+        this.fail();
+      });
+      w.on('exit', (code: number) => {
+        debug('check thread exited (%d)', code);
+        this.fail();
+      });
       w.unref();
       this.worker = w;
       this.keyIds = new WeakMap();
-    } catch {
+    } catch (e) {
+      debug('check thread could not start: %s', e instanceof Error ? e.message : String(e));
       this.broken = true;
     }
     return this.worker;
@@ -248,6 +263,7 @@ export class CheckThread {
   private answer(id: number, out: Uint8Array): void {
     const jobs = this.inFlight.get(id);
     if (jobs === undefined) return;
+    debug('check thread answered %d checks', jobs.length);
     this.inFlight.delete(id);
     if (this.inFlight.size === 0) {
       this.worker?.unref();

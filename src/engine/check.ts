@@ -10,13 +10,22 @@
  * Per certificate, in order:
  * - CRITICAL: no staple, a staple that fails verification (including an
  *   expired one), `revoked` or `unknown`, the certificate itself expired, or
- *   a staple that stops being usable within `critMs`;
- * - WARNING: usable for less than `warnMs`, or past its refresh point while
- *   still valid (renewal is failing: the run that should have replaced it
- *   did not);
+ *   a staple that stops being usable within the critical threshold;
+ * - WARNING: usable for less than the warning threshold, or past its refresh
+ *   point by more than a grace while still valid (renewal is failing: the run
+ *   that should have replaced it did not);
  * - UNKNOWN: the staple could not be judged (certificate unreadable, issuer
  *   not available locally: a check never downloads a caIssuers URL);
  * - OK otherwise.
+ *
+ * Thresholds are relative to each staple's validity window (thisUpdate to
+ * the end of its usability) unless absolute ones are given (`--warn`,
+ * `--crit`): WARNING when less than a quarter of the window remains, CRITICAL
+ * when less than an eighth (at most one day) remains, which is the margin the
+ * daemon's retries need; the grace past the refresh point is an eighth of the
+ * window, at least one hour. So a fresh staple is OK whatever its CA's
+ * validity period (a 3-day staple from a CA that issues 3-day responses is
+ * not a warning), and the same rules fit a 10-minute and a 10-day responder.
  *
  * The overall state is the worst one, ranked OK < UNKNOWN < WARNING <
  * CRITICAL (the monitoring-plugins `max_state_alt` order: a known problem
@@ -69,6 +78,9 @@ export interface CertCheck {
   producedAt?: string;
   /** When the staple stops being usable (nextUpdate, capped by a delegated signer). */
   usableUntil?: string;
+  /** The thresholds applied to this staple (seconds of remaining usability). */
+  warnSeconds?: number;
+  critSeconds?: number;
   /** Seconds until `usableUntil` (0 for missing, invalid or revoked staples; absent when unjudgeable). */
   expiresInSeconds?: number;
   /** The refresh point under the configured policy. */
@@ -83,8 +95,11 @@ export interface CheckReport {
   level: CheckLevel;
   exitCode: 0 | 1 | 2 | 3;
   checkedAt: string;
-  warnSeconds: number;
-  critSeconds: number;
+  /** `relative`: per staple from its validity window (the default); `absolute`: --warn/--crit. */
+  thresholds: 'relative' | 'absolute';
+  /** The absolute thresholds; with relative ones, those of the staple that stops being usable first (absent when none was judged). */
+  warnSeconds?: number;
+  critSeconds?: number;
   certs: CertCheck[];
   counts: { certs: number; ok: number; warning: number; critical: number; unknown: number };
   /** The smallest `expiresInSeconds` among judged certificates; absent when none was judged. */
@@ -95,9 +110,9 @@ export interface CheckReport {
 
 /** What {@link checkStaples} needs. */
 export interface CheckOptions {
-  /** WARNING below this many ms of remaining validity (default 3 days). */
+  /** WARNING below this many ms of remaining validity (default: relative, see {@link relativeThresholds}). */
   warnMs?: number;
-  /** CRITICAL below this many ms (default 1 day). */
+  /** CRITICAL below this many ms (default: relative). */
   critMs?: number;
   now?: Date;
   store?: StapleStore;
@@ -105,9 +120,31 @@ export interface CheckOptions {
   resolver?: IssuerResolver;
 }
 
-/** The default thresholds. */
+/** The thresholds for one staple, in ms of remaining usability, and the grace past its refresh point. */
+export interface Thresholds {
+  warnMs: number;
+  critMs: number;
+  graceMs: number;
+}
+
+/** The absolute thresholds used for the one of --warn/--crit that is not given when the other one is. */
 export const DEFAULT_WARN_MS = 3 * 86_400_000;
 export const DEFAULT_CRIT_MS = 86_400_000;
+
+/** The grace past the refresh point before a still-valid staple is a WARNING: an eighth of its window, at least 1 h. */
+export function dueGrace(windowMs: number): number {
+  return Math.max(3_600_000, Math.floor(windowMs / 8));
+}
+
+/**
+ * The default thresholds of a staple whose validity window (thisUpdate to
+ * the end of its usability) is `windowMs`: WARNING when less than a quarter
+ * of it remains, CRITICAL when less than an eighth, at most one day, remains.
+ */
+export function relativeThresholds(windowMs: number): Thresholds {
+  const w = Math.max(0, windowMs);
+  return { warnMs: Math.floor(w / 4), critMs: Math.min(86_400_000, Math.floor(w / 8)), graceMs: dueGrace(w) };
+}
 
 /** `20h`, `2d 3h`, `45m`, `30s`: the two most significant units, zero parts dropped. */
 export function formatSpan(ms: number): string {
@@ -137,8 +174,9 @@ export async function checkTarget(
     resolver: IssuerResolver;
     policy: RefreshPolicy;
     now: Date;
-    warnMs: number;
-    critMs: number;
+    /** Absolute thresholds; absent: relative to each staple's window. */
+    warnMs?: number;
+    critMs?: number;
   },
 ): Promise<CertCheck> {
   const base = { id: target.id, certPath: target.certPath, staplePath: target.staplePath };
@@ -229,12 +267,16 @@ export async function checkTarget(
   }
   const at = refreshPoint(facts, cert, ctx.policy);
   out.refreshAt = at.toISOString();
-  if (left <= ctx.critMs)
-    return { ...out, level: 'critical', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
-  if (left <= ctx.warnMs)
-    return { ...out, level: 'warning', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
+  const windowMs = until.getTime() - facts.thisUpdate.getTime();
+  const rel = relativeThresholds(windowMs);
+  const warnMs = ctx.warnMs ?? rel.warnMs;
+  const critMs = ctx.critMs ?? rel.critMs;
+  out.warnSeconds = Math.floor(warnMs / 1000);
+  out.critSeconds = Math.floor(critMs / 1000);
+  if (left <= critMs) return { ...out, level: 'critical', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
+  if (left <= warnMs) return { ...out, level: 'warning', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
   const decision = decideRefresh(current.state, cert, ctx.policy, now);
-  if (decision.action === 'renew') {
+  if (decision.action === 'renew' && now.getTime() - at.getTime() > rel.graceMs) {
     return {
       ...out,
       level: 'warning',
@@ -295,7 +337,9 @@ export function formatCheckLine(report: Omit<CheckReport, 'line'>): string {
   }
   const perf: string[] = [];
   if (report.expiryMinSeconds !== undefined) {
-    perf.push(`expiry_min=${report.expiryMinSeconds}s;${report.warnSeconds}:;${report.critSeconds}:;0`);
+    const w = report.warnSeconds === undefined ? '' : `${report.warnSeconds}:`;
+    const c = report.critSeconds === undefined ? '' : `${report.critSeconds}:`;
+    perf.push(`expiry_min=${report.expiryMinSeconds}s;${w};${c};0`);
   }
   perf.push(
     `certs=${counts.certs}`,
@@ -311,16 +355,17 @@ export function formatCheckLine(report: Omit<CheckReport, 'line'>): string {
 /** Judges every enabled target of `config`. Never fetches; never throws for a single certificate. */
 export async function checkStaples(config: LoadedConfig, options: CheckOptions = {}): Promise<CheckReport> {
   const now = options.now ?? new Date();
-  const warnMs = options.warnMs ?? DEFAULT_WARN_MS;
-  const critMs = options.critMs ?? DEFAULT_CRIT_MS;
+  const absolute = options.warnMs !== undefined || options.critMs !== undefined;
+  const warnMs = options.warnMs ?? (absolute ? Math.max(options.critMs ?? 0, DEFAULT_WARN_MS) : undefined);
+  const critMs = options.critMs ?? (absolute ? Math.min(warnMs ?? 0, DEFAULT_CRIT_MS) : undefined);
   const ctx = {
     store: options.store ?? createFileStore(),
     // No transport: an issuer reachable only through caIssuers makes that certificate UNKNOWN.
     resolver: options.resolver ?? new IssuerResolver({ caDirs: config.settings.caDirs }),
     policy: policyOf(config),
     now,
-    warnMs,
-    critMs,
+    ...(warnMs !== undefined ? { warnMs } : {}),
+    ...(critMs !== undefined ? { critMs } : {}),
   };
   const targets = config.targets.filter((t) => t.responder !== 'disabled');
   const certs: CertCheck[] = new Array(targets.length);
@@ -330,20 +375,30 @@ export async function checkStaples(config: LoadedConfig, options: CheckOptions =
   const counts = { certs: certs.length, ok: 0, warning: 0, critical: 0, unknown: 0 };
   let level: CheckLevel = 'ok';
   let expiryMin: number | undefined;
+  let soonest: CertCheck | undefined;
   for (const c of certs) {
     counts[c.level]++;
     if (RANK[c.level] > RANK[level]) level = c.level;
-    if (c.expiresInSeconds !== undefined) expiryMin = Math.min(expiryMin ?? Infinity, c.expiresInSeconds);
+    if (c.expiresInSeconds !== undefined && c.expiresInSeconds < (expiryMin ?? Infinity)) {
+      expiryMin = c.expiresInSeconds;
+      soonest = c;
+    }
   }
   const report: Omit<CheckReport, 'line'> = {
     level,
     exitCode: CHECK_EXIT[level],
     checkedAt: now.toISOString(),
-    warnSeconds: Math.floor(warnMs / 1000),
-    critSeconds: Math.floor(critMs / 1000),
+    thresholds: absolute ? 'absolute' : 'relative',
     certs,
     counts,
   };
+  if (absolute) {
+    report.warnSeconds = Math.floor((warnMs as number) / 1000);
+    report.critSeconds = Math.floor((critMs as number) / 1000);
+  } else if (soonest?.warnSeconds !== undefined && soonest.critSeconds !== undefined) {
+    report.warnSeconds = soonest.warnSeconds;
+    report.critSeconds = soonest.critSeconds;
+  }
   if (expiryMin !== undefined) report.expiryMinSeconds = expiryMin;
   return { ...report, line: formatCheckLine(report) };
 }

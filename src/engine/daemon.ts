@@ -702,10 +702,8 @@ export class StapleDaemon {
     const seconds = (performance.now() - t0) / 1000;
     if (this.entries.get(id) !== entry) return; // removed meanwhile
     this.record(entry, outcome, records, force);
-    const fetched =
-      outcome.result === 'updated' ||
-      outcome.kept !== undefined ||
-      (outcome.result === 'failed' && outcome.decision?.action === 'renew');
+    // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
+    const fetched = outcome.result === 'updated' || records.some((r) => r.kind !== 'blocked');
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds });
@@ -1089,6 +1087,9 @@ export class StapleDaemon {
       inProgress: this.active,
       queued: this.queue.size,
       hostsInBackoff: this.hostBackoff.size,
+      backoff: this.hostBackoff
+        .list(now)
+        .map((h) => ({ host: h.host, until: h.until.toISOString(), failures: h.failures })),
       certificates,
     };
   }
@@ -1102,6 +1103,7 @@ export class StapleDaemon {
     };
     if (s) facts.staple = s;
     if (e.nextRefresh) facts.nextRefresh = e.nextRefresh;
+    if (e.lastCode) facts.lastCode = e.lastCode;
     const state = certificateState(facts, now);
     const next = this.schedule.get(e.target.id);
     return {

@@ -19,13 +19,16 @@
  * - `staplekeeper_staple_next_refresh_timestamp_seconds{id}`: when the daemon will next look at it (the scheduled attempt; while one is queued or running, its refresh point).
  * - `staplekeeper_last_success_timestamp_seconds{id}`: last attempt that ended with a good staple on disk.
  * - `staplekeeper_consecutive_failures{id}`.
- * - `staplekeeper_certificates{state}`: good / due / failing / expired / disabled.
- * - `staplekeeper_fetch_total{result}`: attempts that talked to a responder.
+ * - `staplekeeper_certificates{state}`: one series per state of status-page.ts `STATES`
+ *   (revoked, expired, never-fetched, failing, due, good, no-ocsp-url, disabled).
+ * - `staplekeeper_fetch_total{result}`: attempts that sent a request to a responder (an
+ *   attempt that stopped before, e.g. NO_OCSP_URL, NO_ISSUER or a host in backoff, is not counted).
  * - `staplekeeper_fetch_duration_seconds`: their duration (histogram).
  * - `staplekeeper_responder_hosts_in_backoff`, `staplekeeper_info{version}`,
  *   `process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`.
  */
 import type { CertificateState, DaemonObserver, DaemonSnapshot } from './daemon.js';
+import { CERTIFICATE_STATES } from './status-page.js';
 
 /** What the metrics read from the daemon. */
 export interface MetricsProvider {
@@ -43,7 +46,7 @@ export interface DaemonMetrics {
   close(): void;
 }
 
-const STATES: readonly CertificateState[] = ['good', 'due', 'failing', 'expired', 'disabled'];
+const STATES: readonly CertificateState[] = CERTIFICATE_STATES;
 
 const seconds = (iso: string | null): number | undefined => (iso === null ? undefined : Date.parse(iso) / 1000);
 
@@ -92,7 +95,7 @@ export async function createMetrics(provider: MetricsProvider): Promise<DaemonMe
 
   new prom.Gauge({
     name: 'staplekeeper_certificates',
-    help: 'Certificates by state: good, due, failing, expired (no usable staple), disabled',
+    help: `Certificates by state: ${STATES.join(', ')}`,
     labelNames: ['state'],
     registers: [registry],
     collect() {
@@ -138,14 +141,14 @@ export async function createMetrics(provider: MetricsProvider): Promise<DaemonMe
 
   const fetches = new prom.Counter({
     name: 'staplekeeper_fetch_total',
-    help: 'Attempts that talked to a responder, by result: success or the error code',
+    help: 'Attempts that sent a request to a responder, by result: success or the error code',
     labelNames: ['result'],
     registers: [registry],
   });
   fetches.inc({ result: 'success' }, 0);
   const durations = new prom.Histogram({
     name: 'staplekeeper_fetch_duration_seconds',
-    help: 'Duration of attempts that talked to a responder (fetch and verify)',
+    help: 'Duration of attempts that sent a request to a responder (fetch and verify)',
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });

@@ -17,7 +17,16 @@
  *   issue such certificates, and since 2025 Let's Encrypt does too, §7).
  * - The staple is `<out-dir>/<file name without its certificate
  *   extension><extension>`; like ocsprenewer, each extension of the list that
- *   the name ends with is cut in list order.
+ *   the name ends with is cut in list order. An empty `-cert-extensions`
+ *   cuts nothing (`x.crt` → `x.crt.ocsp`), while a folder scan then looks
+ *   for `*.crt`, both as ocsprenewer does.
+ * - One certificate reached twice (the same file or folder given twice, or
+ *   `x.crt` and `x.pem` holding the same certificate) is renewed once, as
+ *   ocsprenewer renews it without complaint; two DIFFERENT certificates
+ *   whose staples would have one name are an error.
+ * - A folder in which no certificate is left to try (every one flagged
+ *   `.noocsp`, or only `*.issuer.crt` files) is a failure, as in
+ *   ocsprenewer ("no certificate files found in a directory").
  * - `-timer-t1` is a ratio of the response's producedAt..nextUpdate window
  *   (0.10–0.95), or a percentage (1–100); refresh at
  *   `producedAt + (nextUpdate - producedAt) × T1` (§4).
@@ -51,6 +60,11 @@ export interface RenewerSettings {
   /** Absolute output folder. */
   outDir: string;
   extension: string;
+  /**
+   * `-cert-extensions` split on white space, as given: cut from file names
+   * for the staple name (none when the flag is empty). A folder scan takes
+   * {@link scanExtensions} of it.
+   */
   certExtensions: string[];
   /** T1 as a ratio (0.10–0.95). */
   timerT1: number;
@@ -79,17 +93,23 @@ export interface RenewerDiscovery {
  * @throws StapleError `BAD_ARGUMENTS` with ocsprenewer's wording.
  */
 export function normaliseTimerT1(value: number): number {
-  if (!Number.isFinite(value)) throw new StapleError('BAD_ARGUMENTS', `timer T1 must be a number, got ${value}`);
+  // Go's flag package takes "inf" and "nan": an infinity is simply out of range, as in ocsprenewer;
+  // NaN has no refresh point at all (ocsprenewer's timers then fire at every check), so it is refused
+  if (Number.isNaN(value)) throw new StapleError('BAD_ARGUMENTS', `timer T1 must be a number, got ${value}`);
   const ratio = value >= 1 && value <= 100 ? value / 100 : value;
   if (ratio < 0.1) throw new StapleError('BAD_ARGUMENTS', `timer T1 set too small (10% minimum): ${value}`);
   if (ratio > 0.95) throw new StapleError('BAD_ARGUMENTS', `timer T1 set too large (95% maximum): ${value}`);
   return ratio;
 }
 
-/** Splits `-cert-extensions` on white space; an empty list means `.crt`, as in ocsprenewer. */
+/** Splits `-cert-extensions` on white space, as ocsprenewer does (an empty flag gives an empty list). */
 export function parseCertExtensions(list: string): string[] {
-  const exts = list.split(/\s+/).filter((e) => e.length > 0);
-  return exts.length > 0 ? exts : ['.crt'];
+  return list.split(/\s+/).filter((e) => e.length > 0);
+}
+
+/** The extensions a folder scan looks for: `-cert-extensions`, or `.crt` when it is empty (as in ocsprenewer). */
+export function scanExtensions(certExtensions: readonly string[]): readonly string[] {
+  return certExtensions.length > 0 ? certExtensions : ['.crt'];
 }
 
 /** The file name without its certificate extension(s), cut in list order as ocsprenewer does. */
@@ -116,7 +136,7 @@ export function stapleNameFor(
 
 /** True for `*.issuer.crt` (and `.issuer` before any other certificate extension): an issuer, not a certificate to renew. */
 export function isIssuerFile(name: string, certExtensions: readonly string[]): boolean {
-  return certExtensions.some((ext) => name.endsWith(`.issuer${ext}`)) || name.endsWith('.issuer.crt');
+  return scanExtensions(certExtensions).some((ext) => name.endsWith(`.issuer${ext}`)) || name.endsWith('.issuer.crt');
 }
 
 async function isFile(p: string): Promise<boolean> {
@@ -129,7 +149,7 @@ async function isFile(p: string): Promise<boolean> {
 
 async function issuerFileFor(certPath: string, s: RenewerSettings): Promise<string | undefined> {
   const dir = path.dirname(certPath);
-  const stem = certStem(certPath, s.certExtensions);
+  const stem = certStem(certPath, scanExtensions(s.certExtensions));
   for (const ext of new Set(['.crt', ...s.certExtensions])) {
     const candidate = path.join(dir, `${stem}.issuer${ext}`);
     if (candidate !== certPath && (await isFile(candidate))) return candidate;
@@ -144,32 +164,41 @@ async function issuerFileFor(certPath: string, s: RenewerSettings): Promise<stri
  */
 export async function discoverRenewerTargets(s: RenewerSettings): Promise<RenewerDiscovery> {
   const out: RenewerDiscovery = { targets: [], problems: [], skipped: [] };
-  const byStaple = new Map<string, string>();
+  /** The first certificate of each staple path: its file and its DER. */
+  const byStaple = new Map<string, { certPath: string; der: Buffer }>();
 
-  const consider = async (certPath: string, inDir: boolean): Promise<void> => {
+  /** Returns true when the certificate was tried (ocsprenewer's count: not skipped by a flag file). */
+  const consider = async (certPath: string, inDir: boolean): Promise<boolean> => {
     if (await isFile(`${certPath}${NOOCSP_SUFFIX}`)) {
       out.skipped.push({ path: certPath, reason: `a ${path.basename(certPath)}${NOOCSP_SUFFIX} flag file is present` });
-      return;
+      return false;
     }
     let staplePath: string;
+    let der: Buffer;
     try {
       staplePath = stapleNameFor(certPath, s);
+      if (byStaple.get(staplePath)?.certPath === certPath) {
+        // the same file named twice (or its folder given twice): one certificate, renewed once
+        out.skipped.push({ path: certPath, reason: 'named more than once; renewed once' });
+        return true;
+      }
       const certs = loadCertificates(await readInputFile(certPath, 'certificate'), certPath);
       const { leaf } = pickLeaf(certs);
+      der = leaf.der;
       if (leaf.ocspUrls.length === 0) {
         if (inDir && s.allowNonOcspInDir) {
           out.skipped.push({
             path: certPath,
             reason: 'the certificate names no OCSP responder (-allow-nonocsp-in-dir)',
           });
-          return;
+          return true;
         }
         out.problems.push({
           path: certPath,
           code: 'NO_OCSP_URL',
           message: `${certPath}: the certificate "${leaf.subject}" names no OCSP responder${inDir ? ' (use -allow-nonocsp-in-dir to skip such certificates)' : ''}`,
         });
-        return;
+        return true;
       }
     } catch (e) {
       const err = toStapleError(e, 'NOT_A_CERTIFICATE');
@@ -178,18 +207,26 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
         code: err.code,
         message: err.message.startsWith(certPath) ? err.message : `${certPath}: ${err.message}`,
       });
-      return;
+      return true;
     }
     const first = byStaple.get(staplePath);
     if (first !== undefined) {
-      out.problems.push({
-        path: certPath,
-        code: 'BAD_ARGUMENTS',
-        message: `${certPath}: its staple ${staplePath} would also be the staple of ${first}; rename one of them`,
-      });
-      return;
+      if (first.der.equals(der)) {
+        // x.crt and x.pem holding one certificate: one staple, renewed once
+        out.skipped.push({
+          path: certPath,
+          reason: `the same certificate as ${first.certPath}, whose staple ${staplePath} it shares; renewed once`,
+        });
+      } else {
+        out.problems.push({
+          path: certPath,
+          code: 'BAD_ARGUMENTS',
+          message: `${certPath}: its staple ${staplePath} would also be the staple of ${first.certPath}, a different certificate; rename one of them`,
+        });
+      }
+      return true;
     }
-    byStaple.set(staplePath, certPath);
+    byStaple.set(staplePath, { certPath, der });
     const target: TargetConfig = {
       id: certStem(certPath, s.certExtensions),
       certPath,
@@ -200,6 +237,7 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
     const issuer = await issuerFileFor(certPath, s);
     if (issuer) target.chainPath = issuer;
     out.targets.push(target);
+    return true;
   };
 
   for (const p of s.paths) {
@@ -241,9 +279,10 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       });
       continue;
     }
+    const exts = scanExtensions(s.certExtensions);
     const candidates: string[] = [];
     for (const name of names) {
-      if (!s.certExtensions.some((ext) => name.endsWith(ext))) continue;
+      if (!exts.some((ext) => name.endsWith(ext))) continue;
       const full = path.join(p, name);
       if (isIssuerFile(name, s.certExtensions)) continue;
       if (!(await isFile(full))) continue;
@@ -253,11 +292,20 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       out.problems.push({
         path: p,
         code: 'NOT_A_CERTIFICATE',
-        message: `${p}: no certificate files found in the directory (extensions ${s.certExtensions.join(' ')})`,
+        message: `${p}: no certificate files found in the directory (extensions ${exts.join(' ')})`,
       });
       continue;
     }
-    for (const c of candidates) await consider(c, true);
+    let tried = 0;
+    for (const c of candidates) if (await consider(c, true)) tried++;
+    if (tried === 0) {
+      // every certificate is flagged .noocsp: nothing to keep fresh here, which ocsprenewer reports as a failure
+      out.problems.push({
+        path: p,
+        code: 'NOT_A_CERTIFICATE',
+        message: `${p}: no certificate files found in the directory (every one has a ${NOOCSP_SUFFIX} flag file)`,
+      });
+    }
   }
   return out;
 }

@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import type { RefreshPolicy } from '../core/policy.js';
+import type { Fleet } from '../fleet/contract.js';
 import { describeFsError } from '../io/files.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
@@ -34,6 +35,8 @@ export interface RunOptions {
   /** Called for notices (lock waits, hook output). */
   onNotice?: (message: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** Fleet mode: a fleet to use instead of opening the one of `fleet:` (tests). */
+  fleet?: Fleet;
 }
 
 /** The result of a run. */
@@ -48,6 +51,8 @@ export interface RunReport {
   hookErrors: Array<{ event: string; code: string; message: string }>;
   /** True when stop_on_error stopped the run early. */
   stopped: boolean;
+  /** Fleet mode: how the fleet was at the end of the run. */
+  fleet?: ReturnType<Fleet['health']>;
 }
 
 /** The refresh policy from the settings. */
@@ -197,12 +202,18 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     hookErrors: [],
     stopped: false,
   };
+  let fleet: Fleet | undefined;
   try {
     if (!options.dryRun) {
       // stale temporary files of interrupted runs are removed from every staple folder
       for (const dir of new Set(targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
     }
     const ctx = contextFor(config, transport, options.store ?? createFileStore(), now);
+    if (!options.dryRun) fleet = options.fleet ?? (await openRunFleet(config, options));
+    if (fleet) {
+      ctx.fleet = fleet;
+      ctx.fleetWait = 'block';
+    }
     const outcomes: TargetOutcome[] = new Array(targets.length);
     let done = 0;
     await forEachLimited(
@@ -222,6 +233,8 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     );
     report.outcomes = outcomes.filter((o) => o !== undefined);
   } finally {
+    if (fleet) report.fleet = fleet.health();
+    if (fleet && !options.fleet) await fleet.close();
     await ownTransport?.close();
     await lock?.release();
   }
@@ -271,6 +284,23 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     }
   }
   return report;
+}
+
+/** Opens the fleet of `fleet:` (src/fleet) for one run; a store that is down is said once and the run goes on. */
+async function openRunFleet(config: LoadedConfig, options: RunOptions): Promise<Fleet | undefined> {
+  const f = config.settings.fleet;
+  if (!f) return undefined;
+  const { openFleet } = await import('../fleet/index.js');
+  const fleet = await openFleet(f, { httpTimeoutMs: config.settings.http.timeoutMs });
+  const h = fleet.health();
+  if (!h.up) {
+    options.onNotice?.(
+      `fleet degraded: ${h.redis} cannot be reached (${h.lastError ?? 'no answer'}); ${
+        f.fetch ? 'fetching directly' : 'fetch is false: keeping the staples on disk'
+      }`,
+    );
+  }
+  return fleet;
 }
 
 /** The ocspbot-compatible exit code of a run: failures 255, else the renewal count capped at 250. */

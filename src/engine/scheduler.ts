@@ -238,6 +238,15 @@ export class HostBackoff {
     this.hosts.clear();
   }
 
+  /** The hosts still in backoff at `now`, soonest release first. */
+  list(now: Date): Array<{ host: string; until: Date; failures: number }> {
+    const out: Array<{ host: string; until: Date; failures: number }> = [];
+    for (const [host, s] of this.hosts) {
+      if (s.until > now.getTime()) out.push({ host, until: new Date(s.until), failures: s.failures });
+    }
+    return out.sort((a, b) => a.until.getTime() - b.until.getTime() || (a.host < b.host ? -1 : 1));
+  }
+
   /** Hosts currently known to be failing. */
   get size(): number {
     return this.hosts.size;

@@ -23,7 +23,13 @@ import {
   parseCertificate,
   publicKeyOf,
 } from '../core/certs.js';
-import { compareStaples, keptMessage, type ComparisonReason, type RankedStaple } from '../core/compare.js';
+import {
+  compareStaples,
+  keptMessage,
+  rankOfVerified,
+  type ComparisonReason,
+  type RankedStaple,
+} from '../core/compare.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import {
   cacheDeadline,
@@ -37,6 +43,9 @@ import {
 import type { CertIdHash } from '../core/request.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
 import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
+import type { Fleet, Lease } from '../fleet/contract.js';
+import { fleetKeyOf } from '../fleet/key.js';
+import { fleetTurn, type Verdict } from '../fleet/turn.js';
 import { readInputFile } from '../io/files.js';
 import type { HttpTransport } from '../io/http.js';
 import type { StapleStore } from '../io/store.js';
@@ -103,6 +112,13 @@ export interface EngineContext {
    * See engine/cache.ts for why this never changes a decision.
    */
   cache?: boolean;
+  /**
+   * Fleet mode (src/fleet, docs/fleet.md): asked before the responder, told
+   * after a fetch. Absent: no fleet.
+   */
+  fleet?: Fleet;
+  /** With a fleet: wait for another node's publication here ('block', `run`) or report it pending ('defer', the daemon). */
+  fleetWait?: 'block' | 'defer';
 }
 
 /**
@@ -154,6 +170,13 @@ export interface TargetOutcome {
   backupError?: string;
   /** Notices gathered while processing. */
   notices: string[];
+  /**
+   * Fleet mode: `hit` the staple came from the fleet (no request); `published`
+   * fetched here and published; `pending` another node is fetching it;
+   * `direct` fetched without the fleet (down or silent); `kept` fetch is false
+   * and the fleet had nothing better.
+   */
+  fleet?: { role: 'hit' | 'published' | 'pending' | 'direct' | 'kept'; detail?: string };
 }
 
 /** A certificate with everything needed to talk about its staple. */
@@ -563,6 +586,8 @@ export interface ProcessOptions {
   force?: boolean;
   /** Decide only; fetch and write nothing. */
   dryRun?: boolean;
+  /** Fleet mode: take a better staple from the fleet even when this one is not due (publications, sweeps). */
+  fleetApply?: boolean;
 }
 
 /** The responder URLs for a certificate, after overrides. Empty when disabled. */
@@ -619,6 +644,7 @@ async function processEnabled(
   notice: (m: string) => void,
 ): Promise<TargetOutcome> {
   const slot = ctx.cache === false ? undefined : cacheForStaple(target.staplePath);
+  let fleetJob: FleetJob | 'done' | undefined;
   try {
     slot?.cache.touch(slot.name, !options.dryRun);
     // The certificate's files are read once, here. Only when the cache holds a
@@ -686,6 +712,11 @@ async function processEnabled(
         message: `the certificate "${window.subject}" expired at ${window.notAfter.toISOString()}; renew the certificate`,
       };
       return out;
+    }
+    if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply)) {
+      load ??= await loadFromSources(target, ctx.resolver, sources);
+      fleetJob = await fleetStep(ctx.fleet, ctx, target, load.loaded, state, decision, options, out, notice);
+      if (fleetJob === 'done') return out;
     }
     if (decision.action === 'keep') {
       out.nextRefresh = decision.at.toISOString();
@@ -775,6 +806,7 @@ async function processEnabled(
     out.result = 'updated';
     out.staple = summarize(v);
     remember();
+    if (ctx.fleet && fleetJob && fleetJob !== 'done') await publishFetched(ctx.fleet, fleetJob, v, out, notice);
     const decidedAt = ctx.now();
     const cacheUntil = fetched.maxAgeMs !== undefined ? cacheDeadline(now, fetched.maxAgeMs, v.usableUntil) : undefined;
     const after = decideRefresh(
@@ -796,6 +828,149 @@ async function processEnabled(
     out.result = 'failed';
     out.error = { code: err.code, message: err.message };
     return out;
+  } finally {
+    // a lease not used for a publication (the fetch failed) is given up at once
+    if (fleetJob && fleetJob !== 'done') await fleetJob.lease?.release();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Fleet mode: the one hook point (src/fleet/turn.ts decides, this acts)
+// ---------------------------------------------------------------------------
+
+/** A fetch the fleet let this node make: publish it afterwards. */
+interface FleetJob {
+  key: string;
+  lease?: Lease;
+  replaceStored?: string;
+  direct?: string;
+}
+
+/** "Is the candidate better than the staple on disk": the one rule of core/compare.ts. */
+function isBetterStaple(candidate: VerifiedResponse, current: StapleFacts | undefined): boolean {
+  return compareStaples(current, rankOfVerified(candidate)).better;
+}
+
+/**
+ * Asks the fleet (fleet/turn.ts) before the responder and acts on its
+ * answer: writes a staple taken from the fleet, reports a pending or kept
+ * staple ('done'), or lets the fetch go on (a {@link FleetJob} to publish).
+ */
+async function fleetStep(
+  fleet: Fleet,
+  ctx: EngineContext,
+  target: Target,
+  loaded: LoadedCert,
+  state: StapleState,
+  decision: RefreshDecision,
+  options: ProcessOptions,
+  out: TargetOutcome,
+  notice: (m: string) => void,
+): Promise<FleetJob | 'done' | undefined> {
+  const key = fleetKeyOf(loaded.cert, loaded.issuer);
+  const current = state.kind === 'valid' ? state.facts : undefined;
+  const turn = await fleetTurn<VerifiedResponse>({
+    fleet,
+    key,
+    targetId: target.id,
+    due: decision.action === 'renew',
+    force: options.force ?? false,
+    apply: options.fleetApply ?? false,
+    wait: ctx.fleetWait ?? 'block',
+    notice,
+    now: () => ctx.now().getTime(),
+    accept: async (der, due): Promise<Verdict<VerifiedResponse>> => {
+      const now = ctx.now();
+      const j = await judgeStaple({ data: der }, 'fleet staple', loaded, now, ctx.skewMs);
+      if (!j.verified)
+        return { ok: false, unusable: true, reason: j.state.kind === 'invalid' ? j.state.error : 'unreadable' };
+      const v = j.verified;
+      if (v.status !== 'good') return { ok: false, unusable: false, reason: `its status is ${v.status}` };
+      const facts = factsOf(v);
+      if (!isBetterStaple(v, current)) {
+        return {
+          ok: false,
+          unusable: false,
+          reason: `it is not newer than the staple on disk (nextUpdate ${v.nextUpdate.toISOString()})`,
+        };
+      }
+      if (due && decideRefresh({ kind: 'valid', facts }, loaded.cert, ctx.policy, now).action !== 'keep') {
+        return { ok: false, unusable: false, reason: 'it is due for renewal itself' };
+      }
+      return { ok: true, value: v };
+    },
+  });
+  switch (turn.kind) {
+    case 'none':
+      return undefined;
+    case 'take': {
+      const v = turn.value;
+      await writeStaple(ctx, target, v, out);
+      out.result = 'updated';
+      out.staple = summarize(v);
+      const by = turn.from.fetchedBy || 'another node';
+      const at = turn.from.fetchedAt > 0 ? ` at ${new Date(turn.from.fetchedAt).toISOString()}` : '';
+      out.fleet = { role: 'hit', detail: `from the fleet, fetched by ${by}${at}` };
+      out.nextRefresh = decideRefresh(
+        { kind: 'valid', facts: factsOf(v) },
+        loaded.cert,
+        ctx.policy,
+        ctx.now(),
+      ).at.toISOString();
+      return 'done';
+    }
+    case 'pending':
+      out.fleet = { role: 'pending', detail: turn.reason };
+      out.nextRefresh = new Date(turn.retryAt).toISOString();
+      notice(turn.reason);
+      return 'done';
+    case 'keep': {
+      out.fleet = { role: 'kept', detail: turn.message };
+      const usable = current !== undefined && current.status === 'good';
+      if (usable) {
+        out.result = 'unchanged';
+        notice(turn.message);
+        out.nextRefresh = new Date(ctx.now().getTime() + 300_000).toISOString();
+      } else {
+        out.result = 'failed';
+        out.error = { code: turn.code, message: turn.message };
+      }
+      return 'done';
+    }
+    case 'fetch': {
+      const job: FleetJob = { key };
+      if (turn.lease) job.lease = turn.lease;
+      if (turn.replaceStored !== undefined) job.replaceStored = turn.replaceStored;
+      if (turn.direct !== undefined) job.direct = turn.direct;
+      return job;
+    }
+  }
+}
+
+/** Publishes a staple this node fetched and verified (releasing the lease). */
+async function publishFetched(
+  fleet: Fleet,
+  job: FleetJob,
+  v: VerifiedResponse,
+  out: TargetOutcome,
+  notice: (m: string) => void,
+): Promise<void> {
+  const r = await fleet.publish(
+    job.key,
+    v.der,
+    { thisUpdate: v.thisUpdate, nextUpdate: v.nextUpdate, status: v.status },
+    job.lease,
+    job.replaceStored,
+  );
+  job.lease = undefined;
+  if (r === 'published')
+    out.fleet = { role: job.direct ? 'direct' : 'published', ...(job.direct ? { detail: job.direct } : {}) };
+  else if (r === 'kept-newer') {
+    out.fleet = { role: 'published', detail: 'the fleet already held a newer staple' };
+    notice('the fleet already holds a newer staple than the one fetched; it was not replaced');
+  } else {
+    out.fleet = { role: 'direct', detail: job.direct ?? 'the fleet cannot be reached' };
+    notice('the fleet cannot be reached: the staple was written here but not published');
   }
 }
 

@@ -1,28 +1,158 @@
 /**
  * The status page (`GET /`): one self-contained HTML document an operator
- * understands at a glance. No scripts, no external assets (the server sends
- * a Content-Security-Policy that forbids both), so it works on an air-gapped
- * host and through an SSH tunnel. It refreshes itself every 30 s with a meta
- * refresh.
+ * reads at a glance, for one certificate or a hundred thousand.
  *
- * Certificates are sorted by urgency (expired, failing, due, good, disabled;
- * then by the time their staple has left). Each row is coloured by its state
- * and also names it in words, so the page does not rely on colour alone. Rows
- * carry `data-id`, `data-state` and `data-seconds-left` for tests and scrapers.
+ * Layout, top to bottom:
+ * - a summary bar: a count per state (each one a filter button), the most
+ *   urgent certificate and when its staple stops being usable, and the
+ *   responder hosts in backoff;
+ * - a filter box (matches ids, paths, states and errors) and the pager;
+ * - a compact table, one line per certificate, most urgent first (by state,
+ *   then by the time its staple has left, then by id in natural order:
+ *   site2 before site10). Long paths and errors are cut with an ellipsis; the
+ *   full text is in the cell's tooltip, and a failed attempt's full error is
+ *   one click away (`<details>`).
+ *
+ * The first page of rows is rendered by the server, so the page reads
+ * without scripts; a small inline script (allowed by a per-response nonce in
+ * the Content-Security-Policy, see status-server.ts) takes the whole list from
+ * an embedded JSON block and renders filtered pages of {@link PAGE_SIZE}
+ * rows, so 10,000 certificates stay responsive. Nothing is loaded from
+ * anywhere: the document is the only request. The filter lives in the URL
+ * fragment, so the 30-second reload keeps it.
+ *
+ * States are data: {@link STATES} holds one entry per state (order = urgency,
+ * label, colours, whether it needs attention). Adding a state is one entry.
+ * Rows carry `data-id`, `data-state` and `data-seconds-left` for tests and
+ * scrapers.
  */
 import type { ErrorCode } from '../core/errors.js';
 import type { NextAttemptReason } from './scheduler.js';
 import type { StapleSummary, TargetOutcome } from './staple.js';
 
-/** The state of a certificate at a glance (status page colours, `staplekeeper_certificates{state}`). */
-export type CertificateState = 'good' | 'due' | 'failing' | 'expired' | 'disabled';
+/** One state of a certificate at a glance. */
+export interface StateInfo {
+  /** The stable name (JSON `/status`, `staplekeeper_certificates{state}`, `data-state`). */
+  readonly state: string;
+  /** The word shown on the page. */
+  readonly label: string;
+  /** Row and chip background. */
+  readonly background: string;
+  /** Left border and badge colour. */
+  readonly accent: string;
+  /** Counted in "need attention" (page title, summary). */
+  readonly attention: boolean;
+  /** One sentence for the legend (tooltip of the chip). */
+  readonly meaning: string;
+}
+
+/**
+ * Every state, most urgent first. The order is the sort order of the table;
+ * neutral states (nothing to do for staplekeeper) come last.
+ */
+export const STATES = [
+  {
+    state: 'revoked',
+    label: 'revoked',
+    background: '#f2c4f0',
+    accent: '#8b1a89',
+    attention: true,
+    meaning: 'the responder says the certificate is revoked: replace the certificate',
+  },
+  {
+    state: 'expired',
+    label: 'expired',
+    background: '#ffc9c9',
+    accent: '#c62828',
+    attention: true,
+    meaning: 'the staple on disk is no longer usable and no new one could be fetched',
+  },
+  {
+    state: 'never-fetched',
+    label: 'never fetched',
+    background: '#dcd6ff',
+    accent: '#4a3aa8',
+    attention: true,
+    meaning: 'no staple has been obtained for it yet',
+  },
+  {
+    state: 'failing',
+    label: 'failing',
+    background: '#ffd9a8',
+    accent: '#c2540a',
+    attention: true,
+    meaning: 'renewals fail, but the staple on disk still works',
+  },
+  {
+    state: 'due',
+    label: 'due',
+    background: '#fff3c4',
+    accent: '#8a6700',
+    attention: false,
+    meaning: 'a check or renewal is pending',
+  },
+  {
+    state: 'good',
+    label: 'good',
+    background: '#dff5e3',
+    accent: '#2e7d40',
+    attention: false,
+    meaning: 'a fresh staple is on disk',
+  },
+  {
+    state: 'no-ocsp-url',
+    label: 'no OCSP URL',
+    background: '#e4ebf2',
+    accent: '#4f6275',
+    attention: false,
+    meaning: 'the certificate names no OCSP responder: set ocsp_responder_uri, or disable OCSP for it',
+  },
+  {
+    state: 'disabled',
+    label: 'disabled',
+    background: '#ececec',
+    accent: '#6b6b6b',
+    attention: false,
+    meaning: 'OCSP is disabled for it in the configuration',
+  },
+] as const satisfies readonly StateInfo[];
+
+/** The state of a certificate at a glance (status page, `/status`, `staplekeeper_certificates{state}`). */
+export type CertificateState = (typeof STATES)[number]['state'];
+
+/** Every state name, most urgent first. */
+export const CERTIFICATE_STATES: readonly CertificateState[] = STATES.map((s) => s.state);
+
+const STATE_BY_NAME = new Map<string, StateInfo & { rank: number }>(STATES.map((s, rank) => [s.state, { ...s, rank }]));
+
+function stateInfo(state: string): StateInfo & { rank: number } {
+  return (
+    STATE_BY_NAME.get(state) ?? {
+      state,
+      label: state,
+      background: '#ffffff',
+      accent: '#333333',
+      attention: false,
+      meaning: state,
+      rank: STATES.length,
+    }
+  );
+}
+
+/** Row background per state. */
+export const STATE_COLOURS: Readonly<Record<CertificateState, string>> = Object.fromEntries(
+  STATES.map((s) => [s.state, s.background]),
+) as Record<CertificateState, string>;
+
+/** How many rows one page of the table shows. */
+export const PAGE_SIZE = 100;
 
 /** What `/status` reports for one certificate. */
 export interface CertificateStatus {
   id: string;
   certPath: string;
   staplePath: string;
-  /** good: fresh staple, last check fine; due: a check or renewal is pending; failing: renewals fail but the staple on disk still works; expired: no usable staple on disk; disabled: OCSP off for it. */
+  /** See {@link STATES}. */
   state: CertificateState;
   /** certStatus of the staple on disk, when it is valid. */
   status: StapleSummary['status'] | null;
@@ -45,6 +175,15 @@ export interface CertificateStatus {
   inProgress: boolean;
 }
 
+/** A responder host the daemon leaves alone for now. */
+export interface HostInBackoff {
+  host: string;
+  /** Until when. */
+  until: string;
+  /** Consecutive failures. */
+  failures: number;
+}
+
 /** The whole daemon at one moment. */
 export interface DaemonSnapshot {
   version: string;
@@ -59,6 +198,8 @@ export interface DaemonSnapshot {
   queued: number;
   /** Responder hosts currently in backoff. */
   hostsInBackoff: number;
+  /** Those hosts, soonest release first (absent in snapshots of older versions). */
+  backoff?: HostInBackoff[];
   certificates: CertificateStatus[];
 }
 
@@ -73,60 +214,55 @@ export interface StateFacts {
   consecutiveFailures: number;
   /** The policy's refresh point of the staple on disk. */
   nextRefresh?: Date;
+  /** The error code of the last attempt, if it failed. */
+  lastCode?: ErrorCode;
 }
 
 /**
- * The state at a glance: `expired` when no usable staple is on disk (the
- * server has nothing good to staple: OCSP-REFERENCE §1.8 says to be loud
- * about it), `failing` while renewals fail but the staple still works, `due`
- * while a check or renewal is pending, `good` otherwise.
+ * The state at a glance:
+ * - `revoked`: the staple on disk or the last answer says revoked;
+ * - `no-ocsp-url`: no usable staple, and the certificate names no responder
+ *   (neutral: nothing staplekeeper can fetch);
+ * - `expired`: a staple was on disk but is no longer usable (the server has
+ *   nothing good to staple: RFC 6960 §2.4 and RFC 6066 §8);
+ * - `never-fetched`: it was tried, and no staple has been obtained yet;
+ * - `failing`: renewals fail but the staple still works;
+ * - `due`: a check or renewal is pending (also before the first look at it);
+ * - `good` otherwise; `disabled` when OCSP is off for it.
  */
 export function certificateState(f: StateFacts, now: Date): CertificateState {
   if (f.disabled) return 'disabled';
+  if (f.staple?.status === 'revoked' || f.lastCode === 'OCSP_REVOKED') return 'revoked';
   const usable =
     f.staple !== undefined && f.staple.status === 'good' && Date.parse(f.staple.nextUpdate) > now.getTime();
-  if (!usable) return f.attempted ? 'expired' : 'due';
+  if (!usable) {
+    if (f.lastCode === 'NO_OCSP_URL') return 'no-ocsp-url';
+    if (f.staple !== undefined) return 'expired';
+    return f.attempted ? 'never-fetched' : 'due';
+  }
   if (f.consecutiveFailures > 0) return 'failing';
   if (!f.attempted || (f.nextRefresh && f.nextRefresh.getTime() <= now.getTime())) return 'due';
   return 'good';
 }
 
-const STATE_RANK: Record<CertificateState, number> = { expired: 0, failing: 1, due: 2, good: 3, disabled: 4 };
+const collator = new Intl.Collator('en', { numeric: true, sensitivity: 'variant' });
 
-/** Sorts certificates most urgent first: by state, then by the time their staple has left. */
+/** Compares ids in natural order: `site2` before `site10`. */
+export function naturalCompare(a: string, b: string): number {
+  const c = collator.compare(a, b);
+  if (c !== 0) return c;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Sorts certificates most urgent first: by state, then by the time their staple has left, then by id (natural order). */
 export function byUrgency(a: CertificateStatus, b: CertificateStatus): number {
-  const r = STATE_RANK[a.state] - STATE_RANK[b.state];
+  const r = stateInfo(a.state).rank - stateInfo(b.state).rank;
   if (r !== 0) return r;
   const ea = a.nextUpdate ? Date.parse(a.nextUpdate) : -Infinity;
   const eb = b.nextUpdate ? Date.parse(b.nextUpdate) : -Infinity;
   if (ea !== eb) return ea < eb ? -1 : 1;
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  return naturalCompare(a.id, b.id);
 }
-
-/** Row background per state. */
-export const STATE_COLOURS: Record<CertificateState, string> = {
-  good: '#dff5e3',
-  due: '#fff3c4',
-  failing: '#ffd9a8',
-  expired: '#ffc9c9',
-  disabled: '#ececec',
-};
-
-const STATE_ACCENTS: Record<CertificateState, string> = {
-  good: '#2e8540',
-  due: '#b38600',
-  failing: '#d9600f',
-  expired: '#c62828',
-  disabled: '#888888',
-};
-
-const STATE_WORDS: Record<CertificateState, string> = {
-  good: 'good',
-  due: 'due',
-  failing: 'failing',
-  expired: 'expired',
-  disabled: 'disabled',
-};
 
 /** Escapes text for HTML element content and double-quoted attributes. */
 export function escapeHtml(s: string): string {
@@ -148,11 +284,61 @@ export function humanDuration(ms: number): string {
   return `${s}s`;
 }
 
-function timeLeft(c: CertificateStatus, now: number): { text: string; seconds: number | null } {
-  if (c.nextUpdate === null) return { text: c.state === 'disabled' ? '—' : 'no valid staple', seconds: null };
+/** `in 3d 4h` or `2h ago`. */
+function relative(ms: number): string {
+  return ms >= 0 ? `in ${humanDuration(ms)}` : `${humanDuration(ms)} ago`;
+}
+
+/** `scheme://host/` of a URL (the full URL is in the tooltip and in `/status`). */
+export function shortUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}/`;
+  } catch {
+    return url.length > 40 ? `${url.slice(0, 39)}…` : url;
+  }
+}
+
+/** The longest error text shown in a row before the rest goes behind "more". */
+const ERROR_SHORT = 90;
+
+/** One row as the page's script receives it (short keys: 10,000 rows are a few MB). */
+interface RowData {
+  /** id */
+  i: string;
+  /** state */
+  s: string;
+  /** certificate path */
+  c: string;
+  /** staple path */
+  p: string;
+  /** usable until, relative ("in 2d 3h", "3h ago", "—") */
+  u: string;
+  /** usable until, absolute (tooltip) */
+  ua: string;
+  /** seconds left (null: no staple) */
+  l: number | null;
+  /** next attempt */
+  n: string;
+  /** last result or error, short */
+  e: string;
+  /** the full error (empty when it fits in `e`) */
+  f: string;
+  /** the row shows an error */
+  x: 0 | 1;
+}
+
+function usable(c: CertificateStatus, now: number): { text: string; title: string; seconds: number | null } {
+  if (c.nextUpdate === null) {
+    const text = c.state === 'disabled' || c.state === 'no-ocsp-url' ? '—' : 'no staple';
+    return { text, title: text === '—' ? '' : 'no valid staple on disk', seconds: null };
+  }
   const left = Date.parse(c.nextUpdate) - now;
-  if (left <= 0) return { text: `expired ${humanDuration(left)} ago`, seconds: Math.round(left / 1000) };
-  return { text: humanDuration(left), seconds: Math.round(left / 1000) };
+  return {
+    text: c.status === 'revoked' ? 'not usable (revoked)' : relative(left),
+    title: `usable until ${c.nextUpdate}`,
+    seconds: Math.round(left / 1000),
+  };
 }
 
 function nextText(c: CertificateStatus, now: number): string {
@@ -163,82 +349,315 @@ function nextText(c: CertificateStatus, now: number): string {
   return at <= 0 ? `now${why}` : `in ${humanDuration(at)}${why}`;
 }
 
-function lastText(c: CertificateStatus): string {
-  if (c.lastResult === null) return 'not checked yet';
+function lastText(c: CertificateStatus): { text: string; error: boolean } {
+  if (c.lastResult === null)
+    return { text: c.inProgress ? 'first attempt in progress' : 'not checked yet', error: false };
   if (c.lastResult === 'failed') {
     const n = c.consecutiveFailures > 1 ? ` (${c.consecutiveFailures} failures in a row)` : '';
-    return `${c.lastCode ?? 'error'}: ${c.lastError ?? ''}${n}`;
+    return { text: `${c.lastCode ?? 'error'}: ${c.lastError ?? ''}${n}`, error: true };
   }
-  return c.lastResult;
+  return { text: c.lastResult === 'updated' ? 'updated' : c.lastResult, error: false };
 }
 
-function row(c: CertificateStatus, now: number): string {
-  const left = timeLeft(c, now);
+function rowData(c: CertificateStatus, now: number): RowData {
+  const u = usable(c, now);
+  const last = lastText(c);
+  const long = last.text.length > ERROR_SHORT;
+  return {
+    i: c.id,
+    s: c.state,
+    c: c.certPath,
+    p: c.staplePath,
+    u: u.text,
+    ua: u.title,
+    l: u.seconds,
+    n: nextText(c, now),
+    e: long ? `${last.text.slice(0, ERROR_SHORT - 1)}…` : last.text,
+    f: long ? last.text : '',
+    x: last.error ? 1 : 0,
+  };
+}
+
+/**
+ * One table row as HTML. The page's script has a copy of this function
+ * ({@link PAGE_SCRIPT}); both produce the same markup.
+ */
+function rowHtml(r: RowData): string {
   const e = escapeHtml;
-  const title = c.nextUpdate ? ` title="valid until ${e(c.nextUpdate)}"` : '';
+  const info = stateInfo(r.s);
+  const last = r.f
+    ? `<details><summary>${e(r.e)}</summary>${e(r.f)}</details>`
+    : `<span title="${e(r.e)}">${e(r.e)}</span>`;
+  return (
+    `<tr class="cert state-${e(r.s)}" data-id="${e(r.i)}" data-state="${e(r.s)}"${r.l === null ? '' : ` data-seconds-left="${r.l}"`}>` +
+    `<td class="id" title="${e(`${r.i}\ncertificate: ${r.c}\nstaple: ${r.p}`)}">${e(r.i)}</td>` +
+    `<td class="state"><span class="badge">${e(info.label)}</span></td>` +
+    `<td class="left" title="${e(r.ua)}">${e(r.u)}</td>` +
+    `<td class="next" title="${e(r.n)}">${e(r.n)}</td>` +
+    `<td class="last${r.x ? ' error' : ''}">${last}</td>` +
+    '</tr>'
+  );
+}
+
+/**
+ * The page's script: reads the embedded rows, filters them by the text box
+ * and the state buttons, and renders one page of rows at a time. Plain
+ * ES2017, no framework; the row markup mirrors {@link rowHtml}.
+ */
+const PAGE_SCRIPT = `(function () {
+  'use strict';
+  var data = JSON.parse(document.getElementById('sk-data').textContent);
+  var labels = data.labels, rows = data.rows, size = data.pageSize;
+  var hay = rows.map(function (r) {
+    return (r.i + '\\n' + r.s + '\\n' + (labels[r.s] || '') + '\\n' + r.c + '\\n' + r.p + '\\n' + r.e + '\\n' + r.f).toLowerCase();
+  });
+  var box = document.getElementById('filter');
+  var tbody = document.querySelector('#certificates tbody');
+  var shown = document.getElementById('shown');
+  var prev = document.getElementById('prev');
+  var next = document.getElementById('next');
+  var chips = Array.prototype.slice.call(document.querySelectorAll('button.chip'));
+  var picked = {};
+  var page = 0;
+  var matches = [];
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
+    });
+  }
+  function row(r) {
+    var last = r.f
+      ? '<details><summary>' + esc(r.e) + '</summary>' + esc(r.f) + '</details>'
+      : '<span title="' + esc(r.e) + '">' + esc(r.e) + '</span>';
+    return '<tr class="cert state-' + esc(r.s) + '" data-id="' + esc(r.i) + '" data-state="' + esc(r.s) + '"' +
+      (r.l === null ? '' : ' data-seconds-left="' + r.l + '"') + '>' +
+      '<td class="id" title="' + esc(r.i + '\\ncertificate: ' + r.c + '\\nstaple: ' + r.p) + '">' + esc(r.i) + '</td>' +
+      '<td class="state"><span class="badge">' + esc(labels[r.s] || r.s) + '</span></td>' +
+      '<td class="left" title="' + esc(r.ua) + '">' + esc(r.u) + '</td>' +
+      '<td class="next" title="' + esc(r.n) + '">' + esc(r.n) + '</td>' +
+      '<td class="last' + (r.x ? ' error' : '') + '">' + last + '</td></tr>';
+  }
+  function anyPicked() {
+    for (var k in picked) if (picked[k]) return true;
+    return false;
+  }
+  function compute() {
+    var q = box.value.trim().toLowerCase().split(/\\s+/).filter(Boolean);
+    var states = anyPicked();
+    matches = [];
+    for (var n = 0; n < rows.length; n++) {
+      if (states && !picked[rows[n].s]) continue;
+      var ok = true;
+      for (var w = 0; w < q.length && ok; w++) ok = hay[n].indexOf(q[w]) >= 0;
+      if (ok) matches.push(n);
+    }
+  }
+  function render() {
+    var pages = Math.max(1, Math.ceil(matches.length / size));
+    if (page >= pages) page = pages - 1;
+    if (page < 0) page = 0;
+    var from = page * size, to = Math.min(matches.length, from + size);
+    var html = [];
+    for (var n = from; n < to; n++) html.push(row(rows[matches[n]]));
+    if (html.length === 0) html.push('<tr class="empty"><td colspan="5">' +
+      (rows.length === 0 ? 'No certificates: check the configuration.' : 'No certificate matches the filter.') + '</td></tr>');
+    tbody.innerHTML = html.join('');
+    shown.textContent = matches.length === 0 ? 'no matches' :
+      (from + 1) + '\\u2013' + to + ' of ' + matches.length +
+      (matches.length === rows.length ? '' : ' (filtered from ' + rows.length + ')');
+    prev.disabled = page === 0;
+    next.disabled = page >= pages - 1;
+    chips.forEach(function (c) { c.setAttribute('aria-pressed', picked[c.dataset.state] ? 'true' : 'false'); });
+    var h = [];
+    if (box.value) h.push('q=' + encodeURIComponent(box.value));
+    var s = Object.keys(picked).filter(function (k) { return picked[k]; });
+    if (s.length) h.push('s=' + s.join(','));
+    if (page) h.push('p=' + (page + 1));
+    history.replaceState(null, '', h.length ? '#' + h.join('&') : location.pathname + location.search);
+  }
+  function update() { compute(); page = 0; render(); }
+  location.hash.replace(/^#/, '').split('&').forEach(function (kv) {
+    var i = kv.indexOf('='), k = kv.slice(0, i), v = decodeURIComponent(kv.slice(i + 1));
+    if (k === 'q') box.value = v;
+    if (k === 's') v.split(',').forEach(function (s) { picked[s] = true; });
+    if (k === 'p') page = (parseInt(v, 10) || 1) - 1;
+  });
+  var timer;
+  box.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(update, 120); });
+  chips.forEach(function (c) {
+    c.addEventListener('click', function () { picked[c.dataset.state] = !picked[c.dataset.state]; update(); });
+  });
+  document.getElementById('all').addEventListener('click', function () { picked = {}; box.value = ''; update(); });
+  prev.addEventListener('click', function () { page--; render(); });
+  next.addEventListener('click', function () { page++; render(); });
+  compute();
+  render();
+  document.body.classList.add('js');
+  var auto = document.getElementById('auto');
+  setInterval(function () {
+    if (auto.checked && document.activeElement !== box && !document.querySelector('details[open]')) location.reload();
+  }, data.refresh * 1000);
+})();`;
+
+/** JSON safe inside a `<script>` element. */
+function scriptJson(v: unknown): string {
+  return JSON.stringify(v)
+    .replace(/</g, '\\u003c')
+    .replace(/>/g, '\\u003e')
+    .replace(/&/g, '\\u0026')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
+}
+
+function css(): string {
   return [
-    `<tr class="cert state-${c.state}" data-id="${e(c.id)}" data-state="${c.state}"${left.seconds === null ? '' : ` data-seconds-left="${left.seconds}"`}>`,
-    `<td class="id"><strong>${e(c.id)}</strong><br><small>${e(c.certPath)}<br>→ ${e(c.staplePath)}</small></td>`,
-    `<td class="state"><span class="badge">${STATE_WORDS[c.state]}</span></td>`,
-    `<td class="left"${title}>${e(left.text)}</td>`,
-    `<td class="next">${e(nextText(c, now))}</td>`,
-    `<td class="last${c.lastResult === 'failed' ? ' error' : ''}">${e(lastText(c))}${c.responderUrl ? `<br><small>${e(c.responderUrl)}</small>` : ''}</td>`,
-    '</tr>',
-  ].join('');
+    '*{box-sizing:border-box}',
+    'body{font:14px/1.35 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;padding:1em 1.5em;color:#1b1b1b;background:#fafafa}',
+    'h1{font-size:1.3em;margin:0;display:inline-block;margin-right:.8em}',
+    '.meta{color:#555;display:inline}',
+    '.meta a{color:#1a4f8b}',
+    '.summary{margin:.7em 0;padding:.6em .8em;background:#fff;border:1px solid #ddd;border-radius:6px}',
+    '.chips{display:flex;flex-wrap:wrap;gap:.35em;margin-bottom:.45em}',
+    '.chip{font:inherit;font-weight:600;border:1px solid transparent;border-radius:1em;padding:.15em .7em;cursor:pointer}',
+    '.chip[aria-pressed="true"]{outline:2px solid #1b1b1b;outline-offset:1px}',
+    '.chip.zero{opacity:.45}',
+    '#all{font:inherit;border:1px solid #bbb;background:#fff;border-radius:1em;padding:.15em .7em;cursor:pointer}',
+    '.facts{margin:.2em 0 0;color:#333}',
+    '.facts b{font-weight:600}',
+    '.controls{display:flex;gap:.6em;align-items:center;margin:.5em 0;flex-wrap:wrap}',
+    '#filter{font:inherit;padding:.3em .5em;width:28em;max-width:100%;border:1px solid #aaa;border-radius:4px}',
+    '.controls button{font:inherit;padding:.2em .7em}',
+    '.nojs{display:none}',
+    'body:not(.js) .needjs{display:none}',
+    'body:not(.js) .nojs{display:inline}',
+    'table{border-collapse:collapse;width:100%;background:#fff;table-layout:fixed}',
+    'col.c-id{width:24%}col.c-state{width:8.5em}col.c-left{width:9.5em}col.c-next{width:12em}',
+    'th,td{text-align:left;padding:.28em .55em;border-bottom:1px solid #e2e2e2;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}',
+    'th{background:#efefef;font-weight:600;position:sticky;top:0}',
+    'td.id{font-weight:600}',
+    '.badge{font-weight:700;font-size:.85em;text-transform:uppercase}',
+    'td.last details summary{cursor:pointer;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}',
+    'td.last details[open]{white-space:normal;word-break:break-word}',
+    'td.last details[open] summary{display:none}',
+    '.error{color:#8a1010}',
+    ...STATES.flatMap((s) => [
+      `tr.state-${s.state},.chip.state-${s.state}{background-color:${s.background}}`,
+      `tr.state-${s.state} td:first-child{border-left:6px solid ${s.accent}}`,
+      `tr.state-${s.state} .badge,.chip.state-${s.state}{color:${s.accent}}`,
+      `.chip.state-${s.state}{border-color:${s.accent}}`,
+    ]),
+  ].join('\n');
+}
+
+/** Options of {@link renderStatusPage}. */
+export interface RenderOptions {
+  /** Seconds between reloads (default 30). */
+  refreshSeconds?: number;
+  /**
+   * The CSP nonce of this response (base64). Without one the page has no
+   * script: it shows the first page of rows and reloads with a meta refresh.
+   */
+  nonce?: string;
 }
 
 /** Renders the page for a snapshot (certificates already sorted by urgency). */
-export function renderStatusPage(s: DaemonSnapshot, refreshSeconds = 30): string {
+export function renderStatusPage(s: DaemonSnapshot, options: RenderOptions | number = {}): string {
+  const opts: RenderOptions = typeof options === 'number' ? { refreshSeconds: options } : options;
+  const refreshSeconds = opts.refreshSeconds ?? 30;
+  const nonce = opts.nonce;
+  const e = escapeHtml;
   const now = Date.parse(s.now);
-  const counts = new Map<CertificateState, number>();
-  for (const c of s.certificates) counts.set(c.state, (counts.get(c.state) ?? 0) + 1);
-  const attention = (counts.get('expired') ?? 0) + (counts.get('failing') ?? 0);
-  const chips = (Object.keys(STATE_COLOURS) as CertificateState[])
+  const certs = s.certificates;
+  const counts = new Map<string, number>();
+  for (const c of certs) counts.set(c.state, (counts.get(c.state) ?? 0) + 1);
+  let attention = 0;
+  for (const [st, n] of counts) if (stateInfo(st).attention) attention += n;
+  const known = new Set<string>(CERTIFICATE_STATES);
+  const extra = [...counts.keys()].filter((st) => !known.has(st));
+  const chips = [...CERTIFICATE_STATES, ...extra]
     .filter((st) => (counts.get(st) ?? 0) > 0)
-    .map((st) => `<span class="chip state-${st}" data-state="${st}">${counts.get(st)} ${STATE_WORDS[st]}</span>`)
-    .join(' ');
-  const css = [
-    'body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#1b1b1b;background:#fafafa}',
-    'h1{font-size:1.4em;margin:0 0 .2em}',
-    '.meta{color:#555;margin:.2em 0 1em}',
-    'table{border-collapse:collapse;width:100%;background:#fff}',
-    'th,td{text-align:left;padding:.45em .6em;border-bottom:1px solid #ddd;vertical-align:top}',
-    'th{background:#f0f0f0;font-weight:600}',
-    'small{color:#555;word-break:break-all}',
-    '.badge{font-weight:700;text-transform:uppercase;font-size:.85em}',
-    '.chip{display:inline-block;padding:.15em .6em;border-radius:1em;margin-right:.3em;font-weight:600}',
-    '.error{color:#8a1010}',
-    ...(Object.keys(STATE_COLOURS) as CertificateState[]).flatMap((st) => [
-      `tr.state-${st},.chip.state-${st}{background-color:${STATE_COLOURS[st]}}`,
-      `tr.state-${st} td:first-child{border-left:6px solid ${STATE_ACCENTS[st]}}`,
-      `tr.state-${st} .badge{color:${STATE_ACCENTS[st]}}`,
-    ]),
-  ].join('\n');
-  const rows = s.certificates.length
-    ? s.certificates.map((c) => row(c, now)).join('\n')
+    .map((st) => {
+      const info = stateInfo(st);
+      return `<button type="button" class="chip state-${e(st)}" data-state="${e(st)}" aria-pressed="false" title="${e(info.meaning)}"><span class="n">${counts.get(st)}</span> ${e(info.label)}</button>`;
+    })
+    .join('');
+
+  const facts: string[] = [];
+  const urgent = certs.find((c) => stateInfo(c.state).rank < stateInfo('no-ocsp-url').rank);
+  if (urgent) {
+    const info = stateInfo(urgent.state);
+    const when =
+      urgent.state === 'revoked'
+        ? 'replace the certificate'
+        : urgent.nextUpdate === null
+          ? 'no usable staple'
+          : Date.parse(urgent.nextUpdate) <= now
+            ? `staple stopped being usable ${humanDuration(Date.parse(urgent.nextUpdate) - now)} ago (${urgent.nextUpdate})`
+            : `staple usable for ${humanDuration(Date.parse(urgent.nextUpdate) - now)} more, until ${urgent.nextUpdate}`;
+    facts.push(
+      `<span class="urgent" data-id="${e(urgent.id)}">Most urgent: <b title="${e(urgent.certPath)}">${e(urgent.id)}</b> (${e(info.label)}): ${e(when)}</span>`,
+    );
+  }
+  const backoff = s.backoff ?? [];
+  if (s.hostsInBackoff > 0) {
+    const shown = backoff
+      .slice(0, 4)
+      .map((h) => `${h.host} until ${h.until.slice(11, 19)}Z (${h.failures} failure${h.failures === 1 ? '' : 's'})`);
+    if (backoff.length > 4) shown.push(`${backoff.length - 4} more`);
+    facts.push(
+      `<span class="backoff">Responder hosts in backoff: <b>${s.hostsInBackoff}</b>${shown.length ? ` — ${e(shown.join(', '))}` : ''}</span>`,
+    );
+  } else {
+    facts.push('<span class="backoff">Responder hosts in backoff: none</span>');
+  }
+  if (s.inProgress || s.queued) facts.push(`<span>${s.inProgress} in progress, ${s.queued} queued</span>`);
+
+  const rows = certs.map((c) => rowData(c, now));
+  const firstPage = rows.slice(0, PAGE_SIZE);
+  const body = firstPage.length
+    ? firstPage.map(rowHtml).join('\n')
     : '<tr class="empty"><td colspan="5">No certificates: check the configuration.</td></tr>';
-  const title = `staplekeeper: ${s.certificates.length} certificate(s)${attention ? `, ${attention} need attention` : ''}`;
+  const labels = Object.fromEntries([...CERTIFICATE_STATES, ...extra].map((st) => [st, stateInfo(st).label]));
+  const title = `staplekeeper: ${certs.length} certificate(s)${attention ? `, ${attention} need attention` : ''}`;
+  const nonceAttr = nonce ? ` nonce="${e(nonce)}"` : '';
+  const script = nonce
+    ? `<script type="application/json" id="sk-data">${scriptJson({ refresh: refreshSeconds, pageSize: PAGE_SIZE, labels, rows })}</script>
+<script${nonceAttr}>
+${PAGE_SCRIPT}
+</script>`
+    : '';
+  const refreshMeta = `<meta http-equiv="refresh" content="${refreshSeconds}">`;
   return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="refresh" content="${refreshSeconds}">
+${nonce ? `<noscript>${refreshMeta}</noscript>` : refreshMeta}
 <meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${escapeHtml(title)}</title>
-<style>
-${css}
+<title>${e(title)}</title>
+<style${nonceAttr}>
+${css()}
 </style>
 </head>
 <body>
-<h1>staplekeeper</h1>
-<p class="summary">${chips || 'no certificates'}</p>
-<p class="meta">As of ${escapeHtml(s.now)} · ${s.alive ? 'running' : '<strong class="error">NOT RUNNING</strong>'}${s.inProgress ? ` · ${s.inProgress} in progress` : ''}${s.queued ? ` · ${s.queued} queued` : ''}${s.hostsInBackoff ? ` · ${s.hostsInBackoff} responder host(s) in backoff` : ''} · version ${escapeHtml(s.version)}, PID ${s.pid} · ${escapeHtml(s.source)} · refreshes every ${refreshSeconds} s · <a href="status">JSON</a> · <a href="metrics">metrics</a></p>
+<header><h1>staplekeeper</h1><p class="meta">${certs.length} certificate(s) as of ${e(s.now)} · ${s.alive ? 'running' : '<strong class="error">NOT RUNNING</strong>'} · version ${e(s.version)}, PID ${s.pid} · <span title="${e(s.source)}">${e(s.source.length > 60 ? `${s.source.slice(0, 59)}…` : s.source)}</span> · <a href="status">JSON</a> · <a href="metrics">metrics</a></p></header>
+<section class="summary" id="summary">
+<div class="chips">${chips || 'no certificates'}<button type="button" id="all" class="needjs">show all</button></div>
+<p class="facts">${facts.join(' · ')}</p>
+</section>
+<div class="controls">
+<input type="search" id="filter" class="needjs" placeholder="Filter: id, path, state or error (words must all match)" aria-label="filter certificates" autocomplete="off">
+<button type="button" id="prev" class="needjs">‹ previous</button><span id="shown" class="needjs"></span><button type="button" id="next" class="needjs">next ›</button>
+<label class="needjs"><input type="checkbox" id="auto" checked> reload every ${refreshSeconds} s</label>
+<span class="nojs">${certs.length > PAGE_SIZE ? `Showing the ${PAGE_SIZE} most urgent of ${certs.length}; the full list is in <a href="status">JSON</a>.` : ''} Reloads every ${refreshSeconds} s.</span>
+</div>
 <table id="certificates">
-<thead><tr><th>Certificate</th><th>State</th><th>Staple valid for</th><th>Next attempt</th><th>Last result</th></tr></thead>
+<colgroup><col class="c-id"><col class="c-state"><col class="c-left"><col class="c-next"><col class="c-last"></colgroup>
+<thead><tr><th>Certificate</th><th>State</th><th>Usable until</th><th>Next attempt</th><th>Last result</th></tr></thead>
 <tbody>
-${rows}
+${body}
 </tbody>
 </table>
+${script}
 </body>
 </html>
 `;

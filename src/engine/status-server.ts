@@ -13,9 +13,11 @@
  * It binds to loopback unless told otherwise: a port alone means
  * `127.0.0.1:PORT`. It reveals file paths and responder URLs, so exposing it
  * is the operator's explicit choice (`0.0.0.0:9100`). Only GET and HEAD are
- * served; responses are never cached and the page may not run scripts or load
- * anything (Content-Security-Policy).
+ * served; responses are never cached, and the page may load nothing and run
+ * only its own inline script and style (a Content-Security-Policy with a fresh
+ * nonce per response).
  */
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StapleError } from '../core/errors.js';
@@ -82,8 +84,10 @@ const COMMON_HEADERS = {
   'referrer-policy': 'no-referrer',
 } as const;
 
-const PAGE_CSP =
-  "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/** The page's policy: nothing but its own inline style and script, allowed by this response's nonce. */
+function pageCsp(nonce: string): string {
+  return `default-src 'none'; style-src 'nonce-${nonce}'; script-src 'nonce-${nonce}'; img-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`;
+}
 
 function send(
   res: ServerResponse,
@@ -124,12 +128,14 @@ export async function startStatusServer(options: { listen: string; provider: Sta
           send(res, req, 200, metrics.contentType, await metrics.render());
           return;
         case '/':
-        case '/index.html':
-          send(res, req, 200, 'text/html; charset=utf-8', renderStatusPage(provider.snapshot()), {
-            'content-security-policy': PAGE_CSP,
+        case '/index.html': {
+          const nonce = randomBytes(18).toString('base64');
+          send(res, req, 200, 'text/html; charset=utf-8', renderStatusPage(provider.snapshot(), { nonce }), {
+            'content-security-policy': pageCsp(nonce),
             'x-frame-options': 'DENY',
           });
           return;
+        }
         default:
           send(res, req, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /metrics or /healthz\n');
       }

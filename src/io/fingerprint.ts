@@ -8,6 +8,13 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { VERSION } from '../version.js';
 
+/**
+ * Set by the one-file and one-binary builds (scripts/bundle.mjs) to the
+ * SHA-256 of every source file they were built from: a bundle has no module
+ * files to read, so its fingerprint stands for all of its code at once.
+ */
+declare const __STAPLEKEEPER_BUILD__: string | undefined;
+
 /** SHA-256 of `data`, base64url (43 characters). */
 export function contentHash(data: Buffer | string): string {
   return hash('sha256', data, 'base64url');
@@ -18,10 +25,13 @@ export function contentHash(data: Buffer | string): string {
  * without extension, relative to `base`, an `import.meta.url`). The `.js`
  * file is read, else the `.ts` one (the tests run the TypeScript sources); a
  * module that cannot be read counts as `?`, which still differs from any
- * readable content.
+ * readable content. In a bundle, the build's source hash stands for every
+ * module (any change to any source gives another fingerprint).
  */
 export function moduleFingerprint(tag: string, base: string, modules: readonly string[]): string {
   const parts = [`${tag}/${VERSION}`];
+  const build = typeof __STAPLEKEEPER_BUILD__ === 'string' ? __STAPLEKEEPER_BUILD__ : undefined;
+  if (build !== undefined) return contentHash([...parts, `build:${build}`, ...modules].join('\n'));
   for (const m of modules) {
     let code: Buffer | undefined;
     for (const ext of ['.js', '.ts']) {

@@ -125,17 +125,17 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Writes `data` to `target` through a temporary file and a rename. */
-async function atomicReplace(target: string, data: Buffer): Promise<void> {
+/** Writes `data` to `target` through a temporary file and a rename; a new file gets `newMode`. */
+async function atomicReplace(target: string, data: Buffer, newMode = DEFAULT_NEW_MODE): Promise<void> {
   const dir = dirname(target);
   const tmp = join(dir, `.${basename(target)}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`);
-  let mode = 0o644;
+  let mode = newMode;
   let owner: { uid: number; gid: number } | undefined;
   try {
     const st = await stat(target);
     mode = st.mode & 0o7777;
     // an old file nobody could read was not a working staple: its replacement gets the default mode
-    if ((mode & 0o444) === 0) mode = 0o644;
+    if ((mode & 0o444) === 0) mode = newMode;
     owner = { uid: st.uid, gid: st.gid };
   } catch {
     // a new file: default mode
@@ -364,8 +364,22 @@ function readStapleSync(path: string): Buffer | undefined {
   }
 }
 
+/** The mode of a staple file that did not exist before (an existing file keeps its mode). */
+export const DEFAULT_NEW_MODE = 0o644;
+
+/** Options of {@link createFileStore}. */
+export interface FileStoreOptions {
+  /**
+   * The mode of staple (and backup) files that do not exist yet; default
+   * {@link DEFAULT_NEW_MODE}. The `ocsprenewer` command passes 0o600, the
+   * mode ocsprenewer gives new staples.
+   */
+  newFileMode?: number;
+}
+
 /** The file-system store. */
-export function createFileStore(): StapleStore {
+export function createFileStore(options: FileStoreOptions = {}): StapleStore {
+  const newMode = options.newFileMode ?? DEFAULT_NEW_MODE;
   return {
     readSync: readStapleSync,
 
@@ -387,7 +401,7 @@ export function createFileStore(): StapleStore {
       try {
         await prepareFolder(dirname(target), options.createBelow, path);
         await guardExisting(target, path, options.overwriteNonOcsp ?? false);
-        await atomicReplace(target, data);
+        await atomicReplace(target, data, newMode);
       } catch (e) {
         if (e instanceof StapleError) throw e;
         throw new StapleError(
@@ -399,7 +413,7 @@ export function createFileStore(): StapleStore {
       if (options.backup) {
         const backupPath = `${target}-${stamp(options.now ?? new Date())}`;
         try {
-          await atomicReplace(backupPath, data);
+          await atomicReplace(backupPath, data, newMode);
           result.backupPath = backupPath;
           if (options.backupKeep !== undefined) result.pruned = await pruneBackups(target, options.backupKeep);
         } catch (e) {

@@ -24,7 +24,7 @@ describe('staplekeeper check (binary, real responder)', () => {
       ocspUrl: `http://127.0.0.1:${await freePort()}`,
       leaves: [{ name: 'www' }, { name: 'mail' }, { name: 'bad', status: 'revoked' }],
     });
-    // a week of validity, as public CAs give: with the default --warn 3d, a fresh staple is OK
+    // a week of validity, as public CAs give
     responder = await startResponder({ pki, nmin: 7 * 24 * 60 });
   });
 
@@ -55,7 +55,7 @@ describe('staplekeeper check (binary, real responder)', () => {
     expect(crit.code).toBe(2);
     expect(crit.stderr).toBe('');
     expect(crit.stdout).toMatch(
-      /^STAPLEKEEPER CRITICAL - 1 of 3 staples critical: bad REVOKED at \S+ \(keyCompromise\) \| expiry_min=0s;259200:;86400:;0 certs=3 critical=1 warning=0 unknown=0\n$/,
+      /^STAPLEKEEPER CRITICAL - 1 of 3 staples critical: bad REVOKED at \S+ \(keyCompromise\) \| expiry_min=0s;;;0 certs=3 critical=1 warning=0 unknown=0\n$/,
     );
 
     const json = await runCli(['check', '-c', config, '--json'], { cwd: dir });
@@ -84,7 +84,7 @@ describe('staplekeeper check (binary, real responder)', () => {
     const ok = await runCli(['check', '-c', healthy], { cwd: dir });
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(
-      /^STAPLEKEEPER OK - 1 staple good, earliest expiry in 6d 23h \(www\) \| expiry_min=\d+s;259200:;86400:;0 certs=1 critical=0 warning=0 unknown=0\n$/,
+      /^STAPLEKEEPER OK - 1 staple good, earliest expiry in 6d 23h \(www\) \| expiry_min=\d+s;151\d{3}:;75\d{3}:;0 certs=1 critical=0 warning=0 unknown=0\n$/,
     );
     // within --warn 8d, it warns
     expect((await runCli(['check', '-c', healthy, '--warn', '8d'], { cwd: dir })).code).toBe(1);
@@ -101,5 +101,24 @@ describe('staplekeeper check (binary, real responder)', () => {
     const usage = await runCli(['check', '--warn'], { cwd: dir });
     expect(usage.code).toBe(3);
     expect(usage.stdout).toMatch(/^STAPLEKEEPER UNKNOWN - invalid arguments: /);
+  });
+
+  it('is OK for a freshly fetched 3-day staple with the default thresholds (no false alarm)', async () => {
+    const short = await startResponder({ pki, port: await freePort(), nmin: 3 * 24 * 60 });
+    try {
+      const config = await writeConfig(join(dir, 'three.yaml'), {
+        ocsp_folder: join(dir, 'three'),
+        domains: { www: { cert: pki.leaves.www!.bundle, ocsp: 'www.der', ocsp_responder_uri: short.url } },
+      });
+      const run = await runCli(['run', '-c', config], { cwd: dir });
+      expect(run.stderr).toBe('');
+      const ok = await runCli(['check', '-c', config], { cwd: dir });
+      expect(ok.stdout).toMatch(/^STAPLEKEEPER OK - 1 staple good, earliest expiry in 2d 23h \(www\) /);
+      expect(ok.code).toBe(0);
+      // with the absolute thresholds of old (--warn 3d), the same staple is a WARNING
+      expect((await runCli(['check', '-c', config, '--warn', '3d'], { cwd: dir })).code).toBe(1);
+    } finally {
+      await short.stop();
+    }
   });
 });

@@ -229,7 +229,7 @@ describe('staplekeeper daemon (real process, real responder)', () => {
     expect(typeof byId.a!.nextAttempt).toBe('string');
     expect(Date.parse(byId.a!.nextAttempt as string)).toBeGreaterThan(Date.now() + 3600_000);
     expect(byId.slow).toMatchObject({
-      state: 'expired',
+      state: 'never-fetched',
       lastResult: 'failed',
       lastCode: 'HTTP_TIMEOUT',
       consecutiveFailures: 1,

@@ -105,18 +105,22 @@ describe('checkStaples at a fixed clock', () => {
     });
     expect(r.certs[0]?.refreshAt).toBe(new Date(T0.getTime() + 3.5 * D - 0.5 * H).toISOString());
     expect(r.line).toBe(
-      'STAPLEKEEPER OK - 1 staple good, earliest expiry in 7d (a) | expiry_min=604800s;259200:;86400:;0 certs=1 critical=0 warning=0 unknown=0',
+      'STAPLEKEEPER OK - 1 staple good, earliest expiry in 7d (a) | expiry_min=604800s;152100:;76050:;0 certs=1 critical=0 warning=0 unknown=0',
     );
+    // relative thresholds of a 7d 1h window: a quarter (42h 15m) and an eighth (21h 7m 30s)
+    expect(r).toMatchObject({ thresholds: 'relative', warnSeconds: 152100, critSeconds: 76050 });
   });
 
-  it('warns when past the refresh point but still valid beyond --warn (renewal is failing)', async () => {
+  it('warns when past the refresh point by more than a grace but still valid (renewal is failing)', async () => {
     const { dir, configFile } = await setup(pki, [{ id: 'a', staple: good }]);
-    const r = await check(configFile, dir, at(3.7 * D));
+    // 5h 18m past the refresh point: within the grace (an eighth of the window, 21h 7m)
+    expect((await check(configFile, dir, at(3.7 * D))).level).toBe('ok');
+    const r = await check(configFile, dir, at(4.5 * D));
     expect(r.level).toBe('warning');
     expect(r.exitCode).toBe(1);
     expect(r.certs[0]).toMatchObject({ level: 'warning', state: 'due' });
     expect(r.line).toMatch(
-      /^STAPLEKEEPER WARNING - 1 of 1 staple warning: a past its refresh point 5h 18m ago \(renewal failing\?\), expires in 3d 7h \| expiry_min=285120s;259200:;86400:;0 certs=1 critical=0 warning=1 unknown=0$/,
+      /^STAPLEKEEPER WARNING - 1 of 1 staple warning: a past its refresh point 1d ago \(renewal failing\?\), expires in 2d 12h \| expiry_min=216000s;152100:;76050:;0 certs=1 critical=0 warning=1 unknown=0$/,
     );
   });
 
@@ -124,15 +128,52 @@ describe('checkStaples at a fixed clock', () => {
     // minimum_validity 5d: refresh at nextUpdate - 5d = T0 + 2d
     const { dir, configFile } = await setup(pki, [{ id: 'a', staple: good }], 'minimum_validity: 5d');
     expect((await check(configFile, dir, at(1.9 * D))).level).toBe('ok');
-    const r = await check(configFile, dir, at(2.1 * D));
+    expect((await check(configFile, dir, at(2.1 * D))).level).toBe('ok'); // within the grace
+    const r = await check(configFile, dir, at(2 * D + 22 * H));
     expect(r.certs[0]).toMatchObject({ level: 'warning', state: 'due', refreshAt: at(2 * D).toISOString() });
   });
 
-  it('warns within --warn and is critical within --crit', async () => {
+  it('is OK for a fresh 3-day staple, warns in its last quarter and is critical in its last eighth', async () => {
+    const three = goodResponseFor(pki, pki.leaves[0]!, T0, { single: { nextUpdate: at(3 * D - H) } });
+    const { dir, configFile } = await setup(pki, [{ id: 'a', staple: three }]);
+    // window: T0 - 1h to T0 + 3d - 1h = 3 days; warn below 18h, critical below 9h
+    const fresh = await check(configFile, dir, T0);
+    expect(fresh.level).toBe('ok');
+    expect(fresh).toMatchObject({ warnSeconds: 18 * 3600, critSeconds: 9 * 3600 });
+    // past the refresh point (halfway) by less than the grace of 9h: still OK
+    expect((await check(configFile, dir, at(1.5 * D + 8 * H))).level).toBe('ok');
+    expect((await check(configFile, dir, at(1.5 * D + 10 * H))).certs[0]).toMatchObject({ state: 'due' });
+    expect((await check(configFile, dir, at(3 * D - 18 * H))).certs[0]).toMatchObject({
+      level: 'warning',
+      state: 'expiring',
+      reason: 'expires in 17h',
+    });
+    expect((await check(configFile, dir, at(3 * D - 9 * H))).certs[0]).toMatchObject({
+      level: 'critical',
+      state: 'expiring',
+    });
+    // the old absolute default (--warn 3d) would have warned at once
+    expect((await check(configFile, dir, T0, { warnMs: 3 * D, critMs: D })).level).toBe('warning');
+  });
+
+  it('scales to a 10-minute responder: OK while fresh, critical only in its last 75 s', async () => {
+    const short = goodResponseFor(pki, pki.leaves[0]!, T0, {
+      single: { thisUpdate: T0, nextUpdate: at(10 * 60_000) },
+      producedAt: T0,
+    });
+    const { dir, configFile } = await setup(pki, [{ id: 'a', staple: short }]);
+    expect((await check(configFile, dir, at(60_000))).level).toBe('ok');
+    expect((await check(configFile, dir, at(8 * 60_000))).level).toBe('warning');
+    expect((await check(configFile, dir, at(9 * 60_000))).level).toBe('critical');
+  });
+
+  it('warns within --warn and is critical within --crit (absolute thresholds)', async () => {
     const { dir, configFile } = await setup(pki, [{ id: 'a', staple: good }]);
-    const w = await check(configFile, dir, at(5 * D));
+    const abs = { warnMs: 3 * D, critMs: D };
+    const w = await check(configFile, dir, at(5 * D), abs);
+    expect(w.thresholds).toBe('absolute');
     expect(w.certs[0]).toMatchObject({ level: 'warning', state: 'expiring', reason: 'expires in 2d' });
-    const c = await check(configFile, dir, at(6.5 * D));
+    const c = await check(configFile, dir, at(6.5 * D), abs);
     expect(c.level).toBe('critical');
     expect(c.exitCode).toBe(2);
     expect(c.line).toBe(
@@ -166,7 +207,7 @@ describe('checkStaples at a fixed clock', () => {
     expect(r.counts).toEqual({ certs: 4, ok: 1, warning: 0, critical: 3, unknown: 0 });
     expect(r.expiryMinSeconds).toBe(0);
     expect(r.line).toMatch(
-      /^STAPLEKEEPER CRITICAL - 3 of 4 staples critical: missing no staple, damaged invalid staple: OCSP_MALFORMED: .*, foreign invalid staple: OCSP_CERTID_MISMATCH: .* \| expiry_min=0s;259200:;86400:;0 certs=4 critical=3 warning=0 unknown=0$/,
+      /^STAPLEKEEPER CRITICAL - 3 of 4 staples critical: missing no staple, damaged invalid staple: OCSP_MALFORMED: .*, foreign invalid staple: OCSP_CERTID_MISMATCH: .* \| expiry_min=0s;;;0 certs=4 critical=3 warning=0 unknown=0$/,
     );
 
     const expired = await check(configFile, dir, at(8 * D));
@@ -264,7 +305,7 @@ describe('checkStaples at a fixed clock', () => {
     expect(u.line).toMatch(/^STAPLEKEEPER UNKNOWN - 1 of 2 staples not checkable: aia cannot judge/);
     expect(u.line).toContain('expiry_min=604800s');
     // ...and WARNING outranks UNKNOWN
-    const w = await check(only.configFile, only.dir, at(5 * D));
+    const w = await check(only.configFile, only.dir, at(5.5 * D));
     expect(w.level).toBe('warning');
   });
 
@@ -308,7 +349,7 @@ describe('staplekeeper check (cli)', () => {
     expect(io.err()).toBe('');
     expect(rc).toBe(0);
     expect(io.out()).toMatch(
-      /^STAPLEKEEPER OK - 1 staple good, earliest expiry in 6d 23h \(site\) \| expiry_min=\d+s;259200:;86400:;0 certs=1 critical=0 warning=0 unknown=0\n$/,
+      /^STAPLEKEEPER OK - 1 staple good, earliest expiry in 6d 23h \(site\) \| expiry_min=\d+s;15\d{4}:;7\d{4}:;0 certs=1 critical=0 warning=0 unknown=0\n$/,
     );
     const v = memoryIo(dir);
     expect(await cli(['check', '-v', '-c', 'staplekeeper.yaml'], v)).toBe(0);
@@ -320,7 +361,9 @@ describe('staplekeeper check (cli)', () => {
       single: { nextUpdate: new Date(Date.now() + 2 * D) },
     });
     const { dir } = await setup(live, [{ id: 'site', staple: soon }]);
-    expect(await cli(['check'], memoryIo(dir))).toBe(1);
+    // fresh for its 2-day window: OK with the default (relative) thresholds, WARNING with --warn 3d
+    expect(await cli(['check'], memoryIo(dir))).toBe(0);
+    expect(await cli(['check', '--warn', '3d'], memoryIo(dir))).toBe(1);
     const crit = memoryIo(dir);
     expect(await cli(['check', '--crit', '2 days 1 hour', '--warn', '1w'], crit)).toBe(2);
     expect(crit.out()).toMatch(
@@ -337,8 +380,7 @@ describe('staplekeeper check (cli)', () => {
     expect(doc).toMatchObject({
       status: 'CRITICAL',
       exitCode: 2,
-      warnSeconds: 259200,
-      critSeconds: 86400,
+      thresholds: 'relative',
       counts: { certs: 2, ok: 1, warning: 0, critical: 1, unknown: 0 },
       expiryMinSeconds: 0,
     });
@@ -382,5 +424,6 @@ describe('staplekeeper check (cli)', () => {
     const help = memoryIo(dir);
     expect(await cli(['check', '--help'], help)).toBe(0);
     expect(help.out()).toContain('--crit <duration>');
+    expect(help.out()).toContain('default: relative');
   });
 });

@@ -14,6 +14,8 @@ describe('StapleError', () => {
         'CONFIG_YAML',
         'FILE_UNREADABLE',
         'FILE_WRITE',
+        'FLEET_NO_STAPLE',
+        'FLEET_UNAVAILABLE',
         'HOOK_FAILED',
         'HTTP_BAD_URL',
         'HTTP_NETWORK',
