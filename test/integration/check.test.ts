@@ -106,6 +106,7 @@ describe('staplekeeper check (binary, real responder)', () => {
   it('is OK for a freshly fetched 3-day staple with the default thresholds (no false alarm)', async () => {
     const short = await startResponder({ pki, port: await freePort(), nmin: 3 * 24 * 60 });
     try {
+      await mkdir(join(dir, 'three'), { recursive: true }); // the staple folder must exist (issue 11, point 7)
       const config = await writeConfig(join(dir, 'three.yaml'), {
         ocsp_folder: join(dir, 'three'),
         domains: { www: { cert: pki.leaves.www!.bundle, ocsp: 'www.der', ocsp_responder_uri: short.url } },
