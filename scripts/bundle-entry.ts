@@ -15,6 +15,8 @@
  * (`ocspbot.mjs` is `ocspbot`). No top-level await: the same source is also
  * bundled as CommonJS, which the binary needs on Node 20.
  */
+// first: the signal handlers are installed before any other module's code runs (src/cli/early-signals.ts)
+import '../src/cli/early-signals-install.js';
 import { basename } from 'node:path';
 import { isSea } from 'node:sea';
 import { runMain } from '../src/cli/main.js';

@@ -67,6 +67,14 @@ export {
   type StapleState,
   type CertWindow,
 } from './core/policy.js';
+export {
+  usableUntil,
+  usableAt,
+  classifyStaple,
+  type StapleHealth,
+  type StapleUsability,
+  type UsableFacts,
+} from './core/usability.js';
 export { type Clock, systemClock, fixedClock } from './io/clock.js';
 export {
   createHttpTransport,

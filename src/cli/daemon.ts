@@ -24,6 +24,7 @@ import { loadConfig } from '../config/index.js';
 import { toStapleError } from '../core/errors.js';
 import type { DaemonLogger, DaemonSource, LogEvent, StapleDaemon } from '../engine/daemon.js';
 import type { CliIo } from './io.js';
+import { takeEarlySignals } from './early-signals.js';
 import { configLoadOptions, loadConfigForCli } from './run.js';
 
 /** Options of `staplekeeper daemon`. */
@@ -132,6 +133,10 @@ export class DaemonSignals {
       ['SIGINT', () => this.stop('SIGINT')],
     ];
     for (const [sig, fn] of this.handlers) this.source.on(sig, fn);
+    // the signals that arrived since the executable's first statement: a stop request is kept
+    if (this.source === process) {
+      for (const sig of takeEarlySignals()) if (sig === 'SIGTERM' || sig === 'SIGINT') this.stop(sig);
+    }
   }
 
   private stop(sig: NodeJS.Signals): void {

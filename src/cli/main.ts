@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { VERSION } from '../version.js';
+import { releaseEarlySignals } from './early-signals.js';
 
 /** The environment variables of the commands that load a configuration. */
 const CONFIG_ENV_HELP = `
@@ -176,14 +177,21 @@ export async function runMain(prog: 'staplekeeper' | 'ocspbot' | 'ocsprenewer', 
     isTTY: Boolean(process.stdout.isTTY),
   };
   let code: number;
+  // Signals queued since the executable's first statement (early-signals.ts): a daemon
+  // takes them over with its own handlers; any other command gets the defaults back now.
   if (prog === 'ocspbot') {
+    releaseEarlySignals();
     const { ocspbotCli } = await import('./ocspbot.js');
     code = await ocspbotCli(argv, io);
   } else if (prog === 'ocsprenewer') {
-    const { ocsprenewerCli } = await import('./ocsprenewer.js');
+    const { ocsprenewerCli, parseGoFlags } = await import('./ocsprenewer.js');
+    const parsed = parseGoFlags(argv);
+    if (!(parsed.ok && parsed.flags.persist && !parsed.flags.notReally)) releaseEarlySignals();
     code = await ocsprenewerCli(argv, io);
   } else {
+    if (argv[0] !== 'daemon') releaseEarlySignals();
     code = await cli(argv, io);
   }
+  releaseEarlySignals(); // a daemon that never got to install its handlers
   process.exit(code);
 }

@@ -6,10 +6,23 @@
  * - ocspbot: `end = min(cert.notAfter, nextUpdate)`,
  *   `start = max(cert.notBefore, thisUpdate)`; refresh at the earliest of
  *   `end - minimum_validity` and `start + (end - start) * (1 - P/100)`.
- * - ocsprenewer: refresh at `producedAt + (nextUpdate - producedAt) * T1`.
+ * - ocsprenewer: refresh at `producedAt + (nextUpdate - producedAt) * T1`
+ *   (producedAt taken no earlier than thisUpdate).
  * With neither ocspbot key set, T1 = `refreshAt` (default 0.5: the halfway
  * point that Sleevi's recommendations and certmagic use).
+ *
+ * Whatever the formula and the response say, the refresh point is then
+ * bounded (docs/SECURITY.md, "Sanity on times"):
+ * - never later than `thisUpdate + MAX_REFRESH_INTERVAL_MS` (4 days, the
+ *   CA/Browser Forum's longest update interval for OCSP responses): a
+ *   response valid for ten years is still refreshed every few days;
+ * - never later than `usableUntil - margin` (a tenth of the window, at most
+ *   an hour): a staple is always refreshed before it stops being usable;
+ * - never earlier than `thisUpdate`: a producedAt far in the past or future
+ *   cannot push the point out of the response's own window.
  */
+
+import type { ErrorCode } from './errors.js';
 
 /** The facts about a stored staple that a decision needs. */
 export interface StapleFacts {
@@ -65,11 +78,29 @@ export interface CertWindow {
 
 /** What is known about the current staple. */
 export type StapleState =
-  { kind: 'missing' } | { kind: 'invalid'; error: string } | { kind: 'valid'; facts: StapleFacts };
+  | { kind: 'missing' }
+  | { kind: 'invalid'; error: { code: ErrorCode; message: string } }
+  | { kind: 'valid'; facts: StapleFacts };
+
+/**
+ * When a staple stops being usable: nextUpdate, capped by a delegated
+ * signer's notAfter (RFC 6960 §4.2.2.2). The one definition; the rest of the
+ * usability rules are in core/usability.ts.
+ */
+export function usableUntil(facts: { nextUpdate: Date; usableUntil?: Date | undefined }): Date {
+  const cap = facts.usableUntil;
+  return cap !== undefined && cap.getTime() < facts.nextUpdate.getTime() ? cap : facts.nextUpdate;
+}
+
+/** The longest time between thisUpdate and the refresh point, whatever the response says: 4 days. */
+export const MAX_REFRESH_INTERVAL_MS = 4 * 24 * 3600_000;
+
+/** The most the refresh point keeps before usableUntil: a tenth of the window, at most 1 hour. */
+export const MAX_REFRESH_MARGIN_MS = 3600_000;
 
 /** Computes the refresh point of a valid staple under `policy`. */
 export function refreshPoint(facts: StapleFacts, cert: CertWindow, policy: RefreshPolicy = DEFAULT_POLICY): Date {
-  const nextUpdate = Math.min(facts.nextUpdate.getTime(), facts.usableUntil?.getTime() ?? Infinity);
+  const nextUpdate = usableUntil(facts).getTime();
   let at: number;
   if (policy.minimumValidityMs !== undefined || policy.minimumValidityPercentage !== undefined) {
     const end = Math.min(cert.notAfter.getTime(), nextUpdate);
@@ -82,10 +113,18 @@ export function refreshPoint(facts: StapleFacts, cert: CertWindow, policy: Refre
     at = Math.min(...candidates);
   } else {
     const t1 = policy.refreshAt ?? 0.5;
-    const produced = facts.producedAt.getTime();
+    // producedAt is when the responder signed, never before thisUpdate in a sane response
+    const produced = Math.max(facts.producedAt.getTime(), facts.thisUpdate.getTime());
     at = produced + (nextUpdate - produced) * t1;
   }
   if (facts.cacheUntil) at = Math.min(at, facts.cacheUntil.getTime());
+  // Sanity: whatever producedAt, max-age or the formula say, the point lies in
+  // [thisUpdate, usableUntil - margin] and at most MAX_REFRESH_INTERVAL_MS after thisUpdate.
+  const start = facts.thisUpdate.getTime();
+  const margin = Math.min(MAX_REFRESH_MARGIN_MS, Math.max(0, nextUpdate - start) / 10);
+  if (!Number.isFinite(at)) at = start; // NaN (an invalid date) or ±Infinity: refresh now
+  at = Math.min(at, nextUpdate - margin, start + MAX_REFRESH_INTERVAL_MS);
+  at = Math.max(at, start);
   return new Date(Math.floor(at));
 }
 
@@ -112,13 +151,18 @@ export function decideRefresh(
   if (options.force) return { action: 'renew', reason: 'forced', at: now, detail: 'renewal forced' };
   if (staple.kind === 'missing') return { action: 'renew', reason: 'missing', at: now, detail: 'no staple on disk' };
   if (staple.kind === 'invalid') {
-    return { action: 'renew', reason: 'invalid', at: now, detail: `the staple on disk is not usable: ${staple.error}` };
+    return {
+      action: 'renew',
+      reason: 'invalid',
+      at: now,
+      detail: `the staple on disk is not usable: ${staple.error.code}: ${staple.error.message}`,
+    };
   }
   const f = staple.facts;
   if (f.status !== 'good') {
     return { action: 'renew', reason: 'not-good', at: now, detail: `the staple on disk says ${f.status}` };
   }
-  const end = Math.min(f.nextUpdate.getTime(), f.usableUntil?.getTime() ?? Infinity);
+  const end = usableUntil(f).getTime();
   if (end <= nowMs) {
     return {
       action: 'renew',

@@ -31,6 +31,13 @@ import { DerReader, TAG, contents } from './der.js';
 /** Default tolerance for clock differences: 5 minutes, as HAProxy and Exim use. */
 export const DEFAULT_SKEW_MS = 5 * 60 * 1000;
 
+/**
+ * The oldest thisUpdate accepted: 366 days before now. Responses are
+ * produced for days (at most 10 under the CA/Browser Forum rules); one that
+ * claims to be older than a year (thisUpdate 1950) is not a real answer.
+ */
+export const MAX_THIS_UPDATE_AGE_MS = 366 * 24 * 3600_000;
+
 /** A response that passed every check. */
 export interface VerifiedResponse {
   status: CertStatus;
@@ -209,6 +216,20 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
     throw new StapleError(
       'OCSP_NOT_YET_VALID',
       `the response thisUpdate ${single.thisUpdate.toISOString()} lies in the future; check this machine's clock`,
+    );
+  }
+  if (single.thisUpdate.getTime() < nowMs - MAX_THIS_UPDATE_AGE_MS) {
+    throw new StapleError(
+      'OCSP_STALE',
+      `the response thisUpdate ${single.thisUpdate.toISOString()} is more than 366 days old; responders answer with fresh responses`,
+    );
+  }
+  // producedAt (RFC 6960 §4.2.1) is when the responder signed: a time ahead of
+  // the clock beyond the tolerance is as impossible as a future thisUpdate.
+  if (basic.producedAt.getTime() > nowMs + skew) {
+    throw new StapleError(
+      'OCSP_NOT_YET_VALID',
+      `the response producedAt ${basic.producedAt.toISOString()} lies in the future; check this machine's clock`,
     );
   }
   if (!single.nextUpdate) throw new StapleError('OCSP_NO_NEXT_UPDATE');

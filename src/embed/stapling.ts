@@ -34,6 +34,7 @@ import { StapleError, toStapleError } from '../core/errors.js';
 import { cacheDeadline, DEFAULT_POLICY, refreshPoint, type RefreshPolicy } from '../core/policy.js';
 import { compareStaples, keptMessage, rankOfVerified } from '../core/compare.js';
 import type { CertIdHash } from '../core/request.js';
+import { usableAt } from '../core/usability.js';
 import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
@@ -229,10 +230,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
   /** The DER to staple now, or undefined: only good and current responses (checked at each handshake). */
   function servable(e: Entry, at: number): Buffer | undefined {
     const s = e.staple;
-    if (!s || s.status !== 'good') return undefined;
-    if (s.usableUntil.getTime() <= at || s.nextUpdate.getTime() <= at) return undefined;
-    if (s.thisUpdate.getTime() > at + skewMs) return undefined;
-    if (e.cert.notAfter.getTime() <= at) return undefined;
+    if (!s || !usableAt(s, new Date(at), { cert: e.cert, skewMs })) return undefined;
     return s.der;
   }
 

@@ -33,7 +33,8 @@
  */
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
-import { decideRefresh, refreshPoint, type RefreshPolicy } from '../core/policy.js';
+import type { RefreshPolicy, StapleFacts } from '../core/policy.js';
+import { classifyStaple, usableUntil } from '../core/usability.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited } from './limit.js';
@@ -206,31 +207,39 @@ export async function checkTarget(
   }
   const cert = loaded.cert;
   const current = await readStapleState(ctx.store, target.staplePath, loaded, now);
-  if (cert.notAfter.getTime() <= now.getTime()) {
+  // the thresholds depend on the staple's validity window: thisUpdate to the end of its usability
+  const th = current.state.kind === 'valid' ? thresholdsFor(current.state.facts, ctx) : undefined;
+  const u = classifyStaple(
+    current.state,
+    cert,
+    ctx.policy,
+    now,
+    th ? { expiringMs: Math.max(th.warnMs, th.critMs), dueGraceMs: th.graceMs } : {},
+  );
+  const expiresInSeconds = Math.floor((u.leftMs ?? 0) / 1000);
+  if (u.health === 'cert-expired') {
     return {
       ...base,
       level: 'critical',
       state: 'cert-expired',
       reason: `certificate expired at ${cert.notAfter.toISOString()}`,
-      expiresInSeconds: 0,
+      expiresInSeconds,
     };
   }
   if (current.state.kind === 'missing') {
-    return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
+    return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds };
   }
   if (current.state.kind === 'invalid') {
-    const error = current.state.error;
-    const code = /^([A-Z_]+): /.exec(error)?.[1];
-    const expired = code === 'OCSP_STALE';
-    const out: CertCheck = {
+    const { code, message } = current.state.error;
+    const expired = u.health === 'expired';
+    return {
       ...base,
       level: 'critical',
       state: expired ? 'expired' : 'invalid',
-      reason: expired ? `staple expired (${error.slice((code?.length ?? 0) + 2)})` : `invalid staple: ${error}`,
-      expiresInSeconds: 0,
+      reason: expired ? `staple expired (${message})` : `invalid staple: ${code}: ${message}`,
+      expiresInSeconds,
+      code,
     };
-    if (code) out.code = code;
-    return out;
   }
   const v = current.verified;
   const facts = current.state.facts;
@@ -245,46 +254,54 @@ export async function checkTarget(
     producedAt: facts.producedAt.toISOString(),
   };
   if (v) out.responder = v.responder;
-  const until = facts.usableUntil ?? facts.nextUpdate;
-  out.usableUntil = until.toISOString();
-  const left = until.getTime() - now.getTime();
-  out.expiresInSeconds = Math.max(0, Math.floor(left / 1000));
-  if (facts.status === 'revoked') {
-    if (v?.revocationTime) out.revocationTime = v.revocationTime.toISOString();
-    if (v?.revocationReason) out.revocationReason = v.revocationReason;
-    const when = out.revocationTime ? ` at ${out.revocationTime}` : '';
-    const why = out.revocationReason ? ` (${out.revocationReason})` : '';
-    return { ...out, level: 'critical', state: 'revoked', reason: `REVOKED${when}${why}`, expiresInSeconds: 0 };
+  if (u.usableUntil) out.usableUntil = u.usableUntil.toISOString();
+  out.expiresInSeconds = expiresInSeconds;
+  const left = u.leftMs ?? 0;
+  switch (u.health) {
+    case 'revoked': {
+      if (v?.revocationTime) out.revocationTime = v.revocationTime.toISOString();
+      if (v?.revocationReason) out.revocationReason = v.revocationReason;
+      const when = out.revocationTime ? ` at ${out.revocationTime}` : '';
+      const why = out.revocationReason ? ` (${out.revocationReason})` : '';
+      return { ...out, level: 'critical', state: 'revoked', reason: `REVOKED${when}${why}` };
+    }
+    case 'unknown-status':
+      return {
+        ...out,
+        level: 'critical',
+        state: 'unknown-status',
+        reason: 'the responder does not know the certificate',
+      };
+    case 'expired':
+      return { ...out, level: 'critical', state: 'expired', reason: `staple expired (${u.error?.message ?? ''})` };
+    default:
+      break;
   }
-  if (facts.status === 'unknown') {
-    return {
-      ...out,
-      level: 'critical',
-      state: 'unknown-status',
-      reason: 'the responder does not know the certificate',
-      expiresInSeconds: 0,
-    };
+  if (u.refreshAt) out.refreshAt = u.refreshAt.toISOString();
+  if (th) {
+    out.warnSeconds = Math.floor(th.warnMs / 1000);
+    out.critSeconds = Math.floor(th.critMs / 1000);
   }
-  const at = refreshPoint(facts, cert, ctx.policy);
-  out.refreshAt = at.toISOString();
-  const windowMs = until.getTime() - facts.thisUpdate.getTime();
-  const rel = relativeThresholds(windowMs);
-  const warnMs = ctx.warnMs ?? rel.warnMs;
-  const critMs = ctx.critMs ?? rel.critMs;
-  out.warnSeconds = Math.floor(warnMs / 1000);
-  out.critSeconds = Math.floor(critMs / 1000);
-  if (left <= critMs) return { ...out, level: 'critical', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
-  if (left <= warnMs) return { ...out, level: 'warning', state: 'expiring', reason: `expires in ${formatSpan(left)}` };
-  const decision = decideRefresh(current.state, cert, ctx.policy, now);
-  if (decision.action === 'renew' && now.getTime() - at.getTime() > rel.graceMs) {
+  if (u.health === 'expiring') {
+    const level = left <= (th?.critMs ?? 0) ? 'critical' : 'warning';
+    return { ...out, level, state: 'expiring', reason: `expires in ${formatSpan(left)}` };
+  }
+  if (u.health === 'due') {
+    const ago = now.getTime() - (u.refreshAt?.getTime() ?? now.getTime());
     return {
       ...out,
       level: 'warning',
       state: 'due',
-      reason: `past its refresh point ${formatSpan(now.getTime() - at.getTime())} ago (renewal failing?), expires in ${formatSpan(left)}`,
+      reason: `past its refresh point ${formatSpan(ago)} ago (renewal failing?), expires in ${formatSpan(left)}`,
     };
   }
   return { ...out, reason: `expires in ${formatSpan(left)}` };
+}
+
+/** The thresholds of one valid staple: the absolute ones when given, else relative to its window. */
+function thresholdsFor(facts: StapleFacts, ctx: { warnMs?: number; critMs?: number }): Thresholds {
+  const rel = relativeThresholds(usableUntil(facts).getTime() - facts.thisUpdate.getTime());
+  return { warnMs: ctx.warnMs ?? rel.warnMs, critMs: ctx.critMs ?? rel.critMs, graceMs: rel.graceMs };
 }
 
 function paths(t: TargetConfig): { chainPath?: string; rootchainPath?: string } {

@@ -38,6 +38,7 @@ import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { describeFsError } from '../io/files.js';
+import type { Fleet, FleetHealth } from '../fleet/contract.js';
 import type { HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from '../io/store.js';
 import { VERSION } from '../version.js';
@@ -93,6 +94,8 @@ export interface AttemptEvent {
   outcome: TargetOutcome;
   /** True when the attempt talked to a responder (a renewal was due or forced). */
   fetched: boolean;
+  /** Fleet mode: the staple came from the fleet instead of a responder. */
+  fleetHit?: boolean;
   seconds: number;
 }
 
@@ -122,6 +125,8 @@ export interface DaemonOptions {
   stopGraceMs?: number;
   /** Quiet time before a burst of file changes is acted on (default 500 ms). */
   debounceMs?: number;
+  /** Fleet mode: use this fleet instead of opening the one of `fleet:` (tests). */
+  fleet?: Fleet;
 }
 
 // ---------------------------------------------------------------------------
@@ -193,7 +198,7 @@ interface Entry {
   target: TargetConfig;
   inFlight: boolean;
   /** Asked for again while in flight (force wins). */
-  again?: { force: boolean };
+  again?: Queued;
   lastAttempt?: Date;
   lastResult?: TargetOutcome['result'];
   lastCode?: ErrorCode;
@@ -206,6 +211,12 @@ interface Entry {
   responderUrl?: string;
   /** Responder hosts the last attempt talked to (for the per-host gate). */
   hosts: string[];
+}
+
+/** A queued attempt: forced (SIGUSR2), and whether a better staple from the fleet is taken even when not due. */
+interface Queued {
+  force: boolean;
+  fleet?: boolean;
 }
 
 interface HostRecord {
@@ -249,7 +260,7 @@ export class StapleDaemon {
   private readonly hostBackoff: HostBackoff;
   private readonly schedule: Schedule;
   private readonly entries = new Map<string, Entry>();
-  private readonly queue = new Map<string, { force: boolean }>();
+  private readonly queue = new Map<string, Queued>();
   private readonly observers = new Set<DaemonObserver>();
   private readonly reportedProblems = new Set<string>();
   private transport!: HttpTransport;
@@ -267,6 +278,10 @@ export class StapleDaemon {
   private batchOutcomes: TargetOutcome[] = [];
   private idleWaiters: Array<() => void> = [];
   private reloading: Promise<boolean> | undefined;
+  /** Fleet mode (src/fleet, docs/fleet.md). */
+  private fleet: Fleet | undefined;
+  private fleetKey: string | undefined;
+  private unsubscribeFleet: (() => void) | undefined;
 
   private constructor(options: DaemonOptions) {
     this.options = options;
@@ -308,6 +323,7 @@ export class StapleDaemon {
     const found = await this.source.discover();
     await this.checkFolders(this.source, found.targets);
     this.transport = this.options.transport ?? transportFor(this.source.config);
+    await this.openFleet();
     this.ctx = this.makeContext(this.source.config);
     // temporary files left by an interrupted process, as `run` does
     for (const dir of new Set(found.targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
@@ -322,7 +338,7 @@ export class StapleDaemon {
     });
     this.scheduleSweep();
     const force = this.options.initialForce ?? false;
-    for (const id of this.entries.keys()) this.enqueue(id, force);
+    for (const id of this.entries.keys()) this.enqueue(id, force, true);
   }
 
   private newEntry(target: TargetConfig): Entry {
@@ -332,7 +348,76 @@ export class StapleDaemon {
   private makeContext(config: LoadedConfig): EngineContext {
     const ctx = contextFor(config, this.transport, this.store, () => this.clock.now());
     ctx.onNotice = (id, message) => this.log({ level: 'debug', id, msg: `note: ${message}` });
+    if (this.fleet) {
+      ctx.fleet = this.fleet;
+      ctx.fleetWait = 'defer';
+    }
     return ctx;
+  }
+
+  // ------------------------------------------------------------------ fleet
+
+  /**
+   * Fleet mode: connects to the fleet of `fleet:` (a store that is down is
+   * logged, not fatal), and subscribes: a publication for a certificate this
+   * daemon manages queues it at once to take the staple; a reconnection after
+   * the store was down reconciles everything (publications missed meanwhile).
+   * Called at start and by a reload that changes the section.
+   */
+  private async openFleet(): Promise<void> {
+    const settings = this.settings.fleet;
+    const key = settings ? JSON.stringify(settings) : undefined;
+    if (key === this.fleetKey && (this.fleet !== undefined || key === undefined)) return;
+    await this.closeFleet();
+    this.fleetKey = key;
+    if (!settings) return;
+    const degraded = (redis: string, detail: string): string =>
+      `fleet degraded: ${redis} cannot be reached (${detail}); ${settings.fetch ? 'fetching directly after a bounded wait' : 'fetch is false: keeping the staples on disk'}`;
+    let fleet = this.options.fleet;
+    if (!fleet) {
+      const { openFleet } = await import('../fleet/index.js');
+      fleet = await openFleet(settings, {
+        httpTimeoutMs: this.settings.http.timeoutMs,
+        onHealth: (up, detail) => {
+          const redis = fleet?.health().redis ?? 'Redis';
+          if (up) this.log({ level: 'info', msg: `fleet: ${redis} answers again` });
+          else this.log({ level: 'warn', code: 'FLEET_UNAVAILABLE', msg: degraded(redis, detail) });
+        },
+      });
+    }
+    this.fleet = fleet;
+    const h = fleet.health();
+    if (h.up) {
+      this.log({
+        level: 'info',
+        msg: `fleet: ${h.redis} (prefix ${h.prefix}; ${h.fetch ? 'fetching when due' : 'fetch is false: taking staples from the fleet only'})`,
+      });
+    } else {
+      this.log({ level: 'warn', code: 'FLEET_UNAVAILABLE', msg: degraded(h.redis, h.lastError ?? 'no answer') });
+    }
+    this.unsubscribeFleet = fleet.subscribe({
+      onStaple: (ids) => {
+        for (const id of ids) this.enqueue(id, false, true);
+      },
+      onReconnect: () => {
+        this.log({ level: 'info', msg: 'fleet: reconciling every certificate with the fleet' });
+        for (const id of this.entries.keys()) this.enqueue(id, false, true);
+      },
+      onDown: () => undefined, // logged by onHealth
+    });
+  }
+
+  private async closeFleet(): Promise<void> {
+    this.unsubscribeFleet?.();
+    this.unsubscribeFleet = undefined;
+    const f = this.fleet;
+    this.fleet = undefined;
+    if (f && f !== this.options.fleet) await f.close().catch(() => undefined);
+  }
+
+  /** Fleet mode: how the fleet is (null without one). */
+  fleetHealth(): FleetHealth | null {
+    return this.fleet?.health() ?? null;
   }
 
   private async checkFolders(source: DaemonSource, targets: TargetConfig[]): Promise<void> {
@@ -522,7 +607,9 @@ export class StapleDaemon {
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
       const queued = await this.rediscover('sweep');
-      for (const [id, e] of this.entries) if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false);
+      // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
+      for (const [id, e] of this.entries)
+        if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false, this.fleet !== undefined);
     } catch (e) {
       const err = toStapleError(e);
       this.log({ level: 'error', code: err.code, msg: `periodic sweep failed: ${err.message}` });
@@ -530,15 +617,19 @@ export class StapleDaemon {
   }
 
   /** Queues one certificate for the next batch. */
-  private enqueue(id: string, force: boolean): void {
+  private enqueue(id: string, force: boolean, fleet = false): void {
     if (this.stopping) return;
     const e = this.entries.get(id);
     if (!e) return;
+    const merge = (q: Queued | undefined): Queued => ({
+      force: (q?.force ?? false) || force,
+      fleet: (q?.fleet ?? false) || fleet,
+    });
     if (e.inFlight) {
-      e.again = { force: (e.again?.force ?? false) || force };
+      e.again = merge(e.again);
       return;
     }
-    this.queue.set(id, { force: (this.queue.get(id)?.force ?? false) || force });
+    this.queue.set(id, merge(this.queue.get(id)));
     this.schedule.delete(id);
     this.kick();
   }
@@ -619,10 +710,10 @@ export class StapleDaemon {
     while (!this.stopping && this.lock) {
       const next = this.queue.entries().next();
       if (next.done) return;
-      const [id, { force }] = next.value;
+      const [id, { force, fleet }] = next.value;
       this.queue.delete(id);
       try {
-        await this.processOne(id, force);
+        await this.processOne(id, force, fleet ?? false);
       } catch (e) {
         // processTarget never throws; this guards the bookkeeping around it
         const err = toStapleError(e);
@@ -668,7 +759,7 @@ export class StapleDaemon {
    * still fresh, or a replaced certificate that needs nothing, is handled at
    * once; only a renewal waits for the host.
    */
-  private async processOne(id: string, force: boolean): Promise<void> {
+  private async processOne(id: string, force: boolean, fleet = false): Promise<void> {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.inFlight = true;
@@ -678,8 +769,15 @@ export class StapleDaemon {
     try {
       const blockedUntil = force ? undefined : this.hostsBlockedUntil(entry);
       if (blockedUntil) {
-        const judged = await processTarget(toTarget(entry.target), this.ctx, { dryRun: true });
-        if (judged.decision?.action === 'renew') {
+        // fleet mode: another node may hold the staple this one cannot fetch now
+        const fromFleet = this.fleet
+          ? await processTarget(toTarget(entry.target), this.ctx, { fleetOnly: true })
+          : undefined;
+        const judged =
+          fromFleet?.result === 'updated'
+            ? fromFleet
+            : await processTarget(toTarget(entry.target), this.ctx, { dryRun: true });
+        if (judged !== fromFleet && judged.decision?.action === 'renew') {
           const until = new Date(blockedUntil.getTime() + Math.round(this.random() * 5_000));
           if (this.entries.get(id) === entry) this.schedule.set(id, until);
           entry.nextReason = 'backoff';
@@ -693,7 +791,7 @@ export class StapleDaemon {
         outcome = judged;
       } else {
         const ctx: EngineContext = { ...this.ctx, transport: this.trackingTransport(records) };
-        outcome = await processTarget(toTarget(entry.target), ctx, { force });
+        outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
       }
     } finally {
       entry.inFlight = false;
@@ -703,10 +801,11 @@ export class StapleDaemon {
     if (this.entries.get(id) !== entry) return; // removed meanwhile
     this.record(entry, outcome, records, force);
     // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
-    const fetched = outcome.result === 'updated' || records.some((r) => r.kind !== 'blocked');
+    const fleetHit = outcome.fleet?.role === 'hit';
+    const fetched = (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked');
     for (const o of this.observers) {
       try {
-        o.onAttempt?.({ id, outcome, fetched, seconds });
+        o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
       } catch {
         // an observer never breaks the loop
       }
@@ -729,7 +828,7 @@ export class StapleDaemon {
     entry.again = undefined;
     if (again && !this.stopping && this.entries.get(entry.target.id) === entry) {
       // after the current microtask, so that the outcome is recorded first
-      queueMicrotask(() => this.enqueue(entry.target.id, again.force));
+      queueMicrotask(() => this.enqueue(entry.target.id, again.force, again.fleet ?? false));
     }
   }
 
@@ -764,7 +863,7 @@ export class StapleDaemon {
       return;
     }
 
-    const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.nextUpdate) : undefined;
+    const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.usableUntil) : undefined;
     if (o.kept) {
       // The responder's answer was not better than the staple on disk, which was kept (core/compare.ts):
       // not an error, but not a renewal either; retried with the failure backoff (and before it expires).
@@ -801,7 +900,7 @@ export class StapleDaemon {
         this.log({
           level: 'info',
           id,
-          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.method ?? ''} ${o.url ?? ''}); next refresh around ${plan.at.toISOString()}`,
+          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ?? ''}`}); next refresh around ${plan.at.toISOString()}`,
           fields: {
             staplePath: o.staplePath,
             nextUpdate: s?.nextUpdate,
@@ -976,6 +1075,7 @@ export class StapleDaemon {
       this.retiredTransports.push(this.transport);
       this.transport = transportFor(next.config);
     }
+    await this.openFleet();
     this.ctx = this.makeContext(next.config);
     if (this.watcher) {
       await this.watcher.close().catch(() => undefined);
@@ -1035,6 +1135,7 @@ export class StapleDaemon {
     if (this.lock) await this.lock.release().catch(() => undefined);
     await bounded(this.server?.close(), 1_000);
     this.server = undefined;
+    await bounded(this.closeFleet(), 1_000);
     const transports = [
       ...this.retiredTransports,
       ...(this.transport && !this.options.transport ? [this.transport] : []),
@@ -1090,6 +1191,7 @@ export class StapleDaemon {
       backoff: this.hostBackoff
         .list(now)
         .map((h) => ({ host: h.host, until: h.until.toISOString(), failures: h.failures })),
+      ...(this.fleet ? { fleet: this.fleet.health() } : {}),
       certificates,
     };
   }
@@ -1114,6 +1216,7 @@ export class StapleDaemon {
       status: s?.status ?? null,
       thisUpdate: s?.thisUpdate ?? null,
       nextUpdate: s?.nextUpdate ?? null,
+      usableUntil: s?.usableUntil ?? null,
       nextRefresh: e.nextRefresh?.toISOString() ?? null,
       nextAttempt: next?.toISOString() ?? null,
       nextAttemptReason: next ? (e.nextReason ?? null) : null,

@@ -24,6 +24,9 @@
  * - `staplekeeper_fetch_total{result}`: attempts that sent a request to a responder (an
  *   attempt that stopped before, e.g. NO_OCSP_URL, NO_ISSUER or a host in backoff, is not counted).
  * - `staplekeeper_fetch_duration_seconds`: their duration (histogram).
+ * - Fleet mode (docs/fleet.md): `staplekeeper_fleet_up{redis}` (1 up, 0 degraded; absent
+ *   without a fleet) and `staplekeeper_fleet_staples_total{source}`: staples renewed from the
+ *   fleet (`source="fleet"`, no request) and from a responder (`source="responder"`).
  * - `staplekeeper_responder_hosts_in_backoff`, `staplekeeper_info{version}`,
  *   `process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`.
  */
@@ -152,8 +155,29 @@ export async function createMetrics(provider: MetricsProvider): Promise<DaemonMe
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });
+  // fleet mode: is the fleet up, and how many staples came from it rather than a responder
+  new prom.Gauge({
+    name: 'staplekeeper_fleet_up',
+    help: 'Fleet mode: 1 when the fleet store (Redis) answers, 0 when the fleet is degraded',
+    labelNames: ['redis'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const f = current().fleet;
+      if (f) this.set({ redis: f.redis }, f.up ? 1 : 0);
+    },
+  });
+  const fleetStaples = new prom.Counter({
+    name: 'staplekeeper_fleet_staples_total',
+    help: 'Fleet mode: staples renewed by source: fleet (taken from the fleet, no request) or responder (fetched here)',
+    labelNames: ['source'],
+    registers: [registry],
+  });
   const unsubscribe = provider.addObserver({
     onAttempt(ev) {
+      if (ev.fleetHit) fleetStaples.inc({ source: 'fleet' });
+      else if (ev.outcome.fleet && ev.fetched && ev.outcome.result === 'updated')
+        fleetStaples.inc({ source: 'responder' });
       if (!ev.fetched) return;
       const result = ev.outcome.result === 'updated' ? 'success' : (ev.outcome.error?.code ?? 'INTERNAL');
       fetches.inc({ result });

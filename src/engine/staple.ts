@@ -42,7 +42,13 @@ import {
 } from '../core/policy.js';
 import type { CertIdHash } from '../core/request.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
-import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
+import {
+  DEFAULT_SKEW_MS,
+  MAX_THIS_UPDATE_AGE_MS,
+  assertGood,
+  verifyResponse,
+  type VerifiedResponse,
+} from '../core/verify.js';
 import type { Fleet, Lease } from '../fleet/contract.js';
 import { fleetKeyOf } from '../fleet/key.js';
 import { fleetTurn, type Verdict } from '../fleet/turn.js';
@@ -138,6 +144,8 @@ export interface StapleSummary {
   thisUpdate: string;
   nextUpdate: string;
   producedAt: string;
+  /** When it stops being usable: nextUpdate, capped by a delegated signer's notAfter (core/usability.ts). */
+  usableUntil: string;
   responder: string;
 }
 
@@ -390,7 +398,7 @@ export function stapleBytes(data: Buffer, path: string): Buffer {
 /** The staple file as read: its bytes, nothing (missing), or why it could not be read. */
 interface StapleRead {
   data?: Buffer;
-  error?: string;
+  error?: { code: ErrorCode; message: string };
 }
 
 async function readStapleFile(store: StapleStore, path: string): Promise<StapleRead> {
@@ -405,8 +413,14 @@ function readStapleFileSync(store: StapleStore, path: string): StapleRead | unde
     const data = readSync.call(store, path);
     return data === undefined ? {} : { data };
   } catch (e) {
-    return { error: toStapleError(e).message };
+    return { error: errorOf(e) };
   }
+}
+
+/** The code and message of an error, as {@link StapleState} carries them. */
+function errorOf(e: unknown): { code: ErrorCode; message: string } {
+  const err = toStapleError(e);
+  return { code: err.code, message: err.message };
 }
 
 async function readStapleFileAsync(store: StapleStore, path: string): Promise<StapleRead> {
@@ -414,7 +428,7 @@ async function readStapleFileAsync(store: StapleStore, path: string): Promise<St
     const data = await store.read(path);
     return data === undefined ? {} : { data };
   } catch (e) {
-    return { error: toStapleError(e).message };
+    return { error: errorOf(e) };
   }
 }
 
@@ -445,8 +459,7 @@ async function judgeStaple(
     const verified = verifyResponse(decoded, opts);
     return { state: { kind: 'valid', facts: factsOf(verified) }, verified, decoded, bytes: data };
   } catch (e) {
-    const err = toStapleError(e);
-    return { state: { kind: 'invalid', error: `${err.code}: ${err.message}` }, bytes: data };
+    return { state: { kind: 'invalid', error: errorOf(e) }, bytes: data };
   }
 }
 
@@ -483,7 +496,8 @@ export async function readStapleState(
  * True when every time-dependent rule of {@link verifyResponse} holds at
  * `now` for a cached verdict (the others were proved when it was recorded):
  * a delegated signer valid (RFC 6960 §4.2.2.2), thisUpdate not in the
- * future beyond the skew, nextUpdate ahead (RFC 5019 §4), the certificate
+ * future beyond the skew nor older than a year, producedAt not in the
+ * future, nextUpdate ahead (RFC 5019 §4), the certificate
  * not expired. When one fails, the staple is verified from scratch, so the
  * error reported is the ordinary one.
  */
@@ -491,6 +505,8 @@ export function isRecordValidAt(r: CacheRecord, now: Date, skewMs: number = DEFA
   const t = now.getTime();
   if (r.dlg === 1 && ((r.sna as number) <= t || (r.snb as number) > t + skewMs)) return false;
   if (r.tu > t + skewMs) return false;
+  if (r.tu < t - MAX_THIS_UPDATE_AGE_MS) return false;
+  if (r.pa > t + skewMs) return false;
   if (r.nu <= t) return false;
   if (r.na <= t) return false;
   return true;
@@ -565,6 +581,7 @@ function recordSummary(r: CacheRecord): StapleSummary {
     thisUpdate: new Date(r.tu).toISOString(),
     nextUpdate: new Date(r.nu).toISOString(),
     producedAt: new Date(r.pa).toISOString(),
+    usableUntil: new Date(r.uu).toISOString(),
     responder: r.rsp,
   };
 }
@@ -576,6 +593,7 @@ export function summarize(v: VerifiedResponse): StapleSummary {
     thisUpdate: v.thisUpdate.toISOString(),
     nextUpdate: v.nextUpdate.toISOString(),
     producedAt: v.producedAt.toISOString(),
+    usableUntil: v.usableUntil.toISOString(),
     responder: v.responder,
   };
 }
@@ -588,6 +606,8 @@ export interface ProcessOptions {
   dryRun?: boolean;
   /** Fleet mode: take a better staple from the fleet even when this one is not due (publications, sweeps). */
   fleetApply?: boolean;
+  /** Fleet mode: only take a better staple from the fleet; never fetch (the responder is in backoff). */
+  fleetOnly?: boolean;
 }
 
 /** The responder URLs for a certificate, after overrides. Empty when disabled. */
@@ -702,7 +722,8 @@ async function processEnabled(
       window = { notBefore: cert.notBefore, notAfter: cert.notAfter, subject: cert.subject };
     }
     now ??= ctx.now(); // (set on both paths above)
-    if (state.kind === 'invalid') notice(`the staple on disk is not usable: ${state.error}`);
+    if (state.kind === 'invalid')
+      notice(`the staple on disk is not usable: ${state.error.code}: ${state.error.message}`);
     const decision = decideRefresh(state, window, ctx.policy, now, { force: options.force ?? false });
     out.decision = decision;
     if (decision.action === 'skip') {
@@ -713,10 +734,14 @@ async function processEnabled(
       };
       return out;
     }
-    if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply)) {
+    if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply || options.fleetOnly)) {
       load ??= await loadFromSources(target, ctx.resolver, sources);
       fleetJob = await fleetStep(ctx.fleet, ctx, target, load.loaded, state, decision, options, out, notice);
       if (fleetJob === 'done') return out;
+    }
+    if (options.fleetOnly) {
+      out.nextRefresh = decision.at.toISOString();
+      return out;
     }
     if (decision.action === 'keep') {
       out.nextRefresh = decision.at.toISOString();
@@ -873,17 +898,22 @@ async function fleetStep(
     fleet,
     key,
     targetId: target.id,
-    due: decision.action === 'renew',
+    due: decision.action === 'renew' && !options.fleetOnly,
     force: options.force ?? false,
-    apply: options.fleetApply ?? false,
-    wait: ctx.fleetWait ?? 'block',
+    apply: (options.fleetApply ?? false) || (options.fleetOnly ?? false),
+    // a forced renewal (SIGUSR2) waits for the node holding the lease, so that it is not lost if that node dies
+    wait: options.force ? 'block' : (ctx.fleetWait ?? 'block'),
     notice,
     now: () => ctx.now().getTime(),
     accept: async (der, due): Promise<Verdict<VerifiedResponse>> => {
       const now = ctx.now();
       const j = await judgeStaple({ data: der }, 'fleet staple', loaded, now, ctx.skewMs);
       if (!j.verified)
-        return { ok: false, unusable: true, reason: j.state.kind === 'invalid' ? j.state.error : 'unreadable' };
+        return {
+          ok: false,
+          unusable: true,
+          reason: j.state.kind === 'invalid' ? `${j.state.error.code}: ${j.state.error.message}` : 'unreadable',
+        };
       const v = j.verified;
       if (v.status !== 'good') return { ok: false, unusable: false, reason: `its status is ${v.status}` };
       const facts = factsOf(v);

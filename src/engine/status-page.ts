@@ -27,6 +27,8 @@
  * scrapers.
  */
 import type { ErrorCode } from '../core/errors.js';
+import { usableAt } from '../core/usability.js';
+import type { FleetHealth } from '../fleet/contract.js';
 import type { NextAttemptReason } from './scheduler.js';
 import type { StapleSummary, TargetOutcome } from './staple.js';
 
@@ -158,6 +160,8 @@ export interface CertificateStatus {
   status: StapleSummary['status'] | null;
   thisUpdate: string | null;
   nextUpdate: string | null;
+  /** When the staple on disk stops being usable: nextUpdate, capped by a delegated signer (core/usability.ts). */
+  usableUntil: string | null;
   /** The policy's refresh point of the staple on disk. */
   nextRefresh: string | null;
   /** When the daemon will next look at it (null while queued or in progress). */
@@ -198,6 +202,8 @@ export interface DaemonSnapshot {
   queued: number;
   /** Responder hosts currently in backoff. */
   hostsInBackoff: number;
+  /** Fleet mode (docs/fleet.md): how the fleet is; absent without one. */
+  fleet?: FleetHealth;
   /** Those hosts, soonest release first (absent in snapshots of older versions). */
   backoff?: HostInBackoff[];
   certificates: CertificateStatus[];
@@ -208,7 +214,7 @@ export interface StateFacts {
   /** OCSP is disabled for it (the last attempt was skipped). */
   disabled: boolean;
   /** The staple on disk as last judged, if valid. */
-  staple?: Pick<StapleSummary, 'status' | 'nextUpdate'>;
+  staple?: Pick<StapleSummary, 'status' | 'nextUpdate'> & Partial<Pick<StapleSummary, 'usableUntil'>>;
   /** It has been looked at at least once. */
   attempted: boolean;
   consecutiveFailures: number;
@@ -233,8 +239,17 @@ export interface StateFacts {
 export function certificateState(f: StateFacts, now: Date): CertificateState {
   if (f.disabled) return 'disabled';
   if (f.staple?.status === 'revoked' || f.lastCode === 'OCSP_REVOKED') return 'revoked';
+  const s = f.staple;
   const usable =
-    f.staple !== undefined && f.staple.status === 'good' && Date.parse(f.staple.nextUpdate) > now.getTime();
+    s !== undefined &&
+    usableAt(
+      {
+        status: s.status,
+        nextUpdate: new Date(s.nextUpdate),
+        ...(s.usableUntil !== undefined ? { usableUntil: new Date(s.usableUntil) } : {}),
+      },
+      now,
+    );
   if (!usable) {
     if (f.lastCode === 'NO_OCSP_URL') return 'no-ocsp-url';
     if (f.staple !== undefined) return 'expired';
@@ -254,12 +269,23 @@ export function naturalCompare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** When a certificate's staple stops being usable (ISO), or null without one: see core/usability.ts. */
+function untilOf(c: CertificateStatus): string | null {
+  return c.usableUntil ?? c.nextUpdate;
+}
+
+/** {@link untilOf} as a time (-Infinity without a staple). */
+function endOf(c: CertificateStatus): number {
+  const end = untilOf(c);
+  return end === null ? -Infinity : Date.parse(end);
+}
+
 /** Sorts certificates most urgent first: by state, then by the time their staple has left, then by id (natural order). */
 export function byUrgency(a: CertificateStatus, b: CertificateStatus): number {
   const r = stateInfo(a.state).rank - stateInfo(b.state).rank;
   if (r !== 0) return r;
-  const ea = a.nextUpdate ? Date.parse(a.nextUpdate) : -Infinity;
-  const eb = b.nextUpdate ? Date.parse(b.nextUpdate) : -Infinity;
+  const ea = endOf(a);
+  const eb = endOf(b);
   if (ea !== eb) return ea < eb ? -1 : 1;
   return naturalCompare(a.id, b.id);
 }
@@ -329,14 +355,15 @@ interface RowData {
 }
 
 function usable(c: CertificateStatus, now: number): { text: string; title: string; seconds: number | null } {
-  if (c.nextUpdate === null) {
+  const until = untilOf(c);
+  if (until === null) {
     const text = c.state === 'disabled' || c.state === 'no-ocsp-url' ? '—' : 'no staple';
     return { text, title: text === '—' ? '' : 'no valid staple on disk', seconds: null };
   }
-  const left = Date.parse(c.nextUpdate) - now;
+  const left = Date.parse(until) - now;
   return {
     text: c.status === 'revoked' ? 'not usable (revoked)' : relative(left),
-    title: `usable until ${c.nextUpdate}`,
+    title: `usable until ${until}`,
     seconds: Math.round(left / 1000),
   };
 }
@@ -589,11 +616,11 @@ export function renderStatusPage(s: DaemonSnapshot, options: RenderOptions | num
     const when =
       urgent.state === 'revoked'
         ? 'replace the certificate'
-        : urgent.nextUpdate === null
+        : untilOf(urgent) === null
           ? 'no usable staple'
-          : Date.parse(urgent.nextUpdate) <= now
-            ? `staple stopped being usable ${humanDuration(Date.parse(urgent.nextUpdate) - now)} ago (${urgent.nextUpdate})`
-            : `staple usable for ${humanDuration(Date.parse(urgent.nextUpdate) - now)} more, until ${urgent.nextUpdate}`;
+          : endOf(urgent) <= now
+            ? `staple stopped being usable ${humanDuration(endOf(urgent) - now)} ago (${untilOf(urgent)})`
+            : `staple usable for ${humanDuration(endOf(urgent) - now)} more, until ${untilOf(urgent)}`;
     facts.push(
       `<span class="urgent" data-id="${e(urgent.id)}">Most urgent: <b title="${e(urgent.certPath)}">${e(urgent.id)}</b> (${e(info.label)}): ${e(when)}</span>`,
     );
@@ -610,6 +637,7 @@ export function renderStatusPage(s: DaemonSnapshot, options: RenderOptions | num
   } else {
     facts.push('<span class="backoff">Responder hosts in backoff: none</span>');
   }
+  if (s.fleet) facts.push(fleetFact(s.fleet, e));
   if (s.inProgress || s.queued) facts.push(`<span>${s.inProgress} in progress, ${s.queued} queued</span>`);
 
   const rows = certs.map((c) => rowData(c, now));
@@ -661,4 +689,14 @@ ${script}
 </body>
 </html>
 `;
+}
+
+/** Fleet mode (docs/fleet.md): one line saying whether the fleet works, and what it saved. */
+function fleetFact(f: FleetHealth, esc: (s: string) => string): string {
+  const counts = `${f.hits} from the fleet, ${f.published} fetched and published, ${f.direct} fetched directly`;
+  if (f.up) {
+    return `<span class="fleet" data-fleet="up">Fleet: <b>up</b> (${esc(f.redis)}${f.fetch ? '' : ', fetch: false'}) — ${esc(counts)}</span>`;
+  }
+  const what = f.fetch ? 'renewing directly' : 'fetch is false: keeping the staples on disk';
+  return `<span class="fleet" data-fleet="down">Fleet: <b>DEGRADED</b> — ${esc(f.redis)} cannot be reached since ${esc(f.since)} (${esc(f.lastError ?? 'no answer')}); ${what} — ${esc(counts)}</span>`;
 }

@@ -27,14 +27,19 @@ export function parseOpensslTime(text: string): Date | undefined {
   );
 }
 
-/** Connects to 127.0.0.1:port with `-status` (and SNI when `servername` is given). */
-export async function sClient(port: number, servername?: string): Promise<StatusView> {
+/** Connects to 127.0.0.1:port with `-status` (and SNI when `servername` is given; `starttls: 'smtp'` for a mail server). */
+export async function sClient(
+  port: number,
+  servername?: string,
+  options: { starttls?: 'smtp' } = {},
+): Promise<StatusView> {
   const started = Date.now();
   const args = [
     's_client',
     '-connect',
     `127.0.0.1:${port}`,
     ...(servername ? ['-servername', servername] : []),
+    ...(options.starttls ? ['-starttls', options.starttls] : []),
     '-status',
   ];
   const child = spawn('openssl', args, { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -326,6 +326,7 @@ function syntheticSnapshot(n: number, now: Date): DaemonSnapshot {
       status: state === 'revoked' ? 'revoked' : hasStaple ? 'good' : null,
       thisUpdate: hasStaple ? iso(left - 96 * H) : null,
       nextUpdate: hasStaple ? iso(left) : null,
+      usableUntil: hasStaple ? iso(left) : null,
       nextRefresh: hasStaple ? iso(left - 48 * H) : null,
       nextAttempt: state === 'disabled' ? null : iso(((i % 30) + 1) * 60_000),
       nextAttemptReason: failed ? 'backoff' : state === 'disabled' ? null : 'refresh',

@@ -54,6 +54,7 @@ describe('scripts/bundle.mjs', () => {
         'yaml',
         'zod',
         'commander',
+        'ioredis', // src/fleet/index.ts imports it lazily
       ]) {
         expect(r.inputs.some((p) => p.includes(`node_modules/${dep}/`))).toBe(true);
       }

@@ -236,6 +236,16 @@ describe('loadConfig: defaults and path resolution', () => {
     expect(config.targets[0]?.certPath).toBe(path.join(root, 'a.pem'));
   });
 
+  it('stop_on_error without parallel_threads or concurrency works one at a time, as ocspbot (issue 18)', async () => {
+    const domains = 'domains:\n  a: {cert: a.pem, ocsp: a.der}\n';
+    const stop = await loadText(`stop_on_error: true\n${domains}`, { 'a.pem': '' });
+    expect(stop.config.settings.concurrency).toBe(1);
+    const threads = await loadText(`stop_on_error: true\nparallel_threads: 3\n${domains}`, { 'a.pem': '' });
+    expect(threads.config.settings.concurrency).toBe(3);
+    const plain = await loadText(domains, { 'a.pem': '' });
+    expect(plain.config.settings.concurrency).toBe(16);
+  });
+
   it('reads the new keys', async () => {
     const { config, root } = await loadText(
       [

@@ -43,6 +43,27 @@ describe('refreshPoint', () => {
   });
 });
 
+describe('refreshPoint sanity (issue 11 points 2 and 12)', () => {
+  it('never schedules later than thisUpdate + 4 days, whatever the window', () => {
+    const long = { ...facts, nextUpdate: at(3650 * D) };
+    expect(refreshPoint(long, cert, {})).toEqual(at(4 * D));
+    expect(refreshPoint(long, cert, { minimumValidityPercentage: 10 })).toEqual(at(4 * D));
+  });
+  it('never later than usableUntil minus a margin, never earlier than thisUpdate', () => {
+    // producedAt far in the future: the ocsprenewer formula would point past nextUpdate
+    expect(refreshPoint({ ...facts, producedAt: at(1000 * D) }, cert, {}).getTime()).toBeLessThanOrEqual(
+      at(4 * D - H).getTime(),
+    );
+    // producedAt long before thisUpdate is taken as thisUpdate
+    expect(refreshPoint({ ...facts, producedAt: at(-10000 * D) }, cert, {})).toEqual(at(2 * D));
+    // minimum_validity longer than the window: due at thisUpdate, not before it
+    expect(refreshPoint(facts, cert, { minimumValidityMs: 30 * D })).toEqual(t0);
+    // a short window keeps a tenth of it as margin
+    const short = { ...facts, nextUpdate: at(10 * 60_000) };
+    expect(refreshPoint(short, cert, { refreshAt: 0.95 })).toEqual(at(9 * 60_000));
+  });
+});
+
 describe('decideRefresh', () => {
   const valid = { kind: 'valid', facts } as const;
   it('renews a missing staple now', () => {
@@ -50,10 +71,10 @@ describe('decideRefresh', () => {
     expect(d).toMatchObject({ action: 'renew', reason: 'missing', at: t0 });
   });
   it('renews an invalid staple and says why', () => {
-    const d = decideRefresh({ kind: 'invalid', error: 'OCSP_BAD_SIGNATURE: x' }, cert, {}, t0);
+    const d = decideRefresh({ kind: 'invalid', error: { code: 'OCSP_BAD_SIGNATURE', message: 'x' } }, cert, {}, t0);
     expect(d.action).toBe('renew');
     expect(d.reason).toBe('invalid');
-    expect(d.detail).toContain('OCSP_BAD_SIGNATURE');
+    expect(d.detail).toContain('OCSP_BAD_SIGNATURE: x');
   });
   it('keeps a fresh staple until the refresh point', () => {
     const d = decideRefresh(valid, cert, {}, at(H));
