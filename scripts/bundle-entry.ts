@@ -19,7 +19,6 @@
 import '../src/cli/early-signals-install.js';
 import { basename } from 'node:path';
 import { isSea } from 'node:sea';
-import { runMain } from '../src/cli/main.js';
 
 type Prog = 'staplekeeper' | 'ocspbot' | 'ocsprenewer';
 
@@ -32,7 +31,10 @@ export function progFor(invokedAs: string | undefined): Prog {
 const sea = isSea();
 // in a single executable application, argv[1] is the binary again and the arguments start at argv[2]
 const prog = progFor(sea ? process.argv0 : process.argv[1]);
-runMain(prog, process.argv.slice(2)).catch((e: unknown) => {
-  process.stderr.write(`${(e instanceof Error && e.stack) || String(e)}\n`);
-  process.exit(1);
-});
+// imported here, not above: like the bin/ shims, nothing of the CLI runs before this module's own code
+import('../src/cli/main.js')
+  .then(({ runMain }) => runMain(prog, process.argv.slice(2)))
+  .catch((e: unknown) => {
+    process.stderr.write(`${(e instanceof Error && e.stack) || String(e)}\n`);
+    process.exit(1);
+  });

@@ -7,8 +7,9 @@
 //   node scripts/bundle.mjs --cjs OUT.cjs   # the CommonJS variant the single executable needs (scripts/sea.mjs)
 //
 // Three things differ from the tsc build (dist/), each checked here:
-// - src/io/http.ts and src/engine/issuer.ts load undici and @peculiar/asn1-cms
-//   lazily through createRequire(import.meta.url); esbuild follows only a plain
+// - src/io/http.ts loads undici lazily through createRequire(import.meta.url)
+//   (src/core/asn1.ts loads @peculiar/asn1-cms with import(), which esbuild
+//   follows by itself); esbuild follows only a plain
 //   `require(...)`, so those calls are rewritten to it (and the build fails if
 //   a createRequire it does not know is left).
 // - The caches' code fingerprints (src/io/fingerprint.ts) read our module files,

@@ -94,7 +94,8 @@ export {
   type FetchResult,
   type MethodChoice,
 } from './engine/fetch.js';
-export { IssuerResolver, pickLeaf, parseCaIssuersContent } from './engine/issuer.js';
+export { IssuerResolver, pickLeaf } from './engine/issuer.js';
+export { parseCaIssuersContent } from './core/asn1.js';
 export {
   processTarget,
   loadTargetCert,

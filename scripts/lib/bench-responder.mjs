@@ -70,10 +70,15 @@ function answer(res, body) {
   else send();
 }
 
+/** Requests per serial (BENCH_COUNTS=1: printed as JSON on stderr at SIGTERM; the fleet benchmark reads it). */
+const perSerial = new Map();
+
 function respond(res, der) {
   let body;
   try {
-    body = responses.get(serialOf(der)) ?? unauthorized;
+    const serial = serialOf(der);
+    if (process.env.BENCH_COUNTS) perSerial.set(serial, (perSerial.get(serial) ?? 0) + 1);
+    body = responses.get(serial) ?? unauthorized;
   } catch {
     body = malformed;
   }
@@ -103,5 +108,10 @@ server.listen(0, '127.0.0.1', () => {
 });
 process.on('SIGTERM', () => {
   if (process.env.BENCH_VERBOSE) process.stderr.write(`responder: ${JSON.stringify({ connections, requests })}\n`);
+  if (process.env.BENCH_COUNTS) {
+    const counts = [...perSerial.values()];
+    const summary = { requests, serials: perSerial.size, maxPerSerial: counts.length ? Math.max(...counts) : 0 };
+    process.stderr.write(`counts: ${JSON.stringify(summary)}\n`);
+  }
   process.exit(0);
 });

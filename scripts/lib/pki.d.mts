@@ -18,6 +18,10 @@ export interface LeafOptions {
   days?: number;
   /** Leave the OCSP URI out of the AIA extension. */
   noOcspUrl?: boolean;
+  /** A CRL distribution point URI (crlDistributionPoints extension). */
+  crlUrl?: string;
+  /** Add the TLS Feature extension with status_request: must-staple (RFC 7633). */
+  mustStaple?: boolean;
   /** A DNS name (default `<name>.test`), or a raw subjectAltName value such as `DNS:a.test,IP:127.0.0.1` when it contains a colon. */
   san?: string;
 }
@@ -95,6 +99,12 @@ export declare function revokeLeaf(
   name: string,
   opts?: { reason?: RevocationReason; time?: Date },
 ): Promise<Leaf>;
+
+/**
+ * Issues a CRL with `openssl ca -gencrl` from index.txt (every revoked leaf listed), signed by the
+ * CA; DER when `out` ends in `.crl`/`.der`, else PEM. nextUpdate: `hours` (default 24) from now.
+ */
+export declare function genCrl(pki: Pki, opts: { out: string; hours?: number; crlNumber?: number }): Promise<string>;
 
 /** Runs (and awaits) `listener` after every rewrite of `pki.index`. Returns the unregister function. */
 export declare function onIndexChange(pki: Pki, listener: () => Promise<void>): () => void;

@@ -35,6 +35,8 @@ const execFileAsync = promisify(execFile);
  * @property {LeafStatus} [status] default 'good'; 'unknown' = issued by the CA but absent from index.txt
  * @property {number} [days] validity in days, default 90 (at least 1: `openssl req` cannot backdate)
  * @property {boolean} [noOcspUrl] leave the OCSP URI out of the AIA extension
+ * @property {string} [crlUrl] a CRL distribution point URI (crlDistributionPoints extension)
+ * @property {boolean} [mustStaple] add the TLS Feature extension with status_request (RFC 7633)
  * @property {string} [san] a DNS name (default <name>.test), or a raw subjectAltName value such as
  *   `DNS:a.test,IP:127.0.0.1` when it contains a colon
  */
@@ -216,6 +218,61 @@ export async function revokeLeaf(pki, name, opts = {}) {
 }
 
 /**
+ * Issues a CRL with `openssl ca -gencrl` from the PKI's index.txt (every revoked leaf is listed),
+ * signed by the CA, and writes it to `opts.out` (DER when the name ends in `.crl` or `.der`, else
+ * PEM). thisUpdate is now; nextUpdate `opts.hours` (default 24) hours later.
+ * @param {Pki} pki
+ * @param {{ out: string, hours?: number, crlNumber?: number }} opts
+ * @returns {Promise<string>} the path written
+ */
+export async function genCrl(pki, opts) {
+  const dir = path.join(pki.dir, 'openssl', 'ca');
+  await fs.mkdir(dir, { recursive: true });
+  await writeIndex(pki); // make sure the file reflects `leaves`
+  const crlnumber = path.join(dir, 'crlnumber');
+  if (opts.crlNumber !== undefined) await fs.writeFile(crlnumber, `${opts.crlNumber.toString(16).padStart(2, '0')}\n`);
+  else await fs.access(crlnumber).catch(() => fs.writeFile(crlnumber, '01\n'));
+  const config = path.join(dir, 'ca.cnf');
+  await fs.writeFile(
+    config,
+    [
+      '[ca]',
+      'default_ca = ca_default',
+      '[ca_default]',
+      `database = ${pki.index}`,
+      `crlnumber = ${crlnumber}`,
+      'default_md = sha256',
+      'crl_extensions = crl_ext',
+      '[crl_ext]',
+      'authorityKeyIdentifier = keyid:always',
+      '',
+    ].join('\n'),
+  );
+  const pem = path.join(dir, `crl-${process.pid}-${randomBytes(3).toString('hex')}.pem`);
+  await openssl([
+    'ca',
+    '-gencrl',
+    '-config',
+    config,
+    '-keyfile',
+    pki.ca.key,
+    '-cert',
+    pki.ca.cert,
+    '-crlhours',
+    String(opts.hours ?? 24),
+    '-out',
+    pem,
+  ]);
+  if (/\.(crl|der)$/.test(opts.out)) {
+    await openssl(['crl', '-in', pem, '-outform', 'DER', '-out', opts.out]);
+    await fs.rm(pem, { force: true });
+  } else {
+    await fs.rename(pem, opts.out);
+  }
+  return opts.out;
+}
+
+/**
  * Registers a callback run (and awaited) after every rewrite of `pki.index`; responder.mjs uses
  * it to make a running `openssl ocsp` pick up the change. Returns the unregister function.
  * @param {Pki} pki
@@ -332,6 +389,8 @@ async function mintLeaf(pki, l) {
       'extendedKeyUsage = serverAuth',
       `subjectAltName = ${san}`,
       ...(aia.length > 0 ? [`authorityInfoAccess = ${aia.join(', ')}`] : []),
+      ...(l.crlUrl !== undefined ? [`crlDistributionPoints = URI:${l.crlUrl}`] : []),
+      ...(l.mustStaple ? ['tlsfeature = status_request'] : []),
       'subjectKeyIdentifier = hash',
       'authorityKeyIdentifier = keyid:always',
     ],

@@ -46,6 +46,7 @@ export function checkJson(report: CheckReport): Record<string, unknown> {
     counts: report.counts,
     ...(report.expiryMinSeconds !== undefined ? { expiryMinSeconds: report.expiryMinSeconds } : {}),
     certificates: report.certs,
+    ...('fleet' in report ? { fleet: report.fleet } : {}),
   };
 }
 
@@ -82,6 +83,12 @@ export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> 
     const err = toStapleError(e);
     if (opts.verbose && e instanceof Error) io.stderr.write(`${e.stack ?? ''}\n`);
     return unknown(io, opts.json, `${err.code}: ${err.message}`);
+  }
+  const fleet = loaded.config.settings.fleet;
+  if (fleet) {
+    // fleet mode: a fleet that does not answer is a WARNING (docs/fleet.md)
+    const { probeFleet, withFleet } = await import('../fleet/check.js');
+    report = withFleet(report, await probeFleet(fleet, loaded.config.settings.http.timeoutMs));
   }
   if (opts.json) {
     io.stdout.write(`${JSON.stringify(checkJson(report), null, 2)}\n`);

@@ -17,7 +17,7 @@ import { IssuerResolver } from '../engine/issuer.js';
 import { processTarget, type Target } from '../engine/staple.js';
 import { USER_AGENT } from '../version.js';
 import type { CliIo } from './io.js';
-import { EXIT, reportError } from './main.js';
+import { EXIT, reportError } from './common.js';
 
 interface FetchOpts {
   cert: string;
@@ -68,6 +68,8 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
         nonce: opts.nonce,
         makeBackups: opts.backup,
         overwriteNonOcsp: opts.overwrite ?? false,
+        // `fetch` was asked for a staple: a certificate without a responder is an error (NO_OCSP_URL)
+        strictOcsp: true,
       },
       { force: true },
     );

@@ -13,7 +13,7 @@ import { readInputFile } from '../io/files.js';
 import { IssuerResolver } from '../engine/issuer.js';
 import { loadTargetCert, stapleBytes } from '../engine/staple.js';
 import type { CliIo } from './io.js';
-import { EXIT, reportError } from './main.js';
+import { EXIT, reportError } from './common.js';
 
 interface InspectOpts {
   cert?: string;

@@ -4,7 +4,6 @@
  * `--version` and `run` start fast.
  */
 import { Command, CommanderError, Option } from 'commander';
-import { StapleError, toStapleError } from '../core/errors.js';
 import { VERSION } from '../version.js';
 import { releaseEarlySignals } from './early-signals.js';
 
@@ -18,19 +17,11 @@ Environment:
                           proxies for responder requests (http.proxy overrides)
   NO_COLOR                no colour on a terminal`;
 import type { CliIo } from './io.js';
+import { EXIT, reportError } from './common.js';
 
 export type { CliIo } from './io.js';
 
-/** Exit codes of `fetch` and `inspect`. `run` uses the ocspbot codes (see run.ts). */
-export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2 } as const;
-
-/** Prints an error as one line (with the stack under --verbose). */
-export function reportError(io: CliIo, e: unknown, verbose: boolean, prog = 'staplekeeper'): StapleError {
-  const err = toStapleError(e);
-  io.stderr.write(`${prog}: error ${err.code}: ${err.message}\n`);
-  if (verbose) io.stderr.write(`${(e instanceof Error && e.stack) || String(e)}\n`);
-  return err;
-}
+export { EXIT, reportError } from './common.js';
 
 function wantsVerbose(argv: string[]): boolean {
   return argv.includes('--verbose') || argv.includes('-v');

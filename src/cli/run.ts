@@ -162,12 +162,35 @@ export async function loadConfigForCli(
   }
 }
 
+/** ` [crl]`, ` [ocsp, must-staple]`: the triage of a certificate (core/triage.ts), for --dry-run. */
+export function triageTag(o: Pick<TargetOutcome, 'triage'>): string {
+  const t = o.triage;
+  if (!t) return '';
+  const flags = [t.mechanism, ...(t.mustStaple ? ['must-staple'] : []), ...(t.shortLived ? ['short-lived'] : [])];
+  return ` [${flags.join(', ')}]`;
+}
+
+/** `; CRL: not revoked (thisUpdate …)` or `; CRL not checked: …` when the CRL was watched. */
+function crlText(o: TargetOutcome): string {
+  const c = o.crl;
+  if (!c) return '';
+  if (c.status === 'good')
+    return `; CRL ${c.url}: not revoked (CRL of ${c.thisUpdate ?? '?'}, next by ${c.nextUpdate ?? '?'})`;
+  if (c.status === 'unavailable') return `; CRL not checked: ${c.error?.code ?? ''}: ${c.error?.message ?? ''}`;
+  return '';
+}
+
 function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
   const tag = `[${o.id}] `;
-  if (dryRun && o.decision) {
+  const triaged = o.triage !== undefined && o.triage.mechanism !== 'ocsp';
+  if (dryRun && o.decision && !triaged) {
     const d = o.decision;
-    if (d.action === 'renew') return `${tag}would renew (${d.reason}): ${d.detail}`;
-    if (d.action === 'keep') return `${tag}keep (${d.reason}): ${d.detail}; next refresh at ${d.at.toISOString()}`;
+    const tt = triageTag(o);
+    if (d.action === 'renew') return `${tag}would renew (${d.reason}): ${d.detail}${tt}`;
+    if (d.action === 'keep') return `${tag}keep (${d.reason}): ${d.detail}; next refresh at ${d.at.toISOString()}${tt}`;
+  }
+  if (o.revoked && o.crl?.status === 'revoked') {
+    return `${tag}error CRL_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}) according to its CRL ${o.crl.url}; there is no staple to keep`;
   }
   if (o.result === 'updated' && o.revoked) {
     return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); the revoked response was written because on_revoked_write is on`;
@@ -179,10 +202,16 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})${warn}`;
   }
   if (o.kept) return `${tag}${o.kept.message}`;
-  if (o.result === 'skipped') return `${tag}skipped: ${o.notices.at(-1) ?? 'nothing to do'}`;
+  if (o.result === 'skipped') {
+    const n = triaged
+      ? (o.notices.find((x) => x.startsWith('no OCSP responder')) ?? o.notices.at(-1))
+      : o.notices.at(-1);
+    return `${tag}skipped: ${n ?? 'nothing to do'}${crlText(o)}${dryRun ? triageTag(o) : ''}`;
+  }
   if (o.result === 'failed') {
     if (o.revoked) {
-      return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); the current staple was kept`;
+      const kept = o.staple ? 'the current staple was kept' : 'no usable staple is on disk (the file was not touched)';
+      return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); ${kept}`;
     }
     return `${tag}error ${o.error?.code ?? 'INTERNAL'}: ${o.error?.message ?? ''}`;
   }
@@ -206,6 +235,8 @@ export interface ExecuteRunOptions {
   verbose: boolean;
   only?: string[];
   prog: string;
+  /** ocspbot: a certificate without an OCSP URL fails (NO_OCSP_URL, exit 255). */
+  strictOcsp?: boolean;
   /** ocspbot's log files and error lines (the `ocspbot` command; see {@link RunOutputOptions}). */
   ocspbot?: boolean;
 }
@@ -233,6 +264,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
         force: opts.force,
         dryRun: opts.dryRun,
         ...(opts.only ? { only: opts.only } : {}),
+        ...(opts.strictOcsp ? { strictOcsp: true } : {}),
         env: io.env,
         // notices (e.g. waiting for the lock) go to the error stream even with --json, whose stdout is data
         onNotice: (m) => output.err(`${opts.prog}: ${m}`),

@@ -55,6 +55,29 @@ export interface Certificate {
   signature: Buffer;
   /** OIDs of critical extensions we do not understand. */
   unknownCriticalExtensions: string[];
+  /**
+   * CRL distribution points (RFC 5280 §4.2.1.13), in certificate order: the
+   * `uniformResourceIdentifier` names of each point's `fullName`. A point that
+   * names its CRL issuer (`cRLIssuer`, an indirect CRL) or only some reasons is
+   * flagged: staplekeeper does not watch those.
+   */
+  crlDistributionPoints: CrlDistributionPoint[];
+  /** Every http(s) URI of {@link crlDistributionPoints}, in order, without duplicates. */
+  crlUrls: string[];
+  /** The TLS Feature extension (RFC 7633) lists status_request (5): "must-staple". */
+  mustStaple: boolean;
+  /** The noRevAvail extension (RFC 9608): the CA publishes no revocation information for it. */
+  noRevAvail: boolean;
+}
+
+/** One CRL distribution point of a certificate. */
+export interface CrlDistributionPoint {
+  /** The URIs of its `fullName` (any scheme; only http: and https: are fetched). */
+  urls: string[];
+  /** The point restricts itself to some revocation reasons. */
+  someReasons: boolean;
+  /** The point names a CRL issuer other than the certificate's issuer (indirect CRL). */
+  indirect: boolean;
 }
 
 const OID = {
@@ -74,6 +97,7 @@ const OID = {
   INHIBIT_ANY: '2.5.29.54',
   OCSP_NOCHECK: '1.3.6.1.5.5.7.48.1.5',
   TLS_FEATURE: '1.3.6.1.5.5.7.1.24',
+  NO_REV_AVAIL: '2.5.29.56',
   CT_PRECERT_POISON: '1.3.6.1.4.1.11129.2.4.3',
 } as const;
 
@@ -192,6 +216,10 @@ export function parseCertificate(der: Buffer): Certificate {
     signatureAlgorithmDer: whole(der, sigAlgTlv),
     signature: der.subarray(sigTlv.valueStart + 1, sigTlv.end),
     unknownCriticalExtensions: [],
+    crlDistributionPoints: [],
+    crlUrls: [],
+    mustStaple: false,
+    noRevAvail: false,
   };
 
   // skip issuerUniqueID [1] and subjectUniqueID [2]
@@ -261,8 +289,55 @@ function readExtensions(der: Buffer, extsSeq: Tlv, out: Certificate): void {
       case OID.OCSP_NOCHECK:
         out.ocspNoCheck = true;
         break;
+      case OID.TLS_FEATURE: {
+        // Features ::= SEQUENCE OF INTEGER; status_request is 5 (RFC 7633 §4, RFC 6066 §8)
+        const seq = DerReader.inside(der, v.next(TAG.SEQUENCE), code);
+        while (!seq.done) {
+          const n = contents(der, seq.next(TAG.INTEGER));
+          if (n.length === 1 && n[0] === 5) out.mustStaple = true;
+        }
+        break;
+      }
+      case OID.NO_REV_AVAIL:
+        out.noRevAvail = true;
+        break;
+      case OID.CRL_DP:
+        readCrlDistributionPoints(der, v.next(TAG.SEQUENCE), out);
+        break;
       default:
         if (critical && !KNOWN_EXTENSIONS.has(oid)) out.unknownCriticalExtensions.push(oid);
+    }
+  }
+}
+
+/**
+ * CRLDistributionPoints ::= SEQUENCE OF DistributionPoint (RFC 5280 §4.2.1.13):
+ * `distributionPoint [0]` holding `fullName [0] GeneralNames`, `reasons [1]`,
+ * `cRLIssuer [2]`. Only URIs (`[6]`) of a fullName are kept.
+ */
+function readCrlDistributionPoints(der: Buffer, seqTlv: Tlv, out: Certificate): void {
+  const code = 'NOT_A_CERTIFICATE' as const;
+  const seq = DerReader.inside(der, seqTlv, code);
+  while (!seq.done) {
+    const dp = DerReader.inside(der, seq.next(TAG.SEQUENCE), code);
+    const point: CrlDistributionPoint = { urls: [], someReasons: false, indirect: false };
+    const name = dp.optional(0xa0);
+    if (name) {
+      const n = DerReader.inside(der, name, code);
+      const full = n.optional(0xa0);
+      if (full) {
+        const names = DerReader.inside(der, full, code);
+        while (!names.done) {
+          const gn = names.next();
+          if (gn.tag === 0x86) point.urls.push(contents(der, gn).toString('latin1'));
+        }
+      }
+    }
+    if (dp.optional(0x81)) point.someReasons = true;
+    if (dp.optional(0xa2)) point.indirect = true;
+    out.crlDistributionPoints.push(point);
+    for (const u of point.urls) {
+      if (/^https?:\/\//i.test(u) && !out.crlUrls.includes(u)) out.crlUrls.push(u);
     }
   }
 }

@@ -43,6 +43,17 @@ export const ERROR_CODES = {
   HTTP_REDIRECT: 'the responder redirected too often or to a forbidden location',
   HTTP_BAD_URL: 'the responder URL is not an http: or https: URL',
   NO_OCSP_URL: 'the certificate names no OCSP responder; set one in the configuration or disable OCSP for it',
+  MUST_STAPLE_NO_RESPONDER:
+    'the certificate is must-staple but has no usable OCSP responder; reissue it without must-staple before the last staple expires',
+  // certificate revocation lists (RFC 5280 §5)
+  CRL_MALFORMED: 'the CRL is not a well-formed X.509 certificate revocation list',
+  CRL_BAD_SIGNATURE: 'the CRL signature does not verify under its issuer',
+  CRL_WRONG_ISSUER: 'the CRL was not issued by the certificate issuer or an authorised CRL signer',
+  CRL_STALE: 'the CRL is past its nextUpdate; the CA has not published a newer one here',
+  CRL_NOT_YET_VALID: 'the CRL thisUpdate lies in the future; check this machine clock',
+  CRL_CRITICAL_EXTENSION: 'the CRL carries a critical extension staplekeeper does not understand',
+  CRL_SCOPE: 'the CRL does not cover this certificate (issuing distribution point scope)',
+  CRL_REVOKED: 'the certificate is listed as REVOKED on its CRL; replace it now',
   // certificates and files
   NO_ISSUER: 'the issuer certificate could not be found; give a chain file or a CA directory',
   ISSUER_MISMATCH: 'the given issuer did not sign this certificate',

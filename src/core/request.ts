@@ -1,16 +1,13 @@
 /**
  * The OCSP request: CertID (RFC 6960 §4.1.1) and the DER OCSPRequest, encoded
- * with @peculiar/asn1-ocsp. No requestorName, no signature; a nonce only when
+ * by core/asn1.ts. No requestorName, no signature; a nonce only when
  * asked for (RFC 5019 §2.1: responders that pre-produce responses ignore or
  * reject nonces, so the interoperable default is none).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Extension, Extensions } from '@peculiar/asn1-x509';
-import { CertID, OCSPRequest, Request, TBSRequest } from '@peculiar/asn1-ocsp';
+import { encodeOcspRequest } from './asn1.js';
 import type { Certificate } from './certs.js';
 import { oidForHashName } from './signature.js';
-import { OID_OCSP_NONCE } from './response.js';
 
 /** The CertID hash algorithms we send. SHA-1 is the RFC 5019 default. */
 export type CertIdHash = 'sha1' | 'sha256';
@@ -52,26 +49,7 @@ export interface EncodedRequest {
 
 /** Encodes an OCSPRequest for one CertID. */
 export function buildRequest(certId: CertId, options: RequestOptions = {}): EncodedRequest {
-  const reqCert = new CertID({
-    // RFC 5019 §2.1.1: the hash AlgorithmIdentifier carries NULL parameters (as OpenSSL sends)
-    hashAlgorithm: new AlgorithmIdentifier({ algorithm: certId.hashAlgorithm, parameters: null }),
-    issuerNameHash: new OctetString(certId.issuerNameHash),
-    issuerKeyHash: new OctetString(certId.issuerKeyHash),
-    serialNumber: toArrayBuffer(certId.serial),
-  });
-  const tbs = new TBSRequest({ requestList: [new Request({ reqCert })] });
-  let nonce: Buffer | undefined;
-  if (options.nonce) {
-    nonce = Buffer.isBuffer(options.nonce) ? options.nonce : randomBytes(16);
-    const value = AsnConvert.serialize(new OctetString(nonce));
-    tbs.requestExtensions = new Extensions([
-      new Extension({ extnID: OID_OCSP_NONCE, critical: false, extnValue: new OctetString(value) }),
-    ]);
-  }
-  const der = Buffer.from(AsnConvert.serialize(new OCSPRequest({ tbsRequest: tbs })));
+  const nonce = options.nonce ? (Buffer.isBuffer(options.nonce) ? options.nonce : randomBytes(16)) : undefined;
+  const der = encodeOcspRequest(certId, nonce);
   return nonce ? { der, nonce } : { der };
-}
-
-function toArrayBuffer(b: Buffer): ArrayBuffer {
-  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
 }

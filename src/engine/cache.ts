@@ -65,7 +65,7 @@ import { TEMP_MARKER } from '../io/store.js';
 export const CACHE_FILE_NAME = '.staplekeeper-cache.json';
 
 /** The on-disk format; bump on any change of the record layout. */
-export const CACHE_FORMAT_VERSION = 1;
+export const CACHE_FORMAT_VERSION = 2;
 
 const FORMAT_NAME = 'staplekeeper-cache';
 
@@ -120,6 +120,13 @@ export interface CacheRecord {
   rr?: string;
   /** Warnings of the verification. */
   w: string[];
+  /** The certificate's AIA OCSP URLs and CRL URLs, for triage (core/triage.ts) without parsing it. */
+  ou?: string[];
+  du?: string[];
+  /** 1 when the certificate is must-staple (RFC 7633). */
+  ms?: 1;
+  /** 1 when the certificate carries noRevAvail (RFC 9608). */
+  nra?: 1;
 }
 
 const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
@@ -147,7 +154,11 @@ export function isCacheRecord(r: unknown): r is CacheRecord {
     (o.rt === undefined || isNum(o.rt)) &&
     (o.rr === undefined || isStr(o.rr)) &&
     Array.isArray(o.w) &&
-    o.w.every(isStr)
+    o.w.every(isStr) &&
+    (o.ou === undefined || (Array.isArray(o.ou) && o.ou.every(isStr))) &&
+    (o.du === undefined || (Array.isArray(o.du) && o.du.every(isStr))) &&
+    (o.ms === undefined || o.ms === 1) &&
+    (o.nra === undefined || o.nra === 1)
   );
 }
 
@@ -329,7 +340,7 @@ function today(): number {
  * when their record is used, which keeps loading 10,000 records to a few
  * milliseconds where `JSON.parse` of the same data takes ~50 ms.
  */
-const FIELDS = 19;
+const FIELDS = 20;
 
 function num(s: string | undefined): number | undefined {
   if (s === undefined || s === '') return undefined;
@@ -370,6 +381,8 @@ export function formatRecordLine(name: string, r: CacheRecord): string {
     JSON.stringify(r.subj),
     JSON.stringify(r.rsp),
     JSON.stringify(r.w),
+    // triage facts (version 2): [AIA OCSP URLs, CRL URLs, flags: 1 must-staple, 2 noRevAvail]
+    JSON.stringify([r.ou ?? [], r.du ?? [], (r.ms ? 1 : 0) | (r.nra ? 2 : 0)]),
   ].join('\t');
 }
 
@@ -407,6 +420,18 @@ export function parseRecordLine(line: string): { name: string; record: CacheReco
     ['rr', str(f[15])],
   ];
   for (const [k, v] of optional) if (v !== undefined) record[k] = v;
+  let tri: unknown;
+  try {
+    tri = JSON.parse(f[19] as string);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(tri) || tri.length !== 3 || typeof tri[2] !== 'number') return undefined;
+  const [ou, du, flags] = tri as [unknown, unknown, number];
+  if (Array.isArray(ou) && ou.length > 0) record.ou = ou;
+  if (Array.isArray(du) && du.length > 0) record.du = du;
+  if (flags & 1) record.ms = 1;
+  if (flags & 2) record.nra = 1;
   if (name === undefined || !isCacheRecord(record)) return undefined;
   return { name, record };
 }

@@ -38,8 +38,9 @@ import { classifyStaple, usableUntil } from '../core/usability.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited } from './limit.js';
-import { policyOf } from './run.js';
-import { loadTargetCert, readStapleState } from './staple.js';
+import { policyOf, toTarget } from './run.js';
+import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage } from '../core/triage.js';
+import { loadTargetCert, readStapleState, responderUrls } from './staple.js';
 
 /** A Nagios plugin state. */
 export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';
@@ -60,6 +61,8 @@ export type CheckState =
   | 'revoked' // the responder says revoked
   | 'unknown-status' // the responder says unknown
   | 'cert-expired' // the certificate itself expired
+  | 'no-ocsp' // no responder (triage crl or none): nothing to staple, not a failure
+  | 'must-staple-no-responder' // must-staple, but no responder: the server cannot staple
   | 'unjudgeable'; // the certificate or its issuer could not be loaded
 
 /** The judgement of one certificate's staple. */
@@ -89,6 +92,11 @@ export interface CertCheck {
   revocationTime?: string;
   revocationReason?: string;
   responder?: string;
+  /** How revocation of the certificate is published (core/triage.ts). */
+  mechanism?: 'ocsp' | 'crl' | 'none';
+  mustStaple?: boolean;
+  /** The certificate's CRL distribution points, when it has any. */
+  crlUrls?: string[];
 }
 
 /** The result of a check. */
@@ -102,7 +110,8 @@ export interface CheckReport {
   warnSeconds?: number;
   critSeconds?: number;
   certs: CertCheck[];
-  counts: { certs: number; ok: number; warning: number; critical: number; unknown: number };
+  /** `noOcsp`: certificates without a responder (nothing to staple); they are not counted as staples. */
+  counts: { certs: number; ok: number; warning: number; critical: number; unknown: number; noOcsp: number };
   /** The smallest `expiresInSeconds` among judged certificates; absent when none was judged. */
   expiryMinSeconds?: number;
   /** The plugin output line: `STAPLEKEEPER STATE - text | perfdata`. */
@@ -178,6 +187,8 @@ export async function checkTarget(
     /** Absolute thresholds; absent: relative to each staple's window. */
     warnMs?: number;
     critMs?: number;
+    /** Responder overrides by AIA URL (settings). */
+    urlOverrides?: Record<string, string>;
   },
 ): Promise<CertCheck> {
   const base = { id: target.id, certPath: target.certPath, staplePath: target.staplePath };
@@ -206,7 +217,31 @@ export async function checkTarget(
     };
   }
   const cert = loaded.cert;
+  const tri = triage(cert, responderUrls(toTarget(target), cert, ctx.urlOverrides));
+  const triaged = {
+    mechanism: tri.mechanism,
+    mustStaple: tri.mustStaple,
+    ...(tri.crlUrls.length > 0 ? { crlUrls: tri.crlUrls } : {}),
+  };
+  Object.assign(base, triaged);
   const current = await readStapleState(ctx.store, target.staplePath, loaded, now);
+  if (tri.mechanism !== 'ocsp' && cert.notAfter.getTime() > now.getTime()) {
+    if (mustStapleStranded(tri)) {
+      const until =
+        current.state.kind === 'valid'
+          ? (current.state.facts.usableUntil ?? current.state.facts.nextUpdate)
+          : undefined;
+      return {
+        ...base,
+        level: 'critical',
+        state: 'must-staple-no-responder',
+        code: 'MUST_STAPLE_NO_RESPONDER',
+        reason: mustStapleAdvice(tri, until),
+        expiresInSeconds: until ? Math.max(0, Math.floor((until.getTime() - now.getTime()) / 1000)) : 0,
+      };
+    }
+    return { ...base, level: 'ok', state: 'no-ocsp', reason: noOcspNotice(tri) };
+  }
   // the thresholds depend on the staple's validity window: thisUpdate to the end of its usability
   const th = current.state.kind === 'valid' ? thresholdsFor(current.state.facts, ctx) : undefined;
   const u = classifyStaple(
@@ -313,6 +348,14 @@ function paths(t: TargetConfig): { chainPath?: string; rootchainPath?: string } 
 
 const LIST_MAX = 5;
 
+/** `2 without an OCSP responder (nothing to staple): le1, le2`: certificates triaged crl or none, never counted as failures. */
+function noOcspText(certs: CertCheck[]): string {
+  const items = certs.filter((c) => c.state === 'no-ocsp');
+  const shown = items.slice(0, LIST_MAX).map((c) => `${c.id} (${c.mechanism === 'crl' ? 'CRL' : 'none'})`);
+  if (items.length > LIST_MAX) shown.push(`and ${items.length - LIST_MAX} more`);
+  return `${items.length} without an OCSP responder (nothing to staple): ${shown.join(', ')}`;
+}
+
 function listOf(items: CertCheck[]): string {
   const shown = items.slice(0, LIST_MAX).map((c) => `${c.id} ${c.reason}`);
   if (items.length > LIST_MAX) shown.push(`and ${items.length - LIST_MAX} more`);
@@ -331,12 +374,16 @@ export function formatCheckLine(report: Omit<CheckReport, 'line'>): string {
     parts.push('no staples to check (every certificate is disabled or none is configured)');
   } else if (report.level === 'ok') {
     const soonest = [...certs].sort((a, b) => (a.expiresInSeconds ?? Infinity) - (b.expiresInSeconds ?? Infinity))[0];
-    parts.push(
-      `${counts.certs} staple${counts.certs === 1 ? '' : 's'} good` +
-        (soonest?.expiresInSeconds !== undefined
-          ? `, earliest expiry in ${formatSpan(soonest.expiresInSeconds * 1000)} (${soonest.id})`
-          : ''),
-    );
+    const staples = counts.certs - counts.noOcsp;
+    if (staples > 0 || counts.noOcsp === 0) {
+      parts.push(
+        `${staples} staple${staples === 1 ? '' : 's'} good` +
+          (soonest?.expiresInSeconds !== undefined
+            ? `, earliest expiry in ${formatSpan(soonest.expiresInSeconds * 1000)} (${soonest.id})`
+            : ''),
+      );
+    }
+    if (counts.noOcsp > 0) parts.push(noOcspText(certs));
   } else {
     const noun = counts.certs === 1 ? 'staple' : 'staples';
     let first = true;
@@ -352,6 +399,7 @@ export function formatCheckLine(report: Omit<CheckReport, 'line'>): string {
       first = false;
     }
   }
+  if (report.level !== 'ok' && counts.noOcsp > 0) parts.push(noOcspText(certs));
   const perf: string[] = [];
   if (report.expiryMinSeconds !== undefined) {
     const w = report.warnSeconds === undefined ? '' : `${report.warnSeconds}:`;
@@ -383,18 +431,20 @@ export async function checkStaples(config: LoadedConfig, options: CheckOptions =
     now,
     ...(warnMs !== undefined ? { warnMs } : {}),
     ...(critMs !== undefined ? { critMs } : {}),
+    urlOverrides: config.settings.responderUrlOverrides,
   };
   const targets = config.targets.filter((t) => t.responder !== 'disabled');
   const certs: CertCheck[] = new Array(targets.length);
   await forEachLimited(targets, Math.max(1, config.settings.concurrency), async (t, i) => {
     certs[i] = await checkTarget(t, ctx);
   });
-  const counts = { certs: certs.length, ok: 0, warning: 0, critical: 0, unknown: 0 };
+  const counts = { certs: certs.length, ok: 0, warning: 0, critical: 0, unknown: 0, noOcsp: 0 };
   let level: CheckLevel = 'ok';
   let expiryMin: number | undefined;
   let soonest: CertCheck | undefined;
   for (const c of certs) {
     counts[c.level]++;
+    if (c.state === 'no-ocsp') counts.noOcsp++;
     if (RANK[c.level] > RANK[level]) level = c.level;
     if (c.expiresInSeconds !== undefined && c.expiresInSeconds < (expiryMin ?? Infinity)) {
       expiryMin = c.expiresInSeconds;

@@ -54,11 +54,30 @@ import {
   type NextAttemptReason,
   type RandomSource,
 } from './scheduler.js';
-import { processTarget, type EngineContext, type StapleSummary, type TargetOutcome } from './staple.js';
-import { byUrgency, certificateState, type CertificateStatus, type DaemonSnapshot } from './status-page.js';
+import { noOcspNotice, type Triage } from '../core/triage.js';
+import {
+  processTarget,
+  type CrlVerdict,
+  type EngineContext,
+  type StapleSummary,
+  type TargetOutcome,
+} from './staple.js';
+import {
+  byUrgency,
+  certificateState,
+  type CertificateStatus,
+  type DaemonObserver,
+  type DaemonSnapshot,
+} from './status-page.js';
 import { isInside, sourceFromConfig, type DaemonSource, type DiscoverResult, type DiscoveryProblem } from './watch.js';
 
-export type { CertificateState, CertificateStatus, DaemonSnapshot } from './status-page.js';
+export type {
+  AttemptEvent,
+  CertificateState,
+  CertificateStatus,
+  DaemonObserver,
+  DaemonSnapshot,
+} from './status-page.js';
 export type { DaemonSource, DiscoverResult, DiscoveryProblem, WatchDir } from './watch.js';
 export { byUrgency, certificateState, sourceFromConfig };
 
@@ -87,22 +106,6 @@ export interface LogEvent {
 
 /** Where the daemon sends its events. */
 export type DaemonLogger = (event: LogEvent) => void;
-
-/** One finished attempt, for metrics. */
-export interface AttemptEvent {
-  id: string;
-  outcome: TargetOutcome;
-  /** True when the attempt talked to a responder (a renewal was due or forced). */
-  fetched: boolean;
-  /** Fleet mode: the staple came from the fleet instead of a responder. */
-  fleetHit?: boolean;
-  seconds: number;
-}
-
-/** Listens to the daemon (the metrics module is one). */
-export interface DaemonObserver {
-  onAttempt?(event: AttemptEvent): void;
-}
 
 /** Options of {@link StapleDaemon.start}. */
 export interface DaemonOptions {
@@ -211,6 +214,12 @@ interface Entry {
   responderUrl?: string;
   /** Responder hosts the last attempt talked to (for the per-host gate). */
   hosts: string[];
+  /** How revocation of the certificate is published (core/triage.ts), once known. */
+  triage?: Triage;
+  /** The last CRL verdict of a `crl` certificate. */
+  crl?: CrlVerdict;
+  /** The last answer (responder or CRL) said revoked, written or not. */
+  revoked?: { time?: string; reason?: string };
 }
 
 /** A queued attempt: forced (SIGUSR2), and whether a better staple from the fleet is taken even when not due. */
@@ -266,6 +275,8 @@ export class StapleDaemon {
   private transport!: HttpTransport;
   private retiredTransports: HttpTransport[] = [];
   private ctx!: EngineContext;
+  /** How often the CRL of a `crl` certificate is looked at again (settings `crl.interval`). */
+  private crlIntervalMs = 3_600_000;
   private watcher: { close(): Promise<void> } | undefined;
   private server: { close(): Promise<void>; url: string; listen: string } | undefined;
   private readonly startedAt: Date;
@@ -835,10 +846,16 @@ export class StapleDaemon {
   private record(entry: Entry, o: TargetOutcome, records: HostRecord[], forced: boolean): void {
     const now = this.clock.now();
     const id = entry.target.id;
+    const quietAgain = entry.lastResult === 'skipped' && o.result === 'skipped';
     entry.lastAttempt = now;
     entry.lastResult = o.result;
     // an attempt that failed before judging the staple on disk (certificate unreadable, no issuer) says nothing about it
     if (o.staple || o.decision) entry.staple = o.staple;
+    if (o.triage) entry.triage = o.triage;
+    if (o.crl) entry.crl = o.crl;
+    // a revocation stays until the certificate is replaced (the entry is then new) or an answer says good
+    if (o.revoked) entry.revoked = o.revoked;
+    else if (o.staple?.status === 'good' || o.crl?.status === 'good') entry.revoked = undefined;
     const contacted = records.filter((r) => r.kind !== 'blocked');
     if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
     else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
@@ -853,13 +870,37 @@ export class StapleDaemon {
     }
 
     if (o.result === 'skipped') {
+      const again = quietAgain;
       entry.consecutiveFailures = 0;
       entry.lastCode = undefined;
       entry.lastError = undefined;
       entry.nextRefresh = undefined;
       entry.nextReason = undefined;
+      const noOcsp = o.triage !== undefined && o.triage.mechanism !== 'ocsp';
+      const notice = noOcsp
+        ? (o.notices.find((n) => n.startsWith('no OCSP responder')) ?? o.notices.at(-1))
+        : o.notices.at(-1);
+      if (noOcsp && o.triage?.mechanism === 'crl' && this.ctx.crl) {
+        // the CRL is looked at again at crl.interval: a new CRL can appear long before the old one's nextUpdate
+        const at = new Date(now.getTime() + Math.round(jitter(this.crlIntervalMs, this.random)));
+        entry.nextReason = 'crl';
+        this.schedule.set(id, at);
+        const crl = o.crl;
+        const crlText =
+          crl?.status === 'good'
+            ? `CRL ${crl.url}: not revoked (CRL of ${crl.thisUpdate ?? '?'})`
+            : `CRL not checked: ${crl?.error?.code ?? '?'}: ${crl?.error?.message ?? ''}`;
+        const level = crl?.status === 'unavailable' ? 'warn' : again ? 'debug' : 'info';
+        this.log({
+          level,
+          id,
+          msg: `${notice ?? 'nothing to staple'}; ${crlText}; next CRL check at ${at.toISOString()}`,
+        });
+        return;
+      }
       this.schedule.delete(id);
-      this.log({ level: 'info', id, msg: `skipped: ${o.notices.at(-1) ?? 'nothing to do'}; not scheduled` });
+      // one notice per certificate, not one per sweep
+      this.log({ level: again ? 'debug' : 'info', id, msg: `skipped: ${notice ?? 'nothing to do'}; not scheduled` });
       return;
     }
 
@@ -937,8 +978,13 @@ export class StapleDaemon {
       expiresAt && expiresAt.getTime() > now.getTime()
         ? `the staple on disk stays valid until ${expiresAt.toISOString()}`
         : 'there is no valid staple on disk';
+    const kept = o.crl
+      ? `according to its CRL ${o.crl.url}`
+      : o.staple
+        ? 'the current staple was kept'
+        : 'no usable staple is on disk (the file was not touched)';
     const what = o.revoked
-      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); the current staple was kept`
+      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); ${kept}`
       : (o.error?.message ?? 'failed');
     this.log({
       level: 'error',
@@ -1198,15 +1244,27 @@ export class StapleDaemon {
 
   private statusOf(e: Entry, now: Date): CertificateStatus {
     const s = e.staple;
+    const tri = e.triage;
+    const noOcsp =
+      tri !== undefined && tri.mechanism !== 'ocsp' && !tri.mustStaple && e.target.responder !== 'disabled';
     const facts: Parameters<typeof certificateState>[0] = {
-      disabled: e.lastResult === 'skipped',
+      disabled: e.lastResult === 'skipped' && !noOcsp,
+      noOcsp,
       attempted: e.lastAttempt !== undefined,
       consecutiveFailures: e.consecutiveFailures,
     };
     if (s) facts.staple = s;
     if (e.nextRefresh) facts.nextRefresh = e.nextRefresh;
     if (e.lastCode) facts.lastCode = e.lastCode;
+    if (e.revoked) facts.revoked = true;
     const state = certificateState(facts, now);
+    let note: string | null = null;
+    if (noOcsp && tri) {
+      note = noOcspNotice(tri);
+      if (e.crl?.status === 'good') note += `; CRL checked: not revoked (CRL of ${e.crl.thisUpdate ?? '?'})`;
+      else if (e.crl?.status === 'unavailable')
+        note += `; CRL not checked: ${e.crl.error?.code ?? ''}: ${e.crl.error?.message ?? ''}`;
+    }
     const next = this.schedule.get(e.target.id);
     return {
       id: e.target.id,
@@ -1228,6 +1286,13 @@ export class StapleDaemon {
       consecutiveFailures: e.consecutiveFailures,
       responderUrl: e.responderUrl ?? null,
       inProgress: e.inFlight,
+      mechanism: tri?.mechanism ?? null,
+      mustStaple: tri?.mustStaple ?? false,
+      crlUrls: tri?.crlUrls ?? [],
+      crlStatus: e.crl?.status ?? null,
+      revocationTime: e.revoked?.time ?? null,
+      revocationReason: e.revoked?.reason ?? null,
+      note,
     };
   }
 }

@@ -9,8 +9,7 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
-import { type Certificate, decodePem, findIssuer, isSignedBy, loadCertificates, looksLikePem } from '../core/certs.js';
+import { type Certificate, findIssuer, isSignedBy, loadCertificates } from '../core/certs.js';
 import { StapleError } from '../core/errors.js';
 import { readInputFile } from '../io/files.js';
 import { assertHttpUrl, type HttpTransport } from '../io/http.js';
@@ -27,46 +26,6 @@ export function pickLeaf(certs: Certificate[]): { leaf: Certificate; rest: Certi
     certs.some((o) => o !== c && !o.issuerDer.equals(o.subjectDer) && o.issuerDer.equals(c.subjectDer));
   const leaf = certs.find((c) => !issuesAnother(c)) ?? (certs[0] as Certificate);
   return { leaf, rest: certs.filter((c) => c !== leaf) };
-}
-
-/** Parses caIssuers content: a DER certificate, PEM, or a PKCS#7 "certs-only" SignedData (RFC 5280 §4.2.2.1). */
-export function parseCaIssuersContent(data: Buffer, url: string): Certificate[] {
-  if (looksLikePem(data)) {
-    const blocks = decodePem(data.toString('latin1'));
-    const p7 = blocks.find((b) => b.label === 'PKCS7');
-    if (p7) return parsePkcs7(p7.der, url);
-    return loadCertificates(data, url);
-  }
-  try {
-    return loadCertificates(data, url);
-  } catch {
-    return parsePkcs7(data, url);
-  }
-}
-
-function parsePkcs7(der: Buffer, url: string): Certificate[] {
-  // loaded here, on the rare caIssuers PKCS#7 bundle, not at every start-up (~45 ms)
-  const require = createRequire(import.meta.url);
-  const { AsnConvert } = require('@peculiar/asn1-schema') as typeof import('@peculiar/asn1-schema');
-  const { ContentInfo, SignedData, id_signedData } =
-    require('@peculiar/asn1-cms') as typeof import('@peculiar/asn1-cms');
-  try {
-    const ci = AsnConvert.parse(der, ContentInfo);
-    if (ci.contentType !== id_signedData) throw new Error(`content type ${ci.contentType} is not signedData`);
-    const sd = AsnConvert.parse(ci.content, SignedData);
-    const out: Certificate[] = [];
-    for (const choice of sd.certificates ?? []) {
-      if (choice.certificate) {
-        out.push(...loadCertificates(Buffer.from(AsnConvert.serialize(choice.certificate)), url));
-      }
-    }
-    if (out.length === 0) throw new Error('no certificates in the PKCS#7 bundle');
-    return out;
-  } catch (e) {
-    throw new StapleError('NOT_A_CERTIFICATE', `${url}: not a certificate or PKCS#7 bundle: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
 }
 
 /** Shared caches: CA directories are read once, caIssuers URLs fetched once per process. */
@@ -119,6 +78,8 @@ export class IssuerResolver {
         if (!transport) throw new StapleError('NO_ISSUER', 'no HTTP transport for caIssuers');
         const res = await transport.send({ method: 'GET', url, maxBytes: MAX_CA_ISSUERS_BYTES });
         if (res.status !== 200) throw new StapleError('HTTP_STATUS', `${url}: HTTP ${res.status}`);
+        // core/asn1.ts (and @peculiar) only when a caIssuers answer has to be read
+        const { parseCaIssuersContent } = await import('../core/asn1.js');
         return parseCaIssuersContent(res.body, url);
       })();
       this.urlCache.set(url, p);

@@ -1,13 +1,31 @@
 /**
- * A lock file in the staple folder so that two overlapping runs (two cron
- * jobs, or a run while the daemon works) never write the same staples at
- * once. The holder's PID is in the file; a lock whose holder is dead is taken
- * over. The second run waits up to `timeoutMs`, then fails with LOCK_TIMEOUT
- * naming the holder. Two callers in one process exclude each other as well.
+ * A lock per staple folder so that two overlapping runs (two cron jobs, or a
+ * run while the daemon works) never write the same staples at once. The
+ * second one waits up to `timeoutMs`, then fails with LOCK_TIMEOUT naming the
+ * holder. Two callers in one process exclude each other as well.
+ *
+ * The lock itself is held by the kernel, so it dies with its holder: on
+ * Linux, a listening unix-domain socket in the abstract namespace named
+ * after the lock file's real path (`\0staplekeeper-lock:<sha256>`). Only one
+ * socket can have a name; the kernel frees it the moment the process ends,
+ * however it ends (SIGKILL, OOM killer, power loss: no stale state). The
+ * lock file `.staplekeeper.lock` in the folder only holds the holder's PID,
+ * for messages: a PID in it never blocks anyone, whether the process is dead
+ * or an unrelated process reused the number.
+ *
+ * Why not flock(2): Node has no API for it, and the packages that add one are
+ * native addons, which the one-file build and the single binary cannot carry.
+ * The trade-offs (docs/SECURITY.md, "Locks"): abstract sockets are per
+ * network namespace (runs in different containers over one shared folder do
+ * not exclude each other), and any local user in the namespace could bind
+ * the name first (the run then waits and fails with LOCK_TIMEOUT; `ss -xlp`
+ * shows who holds it). Where abstract sockets do not exist (not Linux) the
+ * PID-file lock of earlier versions is used.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, open, realpath, rename, unlink } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
 import { join, resolve } from 'node:path';
 import { StapleError } from '../core/errors.js';
 import { describeFsError, isProcessAlive } from '../io/files.js';
@@ -107,10 +125,10 @@ async function removeStale(path: string, judged: LockFacts): Promise<void> {
 }
 
 /**
- * Takes the lock in `dir`. `onWait` is called once if another live process
- * (or another caller in this process) holds it.
+ * The PID-file lock, used where abstract sockets do not exist (not Linux):
+ * a lock file created exclusively, judged stale when its PID is not alive.
  */
-export async function acquireLock(
+async function acquirePidFileLock(
   dir: string,
   timeoutMs: number,
   onWait?: (holderPid: number) => void,
@@ -188,6 +206,153 @@ export async function acquireLock(
         'LOCK_TIMEOUT',
         `another staplekeeper (PID ${holder}) holds ${path}; gave up after ${Math.round(timeoutMs / 1000)} s (raise lock_timeout if runs overlap)`,
         { details: { holderPid: holder } },
+      );
+    }
+    await sleep(Math.min(200, Math.max(10, deadline - Date.now())));
+  }
+}
+
+/** The abstract socket name of the lock at `path` (a lock file path with a real folder). */
+export function lockSocketName(path: string): string {
+  return `\0staplekeeper-lock:${createHash('sha256').update(path).digest('hex')}`;
+}
+
+/** Abstract sockets exist on Linux only. */
+const KERNEL_LOCKS = process.platform === 'linux';
+
+/** Socket names this process holds (a second bind in the same process fails too, but this is quicker). */
+const socketsHere = new Set<string>();
+
+/** Binds the abstract name; resolves with the server, or undefined when another socket has it. */
+function bindName(name: string): Promise<Server | undefined> {
+  return new Promise((resolveBind, reject) => {
+    const server = createServer((conn) => conn.destroy()); // nobody has anything to say to a lock
+    const onError = (e: NodeJS.ErrnoException): void => {
+      server.close();
+      if (e.code === 'EADDRINUSE') resolveBind(undefined);
+      else reject(e);
+    };
+    server.once('error', onError);
+    server.listen(name, () => {
+      server.off('error', onError);
+      server.on('error', () => undefined);
+      server.unref(); // a held lock never keeps the process alive
+      resolveBind(server);
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((r) => server.close(() => r()));
+}
+
+/** Opens the lock file for writing our PID; refuses anything that is not a regular file. */
+async function openLockFile(path: string): Promise<import('node:fs/promises').FileHandle> {
+  let fh;
+  try {
+    fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_NONBLOCK, 0o644);
+    const st = await fh.stat();
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'ENOTFILE' });
+    return fh;
+  } catch (e) {
+    await fh?.close().catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOTFILE' || code === 'EISDIR' || code === 'ENXIO' ? 'it is not a regular file' : describeFsError(e);
+    throw new StapleError(
+      'FILE_WRITE',
+      `${path}: cannot create the lock file: ${why}; remove it if no staplekeeper runs`,
+      {
+        cause: e,
+      },
+    );
+  }
+}
+
+/** The PID a lock file names (for messages only), or undefined. */
+async function holderPid(path: string): Promise<number | undefined> {
+  try {
+    return (await inspect(path))?.pid;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Takes the lock in `dir`. `onWait` is called once if another process (or
+ * another caller in this process) holds it, with the holder's PID as its
+ * lock file names it (0 when it names none).
+ */
+export async function acquireLock(
+  dir: string,
+  timeoutMs: number,
+  onWait?: (holderPid: number) => void,
+): Promise<HeldLock> {
+  if (!KERNEL_LOCKS) return acquirePidFileLock(dir, timeoutMs, onWait);
+  const path = resolve(join(dir, LOCK_NAME));
+  await mkdir(dir, { recursive: true }).catch(() => undefined);
+  const real = await realpath(dir).then(
+    (d) => join(d, LOCK_NAME),
+    () => path,
+  );
+  const name = lockSocketName(real);
+  const deadline = Date.now() + timeoutMs;
+  let waited = false;
+  let told = false;
+  for (;;) {
+    // the file is checked first: a lock path that is a directory, a FIFO or in a missing folder is an error
+    const fh = await openLockFile(path);
+    let server: Server | undefined;
+    try {
+      server = socketsHere.has(name) ? undefined : await bindName(name);
+    } catch (e) {
+      await fh.close().catch(() => undefined);
+      throw new StapleError('FILE_WRITE', `${path}: cannot take the lock: ${describeFsError(e)}`, { cause: e });
+    }
+    if (server) {
+      socketsHere.add(name);
+      const token = Symbol(path);
+      heldHere.set(path, token);
+      try {
+        await fh.truncate(0);
+        await fh.write(`${process.pid}\n`, 0);
+      } catch {
+        // the PID is only for messages; the lock is the socket
+      } finally {
+        await fh.close().catch(() => undefined);
+      }
+      const held = server;
+      let released = false;
+      return {
+        path,
+        waited,
+        async release() {
+          if (released) return;
+          released = true;
+          try {
+            // still holding the socket: nobody else can have written the file since we took the lock
+            if ((await holderPid(path)) === process.pid) await unlink(path).catch(() => undefined);
+          } finally {
+            if (heldHere.get(path) === token) heldHere.delete(path);
+            await closeServer(held);
+            socketsHere.delete(name);
+          }
+        },
+      };
+    }
+    await fh.close().catch(() => undefined);
+    const pid = socketsHere.has(name) ? process.pid : await holderPid(path);
+    if (!told) {
+      told = true;
+      onWait?.(pid ?? 0);
+    }
+    waited = true;
+    if (Date.now() >= deadline) {
+      const who = pid === undefined ? 'another staplekeeper' : `another staplekeeper (PID ${pid})`;
+      throw new StapleError(
+        'LOCK_TIMEOUT',
+        `${who} holds ${path}; gave up after ${Math.round(timeoutMs / 1000)} s (raise lock_timeout if runs overlap)`,
+        { details: { holderPid: pid ?? null } },
       );
     }
     await sleep(Math.min(200, Math.max(10, deadline - Date.now())));

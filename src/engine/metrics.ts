@@ -30,8 +30,7 @@
  * - `staplekeeper_responder_hosts_in_backoff`, `staplekeeper_info{version}`,
  *   `process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`.
  */
-import type { CertificateState, DaemonObserver, DaemonSnapshot } from './daemon.js';
-import { CERTIFICATE_STATES } from './status-page.js';
+import { CERTIFICATE_STATES, type CertificateState, type DaemonObserver, type DaemonSnapshot } from './status-page.js';
 
 /** What the metrics read from the daemon. */
 export interface MetricsProvider {

@@ -37,6 +37,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** Fleet mode: a fleet to use instead of opening the one of `fleet:` (tests). */
   fleet?: Fleet;
+  /** A certificate without a responder fails with NO_OCSP_URL (the ocspbot drop-in); default: triaged and skipped. */
+  strictOcsp?: boolean;
 }
 
 /** The result of a run. */
@@ -209,6 +211,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       for (const dir of new Set(targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
     }
     const ctx = contextFor(config, transport, options.store ?? createFileStore(), now);
+    if (options.strictOcsp) ctx.strictOcsp = true;
     if (!options.dryRun) fleet = options.fleet ?? (await openRunFleet(config, options));
     if (fleet) {
       ctx.fleet = fleet;

@@ -62,6 +62,8 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'ISSUER_MISMATCH',
   'NOT_A_CERTIFICATE',
   'OCSP_REVOKED',
+  'CRL_REVOKED',
+  'MUST_STAPLE_NO_RESPONDER',
   'OCSP_SIG_REQUIRED',
   'HTTP_BAD_URL',
 ]);
@@ -106,6 +108,7 @@ export type NextAttemptReason =
   | 'backoff' // a failure: exponential backoff
   | 'try-later' // the responder said tryLater: at least 30 min
   | 'permanent' // a failure only the operator can fix: hourly
+  | 'crl' // a certificate without a responder: its CRL is looked at again at crl.interval
   | 'expiring'; // pulled in so that the staple on disk is renewed before it expires
 
 /** The result of an attempt, as far as planning the next one is concerned. */

@@ -42,6 +42,7 @@ import {
 } from '../core/policy.js';
 import type { CertIdHash } from '../core/request.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
+import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage as triageOf, type Triage } from '../core/triage.js';
 import {
   DEFAULT_SKEW_MS,
   MAX_THIS_UPDATE_AGE_MS,
@@ -110,6 +111,17 @@ export interface EngineContext {
   stapleRoot?: string;
   /** Replace an existing non-empty file that is not an OCSP response (`overwrite_non_ocsp`; default false). */
   overwriteNonOcsp?: boolean;
+  /**
+   * A certificate without a responder is a failure (`NO_OCSP_URL`), as in
+   * ocspbot. Default false: it is triaged (core/triage.ts) and, unless it is
+   * must-staple, skipped with one notice.
+   */
+  strictOcsp?: boolean;
+  /**
+   * Checks the CRL of a `crl` certificate (engine/crl-watch.ts); absent: CRLs
+   * are not watched (the default of `run`).
+   */
+  crl?: CrlChecker;
   onNotice?: (targetId: string, message: string) => void;
   /**
    * Use the staple-folder cache (default true): a staple whose bytes,
@@ -185,6 +197,35 @@ export interface TargetOutcome {
    * and the fleet had nothing better.
    */
   fleet?: { role: 'hit' | 'published' | 'pending' | 'direct' | 'kept'; detail?: string };
+  /** How revocation of the certificate is published (absent when the certificate could not be loaded). */
+  triage?: Triage;
+  /** The result of the CRL check of a `crl` certificate, when CRLs are watched. */
+  crl?: CrlVerdict;
+}
+
+/**
+ * What the engine needs from a CRL watcher (engine/crl-watch.ts): the
+ * verdict on one certificate. Contract: never throws; a CRL that cannot be
+ * fetched or verified is `unavailable`, never `good` and never `revoked`.
+ */
+export interface CrlChecker {
+  check(cert: Certificate, issuer: Certificate, urls: readonly string[]): Promise<CrlVerdict>;
+}
+
+/** The verdict of a CRL check. */
+export interface CrlVerdict {
+  /** good: listed nowhere on a valid CRL; revoked: listed; unavailable: no valid CRL could be had. */
+  status: 'good' | 'revoked' | 'unavailable';
+  /** The distribution point the verdict comes from. */
+  url: string;
+  thisUpdate?: string;
+  nextUpdate?: string;
+  revocationTime?: string;
+  revocationReason?: string;
+  /** When unavailable: why (a stable code and a message). */
+  error?: { code: ErrorCode; message: string };
+  /** How the CRL was had: downloaded, confirmed unchanged (HTTP 304), or from the disk cache. */
+  source?: 'downloaded' | 'not-modified' | 'cached';
 }
 
 /** A certificate with everything needed to talk about its staple. */
@@ -562,6 +603,10 @@ function recordFor(
   }
   if (v.revocationTime) r.rt = v.revocationTime.getTime();
   if (v.revocationReason !== undefined) r.rr = v.revocationReason;
+  if (cert.ocspUrls.length > 0) r.ou = [...cert.ocspUrls];
+  if (cert.crlUrls.length > 0) r.du = [...cert.crlUrls];
+  if (cert.mustStaple) r.ms = 1;
+  if (cert.noRevAvail) r.nra = 1;
   return r;
 }
 
@@ -611,7 +656,11 @@ export interface ProcessOptions {
 }
 
 /** The responder URLs for a certificate, after overrides. Empty when disabled. */
-export function responderUrls(target: Target, cert: Certificate, overrides: Record<string, string> = {}): string[] {
+export function responderUrls(
+  target: Target,
+  cert: Pick<Certificate, 'ocspUrls'>,
+  overrides: Record<string, string> = {},
+): string[] {
   if (target.responderUrls && target.responderUrls.length > 0) return target.responderUrls;
   const urls: string[] = [];
   for (const u of cert.ocspUrls) {
@@ -620,6 +669,65 @@ export function responderUrls(target: Target, cert: Certificate, overrides: Reco
     urls.push(o ?? u);
   }
   return urls;
+}
+
+/** Every AIA responder URL of the certificate is disabled by configuration (reported as such, not triaged). */
+function disabledByOverride(
+  target: Target,
+  hit: CacheRecord | undefined,
+  load: LoadResult | undefined,
+  ctx: EngineContext,
+): boolean {
+  if (target.responderUrls && target.responderUrls.length > 0) return false;
+  const aia = hit ? (hit.ou ?? []) : (load?.loaded.cert.ocspUrls ?? []);
+  return aia.length > 0 && responderUrls(target, { ocspUrls: aia }, ctx.urlOverrides).length === 0;
+}
+
+/**
+ * A certificate without a responder (triage `crl` or `none`): nothing to
+ * staple. Not a failure — one notice, `skipped` — unless it is must-staple
+ * (a failure with what to do). A `crl` certificate's CRL is checked when the
+ * context watches CRLs; a listed certificate is reported revoked.
+ */
+async function noResponder(
+  target: Target,
+  ctx: EngineContext,
+  options: ProcessOptions,
+  out: TargetOutcome,
+  notice: (m: string) => void,
+  tri: Triage,
+  state: StapleState,
+  load: LoadResult | undefined,
+  sources: SourceSet | undefined,
+): Promise<TargetOutcome> {
+  if (mustStapleStranded(tri)) {
+    const until = state.kind === 'valid' ? (state.facts.usableUntil ?? state.facts.nextUpdate) : undefined;
+    out.result = 'failed';
+    out.error = { code: 'MUST_STAPLE_NO_RESPONDER', message: mustStapleAdvice(tri, until) };
+  } else {
+    out.result = 'skipped';
+    notice(noOcspNotice(tri));
+  }
+  if (tri.mechanism === 'crl' && ctx.crl && !options.dryRun) {
+    load ??= await loadFromSources(target, ctx.resolver, sources);
+    const verdict = await ctx.crl.check(load.loaded.cert, load.loaded.issuer, tri.crlUrls);
+    out.crl = verdict;
+    if (verdict.status === 'revoked') {
+      out.revoked = {};
+      if (verdict.revocationTime) out.revoked.time = verdict.revocationTime;
+      if (verdict.revocationReason) out.revoked.reason = verdict.revocationReason;
+      out.result = 'failed';
+      const when = verdict.revocationTime ? ` at ${verdict.revocationTime}` : '';
+      const why = verdict.revocationReason ? ` (${verdict.revocationReason})` : '';
+      out.error = {
+        code: 'CRL_REVOKED',
+        message: `the certificate "${load.loaded.cert.subject}" is REVOKED${when}${why} according to its CRL ${verdict.url}; replace it now`,
+      };
+    } else if (verdict.status === 'unavailable') {
+      notice(`CRL not checked: ${verdict.error?.code ?? 'CRL_MALFORMED'}: ${verdict.error?.message ?? ''}`);
+    }
+  }
+  return out;
 }
 
 /**
@@ -698,9 +806,21 @@ async function processEnabled(
       state = { kind: 'valid', facts: recordFacts(hit) };
       out.staple = recordSummary(hit);
       window = { notBefore: new Date(hit.nb), notAfter: new Date(hit.na), subject: hit.subj };
+      out.triage = triageOf(
+        {
+          notBefore: window.notBefore,
+          notAfter: window.notAfter,
+          mustStaple: hit.ms === 1,
+          noRevAvail: hit.nra === 1,
+          crlUrls: hit.du ?? [],
+          crlDistributionPoints: [],
+        },
+        responderUrls(target, { ocspUrls: hit.ou ?? [] }, ctx.urlOverrides),
+      );
     } else {
       load = await loadFromSources(target, ctx.resolver, sources);
       const cert = load.loaded.cert;
+      out.triage = triageOf(cert, responderUrls(target, cert, ctx.urlOverrides));
       stapleRead ??= await readStapleFile(ctx.store, target.staplePath);
       now = ctx.now();
       const current = await judgeStaple(stapleRead, target.staplePath, load.loaded, now, ctx.skewMs);
@@ -733,6 +853,10 @@ async function processEnabled(
         message: `the certificate "${window.subject}" expired at ${window.notAfter.toISOString()}; renew the certificate`,
       };
       return out;
+    }
+    const tri = out.triage;
+    if (tri && tri.mechanism !== 'ocsp' && !ctx.strictOcsp && !disabledByOverride(target, hit, load, ctx)) {
+      return await noResponder(target, ctx, options, out, notice, tri, state, load, sources);
     }
     if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply || options.fleetOnly)) {
       load ??= await loadFromSources(target, ctx.resolver, sources);

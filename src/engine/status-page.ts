@@ -107,7 +107,8 @@ export const STATES = [
     background: '#e4ebf2',
     accent: '#4f6275',
     attention: false,
-    meaning: 'the certificate names no OCSP responder: set ocsp_responder_uri, or disable OCSP for it',
+    meaning:
+      'the certificate names no OCSP responder: nothing to staple; revocation is published by CRL (watched when crl.watch is on) or not at all',
   },
   {
     state: 'disabled',
@@ -177,6 +178,19 @@ export interface CertificateStatus {
   consecutiveFailures: number;
   responderUrl: string | null;
   inProgress: boolean;
+  /** How revocation is published (core/triage.ts): ocsp, crl or none; null until the certificate was loaded. */
+  mechanism?: 'ocsp' | 'crl' | 'none' | null;
+  /** The certificate is must-staple (RFC 7633). */
+  mustStaple?: boolean;
+  /** The certificate's CRL distribution points. */
+  crlUrls?: string[];
+  /** The last CRL verdict of a `crl` certificate (CRL watch), if any. */
+  crlStatus?: 'good' | 'revoked' | 'unavailable' | null;
+  /** When the responder or the CRL says revoked (written or not): the revocation time and reason. */
+  revocationTime?: string | null;
+  revocationReason?: string | null;
+  /** The one notice of a certificate with nothing to staple (and its CRL state), else null. */
+  note?: string | null;
 }
 
 /** A responder host the daemon leaves alone for now. */
@@ -186,6 +200,22 @@ export interface HostInBackoff {
   until: string;
   /** Consecutive failures. */
   failures: number;
+}
+
+/** One finished attempt of the daemon, for metrics. */
+export interface AttemptEvent {
+  id: string;
+  outcome: TargetOutcome;
+  /** True when the attempt talked to a responder (a renewal was due or forced). */
+  fetched: boolean;
+  /** Fleet mode: the staple came from the fleet instead of a responder. */
+  fleetHit?: boolean;
+  seconds: number;
+}
+
+/** Listens to the daemon (the metrics module is one). */
+export interface DaemonObserver {
+  onAttempt?(event: AttemptEvent): void;
 }
 
 /** The whole daemon at one moment. */
@@ -222,6 +252,10 @@ export interface StateFacts {
   nextRefresh?: Date;
   /** The error code of the last attempt, if it failed. */
   lastCode?: ErrorCode;
+  /** The last answer (responder or CRL) said revoked, whether it was written or not. */
+  revoked?: boolean;
+  /** No responder (triage `crl` or `none`) and not must-staple: nothing to staple (neutral). */
+  noOcsp?: boolean;
 }
 
 /**
@@ -238,7 +272,9 @@ export interface StateFacts {
  */
 export function certificateState(f: StateFacts, now: Date): CertificateState {
   if (f.disabled) return 'disabled';
-  if (f.staple?.status === 'revoked' || f.lastCode === 'OCSP_REVOKED') return 'revoked';
+  if (f.revoked || f.staple?.status === 'revoked' || f.lastCode === 'OCSP_REVOKED' || f.lastCode === 'CRL_REVOKED')
+    return 'revoked';
+  if (f.noOcsp) return 'no-ocsp-url';
   const s = f.staple;
   const usable =
     s !== undefined &&
@@ -383,6 +419,7 @@ function lastText(c: CertificateStatus): { text: string; error: boolean } {
     const n = c.consecutiveFailures > 1 ? ` (${c.consecutiveFailures} failures in a row)` : '';
     return { text: `${c.lastCode ?? 'error'}: ${c.lastError ?? ''}${n}`, error: true };
   }
+  if (c.note) return { text: c.note, error: c.crlStatus === 'unavailable' };
   return { text: c.lastResult === 'updated' ? 'updated' : c.lastResult, error: false };
 }
 

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StapleError } from '../core/errors.js';
-import type { DaemonObserver, DaemonSnapshot } from './daemon.js';
+import type { DaemonObserver, DaemonSnapshot } from './status-page.js';
 import { createMetrics } from './metrics.js';
 import { renderStatusPage } from './status-page.js';
 

@@ -231,4 +231,23 @@ describe.skipIf(skipWithoutRedis())('fleet mode: staplekeeper run', () => {
       /error CONFIG_INVALID: .*staplekeeper\.yaml:\d+:\d+ fleet\.redis: the database in the Redis URL must be a number/,
     );
   });
+
+  it('check says when the fleet is degraded (WARNING, fleet_up=0) and when it is up (fleet_up=1)', async () => {
+    // n1 holds five fresh staples (first test)
+    const up = await runCli(['check', '-c', path.join(dir, 'n1', 'staplekeeper.yaml')], { env, cwd: dir });
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/^STAPLEKEEPER OK - 5 staples good.* \| .*fleet_up=1$/m);
+    const cfg = await node('c1', { redis: `redis://:pw@127.0.0.1:${await freePort()}/0` });
+    await runCli(['run', '-c', cfg], { env, cwd: dir });
+    const down = await runCli(['check', '-c', cfg], { env, cwd: dir });
+    expect(down.code).toBe(1);
+    expect(down.stdout).toMatch(
+      /^STAPLEKEEPER WARNING - 5 staples good.*; fleet degraded: redis:\/\/127\.0\.0\.1:\d+\/0 cannot be reached \(.*\) \| .*fleet_up=0$/m,
+    );
+    expect(down.stdout).not.toContain(':pw@');
+    const json = await runCli(['check', '--json', '-c', cfg], { env, cwd: dir });
+    const doc = JSON.parse(json.stdout) as { status: string; fleet: { up: boolean } };
+    expect(doc.status).toBe('WARNING');
+    expect(doc.fleet.up).toBe(false);
+  }, 60_000);
 });

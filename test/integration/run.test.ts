@@ -262,7 +262,8 @@ describe('staplekeeper run', () => {
     const io = memoryIo(wd);
     const code = await cli(['run'], io);
     expect(io.err()).toMatch(
-      /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\); the current staple was kept/,
+      // the file holds no staple: never "the current staple was kept" (issue 13)
+      /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\); no usable staple is on disk \(the file was not touched\)/,
     );
     expect(code).toBe(255);
     expect(await readFile(join(wd, 'gone.der'), 'utf8')).toBe('the previous good staple');

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSignedBy, loadCertificates, parseCertificate } from '../../src/core/certs.js';
 import { StapleError } from '../../src/core/errors.js';
-import { IssuerResolver, parseCaIssuersContent, pickLeaf } from '../../src/engine/issuer.js';
+import { parseCaIssuersContent } from '../../src/core/asn1.js';
+import { IssuerResolver, pickLeaf } from '../../src/engine/issuer.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { buildTestPki, mintCert } from '../helpers/mint.js';
 
@@ -205,7 +206,9 @@ describe('IssuerResolver', () => {
     }
   });
 
-  it('parseCaIssuersContent rejects junk with NOT_A_CERTIFICATE', () => {
-    expect(errOf(() => parseCaIssuersContent(Buffer.from('hello'), 'http://x/')).code).toBe('NOT_A_CERTIFICATE');
+  it('parseCaIssuersContent rejects junk with NOT_A_CERTIFICATE', async () => {
+    await expect(parseCaIssuersContent(Buffer.from('hello'), 'http://x/')).rejects.toMatchObject({
+      code: 'NOT_A_CERTIFICATE',
+    });
   });
 });

@@ -204,7 +204,7 @@ describe('checkStaples at a fixed clock', () => {
     expect(by.get('damaged')).toMatchObject({ level: 'critical', state: 'invalid', code: 'OCSP_MALFORMED' });
     expect(by.get('foreign')).toMatchObject({ level: 'critical', state: 'invalid', code: 'OCSP_CERTID_MISMATCH' });
     expect(by.get('ok')?.level).toBe('ok');
-    expect(r.counts).toEqual({ certs: 4, ok: 1, warning: 0, critical: 3, unknown: 0 });
+    expect(r.counts).toEqual({ certs: 4, ok: 1, warning: 0, critical: 3, unknown: 0, noOcsp: 0 });
     expect(r.expiryMinSeconds).toBe(0);
     expect(r.line).toMatch(
       /^STAPLEKEEPER CRITICAL - 3 of 4 staples critical: missing no staple, damaged invalid staple: OCSP_MALFORMED: .*, foreign invalid staple: OCSP_CERTID_MISMATCH: .* \| expiry_min=0s;;;0 certs=4 critical=3 warning=0 unknown=0$/,
