@@ -33,6 +33,7 @@
  */
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
+import { failureLine } from '../core/message.js';
 import type { RefreshPolicy, StapleFacts } from '../core/policy.js';
 import { classifyStaple, usableUntil } from '../core/usability.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
@@ -207,13 +208,14 @@ export async function checkTarget(
       () => true,
     );
     if (!present) return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
-    const hint = err.code === 'NO_ISSUER' ? '; check never downloads caIssuers URLs: give a chain file or ca_dirs' : '';
+    const hint = err.code === 'NO_ISSUER' ? 'check never downloads caIssuers URLs' : undefined;
+    const line = failureLine({ code: err.code, message: err.message, command: 'check', after: hint ? [hint] : [] });
     return {
       ...base,
       level: 'unknown',
       state: 'unjudgeable',
       code: err.code,
-      reason: `cannot judge the staple: ${err.message}${hint}`,
+      reason: `cannot judge the staple: ${line.slice(`error ${err.code}: `.length)}`,
     };
   }
   const cert = loaded.cert;

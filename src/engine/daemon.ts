@@ -35,6 +35,7 @@ import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import { failureLine, shortUrl } from '../core/message.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { describeFsError } from '../io/files.js';
@@ -941,7 +942,7 @@ export class StapleDaemon {
         this.log({
           level: 'info',
           id,
-          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ?? ''}`}); next refresh around ${plan.at.toISOString()}`,
+          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ? shortUrl(o.url) : ''}`}); next refresh around ${plan.at.toISOString()}`,
           fields: {
             staplePath: o.staplePath,
             nextUpdate: s?.nextUpdate,
@@ -978,20 +979,28 @@ export class StapleDaemon {
       expiresAt && expiresAt.getTime() > now.getTime()
         ? `the staple on disk stays valid until ${expiresAt.toISOString()}`
         : 'there is no valid staple on disk';
-    const kept = o.crl
-      ? `according to its CRL ${o.crl.url}`
-      : o.staple
-        ? 'the current staple was kept'
-        : 'no usable staple is on disk (the file was not touched)';
     const what = o.revoked
-      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); ${kept}`
+      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'})${o.crl ? ` according to its CRL ${o.crl.url}` : ''}`
       : (o.error?.message ?? 'failed');
+    const line = failureLine({
+      code,
+      message: what,
+      command: 'daemon',
+      file: entry.target.certPath,
+      after: [
+        ...(o.revoked && o.staple ? ['the current staple was kept'] : []),
+        onDisk,
+        `retry at ${plan.at.toISOString()} (failure ${entry.consecutiveFailures}, ${plan.reason})`,
+      ],
+    });
     this.log({
       level: 'error',
       id,
       code,
-      msg: `${what}; ${onDisk}; retry at ${plan.at.toISOString()} (failure ${entry.consecutiveFailures}, ${plan.reason})`,
+      msg: line.slice(`error ${code}: `.length),
       fields: {
+        // the full message (URLs included) for --log-format json; the text line shortens them
+        ...(o.error ? { error: o.error.message } : {}),
         consecutiveFailures: entry.consecutiveFailures,
         nextAttempt: plan.at.toISOString(),
         reason: plan.reason,
