@@ -45,7 +45,7 @@ import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from 
 import { VERSION } from '../version.js';
 import { runHook, type HookItem } from './hooks.js';
 import { acquireLock, type HeldLock } from './lock.js';
-import { contextFor, toTarget, transportFor } from './run.js';
+import { contextFor, recordMarks, toTarget, transportFor } from './run.js';
 import {
   HostBackoff,
   isHostFailure,
@@ -56,6 +56,7 @@ import {
   type RandomSource,
 } from './scheduler.js';
 import { noOcspNotice, type Triage } from '../core/triage.js';
+import { readMarks } from '../revocation/marks.js';
 import {
   processTarget,
   type CrlVerdict,
@@ -220,7 +221,7 @@ interface Entry {
   /** The last CRL verdict of a `crl` certificate. */
   crl?: CrlVerdict;
   /** The last answer (responder or CRL) said revoked, written or not. */
-  revoked?: { time?: string; reason?: string };
+  revoked?: { time?: string; reason?: string; source?: 'ocsp' | 'crl' };
 }
 
 /** A queued attempt: forced (SIGUSR2), and whether a better staple from the fleet is taken even when not due. */
@@ -350,7 +351,19 @@ export class StapleDaemon {
     });
     this.scheduleSweep();
     const force = this.options.initialForce ?? false;
-    for (const id of this.entries.keys()) this.enqueue(id, force, true);
+    // A certificate a previous run found revoked shows revoked from the start, and its
+    // responder is asked again at once: the answer confirms the mark or clears it.
+    const marks = readMarks(this.settings.ocspFolder);
+    for (const [id, e] of this.entries) {
+      const m = marks[id];
+      if (m)
+        e.revoked = {
+          source: m.source,
+          ...(m.time ? { time: m.time } : {}),
+          ...(m.reason ? { reason: m.reason } : {}),
+        };
+      this.enqueue(id, force || m !== undefined, true);
+    }
   }
 
   private newEntry(target: TargetConfig): Entry {
@@ -680,6 +693,9 @@ export class StapleDaemon {
       this.batchOutcomes = [];
       try {
         if (!this.stopping) await this.drain(lock);
+        await recordMarks(this.source.config, this.batchOutcomes, this.store, this.clock.now(), (m) =>
+          this.log({ level: 'error', code: 'FILE_WRITE', msg: m }),
+        );
       } finally {
         this.lock = undefined;
         this.onDrained = undefined;
@@ -856,7 +872,8 @@ export class StapleDaemon {
     if (o.crl) entry.crl = o.crl;
     // a revocation stays until the certificate is replaced (the entry is then new) or an answer says good
     if (o.revoked) entry.revoked = o.revoked;
-    else if (o.staple?.status === 'good' || o.crl?.status === 'good') entry.revoked = undefined;
+    else if ((o.result === 'updated' && o.staple?.status === 'good') || o.crl?.status === 'good')
+      entry.revoked = undefined;
     const contacted = records.filter((r) => r.kind !== 'blocked');
     if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
     else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
