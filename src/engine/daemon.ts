@@ -132,6 +132,8 @@ export interface DaemonOptions {
   debounceMs?: number;
   /** Fleet mode: use this fleet instead of opening the one of `fleet:` (tests). */
   fleet?: Fleet;
+  /** The environment hooks run with (default `process.env`), as `runOnce` takes it. */
+  env?: NodeJS.ProcessEnv;
 }
 
 // ---------------------------------------------------------------------------
@@ -236,6 +238,8 @@ interface HostRecord {
   /** ok: the host answered (status < 500); failed: a host-level failure; blocked: not contacted (backoff). */
   kind: 'ok' | 'failed' | 'blocked';
   code?: ErrorCode;
+  /** A caIssuers download (not a responder request). */
+  issuer?: boolean;
 }
 
 const SWEEP_KEY = '\u0000sweep';
@@ -631,6 +635,8 @@ export class StapleDaemon {
     if (this.stopping) return;
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
+      // CA folders are read again, so that an issuer added since is found
+      this.ctx.resolver.refresh();
       const queued = await this.rediscover('sweep');
       // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
       for (const [id, e] of this.entries)
@@ -751,15 +757,16 @@ export class StapleDaemon {
     }
   }
 
-  private trackingTransport(records: HostRecord[]): HttpTransport {
+  private trackingTransport(records: HostRecord[], issuer = false): HttpTransport {
     const base = this.transport;
+    const tag = issuer ? { issuer } : {};
     return {
       send: async (req) => {
         const host = hostOf(req.url);
         const url = baseUrlOf(req.method, req.url);
         const until = this.hostBackoff.blockedUntil(host, this.clock.now());
         if (until) {
-          records.push({ host, url, kind: 'blocked' });
+          records.push({ host, url, kind: 'blocked', ...tag });
           throw new StapleError(
             'HTTP_NETWORK',
             `${url}: not contacting ${host} before ${until.toISOString()}: it failed ${this.hostBackoff.failuresOf(host)} time(s) in a row (per-host backoff)`,
@@ -768,12 +775,14 @@ export class StapleDaemon {
         try {
           const res = await base.send(req);
           records.push(
-            res.status >= 500 ? { host, url, kind: 'failed', code: 'HTTP_STATUS' } : { host, url, kind: 'ok' },
+            res.status >= 500
+              ? { host, url, kind: 'failed', code: 'HTTP_STATUS', ...tag }
+              : { host, url, kind: 'ok', ...tag },
           );
           return res;
         } catch (e) {
           const err = toStapleError(e);
-          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code });
+          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code, ...tag });
           throw e;
         }
       },
@@ -818,7 +827,12 @@ export class StapleDaemon {
         }
         outcome = judged;
       } else {
-        const ctx: EngineContext = { ...this.ctx, transport: this.trackingTransport(records) };
+        // caIssuers downloads go through the per-host backoff too
+        const ctx: EngineContext = {
+          ...this.ctx,
+          transport: this.trackingTransport(records),
+          resolver: this.ctx.resolver.withTransport(this.trackingTransport(records, true)),
+        };
         outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
       }
     } finally {
@@ -830,7 +844,8 @@ export class StapleDaemon {
     this.record(entry, outcome, records, force);
     // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
     const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched = (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked');
+    const fetched =
+      (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked' && !r.issuer);
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
@@ -877,13 +892,13 @@ export class StapleDaemon {
     const contacted = records.filter((r) => r.kind !== 'blocked');
     if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
     else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
-    entry.responderUrl = o.url ?? records[0]?.url ?? entry.responderUrl;
+    entry.responderUrl = o.url ?? records.find((r) => !r.issuer)?.url ?? entry.responderUrl;
 
     // per-host health: a 200 carrying tryLater or internalError is still the host failing
     const hostLevel = o.error && (o.error.code === 'OCSP_TRY_LATER' || o.error.code === 'OCSP_INTERNAL_ERROR');
     for (const r of contacted) {
       if (r.kind === 'failed') this.hostBackoff.recordFailure(r.host, now, r.code ?? 'HTTP_NETWORK');
-      else if (hostLevel && o.error) this.hostBackoff.recordFailure(r.host, now, o.error.code);
+      else if (hostLevel && o.error && !r.issuer) this.hostBackoff.recordFailure(r.host, now, o.error.code);
       else this.hostBackoff.recordSuccess(r.host);
     }
 
@@ -1057,7 +1072,7 @@ export class StapleDaemon {
       if (!hook || items.length === 0) continue;
       try {
         const r = await runHook(event, hook, items.map(item), {
-          env: process.env,
+          env: this.options.env ?? process.env,
           cwd: dirname(this.source.config.file),
         });
         this.log({
