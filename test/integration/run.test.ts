@@ -357,7 +357,9 @@ describe('configuration errors', () => {
     );
     const io = memoryIo(wd);
     expect(await cli(['run'], io)).toBe(254);
-    expect(io.err()).toContain('cannot open the log file');
+    expect(io.err()).toContain(
+      'output_log: the folder /nonexistent-dir of the log file /nonexistent-dir/x.log does not exist',
+    );
   });
 });
 
