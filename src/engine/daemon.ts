@@ -35,6 +35,7 @@ import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import { failureLine, shortUrl } from '../core/message.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { describeFsError } from '../io/files.js';
@@ -44,7 +45,7 @@ import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from 
 import { VERSION } from '../version.js';
 import { runHook, type HookItem } from './hooks.js';
 import { acquireLock, type HeldLock } from './lock.js';
-import { contextFor, toTarget, transportFor } from './run.js';
+import { contextFor, recordMarks, toTarget, transportFor } from './run.js';
 import {
   HostBackoff,
   isHostFailure,
@@ -55,6 +56,7 @@ import {
   type RandomSource,
 } from './scheduler.js';
 import { noOcspNotice, type Triage } from '../core/triage.js';
+import { readMarks } from '../revocation/marks.js';
 import {
   processTarget,
   type CrlVerdict,
@@ -130,6 +132,8 @@ export interface DaemonOptions {
   debounceMs?: number;
   /** Fleet mode: use this fleet instead of opening the one of `fleet:` (tests). */
   fleet?: Fleet;
+  /** The environment hooks run with (default `process.env`), as `runOnce` takes it. */
+  env?: NodeJS.ProcessEnv;
 }
 
 // ---------------------------------------------------------------------------
@@ -213,7 +217,7 @@ interface Entry {
   /** The last CRL verdict of a `crl` certificate. */
   crl?: CrlVerdict;
   /** The last answer (responder or CRL) said revoked, written or not. */
-  revoked?: { time?: string; reason?: string };
+  revoked?: { time?: string; reason?: string; source?: 'ocsp' | 'crl' };
 }
 
 /** A queued attempt: forced (SIGUSR2), and whether a better staple from the fleet is taken even when not due. */
@@ -228,6 +232,8 @@ interface HostRecord {
   /** ok: the host answered (status < 500); failed: a host-level failure; blocked: not contacted (backoff). */
   kind: 'ok' | 'failed' | 'blocked';
   code?: ErrorCode;
+  /** A caIssuers download (not a responder request). */
+  issuer?: boolean;
 }
 
 const SWEEP_KEY = '\u0000sweep';
@@ -343,7 +349,19 @@ export class StapleDaemon {
     });
     this.scheduleSweep();
     const force = this.options.initialForce ?? false;
-    for (const id of this.entries.keys()) this.enqueue(id, force, true);
+    // A certificate a previous run found revoked shows revoked from the start, and its
+    // responder is asked again at once: the answer confirms the mark or clears it.
+    const marks = readMarks(this.settings.ocspFolder);
+    for (const [id, e] of this.entries) {
+      const m = marks[id];
+      if (m)
+        e.revoked = {
+          source: m.source,
+          ...(m.time ? { time: m.time } : {}),
+          ...(m.reason ? { reason: m.reason } : {}),
+        };
+      this.enqueue(id, force || m !== undefined, true);
+    }
   }
 
   private newEntry(target: TargetConfig): Entry {
@@ -611,6 +629,8 @@ export class StapleDaemon {
     if (this.stopping) return;
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
+      // CA folders are read again, so that an issuer added since is found
+      this.ctx.resolver.refresh();
       const queued = await this.rediscover('sweep');
       // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
       for (const [id, e] of this.entries)
@@ -673,6 +693,9 @@ export class StapleDaemon {
       this.batchOutcomes = [];
       try {
         if (!this.stopping) await this.drain(lock);
+        await recordMarks(this.source.config, this.batchOutcomes, this.store, this.clock.now(), (m) =>
+          this.log({ level: 'error', code: 'FILE_WRITE', msg: m }),
+        );
       } finally {
         this.lock = undefined;
         this.onDrained = undefined;
@@ -728,15 +751,16 @@ export class StapleDaemon {
     }
   }
 
-  private trackingTransport(records: HostRecord[]): HttpTransport {
+  private trackingTransport(records: HostRecord[], issuer = false): HttpTransport {
     const base = this.transport;
+    const tag = issuer ? { issuer } : {};
     return {
       send: async (req) => {
         const host = hostOf(req.url);
         const url = baseUrlOf(req.method, req.url);
         const until = this.hostBackoff.blockedUntil(host, this.clock.now());
         if (until) {
-          records.push({ host, url, kind: 'blocked' });
+          records.push({ host, url, kind: 'blocked', ...tag });
           throw new StapleError(
             'HTTP_NETWORK',
             `${url}: not contacting ${host} before ${until.toISOString()}: it failed ${this.hostBackoff.failuresOf(host)} time(s) in a row (per-host backoff)`,
@@ -745,12 +769,14 @@ export class StapleDaemon {
         try {
           const res = await base.send(req);
           records.push(
-            res.status >= 500 ? { host, url, kind: 'failed', code: 'HTTP_STATUS' } : { host, url, kind: 'ok' },
+            res.status >= 500
+              ? { host, url, kind: 'failed', code: 'HTTP_STATUS', ...tag }
+              : { host, url, kind: 'ok', ...tag },
           );
           return res;
         } catch (e) {
           const err = toStapleError(e);
-          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code });
+          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code, ...tag });
           throw e;
         }
       },
@@ -795,7 +821,12 @@ export class StapleDaemon {
         }
         outcome = judged;
       } else {
-        const ctx: EngineContext = { ...this.ctx, transport: this.trackingTransport(records) };
+        // caIssuers downloads go through the per-host backoff too
+        const ctx: EngineContext = {
+          ...this.ctx,
+          transport: this.trackingTransport(records),
+          resolver: this.ctx.resolver.withTransport(this.trackingTransport(records, true)),
+        };
         outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
       }
     } finally {
@@ -807,7 +838,8 @@ export class StapleDaemon {
     this.record(entry, outcome, records, force);
     // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
     const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched = (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked');
+    const fetched =
+      (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked' && !r.issuer);
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
@@ -849,17 +881,18 @@ export class StapleDaemon {
     if (o.crl) entry.crl = o.crl;
     // a revocation stays until the certificate is replaced (the entry is then new) or an answer says good
     if (o.revoked) entry.revoked = o.revoked;
-    else if (o.staple?.status === 'good' || o.crl?.status === 'good') entry.revoked = undefined;
+    else if ((o.result === 'updated' && o.staple?.status === 'good') || o.crl?.status === 'good')
+      entry.revoked = undefined;
     const contacted = records.filter((r) => r.kind !== 'blocked');
     if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
     else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
-    entry.responderUrl = o.url ?? records[0]?.url ?? entry.responderUrl;
+    entry.responderUrl = o.url ?? records.find((r) => !r.issuer)?.url ?? entry.responderUrl;
 
     // per-host health: a 200 carrying tryLater or internalError is still the host failing
     const hostLevel = o.error && (o.error.code === 'OCSP_TRY_LATER' || o.error.code === 'OCSP_INTERNAL_ERROR');
     for (const r of contacted) {
       if (r.kind === 'failed') this.hostBackoff.recordFailure(r.host, now, r.code ?? 'HTTP_NETWORK');
-      else if (hostLevel && o.error) this.hostBackoff.recordFailure(r.host, now, o.error.code);
+      else if (hostLevel && o.error && !r.issuer) this.hostBackoff.recordFailure(r.host, now, o.error.code);
       else this.hostBackoff.recordSuccess(r.host);
     }
 
@@ -914,7 +947,7 @@ export class StapleDaemon {
         this.log({
           level: 'info',
           id,
-          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ?? ''}`}); next refresh around ${plan.at.toISOString()}`,
+          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ? shortUrl(o.url) : ''}`}); next refresh around ${plan.at.toISOString()}`,
           fields: {
             staplePath: o.staplePath,
             nextUpdate: s?.nextUpdate,
@@ -950,20 +983,28 @@ export class StapleDaemon {
       expiresAt && expiresAt.getTime() > now.getTime()
         ? `the staple on disk stays valid until ${expiresAt.toISOString()}`
         : 'there is no valid staple on disk';
-    const kept = o.crl
-      ? `according to its CRL ${o.crl.url}`
-      : o.staple
-        ? 'the current staple was kept'
-        : 'no usable staple is on disk (the file was not touched)';
     const what = o.revoked
-      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); ${kept}`
+      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'})${o.crl ? ` according to its CRL ${o.crl.url}` : ''}`
       : (o.error?.message ?? 'failed');
+    const line = failureLine({
+      code,
+      message: what,
+      command: 'daemon',
+      file: entry.target.certPath,
+      after: [
+        ...(o.revoked && o.staple ? ['the current staple was kept'] : []),
+        onDisk,
+        `retry at ${plan.at.toISOString()} (failure ${entry.consecutiveFailures}, ${plan.reason})`,
+      ],
+    });
     this.log({
       level: 'error',
       id,
       code,
-      msg: `${what}; ${onDisk}; retry at ${plan.at.toISOString()} (failure ${entry.consecutiveFailures}, ${plan.reason})`,
+      msg: line.slice(`error ${code}: `.length),
       fields: {
+        // the full message (URLs included) for --log-format json; the text line shortens them
+        ...(o.error ? { error: o.error.message } : {}),
         consecutiveFailures: entry.consecutiveFailures,
         nextAttempt: plan.at.toISOString(),
         reason: plan.reason,
@@ -1003,7 +1044,7 @@ export class StapleDaemon {
       if (!hook || items.length === 0) continue;
       try {
         const r = await runHook(event, hook, items.map(item), {
-          env: process.env,
+          env: this.options.env ?? process.env,
           cwd: dirname(this.source.config.file),
         });
         this.log({
