@@ -223,7 +223,7 @@ async function main() {
     const used = Number(/used_memory:(\d+)/.exec(redisCli(redis.port, 'INFO', 'memory'))?.[1] ?? 0);
     const keys = Number(redisCli(redis.port, 'DBSIZE'));
     const sample = redisCli(redis.port, 'RANDOMKEY');
-    const sampleBytes = sample ? Number(redisCli(redis.port, 'MEMORY', 'USAGE', sample)) : NaN;
+    const sampleBytes = sample ? Number(redisCli(redis.port, 'MEMORY', 'USAGE', sample, 'SAMPLES', '0')) : NaN;
     const derBytes = sample ? Number(redisCli(redis.port, 'HSTRLEN', sample, 'der')) : NaN;
     const respCpu = cpuSeconds(responder.pid);
     const redisCpu = cpuSeconds(redis.child.pid);
