@@ -71,6 +71,7 @@ export function defineSettings(input: SettingsInput): Settings {
     settings.minimumValidityPercentage = input.minimumValidityPercentage;
   }
   if (input.backupsKeep !== undefined) settings.backupsKeep = input.backupsKeep;
+  if (input.overwriteNonOcsp !== undefined) settings.overwriteNonOcsp = input.overwriteNonOcsp;
   if (input.http?.proxy !== undefined) settings.http.proxy = input.http.proxy;
   if (input.http?.userAgent !== undefined) settings.http.userAgent = input.http.userAgent;
   if (input.hooks?.onChange !== undefined) settings.hooks.onChange = input.hooks.onChange;
