@@ -18,18 +18,22 @@
  *   BENCH_DAEMON=1            measure (f) when `staplekeeper daemon` exists (0 skips)
  *   BENCH_DIR=.bench          where PKIs (reused for 12 h) and results go
  *   BENCH_BIN=bin/staplekeeper  the executable to measure
- *   BENCH_ONLY=a,b,c,d,e,f    only these figures (default: all)
+ *   BENCH_ONLY=a,b,c,d,e,f,doors,load   only these figures (default: all; `doors` alone is a quick subset)
+ *   BENCH_DOOR_N=10000        certificate counts of the door figures (default: BENCH_N's largest, and 100000
+ *                             when BENCH_N holds it: then only the `domains` and `ocsprenewer` doors)
+ *   OCSPRENEWER_BIN=path      a locally built Go ocsprenewer, run on the same files with the same flags as the
+ *                             ocsprenewer door (its ratio is printed); skipped when unset. Never committed.
  *
  * Every figure is the wall time of a fresh process (Node start-up included);
  * the machine's load average is printed with the results because a busy
  * machine inflates every number.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildBenchPki, domainsConfig } from './lib/bench-pki.mjs';
+import { AIA_OCSP_URL, buildBenchPki, domainsConfig } from './lib/bench-pki.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.argv.includes('--quick');
@@ -52,7 +56,12 @@ const BENCH_DIR = resolve(ROOT, env.BENCH_DIR ?? '.bench');
 const CONFIG_CACHE = join(BENCH_DIR, 'config-cache');
 process.env.STAPLEKEEPER_CACHE_DIR = CONFIG_CACHE;
 const BIN = resolve(ROOT, env.BENCH_BIN ?? 'bin/staplekeeper');
-const ONLY = new Set(list(env.BENCH_ONLY, 'a,b,c,d,e,f'));
+const ONLY = new Set(list(env.BENCH_ONLY, 'a,b,c,d,e,f,doors,load'));
+const DOOR_NS = list(env.BENCH_DOOR_N, String(Math.max(...NS.filter((n) => n < 100000), 0) || 10000))
+  .map(Number)
+  .concat(NS.includes(100000) && !env.BENCH_DOOR_N ? [100000] : []);
+const GO_RENEWER = env.OCSPRENEWER_BIN ? resolve(env.OCSPRENEWER_BIN) : undefined;
+const TIME_BIN = existsSync('/usr/bin/time') ? '/usr/bin/time' : undefined;
 const FLOOR = join(ROOT, 'scripts', 'bench-floor.mjs');
 const RESPONDER_JS = join(ROOT, 'scripts', 'lib', 'bench-responder.mjs');
 const CACHE_FILE = '.staplekeeper-cache.json';
@@ -341,6 +350,186 @@ function startupPass() {
   record({ id: 'e', label: '(e) staplekeeper --version', kt: '-', n: 0, value, floor, target: 0.15 });
 }
 
+// ---------------------------------------------------------------- the doors
+
+/**
+ * Runs a command to completion under /usr/bin/time; returns wall seconds and
+ * the peak RSS (MB) of the process. Throws unless `check` accepts the result.
+ */
+function timedRss(cmd, args, { cwd, check } = {}) {
+  const rssFile = join(BENCH_DIR, `.rss-${process.pid}`);
+  const [c, a] = TIME_BIN ? [TIME_BIN, ['-f', '%M', '-o', rssFile, cmd, ...args]] : [cmd, args];
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(c, a, { cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.error) throw r.error;
+  if (check && !check(r)) {
+    throw new Error(
+      `${cmd} ${args.join(' ')} (exit ${r.status}):\n${(r.stdout ?? '').slice(-800)}\n${(r.stderr ?? '').slice(-800)}`,
+    );
+  }
+  let rss = NaN;
+  if (TIME_BIN) {
+    rss = Number(readFileSync(rssFile, 'utf8').trim().split('\n').at(-1)) / 1024;
+    rmSync(rssFile, { force: true });
+  }
+  return { s, rss };
+}
+
+/** Measures a door: RUNS timed runs (`before` untimed before each); the median wall time and peak RSS. */
+function measureDoor(fn, { before, runs = RUNS } = {}) {
+  const xs = [];
+  const rss = [];
+  for (let i = 0; i < runs; i++) {
+    before?.();
+    const r = fn();
+    xs.push(r.s);
+    rss.push(r.rss);
+  }
+  return { ...stats(xs), rss: stats(rss).median, rssMax: Math.max(...rss) };
+}
+
+/**
+ * The other layouts of the same certificates and staples, made once per PKI
+ * (hard links where the content is the same file's, so that making them is
+ * quick; a check pass writes none of them):
+ *   scan/<d>.pem, scan/<d>-chain.pem, scan/<d>-rootchain.pem   ocspbot's scan_keys triple
+ *   scan-staples/<d>.ocsp-resp                                 its staples (ocspbot's default ocsp_mask)
+ *   crt/<d>.crt                                                ocsprenewer's bundles: leaf, then issuer
+ *   out/<d>.ocsp                                               their staples
+ */
+function doorLayouts(pkiDir, n, withScan) {
+  const stamp = join(pkiDir, `layouts${withScan ? '-scan' : ''}.done`);
+  if (existsSync(stamp)) return;
+  const t0 = Date.now();
+  const chain = readFileSync(join(pkiDir, 'chain.pem'), 'utf8');
+  for (const d of ['crt', 'out', ...(withScan ? ['scan', 'scan-staples'] : [])]) {
+    rmSync(join(pkiDir, d), { recursive: true, force: true });
+    mkdirSync(join(pkiDir, d));
+  }
+  for (let i = 1; i <= n; i++) {
+    const id = `d${String(i).padStart(5, '0')}`;
+    const leaf = readFileSync(join(pkiDir, 'certs', `${id}.pem`), 'utf8');
+    const staple = join(pkiDir, 'staples', `${id}.der`);
+    writeFileSync(join(pkiDir, 'crt', `${id}.crt`), leaf + chain);
+    copyFileSync(staple, join(pkiDir, 'out', `${id}.ocsp`));
+    if (withScan) {
+      linkSync(join(pkiDir, 'certs', `${id}.pem`), join(pkiDir, 'scan', `${id}.pem`));
+      linkSync(join(pkiDir, 'chain.pem'), join(pkiDir, 'scan', `${id}-chain.pem`));
+      linkSync(join(pkiDir, 'chain.pem'), join(pkiDir, 'scan', `${id}-rootchain.pem`));
+      linkSync(staple, join(pkiDir, 'scan-staples', `${id}.ocsp-resp`));
+    }
+  }
+  writeFileSync(stamp, '');
+  log(`laid out the doors' files for ${n.toLocaleString('en')} certificates in ${Date.now() - t0} ms`);
+}
+
+const exitZero = (r) => r.status === 0;
+const RENEWER_FLAGS = ['-if-needed', '-dirs', '-cert-extensions', '.crt', '-out-dir', 'out', 'crt'];
+
+async function doorPasses(kt, n) {
+  const pkiDir = join(BENCH_DIR, `pki-${kt}-${n}`);
+  await buildBenchPki({ dir: pkiDir, n, keyType: kt, log });
+  const big = n >= 100000;
+  doorLayouts(pkiDir, n, !big);
+  const cfg = writeConfig(pkiDir, n, 'bench-check.yaml');
+  const scanCfg = join(pkiDir, 'bench-scan.yaml');
+  writeFileSync(
+    scanCfg,
+    `ocsp_folder: scan-staples\nresponders:\n  "${AIA_OCSP_URL}": "http://127.0.0.1:9/ocsp"\nscan_keys:\n  - folder: scan\n`,
+  );
+  const bin = (name) => join(dirname(BIN), name);
+  const doors = [
+    {
+      door: 'run, domains',
+      cmd: [BIN, 'run', '-c', cfg, '-q'],
+      check: summary(n, 'unchanged'),
+      caches: [join(pkiDir, 'staples', CACHE_FILE)],
+    },
+    ...(big
+      ? []
+      : [
+          {
+            door: 'run, scan_keys',
+            cmd: [BIN, 'run', '-c', scanCfg, '-q'],
+            check: summary(n, 'unchanged'),
+            caches: [join(pkiDir, 'scan-staples', CACHE_FILE)],
+          },
+          {
+            door: 'ocspbot (scan_keys)',
+            cmd: [bin('ocspbot'), scanCfg],
+            check: exitZero,
+            caches: [join(pkiDir, 'scan-staples', CACHE_FILE)],
+          },
+        ]),
+    {
+      door: 'ocsprenewer -if-needed -dirs',
+      cmd: [bin('ocsprenewer'), ...RENEWER_FLAGS],
+      check: exitZero,
+      caches: [join(pkiDir, 'out', CACHE_FILE)],
+      go: true,
+    },
+  ];
+  log(`\ndoors, ${kt}, N = ${n.toLocaleString('en')}`);
+  const runs = big ? Math.min(RUNS, 3) : RUNS;
+  const floorRead = measure(
+    () => timed(process.execPath, [FLOOR, 'check', pkiDir, String(n), 'read'], { check: exitZero }),
+    { runs },
+  );
+  const floorVerify = measure(
+    () => timed(process.execPath, [FLOOR, 'check', pkiDir, String(n), 'verify'], { check: exitZero }),
+    { runs },
+  );
+  let warmDomains;
+  for (const d of doors) {
+    const go = () => timedRss(process.execPath, d.cmd, { cwd: pkiDir, check: d.check });
+    const clear = () => {
+      for (const f of d.caches) rmSync(f, { force: true });
+      rmSync(CONFIG_CACHE, { recursive: true, force: true });
+    };
+    const cold = measureDoor(go, { before: clear, runs });
+    go(); // the caches are in place
+    const warm = measureDoor(go, { runs });
+    warmDomains ??= warm;
+    const row = { id: 'door', door: d.door, label: `door: ${d.door}`, kt, n, warm, cold, floorRead, floorVerify };
+    row.toDomains = warm.median / warmDomains.median;
+    if (d.go && GO_RENEWER) {
+      row.goRenewer = measureDoor(() => timedRss(GO_RENEWER, RENEWER_FLAGS, { cwd: pkiDir, check: exitZero }), {
+        runs,
+      });
+    }
+    results.push(row);
+    const f = (x) => (x < 1 ? `${(x * 1000).toFixed(0)} ms` : `${x.toFixed(2)} s`);
+    log(
+      `  ${d.door.padEnd(30)} warm ${f(warm.median).padStart(8)} (${f(warm.min)}–${f(warm.max)}) ${warm.rss.toFixed(0)} MB` +
+        `   cold ${f(cold.median).padStart(8)} (${f(cold.min)}–${f(cold.max)}) ${cold.rss.toFixed(0)} MB` +
+        `   ${row.toDomains.toFixed(2)}× domains` +
+        (row.goRenewer
+          ? `   Go ocsprenewer ${f(row.goRenewer.median)} ${row.goRenewer.rss.toFixed(0)} MB: ${(warm.median / row.goRenewer.median).toFixed(2)}×`
+          : ''),
+    );
+  }
+}
+
+/** The configuration load alone, nothing cached: `loadConfig` of the `domains` file in a fresh process. */
+async function loadPass(kt, n) {
+  const pkiDir = join(BENCH_DIR, `pki-${kt}-${n}`);
+  await buildBenchPki({ dir: pkiDir, n, keyType: kt, log });
+  const cfg = writeConfig(pkiDir, n, 'bench-check.yaml');
+  const script = `const { loadConfig } = await import(${JSON.stringify(join(ROOT, 'dist', 'config', 'index.js'))});
+const c = await loadConfig(${JSON.stringify(cfg)});
+if (c.targets.length !== ${n}) process.exit(1);`;
+  const value = measureDoor(
+    () => timedRss(process.execPath, ['--input-type=module', '-e', script], { cwd: pkiDir, check: exitZero }),
+    { runs: n >= 100000 ? Math.min(RUNS, 3) : RUNS },
+  );
+  results.push({ id: 'load', label: '(g) configuration load, no cache', kt, n, value, rss: value.rss });
+  const f = (x) => (x < 1 ? `${(x * 1000).toFixed(0)} ms` : `${x.toFixed(2)} s`);
+  log(
+    `  (g) configuration load, nothing cached, N = ${n.toLocaleString('en')}: ${f(value.median)}, ${value.rss.toFixed(0)} MB`,
+  );
+}
+
 // ---------------------------------------------------------------- (f) the daemon
 
 const CLK_TCK = 100;
@@ -458,6 +647,7 @@ function markdown() {
       lines.push(`| ${r.label} | | | pending | | | | ≤ 150 MB, idle |`);
       continue;
     }
+    if (r.id === 'door' || r.id === 'load') continue; // their own tables, below
     if (r.id === 'f') {
       lines.push(
         `| ${r.label}: steady RSS / idle CPU | ${r.kt} | ${r.n.toLocaleString('en')} | ${r.rss.toFixed(0)} MB / ${(r.idleCpu * 100).toFixed(2)} % | ${r.rssAfterPass.toFixed(0)} MB right after the first pass | ${r.floorRss.toFixed(0)} MB / ${(r.floorIdle * 100).toFixed(2)} % | ${(r.rss / r.floorRss).toFixed(1)}× | ≤ 150 MB ${r.rss <= 150 ? '✓' : '✗'} |`,
@@ -466,6 +656,25 @@ function markdown() {
     }
     lines.push(
       `| ${r.label} | ${r.kt} | ${r.n ? r.n.toLocaleString('en') : ''} | ${f(r.value.median)} | ${f(r.value.min)}–${f(r.value.max)} | ${r.floor ? f(r.floor.median) : ''} | ${r.floor ? `${(r.value.median / r.floor.median).toFixed(1)}×` : ''} | ${r.target ? `≤ ${f(r.target)} ${r.value.median <= r.target ? '✓' : '✗'}` : ''} |`,
+    );
+  }
+  const doors = results.filter((r) => r.id === 'door');
+  if (doors.length > 0) {
+    lines.push(
+      '',
+      '| door | key | N | warm median (min–max) | warm RSS | cold median (min–max) | cold RSS | floor warm / cold | warm ÷ floor | warm ÷ domains | Go ocsprenewer | ÷ Go |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const r of doors) {
+      lines.push(
+        `| ${r.door} | ${r.kt} | ${r.n.toLocaleString('en')} | ${f(r.warm.median)} (${f(r.warm.min)}–${f(r.warm.max)}) | ${r.warm.rss.toFixed(0)} MB | ${f(r.cold.median)} (${f(r.cold.min)}–${f(r.cold.max)}) | ${r.cold.rss.toFixed(0)} MB | ${f(r.floorRead.median)} / ${f(r.floorVerify.median)} | ${(r.warm.median / r.floorRead.median).toFixed(1)}× | ${r.toDomains.toFixed(2)}× | ${r.goRenewer ? `${f(r.goRenewer.median)}, ${r.goRenewer.rss.toFixed(0)} MB` : ''} | ${r.goRenewer ? `${(r.warm.median / r.goRenewer.median).toFixed(2)}×` : ''} |`,
+      );
+    }
+  }
+  for (const r of results.filter((x) => x.id === 'load')) {
+    lines.push(
+      '',
+      `${r.label}, ${r.kt}, N = ${r.n.toLocaleString('en')}: ${f(r.value.median)} (${f(r.value.min)}–${f(r.value.max)}), peak RSS ${r.rss.toFixed(0)} MB`,
     );
   }
   return lines.join('\n');
@@ -487,6 +696,8 @@ async function main() {
     if (ONLY.has('a') || ONLY.has('b')) for (const n of NS) await checkPasses(kt, n);
     if (RENEW_N > 0 && (ONLY.has('c') || ONLY.has('d'))) await renewalPasses(kt, RENEW_N);
   }
+  if (ONLY.has('doors')) for (const n of DOOR_NS) await doorPasses(KEYS[0], n);
+  if (ONLY.has('load')) for (const n of DOOR_NS) await loadPass(KEYS[0], n);
   if (ONLY.has('f')) await daemonPass();
   const load1 = loadavg();
   const md = markdown();

@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { parseDuration } from '../config/duration.js';
 import { StapleError } from '../core/errors.js';
+import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
 import { DEFAULT_POLICY } from '../core/policy.js';
 import { createHttpTransport } from '../io/http.js';
 import { createFileStore } from '../io/store.js';
@@ -73,14 +74,23 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
       if (!opts.json) {
         const s = outcome.staple;
         io.stdout.write(
-          `${opts.out}: ${s.status}, valid until ${s.nextUpdate} (thisUpdate ${s.thisUpdate}), responder "${s.responder}" via ${outcome.method} ${outcome.url}\n`,
+          `${opts.out}: ${s.status}, valid until ${s.nextUpdate} (thisUpdate ${s.thisUpdate}), responder "${s.responder}" via ${outcome.method} ${shortUrl(outcome.url ?? '')}\n`,
         );
       }
       return EXIT.OK;
     }
     if (!opts.json) {
-      const err = outcome.error ?? { code: 'INTERNAL', message: 'nothing was written' };
-      io.stderr.write(`staplekeeper: error ${err.code}: ${err.message}; ${opts.out} was left untouched\n`);
+      const err = outcome.error ?? { code: 'INTERNAL' as const, message: 'nothing was written' };
+      const line = failureLine({
+        code: err.code,
+        message: err.message,
+        command: 'fetch',
+        file: opts.cert,
+        after: [`${opts.out} was left untouched`],
+      });
+      io.stderr.write(`staplekeeper: ${line}\n`);
+      if (opts.verbose && tidyMessage(err.message) !== err.message)
+        io.stderr.write(`staplekeeper: note: in full: ${err.message}\n`);
     }
     return EXIT.FAILURE;
   } finally {

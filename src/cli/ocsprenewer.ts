@@ -400,6 +400,9 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
     certExtensions: engine.parseCertExtensions(f.certExtensions),
     timerT1,
     allowNonOcspInDir: f.allowNonOcspInDir,
+    // the output folder's discovery cache: a file known to hold a certificate with a responder is not parsed
+    // again (engine/discovery-cache.ts); -not-really writes nothing, so it only reads it
+    discoveryCache: f.notReally ? 'read' : 'write',
   };
   if (f.http) settings.statusListen = f.http;
 

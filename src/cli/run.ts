@@ -14,6 +14,7 @@ import { findDefaultConfig, loadConfig } from '../config/load.js';
 import type { LoadConfigOptions } from '../config/load.js';
 import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
+import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
 import { prestartCheckThread } from '../engine/check-thread.js';
 import { exitCodeOf, runOnce, type RunReport } from '../engine/run.js';
 import type { TargetOutcome } from '../engine/staple.js';
@@ -192,14 +193,29 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     if (d.action === 'keep') return `${tag}keep (${d.reason}): ${d.detail}; next refresh at ${d.at.toISOString()}${tt}`;
   }
   if (o.revoked && o.crl?.status === 'revoked') {
-    return `${tag}error CRL_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}) according to its CRL ${o.crl.url}; there is no staple to keep`;
+    return failureLine({
+      code: 'CRL_REVOKED',
+      message: `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}) according to its CRL ${o.crl.url}`,
+      command: 'run',
+      id: o.id,
+      file: o.certPath,
+      after: ['there is no staple to keep'],
+    });
   }
   if (o.result === 'updated' && o.revoked) {
-    return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); the revoked response was written because on_revoked_write is on`;
+    return failureLine({
+      code: 'OCSP_REVOKED',
+      message: `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'})`,
+      command: 'run',
+      id: o.id,
+      file: o.certPath,
+      after: ['the revoked response was written because on_revoked_write is on'],
+    });
   }
   if (o.result === 'updated') {
     const s = o.staple;
-    const from = o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${o.url}`;
+    const from =
+      o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${shortUrl(o.url ?? '')}`;
     return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})`;
   }
   if (o.result === 'skipped') {
@@ -209,11 +225,24 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     return `${tag}skipped: ${n ?? 'nothing to do'}${crlText(o)}${dryRun ? triageTag(o) : ''}`;
   }
   if (o.result === 'failed') {
+    const kept = [o.staple ? 'the current staple was kept' : 'no usable staple is on disk (the file was not touched)'];
     if (o.revoked) {
-      const kept = o.staple ? 'the current staple was kept' : 'no usable staple is on disk (the file was not touched)';
-      return `${tag}error OCSP_REVOKED: certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); ${kept}`;
+      return failureLine({
+        code: 'OCSP_REVOKED',
+        message: `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'})`,
+        command: 'run',
+        id: o.id,
+        file: o.certPath,
+        after: kept,
+      });
     }
-    return `${tag}error ${o.error?.code ?? 'INTERNAL'}: ${o.error?.message ?? ''}`;
+    return failureLine({
+      code: o.error?.code ?? 'INTERNAL',
+      message: o.error?.message ?? '',
+      command: 'run',
+      id: o.id,
+      file: o.certPath,
+    });
   }
   if (o.fleet?.role === 'kept' || o.fleet?.role === 'pending') return `${tag}unchanged: ${o.fleet.detail ?? ''}`;
   return `${tag}unchanged: ${o.decision?.detail ?? 'staple is fresh'}`;
@@ -278,7 +307,12 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
           const line = outcomeLine(o, opts.dryRun);
           if (o.result === 'failed' || o.revoked) output.err(paint('31', line));
           else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
-          if (opts.verbose) for (const n of o.notices) output.out(`[${o.id}]   note: ${n}`);
+          if (opts.verbose) {
+            // the full message, URLs included (the line above shortens them)
+            if (o.error && tidyMessage(o.error.message) !== o.error.message)
+              output.out(`[${o.id}]   note: in full: ${o.error.message}`);
+            for (const n of o.notices) output.out(`[${o.id}]   note: ${n}`);
+          }
         },
       });
     } catch (e) {

@@ -42,7 +42,8 @@ export const ERROR_CODES = {
   HTTP_NETWORK: 'could not reach the responder',
   HTTP_REDIRECT: 'the responder redirected too often or to a forbidden location',
   HTTP_BAD_URL: 'the responder URL is not an http: or https: URL',
-  NO_OCSP_URL: 'the certificate names no OCSP responder; set one in the configuration or disable OCSP for it',
+  NO_OCSP_URL:
+    'the certificate names no OCSP responder; set ocsp_responder_uri to its responder, or ocsp_responder_uri: disabled to turn OCSP off for it',
   MUST_STAPLE_NO_RESPONDER:
     'the certificate is must-staple but has no usable OCSP responder; reissue it without must-staple before the last staple expires',
   // certificate revocation lists (RFC 5280 §5)

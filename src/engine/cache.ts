@@ -232,6 +232,11 @@ export function readRegularFileSync(path: string, maxBytes = MAX_INPUT_FILE): Bu
   }
 }
 
+/** Reads a cache file (up to 256 MiB) synchronously, or undefined when it cannot be read as a regular file. */
+export function readCacheFileSync(path: string): Buffer | undefined {
+  return readWholeFileSync(path, 256 * 1024 * 1024);
+}
+
 /** Reads a file of any size up to `maxBytes` synchronously (the cache file itself), or undefined. */
 function readWholeFileSync(path: string, maxBytes: number): Buffer | undefined {
   try {

@@ -33,6 +33,7 @@
  */
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
+import { failureLine } from '../core/message.js';
 import type { RefreshPolicy, StapleFacts } from '../core/policy.js';
 import { classifyStaple, usableUntil } from '../core/usability.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
@@ -40,7 +41,8 @@ import { IssuerResolver } from './issuer.js';
 import { forEachLimited } from './limit.js';
 import { policyOf, toTarget } from './run.js';
 import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage } from '../core/triage.js';
-import { loadTargetCert, readStapleState, responderUrls } from './staple.js';
+import { readMarks, type Marks } from '../revocation/marks.js';
+import { certFingerprint, loadTargetCert, readStapleState, responderUrls } from './staple.js';
 
 /** A Nagios plugin state. */
 export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';
@@ -189,6 +191,8 @@ export async function checkTarget(
     critMs?: number;
     /** Responder overrides by AIA URL (settings). */
     urlOverrides?: Record<string, string>;
+    /** Revocation marks of the configuration (revocation/marks.ts). */
+    marks?: Marks;
   },
 ): Promise<CertCheck> {
   const base = { id: target.id, certPath: target.certPath, staplePath: target.staplePath };
@@ -218,13 +222,14 @@ export async function checkTarget(
         expiresInSeconds: 0,
       };
     }
-    const hint = err.code === 'NO_ISSUER' ? '; check never downloads caIssuers URLs: give a chain file or ca_dirs' : '';
+    const hint = err.code === 'NO_ISSUER' ? 'check never downloads caIssuers URLs' : undefined;
+    const line = failureLine({ code: err.code, message: err.message, command: 'check', after: hint ? [hint] : [] });
     return {
       ...base,
       level: 'unknown',
       state: 'unjudgeable',
       code: err.code,
-      reason: `cannot judge the staple: ${err.message}${hint}`,
+      reason: `cannot judge the staple: ${line.slice(`error ${err.code}: `.length)}`,
     };
   }
   const cert = loaded.cert;
@@ -235,6 +240,24 @@ export async function checkTarget(
     ...(tri.crlUrls.length > 0 ? { crlUrls: tri.crlUrls } : {}),
   };
   Object.assign(base, triaged);
+  // a revoked answer recorded by a run or the daemon, written over the staple or not (issue 13)
+  const mark = ctx.marks?.[target.id];
+  if (mark && mark.certificate === certFingerprint(cert)) {
+    const when = mark.time ? ` at ${mark.time}` : '';
+    const why = mark.reason ? ` (${mark.reason})` : '';
+    const from =
+      mark.source === 'crl' ? `its CRL ${mark.url ?? ''}`.trim() : `the OCSP responder ${mark.url ?? ''}`.trim();
+    return {
+      ...base,
+      level: 'critical',
+      state: 'revoked',
+      reason: `REVOKED${when}${why} according to ${from}; replace the certificate`,
+      code: mark.source === 'crl' ? 'CRL_REVOKED' : 'OCSP_REVOKED',
+      expiresInSeconds: 0,
+      ...(mark.time ? { revocationTime: mark.time } : {}),
+      ...(mark.reason ? { revocationReason: mark.reason } : {}),
+    };
+  }
   const current = await readStapleState(ctx.store, target.staplePath, loaded, now);
   if (tri.mechanism !== 'ocsp' && cert.notAfter.getTime() > now.getTime()) {
     if (mustStapleStranded(tri)) {
@@ -443,6 +466,7 @@ export async function checkStaples(config: LoadedConfig, options: CheckOptions =
     ...(warnMs !== undefined ? { warnMs } : {}),
     ...(critMs !== undefined ? { critMs } : {}),
     urlOverrides: config.settings.responderUrlOverrides,
+    marks: readMarks(config.settings.ocspFolder),
   };
   const targets = config.targets.filter((t) => t.responder !== 'disabled');
   const certs: CertCheck[] = new Array(targets.length);

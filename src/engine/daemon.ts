@@ -35,6 +35,7 @@ import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import { failureLine, shortUrl } from '../core/message.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { describeFsError } from '../io/files.js';
@@ -44,7 +45,7 @@ import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from 
 import { VERSION } from '../version.js';
 import { runHook, type HookItem } from './hooks.js';
 import { acquireLock, type HeldLock } from './lock.js';
-import { contextFor, toTarget, transportFor } from './run.js';
+import { contextFor, recordMarks, toTarget, transportFor } from './run.js';
 import {
   EXPIRY_MARGIN_MS,
   HostBackoff,
@@ -56,6 +57,7 @@ import {
   type RandomSource,
 } from './scheduler.js';
 import { noOcspNotice, type Triage } from '../core/triage.js';
+import { readMarks } from '../revocation/marks.js';
 import {
   processTarget,
   type CrlVerdict,
@@ -214,7 +216,7 @@ interface Entry {
   /** The last CRL verdict of a `crl` certificate. */
   crl?: CrlVerdict;
   /** The last answer (responder or CRL) said revoked, written or not. */
-  revoked?: { time?: string; reason?: string };
+  revoked?: { time?: string; reason?: string; source?: 'ocsp' | 'crl' };
 }
 
 /** A queued attempt: forced (SIGUSR2), and whether a better staple from the fleet is taken even when not due. */
@@ -348,7 +350,19 @@ export class StapleDaemon {
     });
     this.scheduleSweep();
     const force = this.options.initialForce ?? false;
-    for (const id of this.entries.keys()) this.enqueue(id, force, true);
+    // A certificate a previous run found revoked shows revoked from the start, and its
+    // responder is asked again at once: the answer confirms the mark or clears it.
+    const marks = readMarks(this.settings.ocspFolder);
+    for (const [id, e] of this.entries) {
+      const m = marks[id];
+      if (m)
+        e.revoked = {
+          source: m.source,
+          ...(m.time ? { time: m.time } : {}),
+          ...(m.reason ? { reason: m.reason } : {}),
+        };
+      this.enqueue(id, force || m !== undefined, true);
+    }
   }
 
   private newEntry(target: TargetConfig): Entry {
@@ -678,6 +692,9 @@ export class StapleDaemon {
       this.batchOutcomes = [];
       try {
         if (!this.stopping) await this.drain(lock);
+        await recordMarks(this.source.config, this.batchOutcomes, this.store, this.clock.now(), (m) =>
+          this.log({ level: 'error', code: 'FILE_WRITE', msg: m }),
+        );
       } finally {
         this.lock = undefined;
         this.onDrained = undefined;
@@ -905,7 +922,8 @@ export class StapleDaemon {
     if (o.crl) entry.crl = o.crl;
     // a revocation stays until the certificate is replaced (the entry is then new) or an answer says good
     if (o.revoked) entry.revoked = o.revoked;
-    else if (o.staple?.status === 'good' || o.crl?.status === 'good') entry.revoked = undefined;
+    else if ((o.result === 'updated' && o.staple?.status === 'good') || o.crl?.status === 'good')
+      entry.revoked = undefined;
     const contacted = records.filter((r) => r.kind !== 'blocked');
     if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
     else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
@@ -977,7 +995,7 @@ export class StapleDaemon {
         this.log({
           level: 'info',
           id,
-          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ?? ''}`}); next refresh around ${plan.at.toISOString()}`,
+          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ? shortUrl(o.url) : ''}`}); next refresh around ${plan.at.toISOString()}`,
           fields: {
             staplePath: o.staplePath,
             nextUpdate: s?.nextUpdate,
@@ -1013,20 +1031,28 @@ export class StapleDaemon {
       expiresAt && expiresAt.getTime() > now.getTime()
         ? `the staple on disk stays valid until ${expiresAt.toISOString()}`
         : 'there is no valid staple on disk';
-    const kept = o.crl
-      ? `according to its CRL ${o.crl.url}`
-      : o.staple
-        ? 'the current staple was kept'
-        : 'no usable staple is on disk (the file was not touched)';
     const what = o.revoked
-      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'}); ${kept}`
+      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'})${o.crl ? ` according to its CRL ${o.crl.url}` : ''}`
       : (o.error?.message ?? 'failed');
+    const line = failureLine({
+      code,
+      message: what,
+      command: 'daemon',
+      file: entry.target.certPath,
+      after: [
+        ...(o.revoked && o.staple ? ['the current staple was kept'] : []),
+        onDisk,
+        `retry at ${plan.at.toISOString()} (failure ${entry.consecutiveFailures}, ${plan.reason})`,
+      ],
+    });
     this.log({
       level: 'error',
       id,
       code,
-      msg: `${what}; ${onDisk}; retry at ${plan.at.toISOString()} (failure ${entry.consecutiveFailures}, ${plan.reason})`,
+      msg: line.slice(`error ${code}: `.length),
       fields: {
+        // the full message (URLs included) for --log-format json; the text line shortens them
+        ...(o.error ? { error: o.error.message } : {}),
         consecutiveFailures: entry.consecutiveFailures,
         nextAttempt: plan.at.toISOString(),
         reason: plan.reason,

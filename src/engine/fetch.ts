@@ -63,7 +63,7 @@ export async function fetchResponse(opts: FetchOptions): Promise<FetchResult> {
   if (opts.urls.length === 0) {
     throw new StapleError(
       'NO_OCSP_URL',
-      `the certificate "${opts.cert.subject}" names no OCSP responder; set one in the configuration (responders / ocsp_responder_uri / --url) or disable OCSP for it`,
+      `the certificate "${opts.cert.subject}" names no OCSP responder (no OCSP URL in its Authority Information Access)`,
     );
   }
   const certId = computeCertId(opts.cert, opts.issuer, opts.hash ?? 'sha1');

@@ -22,7 +22,7 @@ export interface HookItem {
   staplePath: string;
   result: string;
   error?: { code: string; message: string };
-  revoked?: { time?: string; reason?: string };
+  revoked?: { time?: string; reason?: string; source?: 'ocsp' | 'crl'; url?: string; certificate?: string };
   nextUpdate?: string;
 }
 

@@ -135,7 +135,7 @@ export class IssuerResolver {
     const extra = urlErrors.length ? `; ${urlErrors.join('; ')}` : '';
     throw new StapleError(
       'NO_ISSUER',
-      `no issuer found for "${cert.subject}" issued by "${cert.issuer}"${where}${extra}; give a chain file, --issuer, or ca_dirs`,
+      `no issuer found for "${cert.subject}" issued by "${cert.issuer}"${where}${extra}`,
     );
   }
 }

@@ -19,6 +19,8 @@
  * - `staplekeeper_staple_next_refresh_timestamp_seconds{id}`: when the daemon will next look at it (the scheduled attempt; while one is queued or running, its refresh point).
  * - `staplekeeper_last_success_timestamp_seconds{id}`: last attempt that ended with a good staple on disk.
  * - `staplekeeper_consecutive_failures{id}`.
+ * - `staplekeeper_certificate_revoked{id}`: 1 when the responder or the CRL says revoked (written or not), else 0.
+ * - `staplekeeper_certificate_state{id,state,mechanism,must_staple}`: 1, the state with the triage (core/triage.ts).
  * - `staplekeeper_certificates{state}`: one series per state of status-page.ts `STATES`
  *   (revoked, expired, never-fetched, failing, due, good, no-ocsp-url, disabled).
  * - `staplekeeper_fetch_total{result}`: attempts that sent a request to a responder (an
@@ -94,6 +96,31 @@ export async function createMetrics(provider: MetricsProvider): Promise<DaemonMe
     (c) => seconds(c.lastSuccess),
   );
   perCert('staplekeeper_consecutive_failures', 'Failed attempts in a row', (c) => c.consecutiveFailures);
+  perCert(
+    'staplekeeper_certificate_revoked',
+    'The responder or the CRL says the certificate is revoked (1), whether or not the answer was written',
+    (c) => (c.state === 'revoked' ? 1 : 0),
+  );
+  new prom.Gauge({
+    name: 'staplekeeper_certificate_state',
+    help: 'The state of each certificate (always 1), with its revocation mechanism (ocsp, crl, none) and must-staple flag',
+    labelNames: ['id', 'state', 'mechanism', 'must_staple'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of current().certificates) {
+        this.set(
+          {
+            id: c.id,
+            state: c.state,
+            mechanism: c.mechanism ?? 'unknown',
+            must_staple: c.mustStaple ? 'true' : 'false',
+          },
+          1,
+        );
+      }
+    },
+  });
 
   new prom.Gauge({
     name: 'staplekeeper_certificates',

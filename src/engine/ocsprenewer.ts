@@ -31,14 +31,18 @@
  *   (0.10–0.95), or a percentage (1–100); refresh at
  *   `producedAt + (nextUpdate - producedAt) × T1` (§4).
  */
+import type { Dirent } from 'node:fs';
 import { access, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DEFAULTS } from '../config/index.js';
 import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { loadCertificates } from '../core/certs.js';
 import { StapleError, toStapleError } from '../core/errors.js';
+import { contentHash } from '../io/fingerprint.js';
 import { readInputFile } from '../io/files.js';
+import { readRegularFileSync } from './cache.js';
 import type { DaemonSource, DiscoveryProblem, WatchDir } from './daemon.js';
+import { discoveryCacheFor } from './discovery-cache.js';
 import { pickLeaf } from './issuer.js';
 
 /** ocsprenewer's flag defaults. */
@@ -71,6 +75,12 @@ export interface RenewerSettings {
   allowNonOcspInDir: boolean;
   /** `-http HOST:PORT`: the status service in persist mode. */
   statusListen?: string;
+  /**
+   * The discovery cache of the output folder (engine/discovery-cache.ts):
+   * `read` uses it, `write` also records what was parsed and writes the file
+   * (never in `-not-really` mode). Off unless asked, as every library cache.
+   */
+  discoveryCache?: 'read' | 'write';
 }
 
 /** A certificate left out on purpose, for `-verbose`. */
@@ -147,14 +157,77 @@ async function isFile(p: string): Promise<boolean> {
   }
 }
 
-async function issuerFileFor(certPath: string, s: RenewerSettings): Promise<string | undefined> {
+/**
+ * A folder's listing, to answer "is this a regular file?" for its entries
+ * without a `stat` each (30,000 of them for 10,000 certificates): a name the
+ * listing calls a regular file is one, a name it does not hold is not, and a
+ * link (or an entry of unknown type) is asked with `stat`, exactly as
+ * {@link isFile} would.
+ */
+class Listing {
+  private readonly types = new Map<string, 'file' | 'ask' | 'other'>();
+  private readonly dir: string;
+  constructor(folder: string, entries: readonly Dirent[]) {
+    this.dir = path.dirname(path.join(folder, 'x'));
+    for (const e of entries) {
+      this.types.set(
+        e.name,
+        e.isFile() ? 'file' : e.isSymbolicLink() || e.isDirectory() === e.isFile() ? 'ask' : 'other',
+      );
+    }
+  }
+  async isFile(p: string): Promise<boolean> {
+    if (path.dirname(p) !== this.dir) return isFile(p);
+    const t = this.types.get(path.basename(p));
+    if (t === undefined || t === 'other') return false;
+    return t === 'file' || (await isFile(p));
+  }
+}
+
+async function issuerFileFor(
+  certPath: string,
+  s: RenewerSettings,
+  is: (p: string) => Promise<boolean>,
+): Promise<string | undefined> {
   const dir = path.dirname(certPath);
   const stem = certStem(certPath, scanExtensions(s.certExtensions));
   for (const ext of new Set(['.crt', ...s.certExtensions])) {
     const candidate = path.join(dir, `${stem}.issuer${ext}`);
-    if (candidate !== certPath && (await isFile(candidate))) return candidate;
+    if (candidate !== certPath && (await is(candidate))) return candidate;
   }
   return undefined;
+}
+
+/** What discovery needs of a certificate file: its leaf's DER hash, or why it is left out. */
+type LeafFacts =
+  { ok: true; leafHash: string } | { ok: false; subject: string } | { ok: false; error: unknown; subject?: undefined };
+
+/**
+ * Reads a certificate file and finds its leaf: from the discovery cache when
+ * it holds the hash of exactly these bytes, else by parsing (and then
+ * recorded when the leaf names a responder; nothing else is ever recorded).
+ */
+async function leafFacts(certPath: string, s: RenewerSettings): Promise<LeafFacts> {
+  const cache = s.discoveryCache === undefined ? undefined : discoveryCacheFor(s.outDir);
+  let bytes: Buffer;
+  try {
+    bytes = readRegularFileSync(certPath) ?? (await readInputFile(certPath, 'certificate'));
+  } catch (e) {
+    return { ok: false, error: e };
+  }
+  const fileHash = cache === undefined ? undefined : contentHash(bytes);
+  const known = fileHash === undefined ? undefined : cache?.get(fileHash);
+  if (known !== undefined) return { ok: true, leafHash: known };
+  let leaf;
+  try {
+    leaf = pickLeaf(loadCertificates(bytes, certPath)).leaf;
+  } catch (e) {
+    return { ok: false, error: e };
+  }
+  if (leaf.ocspUrls.length === 0) return { ok: false, subject: leaf.subject };
+  const leafHash = contentHash(leaf.der);
+  if (fileHash !== undefined && s.discoveryCache === 'write') cache?.set(fileHash, leafHash);
+  return { ok: true, leafHash };
 }
 
 /**
@@ -164,17 +237,18 @@ async function issuerFileFor(certPath: string, s: RenewerSettings): Promise<stri
  */
 export async function discoverRenewerTargets(s: RenewerSettings): Promise<RenewerDiscovery> {
   const out: RenewerDiscovery = { targets: [], problems: [], skipped: [] };
-  /** The first certificate of each staple path: its file and its DER. */
-  const byStaple = new Map<string, { certPath: string; der: Buffer }>();
+  /** The first certificate of each staple path: its file and the SHA-256 of its leaf's DER. */
+  const byStaple = new Map<string, { certPath: string; leafHash: string }>();
 
   /** Returns true when the certificate was tried (ocsprenewer's count: not skipped by a flag file). */
-  const consider = async (certPath: string, inDir: boolean): Promise<boolean> => {
-    if (await isFile(`${certPath}${NOOCSP_SUFFIX}`)) {
+  const consider = async (certPath: string, inDir: boolean, listing?: Listing): Promise<boolean> => {
+    const is = listing ? (p: string) => listing.isFile(p) : isFile;
+    if (await is(`${certPath}${NOOCSP_SUFFIX}`)) {
       out.skipped.push({ path: certPath, reason: `a ${path.basename(certPath)}${NOOCSP_SUFFIX} flag file is present` });
       return false;
     }
     let staplePath: string;
-    let der: Buffer;
+    let leafHash: string;
     try {
       staplePath = stapleNameFor(certPath, s);
       if (byStaple.get(staplePath)?.certPath === certPath) {
@@ -182,10 +256,9 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
         out.skipped.push({ path: certPath, reason: 'named more than once; renewed once' });
         return true;
       }
-      const certs = loadCertificates(await readInputFile(certPath, 'certificate'), certPath);
-      const { leaf } = pickLeaf(certs);
-      der = leaf.der;
-      if (leaf.ocspUrls.length === 0) {
+      const facts = await leafFacts(certPath, s);
+      if (!facts.ok) {
+        if (facts.subject === undefined) throw facts.error;
         if (inDir && s.allowNonOcspInDir) {
           out.skipped.push({
             path: certPath,
@@ -196,10 +269,11 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
         out.problems.push({
           path: certPath,
           code: 'NO_OCSP_URL',
-          message: `${certPath}: the certificate "${leaf.subject}" names no OCSP responder${inDir ? ' (use -allow-nonocsp-in-dir to skip such certificates)' : ''}`,
+          message: `${certPath}: the certificate "${facts.subject}" names no OCSP responder${inDir ? ' (use -allow-nonocsp-in-dir to skip such certificates)' : ''}`,
         });
         return true;
       }
+      leafHash = facts.leafHash;
     } catch (e) {
       const err = toStapleError(e, 'NOT_A_CERTIFICATE');
       out.problems.push({
@@ -211,7 +285,7 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
     }
     const first = byStaple.get(staplePath);
     if (first !== undefined) {
-      if (first.der.equals(der)) {
+      if (first.leafHash === leafHash) {
         // x.crt and x.pem holding one certificate: one staple, renewed once
         out.skipped.push({
           path: certPath,
@@ -226,7 +300,7 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       }
       return true;
     }
-    byStaple.set(staplePath, { certPath, der });
+    byStaple.set(staplePath, { certPath, leafHash });
     const target: TargetConfig = {
       id: certStem(certPath, s.certExtensions),
       certPath,
@@ -234,7 +308,7 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       responder: 'certificate',
       origin: certPath,
     };
-    const issuer = await issuerFileFor(certPath, s);
+    const issuer = await issuerFileFor(certPath, s, is);
     if (issuer) target.chainPath = issuer;
     out.targets.push(target);
     return true;
@@ -268,9 +342,11 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       out.problems.push({ path: p, code: 'BAD_ARGUMENTS', message: `not a directory: ${JSON.stringify(p)}` });
       continue;
     }
-    let names: string[];
+    let entries: Dirent[];
     try {
-      names = (await readdir(p)).sort();
+      entries = (await readdir(p, { withFileTypes: true })).sort((a, b) =>
+        a.name < b.name ? -1 : a.name > b.name ? 1 : 0,
+      );
     } catch (e) {
       out.problems.push({
         path: p,
@@ -279,13 +355,14 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       });
       continue;
     }
+    const listing = new Listing(p, entries);
     const exts = scanExtensions(s.certExtensions);
     const candidates: string[] = [];
-    for (const name of names) {
+    for (const { name } of entries) {
       if (!exts.some((ext) => name.endsWith(ext))) continue;
       const full = path.join(p, name);
       if (isIssuerFile(name, s.certExtensions)) continue;
-      if (!(await isFile(full))) continue;
+      if (!(await listing.isFile(full))) continue;
       candidates.push(full);
     }
     if (candidates.length === 0) {
@@ -297,7 +374,7 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       continue;
     }
     let tried = 0;
-    for (const c of candidates) if (await consider(c, true)) tried++;
+    for (const c of candidates) if (await consider(c, true, listing)) tried++;
     if (tried === 0) {
       // every certificate is flagged .noocsp: nothing to keep fresh here, which ocsprenewer reports as a failure
       out.problems.push({
@@ -307,6 +384,7 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
       });
     }
   }
+  if (s.discoveryCache === 'write') discoveryCacheFor(s.outDir).flush();
   return out;
 }
 

@@ -17,6 +17,7 @@ import { runHook, type HookItem } from './hooks.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited, limitOverall, limitPerHost } from './limit.js';
 import { acquireLock } from './lock.js';
+import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
 import { processTarget, type EngineContext, type Target, type TargetOutcome } from './staple.js';
 
 /** Options of one run. */
@@ -200,6 +201,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       () => report.stopped,
     );
     report.outcomes = outcomes.filter((o) => o !== undefined);
+    if (!options.dryRun) await recordMarks(config, report.outcomes, ctx.store, now(), options.onNotice);
   } finally {
     if (fleet) report.fleet = fleet.health();
     if (fleet && !options.fleet) await fleet.close();
@@ -269,6 +271,28 @@ async function openRunFleet(config: LoadedConfig, options: RunOptions): Promise<
     );
   }
   return fleet;
+}
+
+/**
+ * Records revoked answers (and good ones that clear an earlier mark) in the
+ * revocation marks of the configuration (revocation/marks.ts), so that
+ * `check`, `list` and the daemon know them even when nothing was written
+ * over the staple. Called with the lock held; a failure is a notice.
+ */
+export async function recordMarks(
+  config: LoadedConfig,
+  outcomes: readonly TargetOutcome[],
+  store: StapleStore,
+  now: Date,
+  onNotice?: (message: string) => void,
+): Promise<void> {
+  const changes = markChanges(outcomes, now);
+  if (changes.length === 0) return;
+  try {
+    await updateMarks(config.settings.ocspFolder, changes, store);
+  } catch (e) {
+    onNotice?.(`cannot record revocations in ${marksPath(config.settings.ocspFolder)}: ${toStapleError(e).message}`);
+  }
 }
 
 /** The ocspbot-compatible exit code of a run: failures 255, else the renewal count capped at 250. */

@@ -14,7 +14,7 @@
  * unchanged skip parsing and signature verification while every
  * time-dependent rule is still applied at `now`.
  */
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import {
   type Certificate,
   decodePem,
@@ -157,7 +157,7 @@ export interface TargetOutcome {
   staple?: StapleSummary;
   error?: { code: ErrorCode; message: string };
   /** Set when the responder says the certificate is revoked. */
-  revoked?: { time?: string; reason?: string };
+  revoked?: RevokedInfo;
   url?: string;
   method?: 'GET' | 'POST';
   backupPath?: string;
@@ -201,6 +201,25 @@ export interface CrlVerdict {
   error?: { code: ErrorCode; message: string };
   /** How the CRL was had: downloaded, confirmed unchanged (HTTP 304), or from the disk cache. */
   source?: 'downloaded' | 'not-modified' | 'cached';
+}
+
+/** A revoked answer (responder or CRL), written or not. */
+export interface RevokedInfo {
+  /** revocationTime, ISO. */
+  time?: string;
+  /** CRLReason name. */
+  reason?: string;
+  /** Where the answer came from. */
+  source?: 'ocsp' | 'crl';
+  /** The responder or CRL URL. */
+  url?: string;
+  /** SHA-256 of the certificate DER (hex): revocation marks (revocation/marks.ts) name certificates by it. */
+  certificate?: string;
+}
+
+/** SHA-256 of a certificate's DER, lower-case hex. */
+export function certFingerprint(cert: Certificate): string {
+  return createHash('sha256').update(cert.der).digest('hex');
 }
 
 /** A certificate with everything needed to talk about its staple. */
@@ -688,7 +707,7 @@ async function noResponder(
     const verdict = await ctx.crl.check(load.loaded.cert, load.loaded.issuer, tri.crlUrls);
     out.crl = verdict;
     if (verdict.status === 'revoked') {
-      out.revoked = {};
+      out.revoked = { source: 'crl', url: verdict.url, certificate: certFingerprint(load.loaded.cert) };
       if (verdict.revocationTime) out.revoked.time = verdict.revocationTime;
       if (verdict.revocationReason) out.revoked.reason = verdict.revocationReason;
       out.result = 'failed';
@@ -888,7 +907,7 @@ async function processEnabled(
       if (rec) slot.cache.set(slot.name, rec);
     };
     if (v.status === 'revoked') {
-      out.revoked = {};
+      out.revoked = { source: 'ocsp', url: fetched.url, certificate: certFingerprint(loaded.cert) };
       if (v.revocationTime) out.revoked.time = v.revocationTime.toISOString();
       if (v.revocationReason) out.revoked.reason = v.revocationReason;
       if (ctx.onRevokedWrite) {

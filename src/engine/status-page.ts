@@ -351,16 +351,6 @@ function relative(ms: number): string {
   return ms >= 0 ? `in ${humanDuration(ms)}` : `${humanDuration(ms)} ago`;
 }
 
-/** `scheme://host/` of a URL (the full URL is in the tooltip and in `/status`). */
-export function shortUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}/`;
-  } catch {
-    return url.length > 40 ? `${url.slice(0, 39)}…` : url;
-  }
-}
-
 /** The longest error text shown in a row before the rest goes behind "more". */
 const ERROR_SHORT = 90;
 

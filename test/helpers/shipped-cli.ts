@@ -40,6 +40,9 @@ export interface Run {
   stderr: string;
 }
 
+/** Per case: each starts several child processes, slow on a loaded machine. */
+const CASE_MS = 90_000;
+
 const live = new Set<ChildProcess>();
 
 function start(
@@ -143,151 +146,186 @@ export function shippedCliCases(title: string, setup: () => Promise<Shipped>, bu
       if (s) await rm(s.dir, { recursive: true, force: true });
     });
 
-    it('--version under each of its three names', async () => {
-      expect(noNodeModulesAbove(s.dir)).toBe(true);
-      const sk = await runShipped(s, 'staplekeeper', ['--version'], work);
-      expect(sk.stderr).toBe('');
-      expect(sk.stdout.trim()).toBe(VERSION);
-      const bot = await runShipped(s, 'ocspbot', ['-version'], work);
-      expect(bot.stdout).toContain(`ocspbot (staplekeeper) ${VERSION}`);
-      const renewer = await runShipped(s, 'ocsprenewer', ['-version'], work);
-      expect(renewer.code).toBe(0);
-      expect(renewer.stdout).toContain(`ocsprenewer (staplekeeper ${VERSION})`);
-    });
+    it(
+      '--version under each of its three names',
+      async () => {
+        expect(noNodeModulesAbove(s.dir)).toBe(true);
+        const sk = await runShipped(s, 'staplekeeper', ['--version'], work);
+        expect(sk.stderr).toBe('');
+        expect(sk.stdout.trim()).toBe(VERSION);
+        const bot = await runShipped(s, 'ocspbot', ['-version'], work);
+        expect(bot.stdout).toContain(`ocspbot (staplekeeper) ${VERSION}`);
+        const renewer = await runShipped(s, 'ocsprenewer', ['-version'], work);
+        expect(renewer.code).toBe(0);
+        expect(renewer.stdout).toContain(`ocsprenewer (staplekeeper ${VERSION})`);
+      },
+      CASE_MS,
+    );
 
-    it('fetch, then inspect, against a real openssl responder', async () => {
-      const leaf = pki.leaves.www!;
-      const out = join(work, 'fetch', 'www.der');
-      await mkdir(dirname(out));
-      const f = await runShipped(s, 'staplekeeper', ['fetch', '--cert', leaf.bundle, '--out', out], work);
-      expect(f.stderr).toBe('');
-      expect(f.code).toBe(0);
-      expect(await staple(out, leaf.cert, pki.ca.cert)).toBe('good');
-      const i = await runShipped(s, 'staplekeeper', ['inspect', out, '--cert', leaf.bundle], work);
-      expect(i.code).toBe(0);
-      expect(i.stdout).toMatch(/^\s*Status:\s+good$/m);
-      expect(i.stdout).toMatch(/^Valid for: .*: yes, /m);
-    });
+    it(
+      'fetch, then inspect, against a real openssl responder',
+      async () => {
+        const leaf = pki.leaves.www!;
+        const out = join(work, 'fetch', 'www.der');
+        await mkdir(dirname(out));
+        const f = await runShipped(s, 'staplekeeper', ['fetch', '--cert', leaf.bundle, '--out', out], work);
+        expect(f.stderr).toBe('');
+        expect(f.code).toBe(0);
+        expect(await staple(out, leaf.cert, pki.ca.cert)).toBe('good');
+        const i = await runShipped(s, 'staplekeeper', ['inspect', out, '--cert', leaf.bundle], work);
+        expect(i.code).toBe(0);
+        expect(i.stdout).toMatch(/^\s*Status:\s+good$/m);
+        expect(i.stdout).toMatch(/^Valid for: .*: yes, /m);
+      },
+      CASE_MS,
+    );
 
-    it('run renews, a second run has nothing to do, and a cold check uses the check thread', async () => {
-      const dir = join(work, 'run');
-      await mkdir(join(dir, 'staples'), { recursive: true });
-      const domain = (id: string): string[] => [
-        `  ${id}:`,
-        `    cert: ${pki.leaves[id]!.cert}`,
-        `    chain: ${pki.leaves[id]!.chain}`,
-        `    ocsp: ${id}.der`,
-      ];
-      await writeFile(
-        join(dir, 'staplekeeper.yaml'),
-        ['ocsp_folder: staples', 'domains:', ...domain('www'), ...domain('mail'), ''].join('\n'),
-      );
-      const first = await runShipped(s, 'staplekeeper', ['run', '-c', 'staplekeeper.yaml'], dir);
-      expect(first.stderr).toBe('');
-      expect(first.code).toBe(2); // ocspbot's convention: the number renewed
-      expect(await staple(join(dir, 'staples', 'www.der'), pki.leaves.www!.cert, pki.ca.cert)).toBe('good');
-      expect(await staple(join(dir, 'staples', 'mail.der'), pki.leaves.mail!.cert, pki.ca.cert)).toBe('good');
-      const second = await runShipped(s, 'staplekeeper', ['run', '-c', 'staplekeeper.yaml'], dir);
-      expect(second.code).toBe(0);
+    it(
+      'run renews, a second run has nothing to do, and a cold check uses the check thread',
+      async () => {
+        const dir = join(work, 'run');
+        await mkdir(join(dir, 'staples'), { recursive: true });
+        const domain = (id: string): string[] => [
+          `  ${id}:`,
+          `    cert: ${pki.leaves[id]!.cert}`,
+          `    chain: ${pki.leaves[id]!.chain}`,
+          `    ocsp: ${id}.der`,
+        ];
+        await writeFile(
+          join(dir, 'staplekeeper.yaml'),
+          ['ocsp_folder: staples', 'domains:', ...domain('www'), ...domain('mail'), ''].join('\n'),
+        );
+        const first = await runShipped(s, 'staplekeeper', ['run', '-c', 'staplekeeper.yaml'], dir);
+        expect(first.stderr).toBe('');
+        expect(first.code).toBe(2); // ocspbot's convention: the number renewed
+        expect(await staple(join(dir, 'staples', 'www.der'), pki.leaves.www!.cert, pki.ca.cert)).toBe('good');
+        expect(await staple(join(dir, 'staples', 'mail.der'), pki.leaves.mail!.cert, pki.ca.cert)).toBe('good');
+        const second = await runShipped(s, 'staplekeeper', ['run', '-c', 'staplekeeper.yaml'], dir);
+        expect(second.code).toBe(0);
 
-      // cold: no staple-folder cache (and no configuration cache: STAPLEKEEPER_CACHE_DIR=off)
-      await rm(join(dir, 'staples', '.staplekeeper-cache.json'), { force: true });
-      const check = await runShipped(s, 'staplekeeper', ['check', '-c', 'staplekeeper.yaml'], dir, {
-        NODE_DEBUG: 'staplekeeper',
-      });
-      expect(check.stdout).toMatch(/^STAPLEKEEPER OK - 2 staples/);
-      expect(check.code).toBe(0);
-      expect(check.stderr).toMatch(/check thread answered \d+ checks/);
-      expect(check.stderr).not.toMatch(/check thread (failed|could not start)/);
-    });
+        // cold: no staple-folder cache (and no configuration cache: STAPLEKEEPER_CACHE_DIR=off)
+        await rm(join(dir, 'staples', '.staplekeeper-cache.json'), { force: true });
+        const check = await runShipped(s, 'staplekeeper', ['check', '-c', 'staplekeeper.yaml'], dir, {
+          NODE_DEBUG: 'staplekeeper',
+        });
+        expect(check.stdout).toMatch(/^STAPLEKEEPER OK - 2 staples/);
+        expect(check.code).toBe(0);
+        expect(check.stderr).toMatch(/check thread answered \d+ checks/);
+        expect(check.stderr).not.toMatch(/check thread (failed|could not start)/);
+      },
+      CASE_MS,
+    );
 
-    it('a configuration error is one line naming the file and key, exit 253', async () => {
-      const dir = join(work, 'bad');
-      await mkdir(dir);
-      await writeFile(
-        join(dir, 'staplekeeper.yaml'),
-        'domains:\n  x:\n    cert: /nonexistent/x.pem\n    ocps: x.der\n',
-      );
-      const r = await runShipped(s, 'staplekeeper', ['run', '-c', 'staplekeeper.yaml'], dir);
-      expect(r.code).toBe(253);
-      expect(r.stderr.trim().split('\n')).toHaveLength(1);
-      expect(r.stderr).toMatch(/staplekeeper\.yaml:\d+:\d+ .*ocps/);
-    });
+    it(
+      'a configuration error is one line naming the file and key, exit 253',
+      async () => {
+        const dir = join(work, 'bad');
+        await mkdir(dir);
+        await writeFile(
+          join(dir, 'staplekeeper.yaml'),
+          'domains:\n  x:\n    cert: /nonexistent/x.pem\n    ocps: x.der\n',
+        );
+        const r = await runShipped(s, 'staplekeeper', ['run', '-c', 'staplekeeper.yaml'], dir);
+        expect(r.code).toBe(253);
+        expect(r.stderr.trim().split('\n')).toHaveLength(1);
+        expect(r.stderr).toMatch(/staplekeeper\.yaml:\d+:\d+ .*ocps/);
+      },
+      CASE_MS,
+    );
 
-    it('through a link named ocspbot: the ocspbot drop-in', async () => {
-      const dir = join(work, 'ocspbot');
-      await mkdir(join(dir, 'out'), { recursive: true });
-      const l = pki.leaves.bot!;
-      await writeFile(
-        join(dir, 'ocspbot.yaml'),
-        [
-          'ocsp_folder: out',
-          'domains:',
-          '  bot:',
-          `    cert: ${l.cert}`,
-          `    chain: ${l.chain}`,
-          '    ocsp: bot.der',
-          '',
-        ].join('\n'),
-      );
-      const first = await runShipped(s, 'ocspbot', [], dir);
-      expect(first.stdout).toContain('Success: 0 unchanged OCSP responses, 1 updated OCSP responses and 0 failures.');
-      expect(first.code).toBe(1);
-      expect(await staple(join(dir, 'out', 'bot.der'), l.cert, pki.ca.cert)).toBe('good');
-      const bad = await runShipped(s, 'ocspbot', ['a.yaml', 'b.yaml'], dir);
-      expect(bad.code).toBe(252);
-    });
+    it(
+      'through a link named ocspbot: the ocspbot drop-in',
+      async () => {
+        const dir = join(work, 'ocspbot');
+        await mkdir(join(dir, 'out'), { recursive: true });
+        const l = pki.leaves.bot!;
+        await writeFile(
+          join(dir, 'ocspbot.yaml'),
+          [
+            'ocsp_folder: out',
+            'domains:',
+            '  bot:',
+            `    cert: ${l.cert}`,
+            `    chain: ${l.chain}`,
+            '    ocsp: bot.der',
+            '',
+          ].join('\n'),
+        );
+        const first = await runShipped(s, 'ocspbot', [], dir);
+        expect(first.stdout).toContain('Success: 0 unchanged OCSP responses, 1 updated OCSP responses and 0 failures.');
+        expect(first.code).toBe(1);
+        expect(await staple(join(dir, 'out', 'bot.der'), l.cert, pki.ca.cert)).toBe('good');
+        const bad = await runShipped(s, 'ocspbot', ['a.yaml', 'b.yaml'], dir);
+        expect(bad.code).toBe(252);
+      },
+      CASE_MS,
+    );
 
-    it('through a link named ocsprenewer: the ocsprenewer drop-in', async () => {
-      const dir = join(work, 'ocsprenewer');
-      await mkdir(join(dir, 'certs'), { recursive: true });
-      await mkdir(join(dir, 'out'));
-      await copyFile(pki.leaves.renewer!.bundle, join(dir, 'certs', 'renewer.crt'));
-      const r = await runShipped(
-        s,
-        'ocsprenewer',
-        ['-out-dir', 'out', '-cert-extensions', '.crt', '-extension', '.ocsp.der', '-dirs', 'certs'],
-        dir,
-      );
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/^\[renewer\] renewed .*out\/renewer\.ocsp\.der: good/m);
-      expect(await staple(join(dir, 'out', 'renewer.ocsp.der'), pki.leaves.renewer!.cert, pki.ca.cert)).toBe('good');
-    });
+    it(
+      'through a link named ocsprenewer: the ocsprenewer drop-in',
+      async () => {
+        const dir = join(work, 'ocsprenewer');
+        await mkdir(join(dir, 'certs'), { recursive: true });
+        await mkdir(join(dir, 'out'));
+        await copyFile(pki.leaves.renewer!.bundle, join(dir, 'certs', 'renewer.crt'));
+        const r = await runShipped(
+          s,
+          'ocsprenewer',
+          ['-out-dir', 'out', '-cert-extensions', '.crt', '-extension', '.ocsp.der', '-dirs', 'certs'],
+          dir,
+        );
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+        expect(r.stdout).toMatch(/^\[renewer\] renewed .*out\/renewer\.ocsp\.der: good/m);
+        expect(await staple(join(dir, 'out', 'renewer.ocsp.der'), pki.leaves.renewer!.cert, pki.ca.cert)).toBe('good');
+      },
+      CASE_MS,
+    );
 
-    it('the daemon: watches, serves /metrics and /healthz, stops on SIGTERM with exit 0', async () => {
-      const dir = join(work, 'run'); // the configuration of the run case, staples in place
-      const port = await freePort();
-      const child = start(
-        s,
-        'staplekeeper',
-        ['daemon', '-c', 'staplekeeper.yaml', '--listen', `127.0.0.1:${port}`],
-        dir,
-      );
-      let stderr = '';
-      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      let metrics = '';
-      let healthz = 0;
-      const deadline = Date.now() + 20_000;
-      while (Date.now() < deadline) {
-        try {
-          const m = await fetch(`http://127.0.0.1:${port}/metrics`);
-          if (m.status === 200) {
-            metrics = await m.text();
-            healthz = (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
-            if (healthz === 200) break;
+    it(
+      'the daemon: serves /metrics and /healthz, survives SIGHUP and SIGUSR1, stops on SIGTERM with exit 0',
+      async () => {
+        const dir = join(work, 'run'); // the configuration of the run case, staples in place
+        const port = await freePort();
+        const child = start(
+          s,
+          'staplekeeper',
+          ['daemon', '-c', 'staplekeeper.yaml', '--listen', `127.0.0.1:${port}`],
+          dir,
+        );
+        let stderr = '';
+        child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+        let metrics = '';
+        let healthz = 0;
+        const deadline = Date.now() + 20_000;
+        while (Date.now() < deadline) {
+          try {
+            const m = await fetch(`http://127.0.0.1:${port}/metrics`);
+            if (m.status === 200) {
+              metrics = await m.text();
+              healthz = (await fetch(`http://127.0.0.1:${port}/healthz`)).status;
+              if (healthz === 200) break;
+            }
+          } catch {
+            // not listening yet
           }
-        } catch {
-          // not listening yet
+          await new Promise((r) => setTimeout(r, 100));
         }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(stderr).not.toMatch(/error/i);
-      expect(healthz).toBe(200);
-      expect(metrics).toMatch(/^staplekeeper_\w+/m);
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
-    });
+        expect(stderr).not.toMatch(/error/i);
+        expect(healthz).toBe(200);
+        expect(metrics).toMatch(/^staplekeeper_\w+/m);
+        // the daemon's signals: SIGHUP reloads, SIGUSR1 checks now (and never opens Node's inspector)
+        child.kill('SIGHUP');
+        child.kill('SIGUSR1');
+        await new Promise((r) => setTimeout(r, 1000));
+        expect(child.exitCode).toBeNull();
+        expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+        expect(stderr).not.toMatch(/Debugger listening|inspector/i);
+        child.kill('SIGTERM');
+        expect(await exited).toBe(0);
+      },
+      CASE_MS,
+    );
   });
 }

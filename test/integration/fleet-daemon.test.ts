@@ -101,22 +101,30 @@ class Daemon {
 interface Proxy {
   port: number;
   hang: boolean;
+  /** Forward each new connection only after this many ms (a slow responder). */
+  delayMs: number;
   close(): Promise<void>;
 }
 
 async function startProxy(target: number): Promise<Proxy> {
   const sockets = new Set<Socket>();
-  const proxy: Proxy = { port: 0, hang: false, close: async () => undefined };
+  const proxy: Proxy = { port: 0, hang: false, delayMs: 0, close: async () => undefined };
   const server: Server = createServer((client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
     client.on('error', () => undefined);
     if (proxy.hang) return; // accepted, never answered
-    const upstream = connect(target, '127.0.0.1');
-    sockets.add(upstream);
-    upstream.on('close', () => sockets.delete(upstream));
-    upstream.on('error', () => client.destroy());
-    client.pipe(upstream).pipe(client);
+    const forward = (): void => {
+      const upstream = connect(target, '127.0.0.1');
+      sockets.add(upstream);
+      upstream.on('close', () => sockets.delete(upstream));
+      upstream.on('error', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    };
+    if (proxy.delayMs > 0) {
+      client.pause();
+      setTimeout(forward, proxy.delayMs);
+    } else forward();
   });
   proxy.port = await new Promise<number>((r) =>
     server.listen(0, '127.0.0.1', () => r((server.address() as { port: number }).port)),
@@ -338,6 +346,27 @@ describe.skipIf(skipWithoutRedis())('fleet mode: three daemons, one responder, o
       return now !== undefined && NAMES.every((n) => !now.get(n)!.equals(old.get(n)!));
     });
     expect(responder.requests.length - before).toBe(5);
+  }, 90_000);
+
+  it('a slow replica keeps its leases while it works: a forced run waits for its publication, no second fetch', async () => {
+    proxy.delayMs = 1_500;
+    const slow = await startDaemon('s1', { viaProxy: true });
+    await waitUntil('five staples in s1 (from the fleet)', async () => (await verified('s1')).size === 5);
+    await sleep(1_100);
+    const before = responder.requests.length;
+    const leases = async (): Promise<number> =>
+      (await redis.cli('KEYS', `${PREFIX}lease:*`)).split('\n').filter((l) => l.trim() !== '').length;
+    slow.proc.kill('SIGUSR2');
+    await waitUntil('the slow node holding leases', async () => (await leases()) > 0, 10_000);
+    const r = await runCli(['run', '--force', '-v', '-c', await node('r6')], { env: ENV, cwd: dir, timeoutMs: 30_000 });
+    expect(r.code).toBe(5);
+    expect(r.stdout.match(/\(from the fleet, fetched by /g)?.length).toBe(5);
+    await waitUntil('the slow node done', async () => (await leases()) === 0, 20_000);
+    expect(responder.requests.length - before).toBe(5);
+    const s1 = await verified('s1');
+    const r6 = await verified('r6');
+    for (const n of NAMES) expect(r6.get(n)).toEqual(s1.get(n));
+    proxy.delayMs = 0;
   }, 90_000);
 
   it('a replica killed while holding the leases: the next node takes them over; nothing lost, no storm', async () => {

@@ -261,7 +261,7 @@ describe('staplekeeper run', () => {
     const code = await cli(['run'], io);
     expect(io.err()).toMatch(
       // the file holds no staple: never "the current staple was kept" (issue 13)
-      /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\); no usable staple is on disk \(the file was not touched\)/,
+      /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\) \(certificate .*\); replace the certificate now; no usable staple is on disk \(the file was not touched\)/,
     );
     expect(code).toBe(255);
     expect(await readFile(join(wd, 'gone.der'), 'utf8')).toBe('the previous good staple');

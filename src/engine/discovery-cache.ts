@@ -1,0 +1,186 @@
+/**
+ * The discovery cache of the ocsprenewer drop-in: which certificate files are
+ * already known to hold a certificate that names an OCSP responder, so that a
+ * `-dirs` scan of 10,000 bundles need not parse every one of them before the
+ * staple-folder cache (engine/cache.ts) can help.
+ *
+ * One file per output folder, `.staplekeeper-discovery.json`, one line per
+ * certificate file content:
+ *
+ *     <SHA-256 of the file's bytes> TAB <SHA-256 of the leaf's DER> TAB <day last used>
+ *
+ * Why it never changes a decision:
+ * - It is keyed by the SHA-256 of the bytes read *now*; nothing is trusted
+ *   from a name, a size or a modification time. A file replaced in place
+ *   misses like any other change.
+ * - Only what discovery decides from the bytes alone is recorded, and only
+ *   the outcome "parsed, has a leaf, and the leaf names an OCSP responder":
+ *   a file that fails to parse or names no responder is never recorded, so
+ *   its problem (or its quiet skip) always comes from a full parse, word for
+ *   word. The leaf's DER hash stands in for the DER when two files share one
+ *   staple name (the same certificate in `x.crt` and `x.pem` is renewed once).
+ * - The file carries a format version, a fingerprint of the parsing and
+ *   discovery code and a SHA-256 of its body; anything that does not match is
+ *   ignored as a whole, a malformed line alone.
+ *
+ * Like the staple-folder cache, it is as trustworthy as the output folder:
+ * whoever can write it can write the staples. It is written atomically
+ * (temporary file and rename), never in `-not-really` mode, and only once a
+ * discovery has looked at least {@link MIN_FILES_FOR_NEW_CACHE} files up (a
+ * single certificate leaves nothing behind).
+ */
+import { basename, dirname, join } from 'node:path';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
+import { TEMP_MARKER } from '../io/store.js';
+import { readCacheFileSync } from './cache.js';
+
+/** The file name, in the output folder. */
+export const DISCOVERY_CACHE_FILE = '.staplekeeper-discovery.json';
+const FORMAT_NAME = 'staplekeeper-discovery';
+const FORMAT_VERSION = 1;
+/** A folder gets a new cache file only when a discovery looked up at least this many files. */
+export const MIN_FILES_FOR_NEW_CACHE = 8;
+/** Entries not used for this many days are dropped. */
+const RETENTION_DAYS = 30;
+
+/** The modules whose rules a recorded outcome stands for: certificate parsing, leaf choice, discovery. */
+const RULE_MODULES = ['../core/der', '../core/certs', './issuer', './ocsprenewer', './discovery-cache'];
+let fingerprint: string | undefined;
+function rulesFingerprint(): string {
+  fingerprint ??= moduleFingerprint(`${FORMAT_NAME}/${FORMAT_VERSION}`, import.meta.url, RULE_MODULES);
+  return fingerprint;
+}
+
+function today(): number {
+  // housekeeping only (retention); no decision uses this clock
+  return Math.floor(Date.now() / 86_400_000);
+}
+
+const HASH = /^[A-Za-z0-9_-]{43}$/;
+
+/** The discovery cache of one output folder. */
+export class DiscoveryCache {
+  readonly path: string;
+  /** leaf DER hash and day last used, by file content hash. */
+  private entries = new Map<string, { leaf: string; seen: number }>();
+  private loaded = false;
+  private existed = false;
+  private dirty = false;
+  private lookups = 0;
+
+  constructor(dir: string) {
+    this.path = join(dir, DISCOVERY_CACHE_FILE);
+  }
+
+  private load(): void {
+    if (this.loaded) return;
+    this.loaded = true;
+    const data = readCacheFileSync(this.path);
+    if (data === undefined) return;
+    this.existed = true;
+    try {
+      const nl = data.indexOf(0x0a);
+      if (nl < 0) return;
+      const header = JSON.parse(data.toString('utf8', 0, nl)) as Record<string, unknown>;
+      if (
+        header === null ||
+        typeof header !== 'object' ||
+        header.format !== FORMAT_NAME ||
+        header.version !== FORMAT_VERSION ||
+        header.rules !== rulesFingerprint()
+      )
+        return;
+      const body = data.subarray(nl + 1);
+      if (header.sha256 !== contentHash(body)) return;
+      for (const line of body.toString('utf8').split('\n')) {
+        const [file, leaf, seen] = line.split('\t');
+        const day = Number(seen);
+        if (file === undefined || leaf === undefined || !HASH.test(file) || !HASH.test(leaf) || !Number.isInteger(day))
+          continue;
+        this.entries.set(file, { leaf, seen: day });
+      }
+    } catch {
+      this.entries.clear();
+    }
+  }
+
+  /** The leaf DER hash recorded for a certificate file with exactly these contents' hash, if any. */
+  get(fileHash: string): string | undefined {
+    this.load();
+    this.lookups++;
+    const e = this.entries.get(fileHash);
+    if (e === undefined) return undefined;
+    const d = today();
+    if (e.seen < d) {
+      e.seen = d;
+      this.dirty = true;
+    }
+    return e.leaf;
+  }
+
+  /** Records that a file with this content hash parsed, and its leaf (of this DER hash) names an OCSP responder. */
+  set(fileHash: string, leafHash: string): void {
+    this.load();
+    this.entries.set(fileHash, { leaf: leafHash, seen: today() });
+    this.dirty = true;
+  }
+
+  /** Number of entries held. */
+  get size(): number {
+    this.load();
+    return this.entries.size;
+  }
+
+  /** Writes the file when something changed (and it exists or enough was looked up). Never throws. */
+  flush(): boolean {
+    if (!this.dirty) return false;
+    if (!this.existed && this.lookups < MIN_FILES_FOR_NEW_CACHE) return false;
+    const oldest = today() - RETENTION_DAYS;
+    const lines: string[] = [];
+    for (const [file, e] of this.entries) if (e.seen >= oldest) lines.push(`${file}\t${e.leaf}\t${e.seen}`);
+    const body = Buffer.from(lines.length === 0 ? '' : `${lines.join('\n')}\n`, 'utf8');
+    const header = JSON.stringify({
+      format: FORMAT_NAME,
+      version: FORMAT_VERSION,
+      rules: rulesFingerprint(),
+      count: lines.length,
+      sha256: contentHash(body),
+    });
+    const tmp = join(
+      dirname(this.path),
+      `.${basename(this.path)}${TEMP_MARKER}${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
+    );
+    try {
+      writeFileSync(tmp, Buffer.concat([Buffer.from(`${header}\n`, 'utf8'), body]), { mode: 0o644, flag: 'wx' });
+      renameSync(tmp, this.path);
+      this.dirty = false;
+      this.existed = true;
+      return true;
+    } catch {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created
+      }
+      return false;
+    }
+  }
+}
+
+const caches = new Map<string, DiscoveryCache>();
+
+/** The discovery cache of an output folder (one per folder and process). */
+export function discoveryCacheFor(outDir: string): DiscoveryCache {
+  let c = caches.get(outDir);
+  if (c === undefined) {
+    c = new DiscoveryCache(outDir);
+    caches.set(outDir, c);
+  }
+  return c;
+}
+
+/** Forgets every in-memory discovery cache (tests: "as if the process restarted"). */
+export function resetDiscoveryCaches(): void {
+  caches.clear();
+}
