@@ -204,18 +204,21 @@ async function readValidated(
   cwd: string,
   role: 'main',
   cache?: ConfigCache,
+  fast?: boolean,
 ): Promise<ReadFile<RawMainConfig>>;
 async function readValidated(
   file: string,
   cwd: string,
   role: 'include',
   cache?: ConfigCache,
+  fast?: boolean,
 ): Promise<ReadFile<RawIncludeConfig>>;
 async function readValidated(
   file: string,
   cwd: string,
   role: FileRole,
   cache?: ConfigCache,
+  fast = false,
 ): Promise<ReadFile<RawMainConfig | RawIncludeConfig>> {
   const name = displayPath(file, cwd);
   let text: string;
@@ -235,7 +238,7 @@ async function readValidated(
   }
   // the parser and the schema are loaded only when a file is not in the cache
   const { parseValidated } = await import('./parse.js');
-  const read = parseValidated(file, name, text, role);
+  const read = parseValidated(file, name, text, role, fast);
   if ('value' in read) cache?.put(file, role, textHash, read.value, read.source);
   return read;
 }
@@ -339,6 +342,7 @@ async function readIncludes(
   readOrder: string[],
   cache: ConfigCache | undefined,
   warnings?: string[],
+  fast = false,
 ): Promise<Contributor[]> {
   const contributors: Contributor[] = [];
   for (const [i, folder] of (raw.includes ?? []).entries()) {
@@ -358,7 +362,7 @@ async function readIncludes(
     }
     cache?.deps.includeDirs.push([dir, files]);
     for (const file of files) {
-      const read = await readValidated(file, cwd, 'include', cache);
+      const read = await readValidated(file, cwd, 'include', cache, fast);
       readOrder.push(read.source.name);
       if ('value' in read) contributors.push({ source: read.source, raw: read.value });
       else problems.push(...read.problems);
@@ -618,7 +622,7 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
     const known = await cachedResult(cache, cwd);
     if (known !== undefined) return known;
     try {
-      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, perTarget);
+      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true, perTarget);
       // a scan's targets depend on the folder's contents: only a load without scans is kept whole;
       // nor one that went without a missing include folder, which may appear by the next run
       if (loaded.scans.length === 0 && loaded.warnings === undefined) cache.putResult(cwd, loaded);
@@ -629,7 +633,14 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
       if (!needsParser(e)) throw e;
     }
   }
-  return loadOnce(mainFile, cwd, undefined, ocspbot, perTarget);
+  try {
+    // a large plain `domains` block is read by lines (config/fast-domains.ts) ...
+    return await loadOnce(mainFile, cwd, undefined, ocspbot, true, perTarget);
+  } catch (e) {
+    // ... and any problem inside it is reported from the parser's reading, for its exact positions
+    if (!needsParser(e)) throw e;
+  }
+  return loadOnce(mainFile, cwd, undefined, ocspbot, false, perTarget);
 }
 
 /**
@@ -701,11 +712,12 @@ async function loadOnce(
   cwd: string,
   cache: ConfigCache | undefined,
   ocspbot = false,
+  fast = false,
   perTarget = false,
 ): Promise<LoadedConfig> {
   fsKinds.clear();
   // 1. Shape: the main file, then the included ones.
-  const read = await readValidated(mainFile, cwd, 'main', cache);
+  const read = await readValidated(mainFile, cwd, 'main', cache, fast);
   if (!('value' in read)) fail('CONFIG_INVALID', read.problems);
   const { source: main, value: raw } = read;
   const problems: ConfigProblem[] = [];
@@ -713,7 +725,7 @@ async function loadOnce(
   const warnings: string[] | undefined = ocspbot ? [] : undefined;
   const contributors: Contributor[] = [
     { source: main, raw },
-    ...(await readIncludes(main, raw, cwd, problems, fileOrder, cache, warnings)),
+    ...(await readIncludes(main, raw, cwd, problems, fileOrder, cache, warnings, fast)),
   ];
   if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
 

@@ -133,6 +133,8 @@ export interface DaemonOptions {
   debounceMs?: number;
   /** Fleet mode: use this fleet instead of opening the one of `fleet:` (tests). */
   fleet?: Fleet;
+  /** The environment hooks run with (default `process.env`), as `runOnce` takes it. */
+  env?: NodeJS.ProcessEnv;
 }
 
 // ---------------------------------------------------------------------------
@@ -231,6 +233,8 @@ interface HostRecord {
   /** ok: the host answered (status < 500); failed: a host-level failure; blocked: not contacted (backoff). */
   kind: 'ok' | 'failed' | 'blocked';
   code?: ErrorCode;
+  /** A caIssuers download (not a responder request). */
+  issuer?: boolean;
 }
 
 const SWEEP_KEY = '\u0000sweep';
@@ -630,6 +634,8 @@ export class StapleDaemon {
     if (this.stopping) return;
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
+      // CA folders are read again, so that an issuer added since is found
+      this.ctx.resolver.refresh();
       const queued = await this.rediscover('sweep');
       // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
       for (const [id, e] of this.entries)
@@ -750,8 +756,9 @@ export class StapleDaemon {
     }
   }
 
-  private trackingTransport(records: HostRecord[], probe = false): HttpTransport {
+  private trackingTransport(records: HostRecord[], issuer = false, probe = false): HttpTransport {
     const base = this.transport;
+    const tag = issuer ? { issuer } : {};
     return {
       send: async (req) => {
         const host = hostOf(req.url);
@@ -759,7 +766,7 @@ export class StapleDaemon {
         // an urgent probe goes through the backoff (processOne allows one per host at a time)
         const until = probe ? undefined : this.hostBackoff.blockedUntil(host, this.clock.now());
         if (until) {
-          records.push({ host, url, kind: 'blocked' });
+          records.push({ host, url, kind: 'blocked', ...tag });
           throw new StapleError(
             'HTTP_NETWORK',
             `${url}: not contacting ${host} before ${until.toISOString()}: it failed ${this.hostBackoff.failuresOf(host)} time(s) in a row (per-host backoff)`,
@@ -768,12 +775,14 @@ export class StapleDaemon {
         try {
           const res = await base.send(req);
           records.push(
-            res.status >= 500 ? { host, url, kind: 'failed', code: 'HTTP_STATUS' } : { host, url, kind: 'ok' },
+            res.status >= 500
+              ? { host, url, kind: 'failed', code: 'HTTP_STATUS', ...tag }
+              : { host, url, kind: 'ok', ...tag },
           );
           return res;
         } catch (e) {
           const err = toStapleError(e);
-          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code });
+          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code, ...tag });
           throw e;
         }
       },
@@ -835,7 +844,13 @@ export class StapleDaemon {
         }
         outcome = judged;
       } else {
-        const ctx: EngineContext = { ...this.ctx, transport: this.trackingTransport(records, probing.length > 0) };
+        // caIssuers downloads go through the per-host backoff too
+        const probe = probing.length > 0;
+        const ctx: EngineContext = {
+          ...this.ctx,
+          transport: this.trackingTransport(records, false, probe),
+          resolver: this.ctx.resolver.withTransport(this.trackingTransport(records, true, probe)),
+        };
         outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
       }
     } finally {
@@ -848,7 +863,8 @@ export class StapleDaemon {
     this.record(entry, outcome, records, force);
     // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
     const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched = (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked');
+    const fetched =
+      (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked' && !r.issuer);
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
@@ -927,12 +943,13 @@ export class StapleDaemon {
     const contacted = records.filter((r) => r.kind !== 'blocked');
     if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
     else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
-    entry.responderUrl = o.url ?? records[0]?.url ?? entry.responderUrl;
+    entry.responderUrl = o.url ?? records.find((r) => !r.issuer)?.url ?? entry.responderUrl;
 
     // per-host health: a 200 carrying tryLater or internalError is still the host failing
     const hostLevel = o.error && (o.error.code === 'OCSP_TRY_LATER' || o.error.code === 'OCSP_INTERNAL_ERROR');
     for (const r of contacted) {
-      const failure = r.kind === 'failed' ? (r.code ?? 'HTTP_NETWORK') : hostLevel ? o.error?.code : undefined;
+      const failure =
+        r.kind === 'failed' ? (r.code ?? 'HTTP_NETWORK') : hostLevel && !r.issuer ? o.error?.code : undefined;
       if (failure) {
         // one step per outage, capped by the shortest remaining life of the host's staples (scheduler.ts)
         const life = this.hostBackoff.blockedUntil(r.host, now) ? undefined : this.shortestLifeFor(r.host, now);
@@ -1092,7 +1109,7 @@ export class StapleDaemon {
       if (!hook || items.length === 0) continue;
       try {
         const r = await runHook(event, hook, items.map(item), {
-          env: process.env,
+          env: this.options.env ?? process.env,
           cwd: dirname(this.source.config.file),
         });
         this.log({

@@ -17,9 +17,8 @@
  * next run or sweep, and a staple renewed by another process (a daemon, a
  * second cron job) reaches HAProxy too.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { HaproxyTarget } from '../config/types.js';
@@ -174,24 +173,14 @@ async function readState(dir: string | undefined): Promise<PushState> {
   return empty;
 }
 
-/** Replaces the state file atomically (temp file, fsync, rename). */
+/**
+ * Replaces the state file atomically with the file store's write (temporary
+ * file named with its marker, fsync, rename), so that a temporary file left
+ * by an interrupted process is cleaned up like a staple's.
+ */
 async function writeState(dir: string, state: PushState): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const path = join(dir, HAPROXY_STATE_NAME);
-  const tmp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-  try {
-    await fh.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
+  await createFileStore().write(join(dir, HAPROXY_STATE_NAME), Buffer.from(`${JSON.stringify(state, null, 2)}\n`));
 }
 
 /**
