@@ -512,8 +512,9 @@ function applyResponders(
   placed: readonly Placed[],
   problems: ConfigProblem[],
 ): { byUrl: Record<string, string>; byId: Record<string, string> } {
-  const byUrl: Record<string, string> = {};
-  const byId: Record<string, string> = {};
+  // names are keys: null-prototype objects (a domain may be called `constructor` or `__proto__`)
+  const byUrl = Object.create(null) as Record<string, string>;
+  const byId = Object.create(null) as Record<string, string>;
   const targetsById = new Map(placed.map((p) => [p.target.id, p]));
   for (const [key, value] of Object.entries(raw.responders ?? {})) {
     const at: KeyPath = ['responders', key];
