@@ -81,6 +81,11 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .addOption(new Option('--hash <alg>', 'CertID hash algorithm').choices(['sha1', 'sha256']).default('sha1'))
     .option('--nonce', 'send a nonce and require it back', false)
     .option('--backup', 'also keep a timestamped copy <out>-YYYYMMDD-HHMMSS', false)
+    .option(
+      '--overwrite',
+      'replace --out even when it holds something that is not an OCSP response (never a certificate or key)',
+      false,
+    )
     .option('--timeout <duration>', 'whole-exchange timeout (e.g. 10s)', '10s')
     .option('--json', 'print the result as JSON', false)
     .option('-v, --verbose', 'more detail, stack traces on errors', false)

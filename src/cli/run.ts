@@ -214,8 +214,10 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     const s = o.staple;
     const from =
       o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${shortUrl(o.url ?? '')}`;
-    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})`;
+    const warn = o.backupError ? `; warning: ${o.backupError}` : '';
+    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})${warn}`;
   }
+  if (o.kept) return `${tag}${o.kept.message}`;
   if (o.result === 'skipped') {
     const n = triaged
       ? (o.notices.find((x) => x.startsWith('no OCSP responder')) ?? o.notices.at(-1))
@@ -304,6 +306,8 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
           if (progress) io.stderr.write('\r\u001b[K');
           const line = outcomeLine(o, opts.dryRun);
           if (o.result === 'failed' || o.revoked) output.err(paint('31', line));
+          // a kept staple (the responder's answer was worse) and a failed backup are warnings, shown even with --quiet
+          else if (o.kept || o.backupError) output.err(paint('33', line));
           else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
           if (opts.verbose) {
             // the full message, URLs included (the line above shortens them)
@@ -317,6 +321,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
       const err = toStapleError(e);
       output.err(`${opts.prog}: error ${err.code}: ${err.message}`);
       if (opts.verbose && e instanceof Error) output.err(e.stack ?? '');
+      if (err.code === 'CONFIG_INVALID') return RUN_EXIT.CONFIG; // a missing ocsp_folder
       return err.code === 'BAD_ARGUMENTS' ? RUN_EXIT.ARGS : RUN_EXIT.RETRIEVAL;
     }
     if (progress) io.stderr.write('\r\u001b[K');

@@ -12,10 +12,10 @@
  * message holds one problem per line, in file order; `details.problems` holds
  * them as {@link ConfigProblem} objects for `--json`.
  */
-import { accessSync, constants, existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { describeFsError } from '../io/files.js';
+import { describeFsError, readBounded } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
 import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
@@ -25,6 +25,13 @@ import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.j
 import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './cache.js';
 import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
 import type { ReadFile } from './parse.js';
+
+/**
+ * The largest configuration (or included) file read: a configuration of
+ * 10,000 domains is ~1 MB. A larger file, a FIFO or a device is refused
+ * before it is read (io/files.ts readBounded).
+ */
+export const MAX_CONFIG_FILE = 64 * 1024 * 1024;
 
 /** Default file names, in the order they are tried: ours first, then ocspbot's, so a drop-in just works. */
 export const DEFAULT_CONFIG_NAMES = ['staplekeeper.yaml', 'ocspbot.yaml'] as const;
@@ -213,7 +220,7 @@ async function readValidated(
   const name = displayPath(file, cwd);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readBounded(file, MAX_CONFIG_FILE)).toString('utf8');
   } catch (e) {
     throw new StapleError('CONFIG_YAML', `${name}: cannot read the configuration file: ${describeFsError(e)}`, {
       cause: e,
@@ -540,22 +547,55 @@ function applyResponders(
 }
 
 /**
+ * The identity of a file for {@link checkStaplePaths}: device and inode when
+ * it exists (a chain reached through a symlinked folder, a hard link), else
+ * the real path of its folder and its name. Path strings alone are not enough.
+ */
+function fileIdentity(file: string, seen: Map<string, string>): string {
+  let id = seen.get(file);
+  if (id !== undefined) return id;
+  try {
+    const st = statSync(file);
+    id = `i:${st.dev}:${st.ino}`;
+  } catch {
+    const dir = path.dirname(file);
+    let real = seen.get(`\0${dir}`);
+    if (real === undefined) {
+      try {
+        real = realpathSync(dir);
+      } catch {
+        real = dir;
+      }
+      seen.set(`\0${dir}`, real);
+    }
+    id = `p:${path.join(real, path.basename(file))}`;
+  }
+  seen.set(file, id);
+  return id;
+}
+
+/**
  * Two targets writing one staple file would overwrite each other's staple;
- * a staple path equal to a certificate file would overwrite the certificate
- * with a DER response. Both are configuration errors.
+ * a staple path that is a certificate file would overwrite the certificate
+ * with a DER response. Both are configuration errors. Files are compared by
+ * identity ({@link fileIdentity}), not by the path strings.
  */
 function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]): void {
   const staples = new Map<string, Placed>();
   const inputs = new Map<string, Placed>();
+  const seen = new Map<string, string>();
   for (const p of placed) {
     for (const file of [p.target.certPath, p.target.chainPath, p.target.rootchainPath]) {
-      if (file !== undefined && !inputs.has(file)) inputs.set(file, p);
+      if (file === undefined) continue;
+      const id = fileIdentity(file, seen);
+      if (!inputs.has(id)) inputs.set(id, p);
     }
   }
   for (const p of placed) {
     const staple = p.target.staplePath;
+    const stapleId = fileIdentity(staple, seen);
     const ocspAt: KeyPath = p.at[0] === 'domains' ? [...p.at, 'ocsp'] : p.at;
-    const other = staples.get(staple);
+    const other = staples.get(stapleId);
     if (other !== undefined) {
       problems.push(
         p.source.problem(
@@ -564,9 +604,9 @@ function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]):
         ),
       );
     } else {
-      staples.set(staple, p);
+      staples.set(stapleId, p);
     }
-    const input = inputs.get(staple);
+    const input = inputs.get(stapleId);
     if (input !== undefined) {
       problems.push(
         p.source.problem(
@@ -667,7 +707,7 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
   for (const [file, textHash] of result.deps.files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = (await readBounded(file, MAX_CONFIG_FILE)).toString('utf8');
     } catch {
       return undefined;
     }
@@ -839,6 +879,7 @@ async function loadOnce(
   if (raw.minimum_validity_percentage !== undefined)
     settings.minimumValidityPercentage = raw.minimum_validity_percentage;
   if (raw.backups?.keep !== undefined) settings.backupsKeep = raw.backups.keep;
+  if (raw.overwrite_non_ocsp !== undefined) settings.overwriteNonOcsp = raw.overwrite_non_ocsp;
   if (raw.http?.proxy !== undefined) settings.http.proxy = raw.http.proxy;
   if (raw.http?.user_agent !== undefined) settings.http.userAgent = raw.http.user_agent;
   if (raw.hooks?.on_change !== undefined) settings.hooks.onChange = raw.hooks.on_change;

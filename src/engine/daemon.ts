@@ -32,7 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { failureLine, shortUrl } from '../core/message.js';
@@ -155,7 +155,13 @@ export async function proveWritable(dirs: Iterable<string>, createWithin?: strin
     try {
       st = await stat(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && createWithin && isInside(dir, createWithin)) {
+      // only subfolders below the staple folder are created, never the folder itself (a mistyped ocsp_folder)
+      if (
+        (e as NodeJS.ErrnoException).code === 'ENOENT' &&
+        createWithin &&
+        resolve(dir) !== resolve(createWithin) &&
+        isInside(dir, createWithin)
+      ) {
         try {
           await mkdir(dir, { recursive: true });
           st = await stat(dir);
@@ -932,6 +938,27 @@ export class StapleDaemon {
     }
 
     const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.usableUntil) : undefined;
+    if (o.kept) {
+      // The responder's answer was not better than the staple on disk, which was kept (core/compare.ts):
+      // not an error, but not a renewal either; retried with the failure backoff (and before it expires).
+      entry.consecutiveFailures++;
+      entry.lastError = o.kept.message;
+      entry.nextRefresh = undefined;
+      const plan = planNextAttempt(
+        { ok: false, code: 'OCSP_STALE', failures: entry.consecutiveFailures, ...(expiresAt ? { expiresAt } : {}) },
+        now,
+        this.random,
+      );
+      entry.nextReason = plan.reason;
+      this.schedule.set(id, plan.at);
+      this.log({
+        level: 'warn',
+        id,
+        msg: `${o.kept.message}; retry at ${plan.at.toISOString()} (attempt ${entry.consecutiveFailures}, ${plan.reason})`,
+        fields: { kept: o.kept.reason, nextAttempt: plan.at.toISOString(), reason: plan.reason },
+      });
+      return;
+    }
     if (o.result === 'updated' || o.result === 'unchanged') {
       entry.consecutiveFailures = 0;
       entry.lastCode = undefined;
@@ -955,6 +982,7 @@ export class StapleDaemon {
             reason: o.decision?.reason,
           },
         });
+        if (o.backupError) this.log({ level: 'warn', id, msg: `warning: ${o.backupError}` });
       } else {
         this.log({
           level: 'debug',
