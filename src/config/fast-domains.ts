@@ -118,7 +118,6 @@ function countLines(text: string, end: number): number {
   return n;
 }
 
-
 /**
  * The source of a file read with {@link splitDomains}: the parser's source
  * of the rest for everything outside the block, the domain keys' positions
