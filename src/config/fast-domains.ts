@@ -42,7 +42,7 @@ export interface DomainsBlock {
   cutLines: number;
   /** 1-based line of `domains:`. */
   keyLine: number;
-  /** The domains, in file order, as the schema gives them (plain objects; `__proto__` is never an id here). */
+  /** The domains, in file order, as the schema gives them (a null-prototype record of plain objects). */
   domains: Record<string, Record<string, string>>;
   /** `[line, col]` of each domain's key. */
   positions: Record<string, [number, number]>;
@@ -72,7 +72,7 @@ export function splitDomains(text: string): DomainsBlock | undefined {
   const start = first;
   const keyLine = countLines(text, start) + 1;
   const blockStart = start + 'domains:\n'.length;
-  const domains: Record<string, Record<string, string>> = {};
+  const domains = Object.create(null) as Record<string, Record<string, string>>; // as the schema gives them
   const positions = Object.create(null) as Record<string, [number, number]>;
   let current: Record<string, string> | undefined;
   let line = keyLine;
