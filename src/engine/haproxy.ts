@@ -230,7 +230,10 @@ async function readState(dir: string | undefined): Promise<PushState> {
  */
 async function writeState(dir: string, state: PushState): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await createFileStore().write(join(dir, HAPROXY_STATE_NAME), Buffer.from(`${JSON.stringify(state, null, 2)}\n`));
+  // a state file, not a staple: the store's "only OCSP responses are replaced" rule does not apply to it
+  await createFileStore().write(join(dir, HAPROXY_STATE_NAME), Buffer.from(`${JSON.stringify(state, null, 2)}\n`), {
+    overwriteNonOcsp: true,
+  });
 }
 
 /**
