@@ -120,7 +120,7 @@ function countLines(text: string, end: number): number {
 
 /** The domains as the schema gives them: plain objects with the fields present. */
 export function domainsValue(block: DomainsBlock): Record<string, Record<string, string>> {
-  const out: Record<string, Record<string, string>> = {};
+  const out = Object.create(null) as Record<string, Record<string, string>>; // a domain may be called __proto__
   for (const id in block.domains) out[id] = { ...block.domains[id] };
   return out;
 }

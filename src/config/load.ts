@@ -176,6 +176,16 @@ export interface LoadConfigOptions {
    * of a staple fails that staple's write).
    */
   ocspbot?: boolean;
+  /**
+   * A certificate, chain or root-chain file that is missing, not a file or
+   * unusable is a failure of that certificate when it is processed (one bad
+   * certificate never stops the others, issue 11), not a configuration
+   * error. `staplekeeper run`, `check` and `daemon` set it; the library
+   * default and the `ocspbot` drop-in (exit 253, as ocspbot) report such
+   * files as configuration errors. Syntax and schema errors stop the load
+   * either way.
+   */
+  certFilesPerTarget?: boolean;
 }
 
 /**
@@ -412,6 +422,7 @@ function domainTargets(
   cwd: string,
   ocspFolder: string,
   problems: ConfigProblem[],
+  perTarget = false,
 ): Placed[] {
   const placed: Placed[] = [];
   const files: Array<{
@@ -450,6 +461,8 @@ function domainTargets(
     if (resolved.rootchain !== undefined) target.rootchainPath = resolved.rootchain;
     placed.push({ target, source, at, where: target.origin });
   }
+  // with certFilesPerTarget, a file that is not there is that certificate's failure when it is processed
+  if (perTarget) return placed;
   prefetchKinds(files.map((f) => f.abs));
   for (const { id, at, key, what, abs, given } of files) {
     const kind = fsKind(abs);
@@ -529,8 +542,9 @@ function applyResponders(
   placed: readonly Placed[],
   problems: ConfigProblem[],
 ): { byUrl: Record<string, string>; byId: Record<string, string> } {
-  const byUrl: Record<string, string> = {};
-  const byId: Record<string, string> = {};
+  // names are keys: null-prototype objects (a domain may be called `constructor` or `__proto__`)
+  const byUrl = Object.create(null) as Record<string, string>;
+  const byId = Object.create(null) as Record<string, string>;
   const targetsById = new Map(placed.map((p) => [p.target.id, p]));
   for (const [key, value] of Object.entries(raw.responders ?? {})) {
     const at: KeyPath = ['responders', key];
@@ -664,12 +678,15 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
   const cwd = path.resolve(opts.cwd ?? process.cwd());
   const mainFile = path.resolve(cwd, file);
   const ocspbot = opts.ocspbot ?? false;
+  const perTarget = (opts.certFilesPerTarget ?? false) && !ocspbot;
   if (opts.cacheDir !== undefined) {
     const cache = ConfigCache.open(opts.cacheDir, mainFile);
+    // (a kept result always has every certificate file in place: cachedResult checks them, so it
+    // is the same whether a missing file is a configuration error or a certificate's failure)
     const known = await cachedResult(cache, cwd);
     if (known !== undefined) return known;
     try {
-      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true);
+      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true, perTarget);
       // a scan's targets depend on the folder's contents: only a load without scans is kept whole;
       // nor one that went without a missing include folder, which may appear by the next run
       if (loaded.scans.length === 0 && loaded.warnings === undefined) cache.putResult(cwd, loaded);
@@ -682,12 +699,12 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
   }
   try {
     // a large plain `domains` block is read by lines (config/fast-domains.ts) ...
-    return await loadOnce(mainFile, cwd, undefined, ocspbot, true);
+    return await loadOnce(mainFile, cwd, undefined, ocspbot, true, perTarget);
   } catch (e) {
     // ... and any problem inside it is reported from the parser's reading, for its exact positions
     if (!needsParser(e)) throw e;
   }
-  return loadOnce(mainFile, cwd, undefined, ocspbot, false);
+  return loadOnce(mainFile, cwd, undefined, ocspbot, false, perTarget);
 }
 
 /**
@@ -760,6 +777,7 @@ async function loadOnce(
   cache: ConfigCache | undefined,
   ocspbot = false,
   fast = false,
+  perTarget = false,
 ): Promise<LoadedConfig> {
   fsKinds.clear();
   // 1. Shape: the main file, then the included ones.
@@ -818,7 +836,7 @@ async function loadOnce(
     placed.push(p);
   };
   for (const contributor of contributors) {
-    for (const p of domainTargets(contributor, cwd, ocspFolder, problems)) {
+    for (const p of domainTargets(contributor, cwd, ocspFolder, problems, perTarget)) {
       addTarget(
         p,
         (first) => `duplicate domain identifier ${JSON.stringify(p.target.id)} (first defined at ${first.where})`,

@@ -211,6 +211,17 @@ export async function checkTarget(
       () => true,
     );
     if (!present) return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
+    // the certificate's own file missing, unreadable or not a certificate: that certificate is broken (issue 11)
+    if (err.code === 'FILE_UNREADABLE' || err.code === 'NOT_A_CERTIFICATE') {
+      return {
+        ...base,
+        level: 'critical',
+        state: 'unjudgeable',
+        code: err.code,
+        reason: `certificate unusable: ${err.message}`,
+        expiresInSeconds: 0,
+      };
+    }
     const hint = err.code === 'NO_ISSUER' ? 'check never downloads caIssuers URLs' : undefined;
     const line = failureLine({ code: err.code, message: err.message, command: 'check', after: hint ? [hint] : [] });
     return {

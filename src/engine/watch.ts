@@ -123,7 +123,17 @@ export function sourceFromConfig(config: LoadedConfig): DaemonSource {
         seen.set(t.id, t);
         targets.push(t);
       };
-      for (const t of fixed) if (await exists(t.certPath)) add(t);
+      for (const t of fixed) {
+        if (await exists(t.certPath)) add(t);
+        else {
+          // one missing certificate never stops the others (issue 11): reported, picked up when it appears
+          problems.push({
+            path: t.certPath,
+            code: 'FILE_UNREADABLE',
+            message: `certificate file not found: ${t.certPath} (domain ${t.id}); its staple is maintained once the file appears`,
+          });
+        }
+      }
       for (const scan of config.scans) {
         try {
           for (const t of await scanTargets(scan, config.settings.ocspFolder, {
