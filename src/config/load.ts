@@ -37,6 +37,9 @@ export const DEFAULTS = {
   httpTimeoutMs: 10_000,
   lockTimeoutMs: 60_000,
   sweepIntervalMs: 60 * 60_000,
+  crlIntervalMs: 60 * 60_000,
+  crlMaxBytes: 64 * 1024 * 1024,
+  crlTimeoutMs: 60_000,
 } as const;
 
 /** The note shown when an ocspbot file sets `openssl_executable`. */
@@ -821,8 +824,14 @@ async function loadOnce(
       sweepIntervalMs: raw.daemon?.sweep_interval ?? DEFAULTS.sweepIntervalMs,
       watch: raw.daemon?.watch ?? true,
     },
+    crl: {
+      intervalMs: raw.crl?.interval ?? DEFAULTS.crlIntervalMs,
+      maxBytes: raw.crl?.max_size ?? DEFAULTS.crlMaxBytes,
+      timeoutMs: raw.crl?.timeout ?? DEFAULTS.crlTimeoutMs,
+    },
     notes,
   };
+  if (raw.crl?.watch !== undefined) settings.crl.watch = raw.crl.watch;
   if (raw.minimum_validity !== undefined) settings.minimumValidityMs = raw.minimum_validity;
   if (raw.minimum_validity_percentage !== undefined)
     settings.minimumValidityPercentage = raw.minimum_validity_percentage;

@@ -406,6 +406,13 @@ export function renewerSettings(s: RenewerSettings): Settings {
     lockTimeoutMs: DEFAULTS.lockTimeoutMs,
     haproxy: [],
     daemon: { sweepIntervalMs: DEFAULTS.sweepIntervalMs, watch: true },
+    // ocsprenewer never looked at CRLs: the drop-in does not either
+    crl: {
+      watch: false,
+      intervalMs: DEFAULTS.crlIntervalMs,
+      maxBytes: DEFAULTS.crlMaxBytes,
+      timeoutMs: DEFAULTS.crlTimeoutMs,
+    },
     notes: [],
   };
   if (s.statusListen !== undefined) settings.daemon.statusListen = s.statusListen;

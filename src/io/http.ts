@@ -27,6 +27,9 @@ export interface HttpResult {
   maxAgeMs?: number;
   /** The URL finally answered (after redirects). */
   url: string;
+  /** `ETag` and `Last-Modified`, for a conditional GET of the same URL later (CRL watch). */
+  etag?: string;
+  lastModified?: string;
 }
 
 /** What an HTTP exchange needs. */
@@ -37,6 +40,8 @@ export interface HttpRequest {
   headers?: Record<string, string>;
   /** Body cap in bytes (default 1 MiB). */
   maxBytes?: number;
+  /** Whole-exchange timeout of this request in ms, instead of the transport's (a large CRL). */
+  timeoutMs?: number;
 }
 
 /** The transport the engine uses; tests may replace it. */
@@ -156,6 +161,10 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     const cc = header(res.headers['cache-control']);
     const m = cc ? /(?:^|,)\s*max-age\s*=\s*(\d+)/i.exec(cc) : null;
     if (m) result.maxAgeMs = Number(m[1]) * 1000;
+    const etag = header(res.headers.etag);
+    if (etag) result.etag = etag;
+    const lm = header(res.headers['last-modified']);
+    if (lm) result.lastModified = lm;
     const loc = header(res.headers.location);
     if (loc) result.location = loc;
     return result;
@@ -165,7 +174,8 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     async send(req) {
       let url = assertHttpUrl(req.url, 'responder URL');
       let current = req;
-      const signal = AbortSignal.timeout(timeoutMs);
+      const limitMs = req.timeoutMs ?? timeoutMs;
+      const signal = AbortSignal.timeout(limitMs);
       try {
         for (let hop = 0; ; hop++) {
           const r = await once(current, url, signal);
@@ -194,7 +204,7 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
           return result;
         }
       } catch (e) {
-        throw classify(e, req.url, timeoutMs, signal);
+        throw classify(e, req.url, limitMs, signal);
       }
     },
     async close() {

@@ -21,13 +21,11 @@ const ca = mintCert({
   notAfter: new Date('2035-01-01T00:00:00Z'),
 });
 
-const serialArb = fc
-  .uint8Array({ minLength: 1, maxLength: 20 })
-  .map((a) => {
-    const b = Buffer.from(a);
-    b[0] = (b[0]! & 0x7f) | 0x01; // positive and minimal
-    return b;
-  });
+const serialArb = fc.uint8Array({ minLength: 1, maxLength: 20 }).map((a) => {
+  const b = Buffer.from(a);
+  b[0] = (b[0]! & 0x7f) | 0x01; // positive and minimal
+  return b;
+});
 // whole seconds between 1990 and 2060 (UTCTime and GeneralizedTime)
 const dateArb = fc.integer({ min: 631_152_000, max: 2_871_763_200 }).map((s) => new Date(s * 1000));
 const entryArb: fc.Arbitrary<CrlEntrySpec> = fc.record(
@@ -60,7 +58,9 @@ describe('lean CRL reader vs @peculiar/asn1-x509 CertificateList', () => {
           expect(lean.issuerDer.equals(Buffer.from(AsnConvert.serialize(tbs.issuer)))).toBe(true);
           const refNumber = tbs.crlExtensions?.find((e) => e.extnID === id_ce_cRLNumber);
           // the INTEGER's contents octets (CRLNumber's Choice wrapper does not parse back in asn1-schema)
-          const n = refNumber ? Buffer.from(refNumber.extnValue.buffer).subarray(2).toString('hex').toUpperCase() : undefined;
+          const n = refNumber
+            ? Buffer.from(refNumber.extnValue.buffer).subarray(2).toString('hex').toUpperCase()
+            : undefined;
           expect(lean.crlNumber).toBe(n);
           const mine = listRevoked(lean);
           const theirs = tbs.revokedCertificates ?? [];

@@ -80,7 +80,11 @@ describe('CRL lookup', () => {
   });
 
   it('reads a CRL without nextUpdate (optional in RFC 5280 §5.1.2.5) and lists its entries', () => {
-    const der = mintCrl({ ...base, nextUpdate: null, revoked: [{ serial: leaf.serial, revocationDate: now, reason: 4 }] });
+    const der = mintCrl({
+      ...base,
+      nextUpdate: null,
+      revoked: [{ serial: leaf.serial, revocationDate: now, reason: 4 }],
+    });
     const crl = decodeCrl(der);
     expect(crl.nextUpdate).toBeUndefined();
     expect(crl.crlNumber).toBe('01');
@@ -103,7 +107,10 @@ describe('CRL lookup', () => {
       const pki = await createPki({
         dir,
         ocspUrl: 'http://127.0.0.1:9/',
-        leaves: [{ name: 'a', crlUrl: URL }, { name: 'b', crlUrl: URL }],
+        leaves: [
+          { name: 'a', crlUrl: URL },
+          { name: 'b', crlUrl: URL },
+        ],
       });
       await revokeLeaf(pki, 'b', { reason: 'superseded' });
       const out = await genCrl(pki, { out: join(dir, 'ca.crl') });
@@ -136,7 +143,11 @@ describe('CRLs that must be refused', () => {
   });
 
   it('expired (nextUpdate passed) and not yet valid', () => {
-    const old = mintCrl({ ...base, thisUpdate: new Date(now.getTime() - 9 * DAY), nextUpdate: new Date(now.getTime() - DAY) });
+    const old = mintCrl({
+      ...base,
+      thisUpdate: new Date(now.getTime() - 9 * DAY),
+      nextUpdate: new Date(now.getTime() - DAY),
+    });
     expect(code(() => verify(old))).toBe('CRL_STALE');
     const future = mintCrl({ ...base, thisUpdate: new Date(now.getTime() + DAY) });
     expect(code(() => verify(future))).toBe('CRL_NOT_YET_VALID');
@@ -169,14 +180,24 @@ describe('CRLs that must be refused', () => {
   });
 
   it('an unknown critical CRL extension, a delta CRL, an unknown critical entry extension', () => {
-    const crit = mintCrl({ ...base, extraExtensions: [{ oid: '1.2.3.4.5', critical: true, value: Buffer.from([5, 0]) }] });
+    const crit = mintCrl({
+      ...base,
+      extraExtensions: [{ oid: '1.2.3.4.5', critical: true, value: Buffer.from([5, 0]) }],
+    });
     expect(code(() => verify(crit))).toBe('CRL_CRITICAL_EXTENSION');
-    const delta = mintCrl({ ...base, extraExtensions: [{ oid: '2.5.29.27', critical: true, value: tlv(0x02, Buffer.from([1])) }] });
+    const delta = mintCrl({
+      ...base,
+      extraExtensions: [{ oid: '2.5.29.27', critical: true, value: tlv(0x02, Buffer.from([1])) }],
+    });
     expect(code(() => verify(delta))).toBe('CRL_CRITICAL_EXTENSION');
     const entry = mintCrl({
       ...base,
       revoked: [
-        { serial: leaf.serial, revocationDate: now, extensions: [{ oid: '1.2.3.9', critical: true, value: Buffer.from([5, 0]) }] },
+        {
+          serial: leaf.serial,
+          revocationDate: now,
+          extensions: [{ oid: '1.2.3.9', critical: true, value: Buffer.from([5, 0]) }],
+        },
       ],
     });
     expect(code(() => verify(entry))).toBe('CRL_CRITICAL_EXTENSION');
@@ -189,7 +210,9 @@ describe('CRLs that must be refused', () => {
 describe('issuing distribution point scope (partitioned CRLs)', () => {
   it('accepts a partition naming the certificate’s distribution point, refuses another one', () => {
     expect(verify(mintCrl({ ...base, idp: { urls: [URL], onlyContainsUserCerts: true } })).status).toBe('good');
-    expect(code(() => verify(mintCrl({ ...base, idp: { urls: ['http://127.0.0.1:9/shard-7.crl'] } })))).toBe('CRL_SCOPE');
+    expect(code(() => verify(mintCrl({ ...base, idp: { urls: ['http://127.0.0.1:9/shard-7.crl'] } })))).toBe(
+      'CRL_SCOPE',
+    );
   });
 
   it('refuses CA-only, some-reasons-only and indirect CRLs for a leaf', () => {
@@ -203,7 +226,13 @@ describe('a CRL signer certified by the issuer (RFC 5280 §6.3.3 f)', () => {
   const signerKey = sharedKey('ec-p256', 'crl-signer');
   const validity = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + 365 * DAY) };
   // same subject as the CA (the CRL issuer name must match the certificate's issuer name)
-  const crlSigner = mintCert({ subjectCN: 'crl test CA', issuer: ca, key: signerKey, keyUsage: ['crlSign'], ...validity });
+  const crlSigner = mintCert({
+    subjectCN: 'crl test CA',
+    issuer: ca,
+    key: signerKey,
+    keyUsage: ['crlSign'],
+    ...validity,
+  });
   const noCrlSign = mintCert({
     subjectCN: 'crl test CA',
     issuer: ca,
@@ -218,7 +247,9 @@ describe('a CRL signer certified by the issuer (RFC 5280 §6.3.3 f)', () => {
   });
 
   it('is refused without cRLSign, or when it is not given', () => {
-    expect(code(() => verify(mintCrl({ ...base, signer: noCrlSign }), leaf, ca, [noCrlSign]))).toBe('CRL_BAD_SIGNATURE');
+    expect(code(() => verify(mintCrl({ ...base, signer: noCrlSign }), leaf, ca, [noCrlSign]))).toBe(
+      'CRL_BAD_SIGNATURE',
+    );
     expect(code(() => verify(mintCrl({ ...base, signer: crlSigner })))).toBe('CRL_BAD_SIGNATURE');
   });
 
