@@ -38,11 +38,22 @@ const RESPONDER_JS = join(ROOT, 'scripts', 'lib', 'bench-responder.mjs');
 const KT = 'ec-p256';
 
 const log = (m) => process.stderr.write(`${m}\n`);
+const median = (xs) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : undefined);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const rssMb = (pid) => {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+};
+
+const cpuSeconds = (pid) => {
+  try {
+    const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
   } catch {
     return NaN;
   }
@@ -204,12 +215,18 @@ async function main() {
     }
     const have = nodes.map((n) => stapleCount(n.dir));
     await sleep(3_000); // let stragglers (a second fetch, if any) show up in the counts
-    const rss = nodes.map((n) => ({ role: n.fetch ? 'fetch:true' : 'fetch:false', mb: rssMb(n.pid) }));
+    const rss = nodes.map((n) => ({
+      role: n.fetch ? 'fetch:true' : 'fetch:false',
+      mb: rssMb(n.pid),
+      cpuS: cpuSeconds(n.pid),
+    }));
     const used = Number(/used_memory:(\d+)/.exec(redisCli(redis.port, 'INFO', 'memory'))?.[1] ?? 0);
     const keys = Number(redisCli(redis.port, 'DBSIZE'));
     const sample = redisCli(redis.port, 'RANDOMKEY');
-    const sampleBytes = sample ? Number(redisCli(redis.port, 'MEMORY', 'USAGE', sample)) : NaN;
+    const sampleBytes = sample ? Number(redisCli(redis.port, 'MEMORY', 'USAGE', sample, 'SAMPLES', '0')) : NaN;
     const derBytes = sample ? Number(redisCli(redis.port, 'HSTRLEN', sample, 'der')) : NaN;
+    const respCpu = cpuSeconds(responder.pid);
+    const redisCpu = cpuSeconds(redis.child.pid);
     for (const c of procs) c.kill('SIGTERM');
     await sleep(1_000);
     const counts = await responder.stop();
@@ -253,6 +270,12 @@ async function main() {
       `| Redis memory per certificate | ${result.redisBytesPerCertificate.toFixed(0)} bytes (used_memory delta / N); one entry: MEMORY USAGE ${sampleBytes} bytes, of which DER ${derBytes} |`,
       `| RSS, fetch: true daemons | ${range(fetchRss)} (${fetchRss.map((x) => x.toFixed(0)).join(', ')}) |`,
       `| RSS, fetch: false daemons | ${range(readRss)} (median ${readRss.sort((a, b) => a - b)[Math.floor(readRss.length / 2)]?.toFixed(0) ?? '-'} MB) |`,
+      `| CPU time per process until then | fetch: true ${rss
+        .filter((r) => r.role === 'fetch:true')
+        .map((r) => r.cpuS.toFixed(1))
+        .join(
+          ', ',
+        )} s; fetch: false median ${median(rss.filter((r) => r.role === 'fetch:false').map((r) => r.cpuS))?.toFixed(1) ?? '-'} s; the responder ${respCpu.toFixed(1)} s; Redis ${redisCpu.toFixed(1)} s |`,
     ].join('\n');
     writeFileSync(join(BENCH_DIR, 'fleet-results.md'), `${md}\n`);
     process.stdout.write(`\n${md}\n`);

@@ -55,9 +55,24 @@ export async function buildSea({ out = defaultSeaPath(), work = join(root, 'dist
   rmSync(out, { force: true });
   copyFileSync(process.execPath, out);
   chmodSync(out, 0o755);
-  // postject's CommonJS API; it prints LIEF's warnings about the ELF notes, which are harmless
-  const { inject } = await import('postject');
-  await inject(out, 'NODE_SEA_BLOB', readFileSync(blob), { sentinelFuse: SEA_FUSE });
+  // postject's API, in a child process: LIEF prints warnings about the ELF notes that are harmless,
+  // shown only if the injection fails
+  const injected = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      `const [out, blob, fuse] = process.argv.slice(1);
+       require('postject').inject(out, 'NODE_SEA_BLOB', require('node:fs').readFileSync(blob), { sentinelFuse: fuse })
+         .catch((e) => { console.error(e); process.exit(1); });`,
+      out,
+      blob,
+      SEA_FUSE,
+    ],
+    { cwd: root, encoding: 'utf8' },
+  );
+  if (injected.status !== 0) {
+    throw new Error(`postject failed (${injected.status ?? injected.signal}): ${injected.stderr}${injected.stdout}`);
+  }
 
   const check = spawnSync(out, ['--version'], { encoding: 'utf8', env: { PATH: '/usr/bin:/bin' } });
   const expected = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;

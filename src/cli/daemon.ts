@@ -17,12 +17,13 @@
  * progress finish and exit 0 within 10 s.
  *
  * Exit codes: 0 after a clean stop, 1 when it cannot start (configuration,
- * unwritable staple folder, listen address in use), 2 for bad arguments.
+ * unwritable staple folder, listen address in use), 252 for bad arguments.
  */
 import { resolve } from 'node:path';
 import { loadConfig } from '../config/index.js';
 import { toStapleError } from '../core/errors.js';
 import type { DaemonLogger, DaemonSource, LogEvent, StapleDaemon } from '../engine/daemon.js';
+import { EXIT } from './common.js';
 import type { CliIo } from './io.js';
 import { takeEarlySignals } from './early-signals.js';
 import { configLoadOptions, loadConfigForCli } from './run.js';
@@ -229,7 +230,7 @@ async function startAndRun(
     } catch (e) {
       const err = toStapleError(e);
       log({ level: 'error', code: err.code, msg: `--listen: ${err.message}` });
-      return fail(2);
+      return fail(EXIT.USAGE);
     }
   }
   const loaded = await loadConfigForCli(opts.config, io);
@@ -246,6 +247,7 @@ async function startAndRun(
       source: sourceFromConfig(loaded.config),
       reload: async (): Promise<DaemonSource> => sourceFromConfig(await loadConfig(file, configLoadOptions(io))),
       log,
+      env: io.env,
       ...(opts.listen !== undefined ? { listen: opts.listen } : {}),
     });
   } catch (e) {

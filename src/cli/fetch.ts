@@ -1,7 +1,11 @@
 /**
  * `staplekeeper fetch`: one certificate, one staple. Fetches (always: this is
  * the manual command), verifies, and writes atomically; on any failure the
- * file at --out is left untouched and the exit code is 1.
+ * file at --out is left untouched and the exit code is 1. A staple only gets
+ * better: an answer that is not better than the valid staple already at --out
+ * leaves it byte-for-byte (`kept: …`, exit 1). The folder of --out must
+ * exist; an existing --out that is not an OCSP response is replaced only with
+ * --overwrite, and never when it holds a certificate or a key.
  */
 import { resolve } from 'node:path';
 import { parseDuration } from '../config/duration.js';
@@ -27,6 +31,7 @@ interface FetchOpts {
   hash: 'sha1' | 'sha256';
   nonce: boolean;
   backup: boolean;
+  overwrite?: boolean;
   timeout: string;
   json: boolean;
   verbose: boolean;
@@ -63,6 +68,7 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
         hash: opts.hash,
         nonce: opts.nonce,
         makeBackups: opts.backup,
+        overwriteNonOcsp: opts.overwrite ?? false,
         // `fetch` was asked for a staple: a certificate without a responder is an error (NO_OCSP_URL)
         strictOcsp: true,
       },
@@ -76,8 +82,13 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
         io.stdout.write(
           `${opts.out}: ${s.status}, valid until ${s.nextUpdate} (thisUpdate ${s.thisUpdate}), responder "${s.responder}" via ${outcome.method} ${shortUrl(outcome.url ?? '')}\n`,
         );
+        if (outcome.backupError) io.stderr.write(`staplekeeper: warning: ${outcome.backupError}\n`);
       }
       return EXIT.OK;
+    }
+    if (!opts.json && outcome.kept) {
+      io.stderr.write(`staplekeeper: ${outcome.kept.message}; ${opts.out} was left untouched\n`);
+      return EXIT.FAILURE;
     }
     if (!opts.json) {
       const err = outcome.error ?? { code: 'INTERNAL' as const, message: 'nothing was written' };

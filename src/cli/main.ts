@@ -7,6 +7,29 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.js';
 import { releaseEarlySignals } from './early-signals.js';
 
+/** `--help` text: the exit codes of each command. */
+const EXIT_HELP = {
+  fetch: `
+Exit codes: 0 the staple was written, 1 it was not (the file at --out is left
+untouched), 252 bad arguments.`,
+  inspect: `
+Exit codes: 0 the staple was read (and, with --cert, is valid now), 1 it is not
+valid or could not be read, 252 bad arguments.`,
+  run: `
+Exit codes (ocspbot's): 0 nothing renewed, N the number of staples renewed (at
+most 250), 255 retrieval errors (also a failing hook or another run holding the
+lock), 254 YAML or log-file errors, 253 configuration errors, 252 bad arguments.`,
+  check: `
+Exit codes (monitoring plugin): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also bad
+arguments and an unreadable configuration).`,
+  daemon: `
+Exit codes: 0 stopped by SIGTERM or SIGINT, 1 could not start (configuration,
+staple folder, listen address), 252 bad arguments.`,
+  top: `
+Exit codes: those of each command (staplekeeper <command> --help); bad arguments
+exit 252 (check: 3).`,
+} as const;
+
 /** The environment variables of the commands that load a configuration. */
 const CONFIG_ENV_HELP = `
 Environment:
@@ -30,12 +53,13 @@ function wantsVerbose(argv: string[]): boolean {
 /** Runs the staplekeeper CLI and returns the exit code. */
 export async function cli(argv: string[], io: CliIo): Promise<number> {
   let code = EXIT.OK as number;
-  // usage errors exit with the code of the command's own convention: 252 for run (ocspbot), 3 for check (Nagios)
-  const usageExit: number = argv[0] === 'run' ? 252 : argv[0] === 'check' ? 3 : EXIT.USAGE;
+  // bad arguments exit 252 everywhere (outside run's 1-250 "renewed" range), 3 for check (the plugin convention)
+  const usageExit: number = argv[0] === 'check' ? 3 : EXIT.USAGE;
   const program = new Command('staplekeeper')
     .description('Keeps OCSP stapling responses fresh and correct for every TLS certificate you run.')
     .version(VERSION, '-V, --version', 'print the version')
     .helpCommand(true)
+    .addHelpText('after', EXIT_HELP.top)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({
@@ -57,9 +81,15 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .addOption(new Option('--hash <alg>', 'CertID hash algorithm').choices(['sha1', 'sha256']).default('sha1'))
     .option('--nonce', 'send a nonce and require it back', false)
     .option('--backup', 'also keep a timestamped copy <out>-YYYYMMDD-HHMMSS', false)
+    .option(
+      '--overwrite',
+      'replace --out even when it holds something that is not an OCSP response (never a certificate or key)',
+      false,
+    )
     .option('--timeout <duration>', 'whole-exchange timeout (e.g. 10s)', '10s')
     .option('--json', 'print the result as JSON', false)
     .option('-v, --verbose', 'more detail, stack traces on errors', false)
+    .addHelpText('after', EXIT_HELP.fetch)
     .action(async (opts) => {
       const { fetchCommand } = await import('./fetch.js');
       code = await fetchCommand(opts, io);
@@ -75,6 +105,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('--at <time>', 'judge validity at this ISO time instead of now')
     .option('--json', 'print JSON', false)
     .option('-v, --verbose', 'stack traces on errors', false)
+    .addHelpText('after', EXIT_HELP.inspect)
     .action(async (file: string, opts) => {
       const { inspectCommand } = await import('./inspect.js');
       code = await inspectCommand(file, opts, io);
@@ -91,6 +122,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('-v, --verbose', 'more detail, stack traces on errors', false)
     .option('--only <id...>', 'process only these domain identifiers')
     .option('--crl', 'also check the CRLs of certificates without an OCSP responder (crl.watch)')
+    .addHelpText('after', EXIT_HELP.run)
     .addHelpText('after', CONFIG_ENV_HELP)
     .action(async (opts) => {
       const { runCommand } = await import('./run.js');
@@ -116,6 +148,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('--no-crl', 'do not download the CRLs of certificates without an OCSP responder (crl.watch)')
     .option('--json', 'print a JSON document with the state of every certificate', false)
     .option('-v, --verbose', 'one more line per certificate after the status line', false)
+    .addHelpText('after', EXIT_HELP.check)
     .addHelpText('after', CONFIG_ENV_HELP)
     .action(async (opts) => {
       const { checkCommand } = await import('./check.js');
@@ -129,6 +162,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('--listen <host:port>', 'serve /, /status, /metrics and /healthz here (a port alone means 127.0.0.1)')
     .addOption(new Option('--log-format <format>', 'log line format').choices(['text', 'json']).default('text'))
     .option('-v, --verbose', 'also log fresh staples, schedule decisions and notes', false)
+    .addHelpText('after', EXIT_HELP.daemon)
     .addHelpText('after', CONFIG_ENV_HELP)
     .action(async (opts) => {
       const { daemonCommand } = await import('./daemon.js');

@@ -7,8 +7,8 @@
  * another run holding the lock); 254 YAML or log-file errors; 253
  * configuration errors; 252 bad arguments.
  */
-import { closeSync, createWriteStream, ftruncateSync, openSync, type WriteStream } from 'node:fs';
-import { resolve } from 'node:path';
+import { closeSync, createWriteStream, existsSync, ftruncateSync, openSync, type WriteStream } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { configCacheDir } from '../config/cache.js';
 import { findDefaultConfig, loadConfig } from '../config/load.js';
 import type { LoadConfigOptions } from '../config/load.js';
@@ -53,7 +53,14 @@ export function formatLogName(template: string, d: Date): string {
     .replaceAll('{second}', p(d.getSeconds()));
 }
 
-async function openLog(path: string, truncate: boolean): Promise<WriteStream> {
+async function openLog(path: string, truncate: boolean, key = 'output_log'): Promise<WriteStream> {
+  const folder = dirname(path);
+  if (!existsSync(folder)) {
+    throw new StapleError(
+      'FILE_WRITE',
+      `${key}: the folder ${folder} of the log file ${path} does not exist; create it (mkdir -p ${folder}) or change ${key}`,
+    );
+  }
   if (truncate) {
     // ocspbot's open(name, 'w'), but appending: a run that waits for the lock while another writes
     // the same log cuts it to nothing, yet never leaves a hole of NUL bytes in it
@@ -92,6 +99,8 @@ export interface RunOutputOptions {
    * run` appends, and errors go to the error stream only.
    */
   ocspbot?: boolean;
+  /** Also show every line on the terminal when it goes to a log file (`--dry-run`: the operator is watching). */
+  terminalToo?: boolean;
 }
 
 /** Opens the output: log files when configured, else the CLI streams. */
@@ -104,20 +113,25 @@ export async function openRunOutput(
   const ocspbot = options.ocspbot ?? false;
   const outPath = config?.settings.outputLog ? formatLogName(config.settings.outputLog, now) : undefined;
   const errPath = config?.settings.errorLog ? formatLogName(config.settings.errorLog, now) : undefined;
-  const outStream = outPath ? await openLog(outPath, ocspbot) : undefined;
+  const outStream = outPath ? await openLog(outPath, ocspbot, 'output_log') : undefined;
   let errStream: WriteStream | undefined;
   try {
-    errStream = errPath ? (errPath === outPath ? outStream : await openLog(errPath, ocspbot)) : undefined;
+    errStream = errPath ? (errPath === outPath ? outStream : await openLog(errPath, ocspbot, 'error_log')) : undefined;
   } catch (e) {
     outStream?.end();
     throw e;
   }
   const mirror = ocspbot && (outStream ?? io.stdout) !== (errStream ?? io.stderr);
-  const out = (l: string): unknown => (outStream ? outStream.write(`${l}\n`) : io.stdout.write(`${l}\n`));
+  const tee = options.terminalToo ?? false;
+  const out = (l: string): unknown => {
+    if (outStream && tee) io.stdout.write(`${l}\n`);
+    return outStream ? outStream.write(`${l}\n`) : io.stdout.write(`${l}\n`);
+  };
   return {
     out,
     err: (l) => {
       if (mirror) out(l);
+      if (errStream && tee) io.stderr.write(`${l}\n`);
       return errStream ? errStream.write(`${l}\n`) : io.stderr.write(`${l}\n`);
     },
     async close() {
@@ -215,8 +229,10 @@ function outcomeLine(o: TargetOutcome, dryRun: boolean): string {
     const s = o.staple;
     const from =
       o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method} ${shortUrl(o.url ?? '')}`;
-    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})`;
+    const warn = o.backupError ? `; warning: ${o.backupError}` : '';
+    return `${tag}updated OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${from})${warn}`;
   }
+  if (o.kept) return `${tag}${o.kept.message}`;
   if (o.result === 'skipped') {
     const n = triaged
       ? (o.notices.find((x) => x.startsWith('no OCSP responder')) ?? o.notices.at(-1))
@@ -254,6 +270,19 @@ export function summaryLine(r: RunReport): string {
   return `${failures === 0 ? 'Success' : 'Failure'}: ${r.unchanged + r.skipped} unchanged OCSP responses, ${r.updated} updated OCSP responses and ${failures} failures.`;
 }
 
+/** Certificates a dry run would renew. */
+function wouldRenew(r: RunReport): number {
+  return r.outcomes.filter((o) => o.result !== 'failed' && o.decision?.action === 'renew').length;
+}
+
+/** The closing line of a dry run: what would be renewed is counted apart from what would stay. */
+export function dryRunSummaryLine(r: RunReport): string {
+  const would = wouldRenew(r);
+  const failures = r.failed + r.hookErrors.length;
+  const stay = r.outcomes.length - would - r.failed;
+  return `Dry run (nothing fetched or written): ${would} would be renewed, ${stay} would stay unchanged and ${failures} failures.`;
+}
+
 /** Options shared by `run` and the ocspbot drop-in. */
 export interface ExecuteRunOptions {
   dryRun: boolean;
@@ -275,7 +304,7 @@ export interface ExecuteRunOptions {
 export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, io: CliIo): Promise<number> {
   let output: RunOutput;
   try {
-    output = await openRunOutput(config, io, { ocspbot: opts.ocspbot ?? false });
+    output = await openRunOutput(config, io, { ocspbot: opts.ocspbot ?? false, terminalToo: opts.dryRun });
   } catch (e) {
     const err = toStapleError(e);
     io.stderr.write(`${opts.prog}: error ${err.code}: ${err.message}\n`);
@@ -288,6 +317,11 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
   try {
     for (const note of config.settings.notes) if (!opts.quiet && !opts.json) output.out(`note: ${note}`);
     for (const warning of config.warnings ?? []) output.err(`${opts.prog}: warning: ${warning}`);
+    if (config.targets.length === 0) {
+      output.err(
+        `${opts.prog}: warning: the configuration names no certificates (no domains, and scan_keys and includes found none): nothing to do; add a domains entry or a scan_keys folder`,
+      );
+    }
     let report: RunReport;
     try {
       report = await runOnce(config, {
@@ -302,12 +336,15 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
         onOutcome: (o, done, total) => {
           if (progress) io.stderr.write(`\r\u001b[K[${done}/${total}] ${o.id}`);
           if (opts.json) {
-            output.out(JSON.stringify({ type: 'certificate', ...o }));
+            // --json is data for the caller: standard output, even with output_log
+            io.stdout.write(`${JSON.stringify({ type: 'certificate', ...o })}\n`);
             return;
           }
           if (progress) io.stderr.write('\r\u001b[K');
           const line = outcomeLine(o, opts.dryRun);
           if (o.result === 'failed' || o.revoked) output.err(paint('31', line));
+          // a kept staple (the responder's answer was worse) and a failed backup are warnings, shown even with --quiet
+          else if (o.kept || o.backupError) output.err(paint('33', line));
           else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
           if (opts.verbose) {
             // the full message, URLs included (the line above shortens them)
@@ -321,14 +358,15 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
       const err = toStapleError(e);
       output.err(`${opts.prog}: error ${err.code}: ${err.message}`);
       if (opts.verbose && e instanceof Error) output.err(e.stack ?? '');
+      if (err.code === 'CONFIG_INVALID') return RUN_EXIT.CONFIG; // a missing ocsp_folder
       return err.code === 'BAD_ARGUMENTS' ? RUN_EXIT.ARGS : RUN_EXIT.RETRIEVAL;
     }
     if (progress) io.stderr.write('\r\u001b[K');
     for (const h of report.hookErrors) output.err(`${opts.prog}: error ${h.code}: ${h.message}`);
     const exit = exitCodeOf(report);
     if (opts.json) {
-      output.out(
-        JSON.stringify({
+      io.stdout.write(
+        `${JSON.stringify({
           type: 'summary',
           unchanged: report.unchanged,
           updated: report.updated,
@@ -338,12 +376,13 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
           hookErrors: report.hookErrors,
           stopped: report.stopped,
           dryRun: opts.dryRun,
+          ...(opts.dryRun ? { wouldRenew: wouldRenew(report) } : {}),
           exitCode: exit,
-        }),
+        })}\n`,
       );
     } else {
       if (report.stopped) output.err(`${opts.prog}: stop_on_error: stopped after the first failure`);
-      const line = summaryLine(report);
+      const line = opts.dryRun ? dryRunSummaryLine(report) : summaryLine(report);
       output.out(paint(line.startsWith('Success') ? '32' : '31;1', line));
     }
     return exit;

@@ -12,10 +12,10 @@
  * message holds one problem per line, in file order; `details.problems` holds
  * them as {@link ConfigProblem} objects for `--json`.
  */
-import { accessSync, constants, existsSync, readdirSync, statSync, type Dirent } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { describeFsError } from '../io/files.js';
+import { describeFsError, readBounded } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
 import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
@@ -25,6 +25,13 @@ import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.j
 import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './cache.js';
 import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
 import type { ReadFile } from './parse.js';
+
+/**
+ * The largest configuration (or included) file read: a configuration of
+ * 10,000 domains is ~1 MB. A larger file, a FIFO or a device is refused
+ * before it is read (io/files.ts readBounded).
+ */
+export const MAX_CONFIG_FILE = 64 * 1024 * 1024;
 
 /** Default file names, in the order they are tried: ours first, then ocspbot's, so a drop-in just works. */
 export const DEFAULT_CONFIG_NAMES = ['staplekeeper.yaml', 'ocspbot.yaml'] as const;
@@ -197,23 +204,26 @@ async function readValidated(
   cwd: string,
   role: 'main',
   cache?: ConfigCache,
+  fast?: boolean,
 ): Promise<ReadFile<RawMainConfig>>;
 async function readValidated(
   file: string,
   cwd: string,
   role: 'include',
   cache?: ConfigCache,
+  fast?: boolean,
 ): Promise<ReadFile<RawIncludeConfig>>;
 async function readValidated(
   file: string,
   cwd: string,
   role: FileRole,
   cache?: ConfigCache,
+  fast = false,
 ): Promise<ReadFile<RawMainConfig | RawIncludeConfig>> {
   const name = displayPath(file, cwd);
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readBounded(file, MAX_CONFIG_FILE)).toString('utf8');
   } catch (e) {
     throw new StapleError('CONFIG_YAML', `${name}: cannot read the configuration file: ${describeFsError(e)}`, {
       cause: e,
@@ -228,7 +238,7 @@ async function readValidated(
   }
   // the parser and the schema are loaded only when a file is not in the cache
   const { parseValidated } = await import('./parse.js');
-  const read = parseValidated(file, name, text, role);
+  const read = parseValidated(file, name, text, role, fast);
   if ('value' in read) cache?.put(file, role, textHash, read.value, read.source);
   return read;
 }
@@ -332,6 +342,7 @@ async function readIncludes(
   readOrder: string[],
   cache: ConfigCache | undefined,
   warnings?: string[],
+  fast = false,
 ): Promise<Contributor[]> {
   const contributors: Contributor[] = [];
   for (const [i, folder] of (raw.includes ?? []).entries()) {
@@ -351,7 +362,7 @@ async function readIncludes(
     }
     cache?.deps.includeDirs.push([dir, files]);
     for (const file of files) {
-      const read = await readValidated(file, cwd, 'include', cache);
+      const read = await readValidated(file, cwd, 'include', cache, fast);
       readOrder.push(read.source.name);
       if ('value' in read) contributors.push({ source: read.source, raw: read.value });
       else problems.push(...read.problems);
@@ -539,22 +550,55 @@ function applyResponders(
 }
 
 /**
+ * The identity of a file for {@link checkStaplePaths}: device and inode when
+ * it exists (a chain reached through a symlinked folder, a hard link), else
+ * the real path of its folder and its name. Path strings alone are not enough.
+ */
+function fileIdentity(file: string, seen: Map<string, string>): string {
+  let id = seen.get(file);
+  if (id !== undefined) return id;
+  try {
+    const st = statSync(file);
+    id = `i:${st.dev}:${st.ino}`;
+  } catch {
+    const dir = path.dirname(file);
+    let real = seen.get(`\0${dir}`);
+    if (real === undefined) {
+      try {
+        real = realpathSync(dir);
+      } catch {
+        real = dir;
+      }
+      seen.set(`\0${dir}`, real);
+    }
+    id = `p:${path.join(real, path.basename(file))}`;
+  }
+  seen.set(file, id);
+  return id;
+}
+
+/**
  * Two targets writing one staple file would overwrite each other's staple;
- * a staple path equal to a certificate file would overwrite the certificate
- * with a DER response. Both are configuration errors.
+ * a staple path that is a certificate file would overwrite the certificate
+ * with a DER response. Both are configuration errors. Files are compared by
+ * identity ({@link fileIdentity}), not by the path strings.
  */
 function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]): void {
   const staples = new Map<string, Placed>();
   const inputs = new Map<string, Placed>();
+  const seen = new Map<string, string>();
   for (const p of placed) {
     for (const file of [p.target.certPath, p.target.chainPath, p.target.rootchainPath]) {
-      if (file !== undefined && !inputs.has(file)) inputs.set(file, p);
+      if (file === undefined) continue;
+      const id = fileIdentity(file, seen);
+      if (!inputs.has(id)) inputs.set(id, p);
     }
   }
   for (const p of placed) {
     const staple = p.target.staplePath;
+    const stapleId = fileIdentity(staple, seen);
     const ocspAt: KeyPath = p.at[0] === 'domains' ? [...p.at, 'ocsp'] : p.at;
-    const other = staples.get(staple);
+    const other = staples.get(stapleId);
     if (other !== undefined) {
       problems.push(
         p.source.problem(
@@ -563,9 +607,9 @@ function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]):
         ),
       );
     } else {
-      staples.set(staple, p);
+      staples.set(stapleId, p);
     }
-    const input = inputs.get(staple);
+    const input = inputs.get(stapleId);
     if (input !== undefined) {
       problems.push(
         p.source.problem(
@@ -605,7 +649,7 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
     const known = await cachedResult(cache, cwd);
     if (known !== undefined) return known;
     try {
-      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot);
+      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true);
       // a scan's targets depend on the folder's contents: only a load without scans is kept whole;
       // nor one that went without a missing include folder, which may appear by the next run
       if (loaded.scans.length === 0 && loaded.warnings === undefined) cache.putResult(cwd, loaded);
@@ -616,7 +660,14 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
       if (!needsParser(e)) throw e;
     }
   }
-  return loadOnce(mainFile, cwd, undefined, ocspbot);
+  try {
+    // a large plain `domains` block is read by lines (config/fast-domains.ts) ...
+    return await loadOnce(mainFile, cwd, undefined, ocspbot, true);
+  } catch (e) {
+    // ... and any problem inside it is reported from the parser's reading, for its exact positions
+    if (!needsParser(e)) throw e;
+  }
+  return loadOnce(mainFile, cwd, undefined, ocspbot, false);
 }
 
 /**
@@ -659,7 +710,7 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
   for (const [file, textHash] of result.deps.files) {
     let text: string;
     try {
-      text = await readFile(file, 'utf8');
+      text = (await readBounded(file, MAX_CONFIG_FILE)).toString('utf8');
     } catch {
       return undefined;
     }
@@ -688,10 +739,11 @@ async function loadOnce(
   cwd: string,
   cache: ConfigCache | undefined,
   ocspbot = false,
+  fast = false,
 ): Promise<LoadedConfig> {
   fsKinds.clear();
   // 1. Shape: the main file, then the included ones.
-  const read = await readValidated(mainFile, cwd, 'main', cache);
+  const read = await readValidated(mainFile, cwd, 'main', cache, fast);
   if (!('value' in read)) fail('CONFIG_INVALID', read.problems);
   const { source: main, value: raw } = read;
   const problems: ConfigProblem[] = [];
@@ -699,7 +751,7 @@ async function loadOnce(
   const warnings: string[] | undefined = ocspbot ? [] : undefined;
   const contributors: Contributor[] = [
     { source: main, raw },
-    ...(await readIncludes(main, raw, cwd, problems, fileOrder, cache, warnings)),
+    ...(await readIncludes(main, raw, cwd, problems, fileOrder, cache, warnings, fast)),
   ];
   if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
 
@@ -836,6 +888,7 @@ async function loadOnce(
   if (raw.minimum_validity_percentage !== undefined)
     settings.minimumValidityPercentage = raw.minimum_validity_percentage;
   if (raw.backups?.keep !== undefined) settings.backupsKeep = raw.backups.keep;
+  if (raw.overwrite_non_ocsp !== undefined) settings.overwriteNonOcsp = raw.overwrite_non_ocsp;
   if (raw.http?.proxy !== undefined) settings.http.proxy = raw.http.proxy;
   if (raw.http?.user_agent !== undefined) settings.http.userAgent = raw.http.user_agent;
   if (raw.hooks?.on_change !== undefined) settings.hooks.onChange = raw.hooks.on_change;

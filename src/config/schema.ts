@@ -282,6 +282,7 @@ export const mainSchema = z.strictObject({
     })
     .optional(),
   on_revoked_write: z.boolean().optional(),
+  overwrite_non_ocsp: z.boolean().optional(),
   lock_timeout: duration.optional(),
   haproxy: z
     .array(

@@ -92,6 +92,8 @@ export interface Settings {
   };
   /** Write a revoked response over a good staple (default false). */
   onRevokedWrite: boolean;
+  /** Replace an existing non-empty file at a staple path that is not an OCSP response (default false; never a certificate or key). */
+  overwriteNonOcsp?: boolean;
   /** Milliseconds to wait for the staple-folder lock (default 60 000). */
   lockTimeoutMs: number;
   /** Log file templates (with `{year}` … `{second}` placeholders), absolute, if set. */

@@ -64,6 +64,8 @@ export const ERROR_CODES = {
   FILE_WRITE: 'the staple could not be written; the old staple was kept',
   NOT_A_CERTIFICATE: 'the file does not contain a certificate',
   STAPLE_MISSING: 'there is no staple on disk',
+  STAPLE_PATH_REFUSED:
+    'the staple path is not a regular file, or holds a certificate, a key or another file that is not an OCSP response; nothing was written',
   // configuration, process
   CONFIG_YAML: 'the configuration is not valid YAML',
   CONFIG_INVALID: 'the configuration is invalid',

@@ -187,3 +187,16 @@ export function decideRefresh(
     detail: `fresh until ${at.toISOString()}; valid until ${new Date(end).toISOString()}`,
   };
 }
+
+/**
+ * The deadline set by a responder's `Cache-Control: max-age` (RFC 5019 §6.2),
+ * clamped into the response's own window: a max-age beyond usable-until (or
+ * an absurd one, 10^20 seconds) only means "until the response expires", and
+ * never makes an invalid date. A negative or non-numeric one is ignored.
+ */
+export function cacheDeadline(fetchedAt: Date, maxAgeMs: number, usableUntil: Date): Date | undefined {
+  if (Number.isNaN(maxAgeMs) || maxAgeMs < 0) return undefined;
+  const end = usableUntil.getTime();
+  const at = fetchedAt.getTime() + maxAgeMs;
+  return new Date(Number.isFinite(at) && at < end ? at : end);
+}

@@ -16,6 +16,10 @@
  * - A failed refresh keeps the current staple, served while it is valid, and
  *   is retried with backoff: 1 min, doubling, at most 1 h (with ±10 % jitter,
  *   so that a fleet does not retry in step).
+ * - A staple only gets better (core/compare.ts): an answer that verifies but
+ *   is older or shorter than the current valid staple (or carries answers for
+ *   other certificates too) is not adopted; it is reported as `kept` and
+ *   retried with the same backoff. The disk copy is adopted on the same rule.
  * - Each certificate has its own staple, keyed by the SHA-256 of its DER:
  *   the event hands over the DER of the certificate in use, so SNI contexts
  *   and a certificate swapped with `server.setSecureContext()` work without
@@ -23,11 +27,12 @@
  *   refresh is forgotten instead of refreshed (its cache file stays).
  */
 import { createHash, randomInt } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
 import { type Certificate, loadCertificates, parseCertificate } from '../core/certs.js';
 import { StapleError, toStapleError } from '../core/errors.js';
-import { DEFAULT_POLICY, refreshPoint, type RefreshPolicy } from '../core/policy.js';
+import { cacheDeadline, DEFAULT_POLICY, refreshPoint, type RefreshPolicy } from '../core/policy.js';
+import { compareStaples, keptMessage, rankOfVerified } from '../core/compare.js';
 import type { CertIdHash } from '../core/request.js';
 import { usableAt } from '../core/usability.js';
 import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
@@ -91,6 +96,8 @@ export type StaplingEvent =
   | { type: 'cache-loaded'; key: string; subject: string; path: string; nextUpdate: Date }
   | { type: 'cache-error'; key: string; subject: string; path: string; error: StapleError }
   | { type: 'error'; key: string; subject: string; error: StapleError; failures: number; retryAt: Date }
+  /** The responder's verified answer was not better than the current staple, which is kept (core/compare.ts). */
+  | { type: 'kept'; key: string; subject: string; message: string; failures: number; retryAt: Date }
   | { type: 'revoked'; key: string; subject: string; revocationTime?: Date; revocationReason?: string }
   | { type: 'forgotten'; key: string; subject: string; reason: string };
 
@@ -280,7 +287,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
       if (data === undefined) return;
       const v = verifyResponse(stapleBytes(data, path), { cert: e.cert, issuer, now: now(), skewMs });
       assertGood(v);
-      if (!e.staple || v.thisUpdate > e.staple.thisUpdate) {
+      if (!e.staple || compareStaples(rankOfVerified(e.staple), rankOfVerified(v)).better) {
         adopt(e, v);
         emit({ type: 'cache-loaded', key: e.key, subject: e.cert.subject, path, nextUpdate: v.nextUpdate });
       }
@@ -375,7 +382,32 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
         }
         assertGood(v, `the certificate "${e.cert.subject}"`);
         if (closed) return;
-        adopt(e, v, fetched.maxAgeMs !== undefined ? new Date(started.getTime() + fetched.maxAgeMs) : undefined);
+        if (e.staple && servable(e, now().getTime())) {
+          const current = rankOfVerified(e.staple);
+          const candidate = rankOfVerified(v);
+          const verdict = compareStaples(current, candidate);
+          if (!verdict.better) {
+            // not an error: the current staple stays and is served; retried like a failure
+            e.failures++;
+            const retryAt = now().getTime() + backoffMs(e.failures);
+            e.retryAt = retryAt;
+            schedule(e, retryAt);
+            emit({
+              type: 'kept',
+              key: e.key,
+              subject: e.cert.subject,
+              message: keptMessage(current, candidate, verdict.reason, 'the staple in use'),
+              failures: e.failures,
+              retryAt: new Date(retryAt),
+            });
+            return;
+          }
+        }
+        adopt(
+          e,
+          v,
+          fetched.maxAgeMs !== undefined ? cacheDeadline(started, fetched.maxAgeMs, v.usableUntil) : undefined,
+        );
         e.failures = 0;
         e.lastError = undefined;
         e.retryAt = 0;
@@ -394,7 +426,8 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
         const path = cachePath(e);
         if (path) {
           try {
-            await store.write(path, v.der);
+            // the cache folder is created (below its existing parent); only OCSP responses are replaced in it
+            await store.write(path, v.der, { createBelow: dirname(resolve(path, '..')) });
           } catch (err) {
             emit({ type: 'cache-error', key: e.key, subject: e.cert.subject, path, error: toStapleError(err) });
           }

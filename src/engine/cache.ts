@@ -218,8 +218,10 @@ export function readRegularFileSync(path: string, maxBytes = MAX_INPUT_FILE): Bu
   try {
     const limit = Math.min(FAST_READ_MAX, maxBytes + 1);
     // a short read of a regular file is its end; a full buffer may be a larger file or a device
+    // (a positioned read: a FIFO or terminal fails with ESPIPE; /dev/null reads nothing, /dev/zero fills the
+    // buffer: every such file goes to the ordinary read, which refuses non-regular files before reading)
     const n = readSync(fd, readBuffer, 0, limit, 0);
-    if (n >= limit) return undefined;
+    if (n >= limit || n === 0) return undefined;
     return Buffer.from(readBuffer.subarray(0, n));
   } catch {
     return undefined;

@@ -32,7 +32,7 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { failureLine, shortUrl } from '../core/message.js';
@@ -132,6 +132,8 @@ export interface DaemonOptions {
   debounceMs?: number;
   /** Fleet mode: use this fleet instead of opening the one of `fleet:` (tests). */
   fleet?: Fleet;
+  /** The environment hooks run with (default `process.env`), as `runOnce` takes it. */
+  env?: NodeJS.ProcessEnv;
 }
 
 // ---------------------------------------------------------------------------
@@ -153,7 +155,13 @@ export async function proveWritable(dirs: Iterable<string>, createWithin?: strin
     try {
       st = await stat(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && createWithin && isInside(dir, createWithin)) {
+      // only subfolders below the staple folder are created, never the folder itself (a mistyped ocsp_folder)
+      if (
+        (e as NodeJS.ErrnoException).code === 'ENOENT' &&
+        createWithin &&
+        resolve(dir) !== resolve(createWithin) &&
+        isInside(dir, createWithin)
+      ) {
         try {
           await mkdir(dir, { recursive: true });
           st = await stat(dir);
@@ -230,6 +238,8 @@ interface HostRecord {
   /** ok: the host answered (status < 500); failed: a host-level failure; blocked: not contacted (backoff). */
   kind: 'ok' | 'failed' | 'blocked';
   code?: ErrorCode;
+  /** A caIssuers download (not a responder request). */
+  issuer?: boolean;
 }
 
 const SWEEP_KEY = '\u0000sweep';
@@ -636,6 +646,8 @@ export class StapleDaemon {
     if (this.stopping) return;
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
+      // CA folders are read again, so that an issuer added since is found
+      this.ctx.resolver.refresh();
       const queued = await this.rediscover('sweep');
       // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
       for (const [id, e] of this.entries)
@@ -756,15 +768,16 @@ export class StapleDaemon {
     }
   }
 
-  private trackingTransport(records: HostRecord[]): HttpTransport {
+  private trackingTransport(records: HostRecord[], issuer = false): HttpTransport {
     const base = this.transport;
+    const tag = issuer ? { issuer } : {};
     return {
       send: async (req) => {
         const host = hostOf(req.url);
         const url = baseUrlOf(req.method, req.url);
         const until = this.hostBackoff.blockedUntil(host, this.clock.now());
         if (until) {
-          records.push({ host, url, kind: 'blocked' });
+          records.push({ host, url, kind: 'blocked', ...tag });
           throw new StapleError(
             'HTTP_NETWORK',
             `${url}: not contacting ${host} before ${until.toISOString()}: it failed ${this.hostBackoff.failuresOf(host)} time(s) in a row (per-host backoff)`,
@@ -773,12 +786,14 @@ export class StapleDaemon {
         try {
           const res = await base.send(req);
           records.push(
-            res.status >= 500 ? { host, url, kind: 'failed', code: 'HTTP_STATUS' } : { host, url, kind: 'ok' },
+            res.status >= 500
+              ? { host, url, kind: 'failed', code: 'HTTP_STATUS', ...tag }
+              : { host, url, kind: 'ok', ...tag },
           );
           return res;
         } catch (e) {
           const err = toStapleError(e);
-          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code });
+          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code, ...tag });
           throw e;
         }
       },
@@ -823,7 +838,12 @@ export class StapleDaemon {
         }
         outcome = judged;
       } else {
-        const ctx: EngineContext = { ...this.ctx, transport: this.trackingTransport(records) };
+        // caIssuers downloads go through the per-host backoff too
+        const ctx: EngineContext = {
+          ...this.ctx,
+          transport: this.trackingTransport(records),
+          resolver: this.ctx.resolver.withTransport(this.trackingTransport(records, true)),
+        };
         outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
       }
     } finally {
@@ -835,7 +855,8 @@ export class StapleDaemon {
     this.record(entry, outcome, records, force);
     // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
     const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched = (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked');
+    const fetched =
+      (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked' && !r.issuer);
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
@@ -882,13 +903,13 @@ export class StapleDaemon {
     const contacted = records.filter((r) => r.kind !== 'blocked');
     if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
     else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
-    entry.responderUrl = o.url ?? records[0]?.url ?? entry.responderUrl;
+    entry.responderUrl = o.url ?? records.find((r) => !r.issuer)?.url ?? entry.responderUrl;
 
     // per-host health: a 200 carrying tryLater or internalError is still the host failing
     const hostLevel = o.error && (o.error.code === 'OCSP_TRY_LATER' || o.error.code === 'OCSP_INTERNAL_ERROR');
     for (const r of contacted) {
       if (r.kind === 'failed') this.hostBackoff.recordFailure(r.host, now, r.code ?? 'HTTP_NETWORK');
-      else if (hostLevel && o.error) this.hostBackoff.recordFailure(r.host, now, o.error.code);
+      else if (hostLevel && o.error && !r.issuer) this.hostBackoff.recordFailure(r.host, now, o.error.code);
       else this.hostBackoff.recordSuccess(r.host);
     }
 
@@ -928,6 +949,27 @@ export class StapleDaemon {
     }
 
     const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.usableUntil) : undefined;
+    if (o.kept) {
+      // The responder's answer was not better than the staple on disk, which was kept (core/compare.ts):
+      // not an error, but not a renewal either; retried with the failure backoff (and before it expires).
+      entry.consecutiveFailures++;
+      entry.lastError = o.kept.message;
+      entry.nextRefresh = undefined;
+      const plan = planNextAttempt(
+        { ok: false, code: 'OCSP_STALE', failures: entry.consecutiveFailures, ...(expiresAt ? { expiresAt } : {}) },
+        now,
+        this.random,
+      );
+      entry.nextReason = plan.reason;
+      this.schedule.set(id, plan.at);
+      this.log({
+        level: 'warn',
+        id,
+        msg: `${o.kept.message}; retry at ${plan.at.toISOString()} (attempt ${entry.consecutiveFailures}, ${plan.reason})`,
+        fields: { kept: o.kept.reason, nextAttempt: plan.at.toISOString(), reason: plan.reason },
+      });
+      return;
+    }
     if (o.result === 'updated' || o.result === 'unchanged') {
       entry.consecutiveFailures = 0;
       entry.lastCode = undefined;
@@ -951,6 +993,7 @@ export class StapleDaemon {
             reason: o.decision?.reason,
           },
         });
+        if (o.backupError) this.log({ level: 'warn', id, msg: `warning: ${o.backupError}` });
       } else {
         this.log({
           level: 'debug',
@@ -1040,7 +1083,7 @@ export class StapleDaemon {
       if (!hook || items.length === 0) continue;
       try {
         const r = await runHook(event, hook, items.map(item), {
-          env: process.env,
+          env: this.options.env ?? process.env,
           cwd: dirname(this.source.config.file),
         });
         this.log({

@@ -16,13 +16,21 @@
  * a failed push (HAProxy down, socket missing) is simply pushed again at the
  * next run or sweep, and a staple renewed by another process (a daemon, a
  * second cron job) reaches HAProxy too.
+ *
+ * A staple only gets better (core/compare.ts), at HAProxy too: with the hash,
+ * the state file keeps the window of what was pushed (thisUpdate,
+ * usable-until, number of answers, CertID). Different bytes for the same
+ * certificate that are not better than what HAProxy has (a staple file
+ * restored from an old backup, copied over by another tool, a multi-answer
+ * response) are not pushed; they are reported in `kept`. Exactly the same
+ * bytes may be pushed again (`force`, after a HAProxy restart).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { HaproxyTarget } from '../config/types.js';
+import { compareStaples, keptMessage, rankOfBytes, type StapleBytesRank } from '../core/compare.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { stapleBytes, type TargetOutcome } from './staple.js';
@@ -65,6 +73,8 @@ export interface HaproxyPushResult {
 export interface HaproxyPushReport {
   pushed: HaproxyPushResult[];
   failed: HaproxyPushResult[];
+  /** Staples not pushed because they are not better than what was pushed to that socket before. */
+  kept: HaproxyPushResult[];
   /** Staples skipped because exactly these bytes were already pushed to that socket. */
   unchanged: number;
 }
@@ -73,6 +83,41 @@ interface PushState {
   version: 1;
   /** socket → target id → SHA-256 hex of the staple bytes last pushed successfully. */
   pushed: Record<string, Record<string, string>>;
+  /** socket → target id → the window of what was pushed (absent in state files of older versions). */
+  windows?: Record<string, Record<string, PushedWindow>>;
+}
+
+/** What is remembered of a pushed staple, for the monotonic rule. */
+interface PushedWindow {
+  /** CertID of its first answer (a different certificate is never compared). */
+  cid: string;
+  /** thisUpdate, nextUpdate, usable-until (ms) and the number of answers. */
+  tu: number;
+  nu: number;
+  uu: number;
+  n: number;
+  status: 'good' | 'revoked' | 'unknown';
+}
+
+function windowOf(r: StapleBytesRank): PushedWindow {
+  return {
+    cid: r.certId,
+    tu: r.thisUpdate.getTime(),
+    nu: r.nextUpdate.getTime(),
+    uu: (r.usableUntil ?? r.nextUpdate).getTime(),
+    n: r.answers ?? 1,
+    status: r.status,
+  };
+}
+
+function isWindow(w: unknown): w is PushedWindow {
+  if (typeof w !== 'object' || w === null) return false;
+  const x = w as Record<string, unknown>;
+  return (
+    typeof x.cid === 'string' &&
+    [x.tu, x.nu, x.uu, x.n].every((v) => typeof v === 'number' && Number.isFinite(v)) &&
+    (x.status === 'good' || x.status === 'revoked' || x.status === 'unknown')
+  );
 }
 
 function isOutcome(x: HaproxyPushItem | TargetOutcome): x is TargetOutcome {
@@ -167,31 +212,28 @@ async function readState(dir: string | undefined): Promise<PushState> {
   if (!dir) return empty;
   try {
     const data = JSON.parse(await readFile(join(dir, HAPROXY_STATE_NAME), 'utf8')) as Partial<PushState>;
-    if (data && typeof data.pushed === 'object' && data.pushed !== null) return { version: 1, pushed: data.pushed };
+    if (data && typeof data.pushed === 'object' && data.pushed !== null) {
+      const state: PushState = { version: 1, pushed: data.pushed };
+      if (typeof data.windows === 'object' && data.windows !== null) state.windows = data.windows;
+      return state;
+    }
   } catch {
     // missing or damaged: everything counts as not pushed, which only costs a push
   }
   return empty;
 }
 
-/** Replaces the state file atomically (temp file, fsync, rename). */
+/**
+ * Replaces the state file atomically with the file store's write (temporary
+ * file named with its marker, fsync, rename), so that a temporary file left
+ * by an interrupted process is cleaned up like a staple's.
+ */
 async function writeState(dir: string, state: PushState): Promise<void> {
   await mkdir(dir, { recursive: true });
-  const path = join(dir, HAPROXY_STATE_NAME);
-  const tmp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-  try {
-    await fh.writeFile(`${JSON.stringify(state, null, 2)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
+  // a state file, not a staple: the store's "only OCSP responses are replaced" rule does not apply to it
+  await createFileStore().write(join(dir, HAPROXY_STATE_NAME), Buffer.from(`${JSON.stringify(state, null, 2)}\n`), {
+    overwriteNonOcsp: true,
+  });
 }
 
 /**
@@ -208,7 +250,7 @@ export async function pushToHaproxy(
   staples: ReadonlyArray<HaproxyPushItem | TargetOutcome>,
   options: HaproxyPushOptions = {},
 ): Promise<HaproxyPushReport> {
-  const report: HaproxyPushReport = { pushed: [], failed: [], unchanged: 0 };
+  const report: HaproxyPushReport = { pushed: [], failed: [], kept: [], unchanged: 0 };
   if (targets.length === 0) return report;
   const items = eligible(staples);
   if (items.length === 0) return report;
@@ -229,6 +271,15 @@ export async function pushToHaproxy(
     const wanted = new Set(target.certificates);
     const mine = target.certificates.length === 0 ? items : items.filter((i) => wanted.has(i.id));
     const done = (state.pushed[target.socket] ??= {});
+    // null-prototype maps: a certificate named `__proto__` or `constructor` is an ordinary key
+    const allWindows = (state.windows = Object.assign(Object.create(null), state.windows) as Record<
+      string,
+      Record<string, PushedWindow>
+    >);
+    const windows = (allWindows[target.socket] = Object.assign(
+      Object.create(null),
+      allWindows[target.socket],
+    ) as Record<string, PushedWindow>);
     for (const item of mine) {
       const result: HaproxyPushResult = {
         socket: target.socket,
@@ -244,8 +295,27 @@ export async function pushToHaproxy(
           report.unchanged++;
           continue;
         }
+        const rank = rankOfBytes(der);
+        const prev = windows[item.id];
+        if (done[item.id] !== hash && rank && isWindow(prev) && prev.cid === rank.certId) {
+          const before = {
+            status: prev.status,
+            thisUpdate: new Date(prev.tu),
+            nextUpdate: new Date(prev.nu),
+            usableUntil: new Date(prev.uu),
+            answers: prev.n,
+          };
+          const verdict = compareStaples(before, rank);
+          if (!verdict.better) {
+            result.message = `[${item.id}] not pushed to HAProxy at ${target.socket}: ${keptMessage(before, rank, verdict.reason, 'the staple HAProxy was given')}`;
+            report.kept.push(result);
+            options.onNotice?.(result.message);
+            continue;
+          }
+        }
         result.message = await pushStaple(target.socket, der, timeoutMs);
         done[item.id] = hash;
+        if (rank) windows[item.id] = windowOf(rank);
         changed = true;
         report.pushed.push(result);
         options.onNotice?.(`[${item.id}] pushed the staple to HAProxy at ${target.socket}`);

@@ -28,21 +28,60 @@ export function pickLeaf(certs: Certificate[]): { leaf: Certificate; rest: Certi
   return { leaf, rest: certs.filter((c) => c !== leaf) };
 }
 
-/** Shared caches: CA directories are read once, caIssuers URLs fetched once per process. */
+/** What the resolvers made by {@link IssuerResolver.withTransport} share. */
+interface ResolverCaches {
+  /** CA directory listings, until {@link IssuerResolver.refresh}. */
+  dirs: Map<string, Promise<Certificate[]>>;
+  /** caIssuers downloads that succeeded (and the ones in flight). */
+  urls: Map<string, Promise<Certificate[]>>;
+}
+
+/**
+ * Finds issuers, with shared caches: a CA directory is read once until
+ * {@link refresh} (the daemon calls it at each sweep, so a CA certificate
+ * added later is found), a caIssuers URL is downloaded once. A failure — an
+ * unreadable directory, a download that failed — is never remembered: the
+ * next certificate that needs it tries again.
+ */
 export class IssuerResolver {
-  private readonly dirCache = new Map<string, Promise<Certificate[]>>();
-  private readonly urlCache = new Map<string, Promise<Certificate[]>>();
+  /** Not readonly: {@link withTransport} shares them. */
+  private caches: ResolverCaches;
   private readonly caDirs: string[];
   private readonly transport: HttpTransport | undefined;
 
   constructor(options: { caDirs?: string[]; transport?: HttpTransport } = {}) {
     this.caDirs = options.caDirs ?? [];
     this.transport = options.transport;
+    this.caches = { dirs: new Map(), urls: new Map() };
+  }
+
+  /**
+   * The same resolver (same directories, same caches) downloading through
+   * `transport`: the daemon passes the transport that keeps its per-host
+   * backoff, the one its responder requests go through.
+   */
+  withTransport(transport: HttpTransport): IssuerResolver {
+    const r = new IssuerResolver({ caDirs: this.caDirs, transport });
+    r.caches = this.caches;
+    return r;
+  }
+
+  /** Forgets the CA directory listings, so that they are read again when next needed. */
+  refresh(): void {
+    this.caches.dirs.clear();
+  }
+
+  /** Remembers `p` under `key` while it is pending or once it succeeded; a failure is forgotten. */
+  private static remember(cache: Map<string, Promise<Certificate[]>>, key: string, p: Promise<Certificate[]>): void {
+    cache.set(key, p);
+    p.catch(() => {
+      if (cache.get(key) === p) cache.delete(key);
+    });
   }
 
   /** All certificates from a CA directory (`*.pem`, `*.crt`, `*.cer`, `*.der`); unreadable files are skipped. */
   private loadDir(dir: string): Promise<Certificate[]> {
-    let p = this.dirCache.get(dir);
+    let p = this.caches.dirs.get(dir);
     if (!p) {
       p = (async () => {
         let names: string[];
@@ -64,13 +103,13 @@ export class IssuerResolver {
         }
         return out;
       })();
-      this.dirCache.set(dir, p);
+      IssuerResolver.remember(this.caches.dirs, dir, p);
     }
     return p;
   }
 
   private fetchUrl(url: string): Promise<Certificate[]> {
-    let p = this.urlCache.get(url);
+    let p = this.caches.urls.get(url);
     if (!p) {
       const transport = this.transport;
       p = (async () => {
@@ -82,7 +121,7 @@ export class IssuerResolver {
         const { parseCaIssuersContent } = await import('../core/asn1.js');
         return parseCaIssuersContent(res.body, url);
       })();
-      this.urlCache.set(url, p);
+      IssuerResolver.remember(this.caches.urls, url, p);
     }
     return p;
   }

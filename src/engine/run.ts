@@ -4,11 +4,13 @@
  * failing certificate never stops the others unless `stop_on_error`; the
  * staple folder is locked against overlapping runs; hooks run at the end.
  */
+import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import type { RefreshPolicy } from '../core/policy.js';
 import type { Fleet } from '../fleet/contract.js';
+import { describeFsError } from '../io/files.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
 import { USER_AGENT } from '../version.js';
@@ -96,7 +98,10 @@ export function contextFor(
     makeBackups: s.makeBackups,
     onRevokedWrite: s.onRevokedWrite,
     urlOverrides: s.responderUrlOverrides,
+    // folders below the staple folder (a recursive scan's) are created; a missing ocsp_folder is not
+    stapleRoot: s.ocspFolder,
   };
+  if (s.overwriteNonOcsp) ctx.overwriteNonOcsp = true;
   if (s.backupsKeep !== undefined) ctx.backupKeep = s.backupsKeep;
   return ctx;
 }
@@ -139,7 +144,31 @@ function localConcurrency(s: Settings): number {
 const LOCAL_CONCURRENCY = 128;
 
 /**
- * Runs once over every target of `config`. Throws only for LOCK_TIMEOUT or
+ * Don't create what the operator mistyped: the staple folder (`ocsp_folder`)
+ * must exist; only subfolders below it (a recursive scan's) are created.
+ * @throws StapleError `CONFIG_INVALID` naming the folder.
+ */
+export async function assertStapleFolder(dir: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(dir);
+  } catch (e) {
+    const missing = (e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR';
+    throw new StapleError(
+      'CONFIG_INVALID',
+      missing
+        ? `ocsp_folder: the staple folder ${dir} does not exist (create it, or correct the path); nothing was fetched or written`
+        : `ocsp_folder: the staple folder ${dir} cannot be used: ${describeFsError(e)}`,
+      { cause: e },
+    );
+  }
+  if (!st.isDirectory()) {
+    throw new StapleError('CONFIG_INVALID', `ocsp_folder: ${dir} is not a folder; nothing was fetched or written`);
+  }
+}
+
+/**
+ * Runs once over every target of `config`. Throws only for LOCK_TIMEOUT, a missing ocsp_folder (CONFIG_INVALID) or
  * an unwritable staple folder; per-target failures are in the report.
  */
 export async function runOnce(config: LoadedConfig, options: RunOptions = {}): Promise<RunReport> {
@@ -155,6 +184,12 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     targets = targets.filter((t) => wanted.has(t.id));
   }
 
+  if (!options.dryRun) await assertStapleFolder(s.ocspFolder);
+  else {
+    await assertStapleFolder(s.ocspFolder).catch((e: unknown) =>
+      options.onNotice?.(`warning: ${toStapleError(e).message}; a real run would stop here`),
+    );
+  }
   const lock = options.dryRun
     ? undefined
     : await acquireLock(s.ocspFolder, s.lockTimeoutMs, (pid) =>
@@ -295,6 +330,7 @@ export function crlWatchFor(
     transport,
     store,
     cacheDir: crlCacheDir(config),
+    createBelow: config.settings.ocspFolder,
     maxBytes: c.maxBytes,
     timeoutMs: c.timeoutMs,
     now,

@@ -23,8 +23,16 @@ import {
   parseCertificate,
   publicKeyOf,
 } from '../core/certs.js';
+import {
+  compareStaples,
+  keptMessage,
+  rankOfVerified,
+  type ComparisonReason,
+  type RankedStaple,
+} from '../core/compare.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import {
+  cacheDeadline,
   decideRefresh,
   type CertWindow,
   type RefreshDecision,
@@ -96,6 +104,14 @@ export interface EngineContext {
   /** Maps an AIA URL to an override URL or 'disabled'. */
   urlOverrides?: Record<string, string>;
   /**
+   * The staple folder (`ocsp_folder`): missing folders below it are created
+   * for a staple (a recursive scan's subfolders); any other missing folder is
+   * an error naming it. Without it, a staple's folder must exist.
+   */
+  stapleRoot?: string;
+  /** Replace an existing non-empty file that is not an OCSP response (`overwrite_non_ocsp`; default false). */
+  overwriteNonOcsp?: boolean;
+  /**
    * A certificate without a responder is a failure (`NO_OCSP_URL`), as in
    * ocspbot. Default false: it is triaged (core/triage.ts) and, unless it is
    * must-staple, skipped with one notice.
@@ -163,6 +179,15 @@ export interface TargetOutcome {
   backupPath?: string;
   /** When the staple should next be looked at (the refresh point), ISO. */
   nextRefresh?: string;
+  /**
+   * Set when the responder's verified answer was not better than the valid
+   * staple on disk (core/compare.ts), which was kept byte-for-byte: the result
+   * is `unchanged`, nothing is counted as renewed, and the daemon retries
+   * with its failure backoff.
+   */
+  kept?: { reason: ComparisonReason; message: string };
+  /** The staple was written, but keeping its backup failed (a warning: the write is what counts). */
+  backupError?: string;
   /** Notices gathered while processing. */
   notices: string[];
   /**
@@ -801,6 +826,7 @@ async function processEnabled(
 
     let load: LoadResult | undefined;
     let state: StapleState;
+    let currentDecoded: DecodedResponse | undefined;
     let window: CertWindow & { subject: string };
     if (hit) {
       slot?.cache.markSeen(hit);
@@ -826,6 +852,7 @@ async function processEnabled(
       now = ctx.now();
       const current = await judgeStaple(stapleRead, target.staplePath, load.loaded, now, ctx.skewMs);
       state = current.state;
+      currentDecoded = current.decoded;
       if (current.verified) {
         out.staple = summarize(current.verified);
         if (slot && sources && load.issuerFromFiles && stapleRead.data && current.decoded) {
@@ -902,53 +929,79 @@ async function processEnabled(
     out.url = fetched.url;
     out.method = fetched.method;
     const v = fetched.response;
+    let candidateDecoded: DecodedResponse | undefined;
+    try {
+      candidateDecoded = decodeResponse(v.der);
+    } catch {
+      // verified from these very bytes: cannot happen
+    }
     // What is written was verified just now: the next run can take it from the cache.
     const remember = (): void => {
-      if (!slot || !sources || !load?.issuerFromFiles) return;
-      let decoded: DecodedResponse;
-      try {
-        decoded = decodeResponse(v.der);
-      } catch {
-        return;
-      }
-      const rec = recordFor(sources.key, contentHash(v.der), loaded.cert, v, decoded);
+      if (!slot || !sources || !load?.issuerFromFiles || !candidateDecoded) return;
+      const rec = recordFor(sources.key, contentHash(v.der), loaded.cert, v, candidateDecoded);
       if (rec) slot.cache.set(slot.name, rec);
+    };
+    // A staple only ever gets better (core/compare.ts): the valid staple on disk is the bar.
+    const currentRank: RankedStaple | undefined =
+      state.kind === 'valid'
+        ? { ...state.facts, answers: answersIn(stapleRead?.data, currentDecoded, target.staplePath) }
+        : undefined;
+    const candidateRank: RankedStaple = {
+      status: v.status,
+      thisUpdate: v.thisUpdate,
+      nextUpdate: v.nextUpdate,
+      usableUntil: v.usableUntil,
+      answers: candidateDecoded?.basic?.singles.length ?? 1,
+    };
+    const verdict = compareStaples(currentRank, candidateRank);
+    const keep = (): TargetOutcome => {
+      const message = keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason);
+      out.kept = { reason: verdict.reason, message };
+      out.result = 'unchanged';
+      notice(message);
+      out.nextRefresh = decision.at.toISOString();
+      return out;
     };
     if (v.status === 'revoked') {
       out.revoked = { source: 'ocsp', url: fetched.url, certificate: certFingerprint(loaded.cert) };
       if (v.revocationTime) out.revoked.time = v.revocationTime.toISOString();
       if (v.revocationReason) out.revoked.reason = v.revocationReason;
-      if (ctx.onRevokedWrite) {
+      if (ctx.onRevokedWrite && verdict.better) {
         await writeStaple(ctx, target, v, out);
-        remember();
         out.result = 'updated';
         out.staple = summarize(v); // the staple now on disk is the revoked response
+        remember();
+      } else if (ctx.onRevokedWrite) {
+        notice(keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason));
       }
     }
     assertGood(v, `the certificate "${loaded.cert.subject}"`);
+    if (!verdict.better) return keep();
     await writeStaple(ctx, target, v, out);
-    remember();
+    // The staple is written: from here on nothing may report this as a failure.
     out.result = 'updated';
     out.staple = summarize(v);
+    remember();
     if (ctx.fleet && fleetJob && fleetJob !== 'done') await publishFetched(ctx.fleet, fleetJob, v, out, notice);
+    const decidedAt = ctx.now();
+    const cacheUntil = fetched.maxAgeMs !== undefined ? cacheDeadline(now, fetched.maxAgeMs, v.usableUntil) : undefined;
     const after = decideRefresh(
-      {
-        kind: 'valid',
-        facts: {
-          ...v,
-          ...(fetched.maxAgeMs !== undefined ? { cacheUntil: new Date(now.getTime() + fetched.maxAgeMs) } : {}),
-        },
-      },
+      { kind: 'valid', facts: { ...v, ...(cacheUntil ? { cacheUntil } : {}) } },
       loaded.cert,
       ctx.policy,
-      ctx.now(),
+      decidedAt,
     );
-    out.nextRefresh = after.at.toISOString();
+    out.nextRefresh = Number.isNaN(after.at.getTime()) ? decidedAt.toISOString() : after.at.toISOString();
     return out;
   } catch (e) {
     const err = toStapleError(e);
-    const wroteRevoked = out.result === 'updated' && err.code === 'OCSP_REVOKED';
-    out.result = wroteRevoked ? 'updated' : 'failed';
+    if (out.result === 'updated') {
+      // The staple was written: that is the event (on_change, HAProxy push); a revoked one is still an error
+      if (err.code === 'OCSP_REVOKED') out.error = { code: err.code, message: err.message };
+      else notice(`the staple was written, but then: ${err.code}: ${err.message}`);
+      return out;
+    }
+    out.result = 'failed';
     out.error = { code: err.code, message: err.message };
     return out;
   } finally {
@@ -969,12 +1022,9 @@ interface FleetJob {
   direct?: string;
 }
 
-/** Fleet facts for "is the candidate better than the staple on disk": later nextUpdate, then later thisUpdate. */
-function isBetterStaple(candidate: StapleFacts, current: StapleFacts | undefined): boolean {
-  if (current === undefined || current.status !== 'good') return true;
-  const dn = candidate.nextUpdate.getTime() - current.nextUpdate.getTime();
-  if (dn !== 0) return dn > 0;
-  return candidate.thisUpdate.getTime() > current.thisUpdate.getTime();
+/** "Is the candidate better than the staple on disk": the one rule of core/compare.ts. */
+function isBetterStaple(candidate: VerifiedResponse, current: StapleFacts | undefined): boolean {
+  return compareStaples(current, rankOfVerified(candidate)).better;
 }
 
 /**
@@ -1018,7 +1068,7 @@ async function fleetStep(
       const v = j.verified;
       if (v.status !== 'good') return { ok: false, unusable: false, reason: `its status is ${v.status}` };
       const facts = factsOf(v);
-      if (!isBetterStaple(facts, current)) {
+      if (!isBetterStaple(v, current)) {
         return {
           ok: false,
           unusable: false,
@@ -1105,9 +1155,27 @@ async function publishFetched(
   }
 }
 
+/** The number of answers in a staple (1 when it cannot be told: only a multi-answer staple is treated differently). */
+function answersIn(data: Buffer | undefined, decoded: DecodedResponse | undefined, path: string): number {
+  if (decoded?.basic) return decoded.basic.singles.length;
+  if (data === undefined) return 1;
+  try {
+    return decodeResponse(stapleBytes(data, path)).basic?.singles.length ?? 1;
+  } catch {
+    return 1;
+  }
+}
+
 async function writeStaple(ctx: EngineContext, target: Target, v: VerifiedResponse, out: TargetOutcome): Promise<void> {
   const opts: Parameters<StapleStore['write']>[2] = { backup: ctx.makeBackups ?? false, now: ctx.now() };
   if (ctx.backupKeep !== undefined) opts.backupKeep = ctx.backupKeep;
+  if (ctx.stapleRoot !== undefined) opts.createBelow = ctx.stapleRoot;
+  if (ctx.overwriteNonOcsp) opts.overwriteNonOcsp = true;
   const res = await ctx.store.write(target.staplePath, v.der, opts);
   if (res.backupPath) out.backupPath = res.backupPath;
+  if (res.backupError) {
+    out.backupError = res.backupError;
+    out.notices.push(`warning: ${res.backupError}`);
+    ctx.onNotice?.(target.id, `warning: ${res.backupError}`);
+  }
 }

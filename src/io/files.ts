@@ -1,24 +1,72 @@
 /**
  * Reading input files with errors that name the file and say what is wrong.
  */
-import { readFile } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { StapleError } from '../core/errors.js';
 
 /** Upper bound for any certificate, chain or staple file we read (they are a few KiB). */
 export const MAX_INPUT_FILE = 4 * 1024 * 1024;
 
-/** Reads a whole file; every failure is `FILE_UNREADABLE` with the path and the reason. */
-export async function readInputFile(path: string, what = 'file'): Promise<Buffer> {
-  let data: Buffer;
+/** What a non-regular file is, for messages: "directory", "character device", "FIFO", … */
+export function fileTypeName(st: Stats): string {
+  if (st.isDirectory()) return 'directory';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  if (st.isFIFO()) return 'FIFO (named pipe)';
+  if (st.isSocket()) return 'socket';
+  if (st.isSymbolicLink()) return 'symbolic link';
+  return st.isFile() ? 'regular file' : 'special file';
+}
+
+/**
+ * Reads a whole input file, bounded: the file is opened without blocking
+ * (a FIFO would otherwise wait for a writer), checked with `fstat` on the
+ * open descriptor, and refused before any read when it is not a regular
+ * file (FIFO, socket, device such as /dev/zero) or larger than `maxBytes`
+ * (a sparse 2 GB file is never read). The read itself stops at `maxBytes`
+ * too, for a file that grows meanwhile. Every failure is `FILE_UNREADABLE`
+ * with the path and the reason.
+ */
+export async function readInputFile(path: string, what = 'file', maxBytes = MAX_INPUT_FILE): Promise<Buffer> {
   try {
-    data = await readFile(path);
+    return await readBounded(path, maxBytes);
   } catch (e) {
     throw new StapleError('FILE_UNREADABLE', `${path}: cannot read ${what}: ${describeFsError(e)}`, { cause: e });
   }
-  if (data.length > MAX_INPUT_FILE) {
-    throw new StapleError('FILE_UNREADABLE', `${path}: ${what} is larger than ${MAX_INPUT_FILE} bytes`);
+}
+
+/**
+ * The bounded read of {@link readInputFile}. Throws a file-system error, or
+ * an Error whose message says what is wrong ("it is a FIFO (named pipe), not
+ * a regular file", "it is larger than … bytes"); {@link describeFsError}
+ * gives the reason of either.
+ */
+export async function readBounded(path: string, maxBytes: number): Promise<Buffer> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (!st.isFile()) throw new Error(`it is a ${fileTypeName(st)}, not a regular file`);
+    const tooLarge = (): Error => new Error(`it is larger than ${maxBytes} bytes`);
+    if (st.size > maxBytes) throw new Error(`it is larger than ${maxBytes} bytes (${st.size} bytes)`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    let buf = Buffer.alloc(st.size + 1);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, total);
+      if (bytesRead === 0) break;
+      chunks.push(buf.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > maxBytes) throw tooLarge();
+      // it grew between fstat and read: read on, still bounded
+      if (bytesRead === buf.length) buf = Buffer.alloc(64 * 1024);
+      else buf = buf.subarray(bytesRead);
+    }
+    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total);
+  } finally {
+    await fh.close().catch(() => undefined);
   }
-  return data;
 }
 
 /** A short, operator-friendly reason for a file-system error. */

@@ -14,13 +14,25 @@
  * is replaced atomically and the link itself is left alone, so a layout
  * where `/etc/nginx/ocsp/site.der -> /var/lib/staplekeeper/site.der` keeps
  * working.
+ *
+ * Only staples are replaced (docs/SECURITY.md): a staple path (or a link's
+ * target) that is a directory, device, FIFO or socket is refused with
+ * `FILE_WRITE` before anything is opened for writing; an existing file
+ * holding a certificate or a key (PEM or DER) is refused with
+ * `STAPLE_PATH_REFUSED`, and so is any other non-empty file that is not an
+ * OCSP response unless {@link WriteOptions.overwriteNonOcsp}. Nothing is
+ * written then. The staple's folder must exist; only folders below
+ * {@link WriteOptions.createBelow} (an existing staple folder) are created.
+ * A backup that fails after the staple was renamed into place does not undo
+ * or hide the write: it is reported in {@link WriteResult.backupError}.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, realpath, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { StapleError } from '../core/errors.js';
-import { describeFsError, isProcessAlive } from './files.js';
+import { classifyFile } from '../core/filekind.js';
+import { describeFsError, fileTypeName, isProcessAlive } from './files.js';
 
 /** The prefix of temporary files; stale ones from an interrupted run are cleaned up. */
 export const TEMP_MARKER = '.sk-tmp-';
@@ -33,6 +45,14 @@ export interface WriteOptions {
   backupKeep?: number;
   /** The time used for the backup name. */
   now?: Date;
+  /**
+   * An existing folder below which missing folders on the way to the staple
+   * are created (a recursive scan's subfolders under `ocsp_folder`). Without
+   * it, or for a staple outside it, a missing folder is an error naming it.
+   */
+  createBelow?: string;
+  /** Replace an existing non-empty file that is not an OCSP response (never a certificate or key). */
+  overwriteNonOcsp?: boolean;
 }
 
 /** The result of a write. */
@@ -40,6 +60,8 @@ export interface WriteResult {
   /** The file actually replaced (the symlink target for a link). */
   path: string;
   backupPath?: string;
+  /** Why the backup could not be kept (the staple itself was written). */
+  backupError?: string;
   /** Backups removed by `backupKeep`. */
   pruned: string[];
 }
@@ -179,13 +201,120 @@ async function pruneBackups(target: string, keep: number): Promise<string[]> {
 const cleaned = new Map<string, number>();
 const CLEAN_INTERVAL_MS = 60_000;
 
-async function prepareFolder(dir: string): Promise<void> {
+/** True when `dir` lies strictly below `root`. */
+function isBelow(dir: string, root: string): boolean {
+  const rel = relative(resolve(root), resolve(dir));
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+/** Refuses what an existing file holds: a certificate, a key, or not an OCSP response. */
+function refused(message: string): StapleError {
+  return new StapleError('STAPLE_PATH_REFUSED', message);
+}
+
+/** Refuses a staple path that is not a regular file (directory, device, FIFO, socket). */
+function notRegular(message: string): StapleError {
+  return new StapleError('FILE_WRITE', message);
+}
+
+async function prepareFolder(dir: string, createBelow: string | undefined, path: string): Promise<void> {
   const last = cleaned.get(dir);
   if (last !== undefined && Date.now() - last < CLEAN_INTERVAL_MS) return;
-  // a staple folder (or a scan's subfolder) that does not exist yet is created, as an operator expects
-  await mkdir(dir, { recursive: true });
+  let st;
+  try {
+    st = await stat(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  if (st === undefined) {
+    // Don't create what the operator mistyped: only subfolders below an existing staple folder
+    const root = createBelow === undefined ? undefined : await stat(createBelow).catch(() => undefined);
+    if (createBelow === undefined || !root?.isDirectory() || !isBelow(dir, createBelow)) {
+      throw new StapleError(
+        'FILE_WRITE',
+        `${path}: cannot write the staple: the folder ${dir} does not exist (create it, or correct the path); nothing was written`,
+      );
+    }
+    await mkdir(dir, { recursive: true });
+  } else if (!st.isDirectory()) {
+    throw new StapleError(
+      'FILE_WRITE',
+      `${path}: cannot write the staple: ${dir} is not a directory; the old staple was kept`,
+    );
+  }
   await cleanStaleTemps(dir);
   cleaned.set(dir, Date.now());
+}
+
+/** The largest existing file inspected before it is replaced (a staple is a few KiB). */
+const MAX_INSPECT = 1024 * 1024;
+
+/**
+ * Refuses to replace anything but a regular file holding an OCSP response
+ * (or nothing). Reads at most {@link MAX_INSPECT} bytes, through a
+ * descriptor opened without blocking and checked with `fstat` first.
+ */
+async function guardExisting(target: string, path: string, overwriteNonOcsp: boolean): Promise<void> {
+  const shown = target === resolve(path) ? path : `${path} (-> ${target})`;
+  // looked at before it is opened: opening a device may itself do something
+  let pre;
+  try {
+    pre = await lstat(target);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  if (!pre.isFile()) {
+    throw notRegular(
+      `${shown}: is a ${fileTypeName(pre)}, not a regular file; refusing to replace it, nothing was written`,
+    );
+  }
+  let fh;
+  try {
+    fh = await open(target, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'EISDIR') throw notRegular(`${shown}: is a directory, not a staple file; nothing was written`);
+    if (code === 'ENXIO') throw notRegular(`${shown}: is a socket or FIFO, not a regular file; nothing was written`);
+    if (code === 'EACCES' || code === 'EPERM') return; // unreadable: the write itself reports it
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw notRegular(
+        `${shown}: is a ${fileTypeName(st)}, not a regular file; refusing to replace it, nothing was written`,
+      );
+    }
+    if (st.size === 0) return;
+    if (st.size > MAX_INSPECT) {
+      if (overwriteNonOcsp) return;
+      throw refused(
+        `${shown}: holds ${st.size} bytes, not an OCSP response; refusing to overwrite it (set overwrite_non_ocsp: true, or fetch --overwrite, to allow it); nothing was written`,
+      );
+    }
+    const buf = Buffer.alloc(st.size);
+    let n = 0;
+    while (n < buf.length) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
+      if (bytesRead === 0) break;
+      n += bytesRead;
+    }
+    const kind = classifyFile(buf.subarray(0, n));
+    if (kind === 'certificate' || kind === 'key') {
+      throw refused(
+        `${shown}: holds a ${kind === 'key' ? 'key' : 'certificate'}; a staple never replaces an input file, nothing was written (correct the staple path)`,
+      );
+    }
+    if (kind === 'other' && !overwriteNonOcsp) {
+      throw refused(
+        `${shown}: is not an OCSP response; refusing to overwrite it (set overwrite_non_ocsp: true, or fetch --overwrite, to allow it); nothing was written`,
+      );
+    }
+  } finally {
+    await fh.close();
+  }
 }
 
 /**
@@ -270,9 +399,11 @@ export function createFileStore(options: FileStoreOptions = {}): StapleStore {
       }
       const result: WriteResult = { path: target, pruned: [] };
       try {
-        await prepareFolder(dirname(target));
+        await prepareFolder(dirname(target), options.createBelow, path);
+        await guardExisting(target, path, options.overwriteNonOcsp ?? false);
         await atomicReplace(target, data, newMode);
       } catch (e) {
+        if (e instanceof StapleError) throw e;
         throw new StapleError(
           'FILE_WRITE',
           `${path}: cannot write the staple: ${describeFsError(e)}; the old staple was kept`,
@@ -286,11 +417,8 @@ export function createFileStore(options: FileStoreOptions = {}): StapleStore {
           result.backupPath = backupPath;
           if (options.backupKeep !== undefined) result.pruned = await pruneBackups(target, options.backupKeep);
         } catch (e) {
-          throw new StapleError(
-            'FILE_WRITE',
-            `${backupPath}: the staple was written but its backup failed: ${describeFsError(e)}`,
-            { cause: e },
-          );
+          // the staple is in place: that is the event; the backup is a warning
+          result.backupError = `${backupPath}: the staple was written, but its backup failed: ${describeFsError(e)}`;
         }
       }
       return result;

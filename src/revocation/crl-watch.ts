@@ -51,6 +51,8 @@ export interface CrlWatchOptions {
   store: StapleStore;
   /** The folder of the disk cache (created on first write); undefined: no disk cache. */
   cacheDir?: string;
+  /** The folder below which the cache folder may be created (the configuration's ocsp_folder). */
+  createBelow?: string;
   /** Body cap of one CRL download. */
   maxBytes: number;
   /** Deadline of one CRL download. */
@@ -242,8 +244,10 @@ export class CrlWatch {
     if (lastModified) meta.lastModified = lastModified;
     try {
       // the DER first: a meta file always describes bytes that are there (its hash is checked on read)
-      await this.opts.store.write(p.der, der);
-      await this.opts.store.write(p.meta, Buffer.from(`${JSON.stringify(meta)}\n`));
+      // state files, not staples: the store's "only OCSP responses are replaced" rule does not apply
+      const w = { overwriteNonOcsp: true, ...(this.opts.createBelow ? { createBelow: this.opts.createBelow } : {}) };
+      await this.opts.store.write(p.der, der, w);
+      await this.opts.store.write(p.meta, Buffer.from(`${JSON.stringify(meta)}\n`), w);
     } catch (e) {
       this.opts.onNotice?.(`cannot cache the CRL of ${url}: ${toStapleError(e).message}`);
     }

@@ -121,7 +121,8 @@ export async function updateMarks(ocspFolder: string, changes: MarkChange[], sto
   }
   if (changed) {
     const body = `${JSON.stringify({ format: FORMAT, version: VERSION, marks: { ...marks } }, null, 1)}\n`;
-    await store.write(marksPath(ocspFolder), Buffer.from(body, 'utf8'));
+    // a state file, not a staple: the store's "only OCSP responses are replaced" rule does not apply to it
+    await store.write(marksPath(ocspFolder), Buffer.from(body, 'utf8'), { overwriteNonOcsp: true });
   }
   return marks;
 }

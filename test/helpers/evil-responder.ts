@@ -19,8 +19,11 @@ import {
   certIdFor,
   derLength,
   goodResponseFor,
+  mintCert,
   mintOcspResponse,
+  OID,
   readDer,
+  sharedKey,
   tlv,
   type CertIdFields,
   type GoodResponseOverrides,
@@ -791,4 +794,105 @@ export function scenario(name: string): Scenario {
   const s = SCENARIOS.find((x) => x.name === name);
   if (!s) throw new Error(`no scenario named ${name}`);
   return s;
+}
+
+// ---------------------------------------------------------------------------
+// Worse but valid (issue 11): answers that verify, but must not replace the staple on disk
+// ---------------------------------------------------------------------------
+
+/**
+ * An answer that passes every rule of OCSP-REFERENCE §2 and yet is worse than
+ * the staple on disk (core/compare.ts). The staple on disk these are built
+ * against is {@link ctxStandardStaple}: thisUpdate an hour ago, nextUpdate in
+ * 7 days, signed by the PKI's long-lived delegated responder.
+ */
+export interface WorseScenario {
+  name: string;
+  /** The comparison reason a correct client gives (core/compare.ts ComparisonReason). */
+  reason: 'shorter' | 'not-newer' | 'multi-answer';
+  build(ctx: ScenarioContext): Behaviour;
+}
+
+/** The staple on disk the {@link WORSE_SCENARIOS} are worse than: `ctx.good()`. */
+export function ctxStandardStaple(ctx: ScenarioContext): Buffer {
+  return ctx.good();
+}
+
+/** A delegated responder of `ctx.pki.root` that expires in an hour. */
+export function shortLivedResponder(ctx: ScenarioContext): MintedCert {
+  return mintCert({
+    subjectCN: `short-lived responder ${ctx.pki.keyType}`,
+    issuer: ctx.pki.root,
+    key: sharedKey(ctx.pki.keyType, 'responder-short'),
+    notBefore: new Date(ctx.now.getTime() - DAY),
+    notAfter: new Date(ctx.now.getTime() + HOUR),
+    eku: [OID.kpOcspSigning],
+    keyUsage: ['digitalSignature'],
+  });
+}
+
+export const WORSE_SCENARIOS: WorseScenario[] = [
+  {
+    // the same nextUpdate, an older thisUpdate: a CDN serving yesterday's copy
+    name: 'older-thisUpdate',
+    reason: 'not-newer',
+    build: (ctx) => ocsp(ctx.good({ producedAt: ago(ctx, 2 * HOUR), single: { thisUpdate: ago(ctx, 2 * HOUR) } })),
+  },
+  {
+    // the same answer again (a cache): not better either
+    name: 'same-answer',
+    reason: 'not-newer',
+    build: (ctx) => ocsp(ctx.good()),
+  },
+  {
+    // newer, but valid for two minutes where the staple on disk has 7 days left (the issue's reproduction)
+    name: 'shorter-nextUpdate',
+    reason: 'shorter',
+    build: (ctx) =>
+      ocsp(ctx.good({ producedAt: ctx.now, single: { thisUpdate: ctx.now, nextUpdate: ahead(ctx, 2 * 60_000) } })),
+  },
+  {
+    // newer, same nextUpdate, but its delegated signer expires in an hour: usable for an hour only
+    name: 'signer-expiring-sooner',
+    reason: 'shorter',
+    build: (ctx) =>
+      ocsp(
+        ctx.good({
+          signer: shortLivedResponder(ctx),
+          includeSignerCert: true,
+          producedAt: ctx.now,
+          single: { thisUpdate: ctx.now },
+        }),
+      ),
+  },
+  {
+    // newer and longer, but with answers for other certificates too: HAProxy refuses such a staple
+    name: 'multi-answer',
+    reason: 'multi-answer',
+    build: (ctx) => {
+      const other = ctx.pki.leaves[1] ?? ctx.leaf;
+      return ocsp(
+        mintOcspResponse({
+          signer: ctx.pki.signer,
+          producedAt: ctx.now,
+          singles: [ctx.leaf, other].map((l) => ({
+            certId: certIdFor(l.der, ctx.pki.root.der),
+            status: 'good' as const,
+            thisUpdate: ctx.now,
+            nextUpdate: ahead(ctx, 8 * DAY),
+          })),
+        }),
+      );
+    },
+  },
+];
+
+/** A better answer (newer and longer) with a `Cache-Control: max-age` of 10^20 seconds. */
+export function hugeMaxAge(ctx: ScenarioContext): Behaviour {
+  return {
+    kind: 'respond',
+    status: 200,
+    headers: { 'content-type': OCSP_CONTENT_TYPE, 'cache-control': 'public, max-age=100000000000000000000' },
+    body: ctx.good({ producedAt: ctx.now, single: { thisUpdate: ctx.now, nextUpdate: ahead(ctx, 8 * DAY) } }),
+  };
 }

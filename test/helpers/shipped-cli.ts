@@ -283,7 +283,7 @@ export function shippedCliCases(title: string, setup: () => Promise<Shipped>, bu
     );
 
     it(
-      'the daemon: watches, serves /metrics and /healthz, stops on SIGTERM with exit 0',
+      'the daemon: serves /metrics and /healthz, survives SIGHUP and SIGUSR1, stops on SIGTERM with exit 0',
       async () => {
         const dir = join(work, 'run'); // the configuration of the run case, staples in place
         const port = await freePort();
@@ -315,6 +315,13 @@ export function shippedCliCases(title: string, setup: () => Promise<Shipped>, bu
         expect(stderr).not.toMatch(/error/i);
         expect(healthz).toBe(200);
         expect(metrics).toMatch(/^staplekeeper_\w+/m);
+        // the daemon's signals: SIGHUP reloads, SIGUSR1 checks now (and never opens Node's inspector)
+        child.kill('SIGHUP');
+        child.kill('SIGUSR1');
+        await new Promise((r) => setTimeout(r, 1000));
+        expect(child.exitCode).toBeNull();
+        expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+        expect(stderr).not.toMatch(/Debugger listening|inspector/i);
         child.kill('SIGTERM');
         expect(await exited).toBe(0);
       },

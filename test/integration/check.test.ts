@@ -4,7 +4,7 @@
  * states and exit codes a monitoring system sees, and proof that the check
  * never asks the responder anything.
  */
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
@@ -35,6 +35,7 @@ describe('staplekeeper check (binary, real responder)', () => {
 
   it('reports OK, CRITICAL for revoked and missing staples, and UNKNOWN for a broken configuration, without fetching', async () => {
     const leaves = pki.leaves;
+    await mkdir(join(dir, 'staples'), { recursive: true }); // the staple folder must exist (issue 11, point 7)
     const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
       ocsp_folder: join(dir, 'staples'),
       on_revoked_write: true, // so that a revoked staple lies on disk for the check to find
@@ -105,6 +106,7 @@ describe('staplekeeper check (binary, real responder)', () => {
   it('is OK for a freshly fetched 3-day staple with the default thresholds (no false alarm)', async () => {
     const short = await startResponder({ pki, port: await freePort(), nmin: 3 * 24 * 60 });
     try {
+      await mkdir(join(dir, 'three'), { recursive: true }); // the staple folder must exist (issue 11, point 7)
       const config = await writeConfig(join(dir, 'three.yaml'), {
         ocsp_folder: join(dir, 'three'),
         domains: { www: { cert: pki.leaves.www!.bundle, ocsp: 'www.der', ocsp_responder_uri: short.url } },

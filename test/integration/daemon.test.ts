@@ -397,9 +397,9 @@ describe('staplekeeper daemon (real process, real responder)', () => {
     expect(typeof line.time).toBe('string');
   });
 
-  it('rejects a bad --listen with exit 2', async () => {
+  it('rejects a bad --listen with exit 252', async () => {
     const p = start(['daemon', '-c', 'staplekeeper.yaml', '--listen', 'nonsense']);
-    expect((await p.exited).code).toBe(2);
+    expect((await p.exited).code).toBe(252);
     expect(p.err.join('\n')).toMatch(/error BAD_ARGUMENTS: --listen: .*expected HOST:PORT/);
   });
 });

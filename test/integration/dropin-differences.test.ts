@@ -225,6 +225,7 @@ async function deadUrl(): Promise<string> {
 describe('ocspbot drop-in: the differences of issue 18', () => {
   it('1: stop_on_error with the default parallel_threads (1) goes one at a time and writes nothing after the first failure', async () => {
     const wd = await workdir();
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
     await writeFile(
       path.join(wd, 'ocspbot.yaml'),
       [
@@ -259,6 +260,7 @@ describe('ocspbot drop-in: the differences of issue 18', () => {
 
   it('2 and 3: output_log holds the ERROR lines too, and a fixed name is started afresh at each run', async () => {
     const wd = await workdir();
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
     const dead = await deadUrl();
     await writeFile(
       path.join(wd, 'ocspbot.yaml'),
@@ -334,6 +336,7 @@ describe('ocspbot drop-in: the differences of issue 18', () => {
 
   it('4: a missing includes folder is a warning ("Cannot find include file"); the rest is renewed, exit as ocspbot', async () => {
     const wd = await workdir();
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
     await mkdir(path.join(wd, 'conf.d'));
     await writeFile(
       path.join(wd, 'conf.d', 'x.yml'),
@@ -400,6 +403,7 @@ describe('ocspbot drop-in: the differences of issue 18', () => {
 
   it('12: backups are stamped in UTC whatever the local time zone (ocspbot used local time)', async () => {
     const wd = await workdir();
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
     await writeFile(
       path.join(wd, 'ocspbot.yaml'),
       [

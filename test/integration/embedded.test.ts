@@ -353,6 +353,50 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
     await handle.close();
   });
 
+  it('kept: a worse answer (shorter, or for other certificates too) never replaces the staple in use; retried with backoff', async () => {
+    t = pki.now.getTime();
+    const leaf = pki.leaves[0]!;
+    const first = goodResponseFor(pki, leaf, new Date(t));
+    let answer = first;
+    const server = fakeServer();
+    const events: StaplingEvent[] = [];
+    const handle = attachStapling(server, {
+      transport: transport(() => answer),
+      now,
+      backoff: { jitter: 0 },
+      onEvent: (e) => events.push(e),
+    });
+    await handshake(server);
+    await handle.idle();
+    expect(await handshake(server)).toEqual(first);
+    // newer, but valid for two minutes
+    answer = goodResponseFor(pki, leaf, new Date(t), {
+      producedAt: new Date(t),
+      single: { thisUpdate: new Date(t), nextUpdate: new Date(t + 2 * MIN) },
+    });
+    await handle.refresh();
+    const kept = events.filter((e) => e.type === 'kept');
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatchObject({ failures: 1, retryAt: new Date(t + MIN) });
+    expect((kept[0] as { message: string }).message).toMatch(
+      /^kept: the responder's answer \(valid until \S+\) is shorter than the staple in use \(valid until/,
+    );
+    expect(await handshake(server)).toEqual(first);
+    expect(handle.status()[0]).toMatchObject({
+      servable: true,
+      failures: 1,
+      nextRefresh: new Date(t + MIN).toISOString(),
+    });
+    // a better one is taken, and the backoff ends
+    t += MIN;
+    const better = goodResponseFor(pki, leaf, new Date(t + 60 * MIN));
+    answer = better;
+    await handle.refresh();
+    expect(await handshake(server)).toEqual(better);
+    expect(handle.status()[0]).toMatchObject({ failures: 0 });
+    await handle.close();
+  });
+
   /** A transport that answers every request good for the leaf it asks about, minted at the (fake) current time. */
   function honestTransport(): HttpTransport & { calls: number } {
     const bySerial = new Map(pki.leaves.map((l) => [l.serial.toString('hex').toUpperCase(), l]));

@@ -190,12 +190,12 @@ describe('fetch errors', () => {
     expect(io.err()).toContain('error HTTP_BAD_URL');
   });
 
-  it('bad arguments exit 2 with a one-line error', async () => {
+  it('bad arguments exit 252 with a one-line error', async () => {
     const io = memoryIo(dir);
-    expect(await cli(['fetch', '--out', 'x'], io)).toBe(2);
+    expect(await cli(['fetch', '--out', 'x'], io)).toBe(252);
     expect(io.err()).toContain("required option '--cert <file>' not specified");
     const m = memoryIo(dir);
-    expect(await cli(['fetch', '--cert', 'a', '--out', 'b', '--method', 'put'], m)).toBe(2);
+    expect(await cli(['fetch', '--cert', 'a', '--out', 'b', '--method', 'put'], m)).toBe(252);
   });
 
   it('--version and --help', async () => {

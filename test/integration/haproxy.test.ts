@@ -15,7 +15,7 @@
  *    a push through the master CLI (`-S`), which needs the `@1` routing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -157,6 +157,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const socket = join(dir, 'admin.sock');
       const port = await freePort();
       await writeCrt(crt, leaf);
+      await mkdir(join(dir, 'state')); // the staple folder must exist (issue 11, point 7)
       const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
         ocsp_folder: join(dir, 'state'),
         domains: { site: { cert: crt, ocsp: '{cert}.ocsp' } },
@@ -219,6 +220,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const socket = join(dir, 'daemon-admin.sock');
       const port = await freePort();
       await writeCrt(crt, leaf);
+      await mkdir(join(dir, 'daemon-state')); // the staple folder must exist (issue 11, point 7)
       const config = await writeConfig(join(dir, 'daemon.yaml'), {
         ocsp_folder: join(dir, 'daemon-state'),
         domains: { daemonsite: { cert: crt, ocsp: '{cert}.ocsp' } },
@@ -285,6 +287,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
 
       // The documented reload hook for a master-worker HAProxy without systemd: SIGUSR2 to the master.
       await tick();
+      await mkdir(join(dir, 'reload-state')); // the staple folder must exist (issue 11, point 7)
       const config = await writeConfig(join(dir, 'reload.yaml'), {
         ocsp_folder: join(dir, 'reload-state'),
         domains: { reload: { cert: crt, ocsp: '{cert}.ocsp' } },

@@ -53,6 +53,8 @@ const slots = semaphore(4);
 let dir: string;
 let ctx: ScenarioContext;
 let goodStaple: Buffer;
+/** A valid staple older than what the accepted scenarios answer: a staple only gets better (issue 11). */
+let olderStaple: Buffer;
 let certPath: string;
 let chainPath: string;
 
@@ -63,6 +65,11 @@ beforeAll(async () => {
   ctx = makeScenarioContext(buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date() }));
   ({ cert: certPath, chain: chainPath } = await writeCert(dir, 'leaf', ctx.leaf, ctx.issuer));
   goodStaple = ctx.good();
+  const twoHoursAgo = new Date(ctx.now.getTime() - 2 * 3_600_000);
+  olderStaple = ctx.good({
+    producedAt: twoHoursAgo,
+    single: { thisUpdate: twoHoursAgo, nextUpdate: new Date(ctx.now.getTime() + 6 * 86_400_000) },
+  });
 });
 
 afterAll(async () => {
@@ -71,8 +78,8 @@ afterAll(async () => {
 });
 
 /** Writes the good staple with an old mtime, so that any rewrite would show. */
-async function plantStaple(path: string): Promise<void> {
-  await writeFile(path, goodStaple);
+async function plantStaple(path: string, bytes: Buffer = goodStaple): Promise<void> {
+  await writeFile(path, bytes);
   const old = new Date(Date.now() - 3_600_000);
   await utimes(path, old, old);
 }
@@ -91,12 +98,13 @@ async function runOne(
   name: string,
   url: string,
   extra: Record<string, unknown> = {},
+  onDisk: Buffer = goodStaple,
 ): Promise<{ r: CliResult; staple: string }> {
   const folder = join(dir, `run-${name}`);
   const { mkdir } = await import('node:fs/promises');
   await mkdir(folder, { recursive: true });
   const staple = join(folder, 'leaf.der');
-  await plantStaple(staple);
+  await plantStaple(staple, onDisk);
   const cfg = await writeConfig(join(folder, 'staplekeeper.yaml'), {
     ocsp_folder: folder,
     http: { timeout: `${HTTP_TIMEOUT_MS / 1000}s` },
@@ -108,9 +116,13 @@ async function runOne(
   return { r, staple };
 }
 
-async function fetchOne(name: string, url: string): Promise<{ r: CliResult; staple: string }> {
+async function fetchOne(
+  name: string,
+  url: string,
+  onDisk: Buffer = goodStaple,
+): Promise<{ r: CliResult; staple: string }> {
   const staple = join(dir, `fetch-${name}.der`);
-  await plantStaple(staple);
+  await plantStaple(staple, onDisk);
   const r = await runCli(
     [
       'fetch',
@@ -183,11 +195,11 @@ describe('hostile responders through `staplekeeper run`', () => {
     await withSlot(async () => {
       const responder = await startScenarioResponder(scenario, ctx);
       try {
-        const { r, staple } = await runOne(scenario.name, responder.url);
+        const { r, staple } = await runOne(scenario.name, responder.url, {}, olderStaple);
         expect(r.code, show(r)).toBe(1); // one staple renewed
         expect(outcomesById(r.stdout).get('leaf')?.result).toBe('updated');
         const after = await readFile(staple);
-        expect(after.equals(goodStaple)).toBe(false);
+        expect(after.equals(olderStaple)).toBe(false);
         expectValidStaple(after);
       } finally {
         await responder.close();
@@ -220,10 +232,10 @@ describe('hostile responders through `staplekeeper fetch`', () => {
     await withSlot(async () => {
       const responder = await startScenarioResponder(scenario, ctx);
       try {
-        const { r, staple } = await fetchOne(scenario.name, responder.url);
+        const { r, staple } = await fetchOne(scenario.name, responder.url, olderStaple);
         expect(r.code, show(r)).toBe(0);
         const after = await readFile(staple);
-        expect(after.equals(goodStaple)).toBe(false);
+        expect(after.equals(olderStaple)).toBe(false);
         expectValidStaple(after);
       } finally {
         await responder.close();
@@ -307,7 +319,7 @@ describe('security: URLs, redirects and bounds', () => {
         );
         try {
           const staple = join(dir, `redirect-${hops}.der`);
-          await plantStaple(staple);
+          await plantStaple(staple, olderStaple); // the answer must be better to be written (issue 11)
           const r = await runCli([
             'fetch',
             '--cert',
@@ -327,7 +339,7 @@ describe('security: URLs, redirects and bounds', () => {
           if (code === 1) {
             expect(r.stderr).toContain('error HTTP_REDIRECT');
             expect(r.stderr).toContain('more than 3 redirects');
-            expect((await readFile(staple)).equals(goodStaple)).toBe(true);
+            expect((await readFile(staple)).equals(olderStaple)).toBe(true);
             // POST once, then the GET fallback is not tried for a redirect failure: 4 + 1 requests at most per method
             expect(responder.requests.length).toBeLessThanOrEqual(8);
           } else {

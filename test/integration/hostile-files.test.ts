@@ -241,6 +241,7 @@ describe('hostile certificate and chain files', () => {
     await mkdir(join(certs, 'isdir.pem'));
     await symlink(join(certs, 'nothing-here.pem'), join(certs, 'dangling.pem'));
     await symlink(join(certs, 'loop.pem'), join(certs, 'loop.pem'));
+    await mkdir(join(dir, 'ocsp')); // the staple folder must exist (issue 11, point 7)
     const cfg = await writeConfig(join(dir, 'c.yaml'), {
       ocsp_folder: join(dir, 'ocsp'),
       scan_keys: [{ folder: certs }],
@@ -277,10 +278,13 @@ describe('hostile staple files', () => {
   it('a bad staple on disk counts as missing: it is replaced by a verified one, with a notice naming what was wrong', async () => {
     const dir = await folder('bad-staples');
     const domains: Record<string, unknown> = {};
+    const good = goodResponseFor(pki, other, new Date());
+    // what the engine may replace on its own: nothing, or an OCSP response (any, even a damaged one)
     const cases: Array<[string, Buffer | string]> = [
-      ...badContents(other).map(([n, c]) => [n, c] as [string, Buffer | string]),
-      ['pem-wrong-type-cert', other.pem],
+      ['empty', Buffer.alloc(0)],
       ['staple-of-another-cert', goodResponseFor(pki, fine, new Date())],
+      ['truncated-staple', good.subarray(0, Math.floor(good.length / 2))],
+      ['pem-truncated-staple', toPem(good.subarray(0, Math.floor(good.length / 2)), 'OCSP RESPONSE')],
     ];
     for (const [name, content] of cases) {
       const d = await domain(dir, name, other);
@@ -299,6 +303,59 @@ describe('hostile staple files', () => {
         /the staple on disk is not usable: (OCSP_MALFORMED|OCSP_CERTID_MISMATCH)/,
       );
       expect(verifyFor(other, await readFile(join(dir, `${name}.der`))), name).toBe('good');
+    }
+  });
+
+  it('a staple path holding something else is never replaced on its own: a certificate or key never, other content only with overwrite_non_ocsp (issue 11, points 4 and 10)', async () => {
+    const dir = await folder('not-staples');
+    const domains: Record<string, unknown> = {};
+    const cases: Array<[string, Buffer | string, 'input' | 'other']> = [
+      ...badContents(other)
+        .filter(([n]) => n !== 'empty')
+        .map(([n, c]): [string, Buffer | string, 'input' | 'other'] => [
+          n,
+          c,
+          n === 'binary-junk' || n === 'truncated-der' ? 'other' : 'input',
+        ]),
+      ['pem-wrong-type-cert', other.pem, 'input'],
+      ['der-certificate', pki.root.der, 'input'],
+      ['der-private-key', other.key.privateKey.export({ type: 'pkcs8', format: 'der' }), 'input'],
+      ['notes', 'my notes about this server\n', 'other'],
+    ];
+    for (const [name, content] of cases) {
+      const d = await domain(dir, name, other);
+      await writeFile(join(dir, d.ocsp), content);
+      domains[name] = d;
+    }
+    const before = new Map<string, Buffer>();
+    for (const [name] of cases) before.set(name, await readFile(join(dir, `${name}.der`)));
+    const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains });
+    const r = await runCli(['run', '-c', cfg, '--json']);
+    expect(r.code, show(r)).toBe(255);
+    const out = outcomesById(r.stdout);
+    for (const [name, , kind] of cases) {
+      const o = out.get(name);
+      expect(o?.result, name).toBe('failed');
+      expect(o?.error?.code, name).toBe('STAPLE_PATH_REFUSED');
+      expect(o?.error?.message, name).toContain(join(dir, `${name}.der`));
+      expect(o?.error?.message, name).toMatch(
+        kind === 'input' ? /holds a (certificate|key); a staple never replaces an input file/ : /not an OCSP response/,
+      );
+      expect(await readFile(join(dir, `${name}.der`)), name).toEqual(before.get(name));
+    }
+    // the operator says so: other content is replaced, certificates and keys still never
+    const cfg2 = await writeConfig(join(dir, 'c2.yaml'), { ocsp_folder: dir, overwrite_non_ocsp: true, domains });
+    const r2 = await runCli(['run', '-c', cfg2, '--json']);
+    const out2 = outcomesById(r2.stdout);
+    for (const [name, , kind] of cases) {
+      const o = out2.get(name);
+      if (kind === 'other') {
+        expect(o?.result, name).toBe('updated');
+        expect(verifyFor(other, await readFile(join(dir, `${name}.der`))), name).toBe('good');
+      } else {
+        expect(o?.error?.code, name).toBe('STAPLE_PATH_REFUSED');
+        expect(await readFile(join(dir, `${name}.der`)), name).toEqual(before.get(name));
+      }
     }
   });
 

@@ -206,6 +206,72 @@ describe('IssuerResolver', () => {
     }
   });
 
+  it('does not remember a failed caIssuers download: the next resolve tries again', async () => {
+    const transport = createHttpTransport({ timeoutMs: 3000 });
+    try {
+      const withAia = parseCertificate(
+        mintCert({
+          subjectCN: 'aia-later',
+          issuer: pki.root,
+          notBefore: new Date(now.getTime() - 1e6),
+          notAfter: new Date(now.getTime() + 1e9),
+          caIssuersUrls: [`${base}/later.der`],
+        }).der,
+      );
+      const r = new IssuerResolver({ transport });
+      expect(await codeOfAsync(r.resolve(withAia, {}))).toBe('NO_ISSUER'); // 404: not there yet
+      served.set('/later.der', pki.root.der);
+      expect((await r.resolve(withAia, {})).spkiDer).toEqual(root.spkiDer);
+      // a success is remembered
+      const before = hits;
+      expect((await r.resolve(withAia, {})).spkiDer).toEqual(root.spkiDer);
+      expect(hits).toBe(before);
+    } finally {
+      await transport.close();
+    }
+  });
+
+  it('reads CA directories again after refresh(), and an unreadable one at the next resolve', async () => {
+    const caDir = join(dir, 'cas-later');
+    const r = new IssuerResolver({ caDirs: [caDir] });
+    // a missing folder is an error, and not remembered
+    expect(await codeOfAsync(r.resolve(l, {}))).toBe('FILE_UNREADABLE');
+    await mkdir(caDir);
+    expect(await codeOfAsync(r.resolve(l, {}))).toBe('NO_ISSUER');
+    // the listing of the (empty) folder is remembered until refresh()
+    await writeFile(join(caDir, 'root.pem'), pki.root.pem);
+    expect(await codeOfAsync(r.resolve(l, {}))).toBe('NO_ISSUER');
+    r.refresh();
+    expect((await r.resolve(l, {})).spkiDer).toEqual(root.spkiDer);
+  });
+
+  it('withTransport downloads through the given transport and shares the caches', async () => {
+    const sent: string[] = [];
+    const fake = {
+      async send(req: { url: string }) {
+        sent.push(req.url);
+        return { status: 200, headers: {}, body: pki.root.der };
+      },
+      async close() {},
+    };
+    const withAia = parseCertificate(
+      mintCert({
+        subjectCN: 'aia-through',
+        issuer: pki.root,
+        notBefore: new Date(now.getTime() - 1e6),
+        notAfter: new Date(now.getTime() + 1e9),
+        caIssuersUrls: ['http://127.0.0.1:9/ca.der'],
+      }).der,
+    );
+    const r = new IssuerResolver(); // no transport of its own
+    expect(await codeOfAsync(r.resolve(withAia, {}))).toBe('NO_ISSUER');
+    const through = r.withTransport(fake as never);
+    expect((await through.resolve(withAia, {})).spkiDer).toEqual(root.spkiDer);
+    expect(sent).toEqual(['http://127.0.0.1:9/ca.der']);
+    // the download is now in the shared cache: the original finds it without a transport
+    expect((await r.resolve(withAia, {})).spkiDer).toEqual(root.spkiDer);
+  });
+
   it('parseCaIssuersContent rejects junk with NOT_A_CERTIFICATE', async () => {
     await expect(parseCaIssuersContent(Buffer.from('hello'), 'http://x/')).rejects.toMatchObject({
       code: 'NOT_A_CERTIFICATE',

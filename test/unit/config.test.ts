@@ -188,6 +188,7 @@ describe('loadConfig: defaults and path resolution', () => {
       lockTimeoutMs: 60_000,
       haproxy: [],
       daemon: { sweepIntervalMs: H, watch: true },
+      crl: { intervalMs: H, maxBytes: 64 * 1024 * 1024, timeoutMs: 60_000 },
       notes: [],
     });
   });
@@ -303,6 +304,27 @@ describe('loadConfig: defaults and path resolution', () => {
     const { error } = await loadError('parallel_threads: 3\nconcurrency: 8\n');
     expect(error.message).toBe(
       "staplekeeper.yaml:1:19 parallel_threads: parallel_threads (3) and concurrency (8, at staplekeeper.yaml:2:14) disagree; parallel_threads is ocspbot's name for concurrency, keep one of the two",
+    );
+  });
+
+  it('overwrite_non_ocsp is off unless set', async () => {
+    expect((await loadText('ocsp_folder: .\n')).config.settings.overwriteNonOcsp).toBeUndefined();
+    expect((await loadText('overwrite_non_ocsp: true\n')).config.settings.overwriteNonOcsp).toBe(true);
+  });
+
+  it('a staple path that is a certificate file through a symlinked folder is refused (issue 11, point 10)', async () => {
+    const root = await tree({ 'real/a.pem': 'cert', 'real/chain.pem': 'chain' });
+    await symlink(path.join(root, 'real'), path.join(root, 'linked'));
+    await writeFile(
+      path.join(root, 'staplekeeper.yaml'),
+      'ocsp_folder: linked\ndomains:\n  a:\n    cert: real/a.pem\n    chain: real/chain.pem\n    ocsp: chain.pem\n',
+    );
+    const e = await loadChecked('staplekeeper.yaml', { cwd: root }).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    expect(e?.message).toContain(
+      `staple file ${path.join(root, 'linked', 'chain.pem')} of domain a is a certificate file of domain a`,
     );
   });
 });

@@ -62,6 +62,7 @@ describe('StapleError', () => {
         'OCSP_UNSUPPORTED_HASH',
         'PUSH_FAILED',
         'STAPLE_MISSING',
+        'STAPLE_PATH_REFUSED',
       ].sort(),
     );
   });

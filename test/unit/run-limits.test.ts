@@ -23,6 +23,7 @@ describe('run: requests in flight', () => {
     const dir = await mkdtemp(join(tmpdir(), 'sk-limits-'));
     dirs.push(dir);
     await mkdir(join(dir, 'certs'));
+    await mkdir(join(dir, 'staples')); // the staple folder must exist (issue 11, point 7)
     await writeFile(join(dir, 'chain.pem'), pki.root.pem);
     const domains: string[] = [];
     for (const [i, leaf] of pki.leaves.entries()) {

@@ -24,14 +24,26 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
-import { TEMP_MARKER, cleanStaleTemps, createFileStore } from '../../src/io/store.js';
+import { TEMP_MARKER, cleanStaleTemps, createFileStore, type StapleStore } from '../../src/io/store.js';
+import { buildTestPki, goodResponseFor, toPem } from '../helpers/mint.js';
 
 const isRoot = process.getuid?.() === 0;
-const store = createFileStore();
+const fileStore = createFileStore();
+/**
+ * Most tests here are about how a file is replaced (atomicity, modes, links,
+ * backups) and use short text as staple contents; the content rules (only
+ * OCSP responses are replaced) and the folder rule have their own tests, on
+ * `fileStore` itself.
+ */
+const store: StapleStore = {
+  ...fileStore,
+  write: (p, d, o = {}) => fileStore.write(p, d, { overwriteNonOcsp: true, createBelow: dir, ...o }),
+};
 let dir: string;
 const undo: Array<() => void> = [];
 
@@ -291,15 +303,34 @@ describe('write', () => {
       expect(await readdir(dir)).toEqual(['ocsp']);
     });
 
-    it('a folder that does not exist is created (staple folders and scan subfolders)', async () => {
+    it('a folder below createBelow (an existing staple folder) is created: scan subfolders', async () => {
       await store.write(join(dir, 'missing', 'deeper', 'site.der'), Buffer.from('x'));
       expect(await readFile(join(dir, 'missing', 'deeper', 'site.der'), 'utf8')).toBe('x');
+    });
+
+    it('any other missing folder is an error naming it, and nothing is created', async () => {
+      await expectStapleError(
+        fileStore.write(join(dir, 'typo', 'site.der'), Buffer.from('x')),
+        'FILE_WRITE',
+        `the folder ${join(dir, 'typo')} does not exist`,
+      );
+      await expectStapleError(
+        fileStore.write(join(dir, 'typo', 'deeper', 'site.der'), Buffer.from('x'), { createBelow: join(dir, 'typo') }),
+        'FILE_WRITE',
+        'does not exist',
+      );
+      await expectStapleError(
+        fileStore.write(join(dir, 'elsewhere', 'site.der'), Buffer.from('x'), { createBelow: join(dir, 'ocsp') }),
+        'FILE_WRITE',
+        'does not exist',
+      );
+      expect(await readdir(dir)).toEqual([]);
     });
 
     it('a staple path that is a directory → FILE_WRITE, the directory and its content survive', async () => {
       await mkdir(join(dir, 'site.der'));
       await writeFile(join(dir, 'site.der', 'keep'), 'k');
-      await expectStapleError(store.write(join(dir, 'site.der'), Buffer.from('x')), 'FILE_WRITE');
+      await expectStapleError(store.write(join(dir, 'site.der'), Buffer.from('x')), 'FILE_WRITE', 'directory');
       expect(await readFile(join(dir, 'site.der', 'keep'), 'utf8')).toBe('k');
       expect(await temps()).toEqual([]);
     });
@@ -428,5 +459,98 @@ describe('stale temporary files', () => {
 
   it('cleanStaleTemps of a missing folder returns an empty list', async () => {
     await expect(cleanStaleTemps(join(dir, 'missing'))).resolves.toEqual([]);
+  });
+});
+
+describe('only staples are replaced (issue 11, points 3, 4 and 10)', () => {
+  const pki = buildTestPki({ keyType: 'ec-p256', delegated: true });
+  const staple = goodResponseFor(pki, pki.leaves[0]!);
+  const newer = goodResponseFor(pki, pki.leaves[0]!, new Date(pki.now.getTime() + 60_000));
+
+  async function refusedUntouched(path: string, code: string, ...fragments: string[]): Promise<void> {
+    const before = await lstat(path);
+    await expectStapleError(fileStore.write(path, newer), code, ...fragments);
+    const after = await lstat(path);
+    expect(after.ino).toBe(before.ino);
+    expect(after.mode).toBe(before.mode);
+    expect(await temps()).toEqual([]);
+  }
+
+  it('replaces an OCSP response (DER or PEM, even a damaged one) and creates a missing file', async () => {
+    await writeFile(join(dir, 'cut.der'), staple.subarray(0, Math.floor(staple.length * 0.8)));
+    await fileStore.write(join(dir, 'cut.der'), newer);
+    expect(await readFile(join(dir, 'cut.der'))).toEqual(newer);
+    await writeFile(join(dir, 'a.der'), staple);
+    await fileStore.write(join(dir, 'a.der'), newer);
+    expect(await readFile(join(dir, 'a.der'))).toEqual(newer);
+    await writeFile(join(dir, 'b.pem'), toPem(staple, 'OCSP RESPONSE'));
+    await fileStore.write(join(dir, 'b.pem'), newer);
+    await fileStore.write(join(dir, 'c.der'), newer);
+    await writeFile(join(dir, 'empty.der'), '');
+    await fileStore.write(join(dir, 'empty.der'), newer);
+    expect(await readFile(join(dir, 'empty.der'))).toEqual(newer);
+  });
+
+  it('a FIFO, a unix socket and a symlink to either are refused, and nothing is opened for writing', async () => {
+    execFileSync('mkfifo', [join(dir, 'fifo.der')]);
+    await refusedUntouched(join(dir, 'fifo.der'), 'FILE_WRITE', 'FIFO');
+    await symlink(join(dir, 'fifo.der'), join(dir, 'link.der'));
+    await refusedUntouched(join(dir, 'link.der'), 'FILE_WRITE', 'FIFO', '->');
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(join(dir, 'sock.der'), () => r()));
+    try {
+      await refusedUntouched(join(dir, 'sock.der'), 'FILE_WRITE', 'socket');
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it.skipIf(!isRoot)(
+    'a symlink to a character device (a node made here, as root) is refused; the node stays',
+    async () => {
+      // never the real /dev/zero or /dev/null: a device node of our own, in the temporary folder
+      execFileSync('mknod', ['-m', '0666', join(dir, 'node'), 'c', '1', '3']);
+      await symlink(join(dir, 'node'), join(dir, 'dev.der'));
+      await expectStapleError(fileStore.write(join(dir, 'dev.der'), newer), 'FILE_WRITE', 'character device');
+      expect((await lstat(join(dir, 'node'))).isCharacterDevice()).toBe(true);
+      expect(await temps()).toEqual([]);
+    },
+  );
+
+  it.each([
+    ['a PEM certificate', () => pki.leaves[0]!.pem, 'certificate'],
+    ['a DER certificate', () => pki.root.der, 'certificate'],
+    ['a PEM private key', () => pki.root.key.privateKey.export({ type: 'pkcs8', format: 'pem' }), 'key'],
+    ['a DER private key', () => pki.root.key.privateKey.export({ type: 'pkcs8', format: 'der' }), 'key'],
+    ['a DER SEC1 key', () => pki.root.key.privateKey.export({ type: 'sec1', format: 'der' }), 'key'],
+    ['a DER public key', () => pki.root.key.spkiDer, 'key'],
+  ])('%s is never overwritten, not even with overwriteNonOcsp', async (_name, content, word) => {
+    const p = join(dir, 'input.der');
+    await writeFile(p, content());
+    const bytes = await readFile(p);
+    await refusedUntouched(p, 'STAPLE_PATH_REFUSED', word);
+    await expectStapleError(fileStore.write(p, newer, { overwriteNonOcsp: true }), 'STAPLE_PATH_REFUSED', word);
+    expect(await readFile(p)).toEqual(bytes);
+  });
+
+  it('other non-empty content is replaced only with overwriteNonOcsp', async () => {
+    const p = join(dir, 'notes.der');
+    await writeFile(p, 'my notes, not a staple\n');
+    await refusedUntouched(p, 'STAPLE_PATH_REFUSED', 'not an OCSP response', 'overwrite_non_ocsp');
+    expect(await readFile(p, 'utf8')).toBe('my notes, not a staple\n');
+    await fileStore.write(p, newer, { overwriteNonOcsp: true });
+    expect(await readFile(p)).toEqual(newer);
+  });
+
+  it('a failed backup after the staple was renamed into place is a warning: the write is reported', async () => {
+    const p = join(dir, 'site.der');
+    await writeFile(p, staple);
+    const now = new Date(Date.UTC(2026, 0, 2, 3, 4, 5));
+    // the backup's name is taken by a folder: its rename fails (EISDIR), after the staple's succeeded
+    await mkdir(`${p}-20260102-030405`);
+    const r = await fileStore.write(p, newer, { backup: true, now });
+    expect(await readFile(p)).toEqual(newer);
+    expect(r.backupPath).toBeUndefined();
+    expect(r.backupError).toContain('the staple was written, but its backup failed');
   });
 });
