@@ -146,7 +146,9 @@ export async function openRunOutput(
 /** How the CLI loads configurations: from its working directory, with the configuration cache of its environment. */
 export function configLoadOptions(io: CliIo): LoadConfigOptions {
   const cacheDir = configCacheDir(io.env);
-  return cacheDir === undefined ? { cwd: io.cwd } : { cwd: io.cwd, cacheDir };
+  // a missing or broken certificate file fails that certificate, not the run (issue 11; not for ocspbot)
+  const base: LoadConfigOptions = { cwd: io.cwd, certFilesPerTarget: true };
+  return cacheDir === undefined ? base : { ...base, cacheDir };
 }
 
 export async function loadConfigForCli(

@@ -20,8 +20,9 @@ import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
 import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
 import type { RawIncludeConfig, RawMainConfig } from './schema.js';
+import { defineSettings } from './settings.js';
 import { closestMatch } from './suggest.js';
-import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.js';
+import type { LoadedConfig, ScanConfig, TargetConfig } from './types.js';
 import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './cache.js';
 import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
 import type { ReadFile } from './parse.js';
@@ -35,19 +36,6 @@ export const MAX_CONFIG_FILE = 64 * 1024 * 1024;
 
 /** Default file names, in the order they are tried: ours first, then ocspbot's, so a drop-in just works. */
 export const DEFAULT_CONFIG_NAMES = ['staplekeeper.yaml', 'ocspbot.yaml'] as const;
-
-/** Defaults of the keys staplekeeper adds (ocspbot's own defaults are in ocspbot's README). */
-export const DEFAULTS = {
-  refreshAt: 0.5,
-  concurrency: 16,
-  perHostConcurrency: 8,
-  httpTimeoutMs: 10_000,
-  lockTimeoutMs: 60_000,
-  sweepIntervalMs: 60 * 60_000,
-  crlIntervalMs: 60 * 60_000,
-  crlMaxBytes: 64 * 1024 * 1024,
-  crlTimeoutMs: 60_000,
-} as const;
 
 /** The note shown when an ocspbot file sets `openssl_executable`. */
 export const OPENSSL_NOTE = 'openssl_executable is ignored: staplekeeper does not need OpenSSL';
@@ -179,6 +167,16 @@ export interface LoadConfigOptions {
    * of a staple fails that staple's write).
    */
   ocspbot?: boolean;
+  /**
+   * A certificate, chain or root-chain file that is missing, not a file or
+   * unusable is a failure of that certificate when it is processed (one bad
+   * certificate never stops the others, issue 11), not a configuration
+   * error. `staplekeeper run`, `check` and `daemon` set it; the library
+   * default and the `ocspbot` drop-in (exit 253, as ocspbot) report such
+   * files as configuration errors. Syntax and schema errors stop the load
+   * either way.
+   */
+  certFilesPerTarget?: boolean;
 }
 
 /**
@@ -404,6 +402,7 @@ function domainTargets(
   cwd: string,
   ocspFolder: string,
   problems: ConfigProblem[],
+  perTarget = false,
 ): Placed[] {
   const placed: Placed[] = [];
   const files: Array<{ id: string; at: KeyPath; key: (typeof FILE_KEYS)[number][0]; what: string; abs: string }> = [];
@@ -435,6 +434,8 @@ function domainTargets(
     if (resolved.rootchain !== undefined) target.rootchainPath = resolved.rootchain;
     placed.push({ target, source, at, where: target.origin });
   }
+  // with certFilesPerTarget, a file that is not there is that certificate's failure when it is processed
+  if (perTarget) return placed;
   prefetchKinds(files.map((f) => f.abs));
   for (const { id, at, key, what, abs } of files) {
     const kind = fsKind(abs);
@@ -509,8 +510,9 @@ function applyResponders(
   placed: readonly Placed[],
   problems: ConfigProblem[],
 ): { byUrl: Record<string, string>; byId: Record<string, string> } {
-  const byUrl: Record<string, string> = {};
-  const byId: Record<string, string> = {};
+  // names are keys: null-prototype objects (a domain may be called `constructor` or `__proto__`)
+  const byUrl = Object.create(null) as Record<string, string>;
+  const byId = Object.create(null) as Record<string, string>;
   const targetsById = new Map(placed.map((p) => [p.target.id, p]));
   for (const [key, value] of Object.entries(raw.responders ?? {})) {
     const at: KeyPath = ['responders', key];
@@ -644,12 +646,15 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
   const cwd = path.resolve(opts.cwd ?? process.cwd());
   const mainFile = path.resolve(cwd, file);
   const ocspbot = opts.ocspbot ?? false;
+  const perTarget = (opts.certFilesPerTarget ?? false) && !ocspbot;
   if (opts.cacheDir !== undefined) {
     const cache = ConfigCache.open(opts.cacheDir, mainFile);
+    // (a kept result always has every certificate file in place: cachedResult checks them, so it
+    // is the same whether a missing file is a configuration error or a certificate's failure)
     const known = await cachedResult(cache, cwd);
     if (known !== undefined) return known;
     try {
-      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true);
+      const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true, perTarget);
       // a scan's targets depend on the folder's contents: only a load without scans is kept whole;
       // nor one that went without a missing include folder, which may appear by the next run
       if (loaded.scans.length === 0 && loaded.warnings === undefined) cache.putResult(cwd, loaded);
@@ -662,12 +667,12 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
   }
   try {
     // a large plain `domains` block is read by lines (config/fast-domains.ts) ...
-    return await loadOnce(mainFile, cwd, undefined, ocspbot, true);
+    return await loadOnce(mainFile, cwd, undefined, ocspbot, true, perTarget);
   } catch (e) {
     // ... and any problem inside it is reported from the parser's reading, for its exact positions
     if (!needsParser(e)) throw e;
   }
-  return loadOnce(mainFile, cwd, undefined, ocspbot, false);
+  return loadOnce(mainFile, cwd, undefined, ocspbot, false, perTarget);
 }
 
 /**
@@ -717,7 +722,7 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
     if (contentHash(text) !== textHash) return undefined;
   }
   for (const [dir, files] of result.deps.includeDirs) {
-    const now = await includeFiles(dir, result.config.file);
+    const now = await includeFiles(dir, result.config.file ?? '');
     if (!Array.isArray(now) || now.length !== files.length || now.some((f, i) => f !== files[i])) return undefined;
   }
   const { config } = result;
@@ -740,6 +745,7 @@ async function loadOnce(
   cache: ConfigCache | undefined,
   ocspbot = false,
   fast = false,
+  perTarget = false,
 ): Promise<LoadedConfig> {
   fsKinds.clear();
   // 1. Shape: the main file, then the included ones.
@@ -797,7 +803,7 @@ async function loadOnce(
     placed.push(p);
   };
   for (const contributor of contributors) {
-    for (const p of domainTargets(contributor, cwd, ocspFolder, problems)) {
+    for (const p of domainTargets(contributor, cwd, ocspFolder, problems, perTarget)) {
       addTarget(
         p,
         (first) => `duplicate domain identifier ${JSON.stringify(p.target.id)} (first defined at ${first.where})`,
@@ -847,63 +853,51 @@ async function loadOnce(
   checkStaplePaths(placed, problems);
   if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
 
-  const settings: Settings = {
-    refreshAt: raw.refresh_at ?? DEFAULTS.refreshAt,
-    // unset, the overall limit never caps the per-host one (per_host_concurrency: 32 means 32 in flight);
-    // with stop_on_error it is ocspbot's parallel_threads default, 1: one at a time, nothing after a failure
-    concurrency:
-      raw.concurrency ??
-      raw.parallel_threads ??
-      (raw.stop_on_error === true
-        ? 1
-        : Math.max(DEFAULTS.concurrency, raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency)),
-    perHostConcurrency: raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency,
-    stopOnError: raw.stop_on_error ?? false,
-    makeBackups: raw.make_backups ?? false,
+  // every default is defineSettings'; this only says what the file says
+  const settings = defineSettings({
+    refreshAt: raw.refresh_at,
+    concurrency: raw.concurrency ?? raw.parallel_threads,
+    perHostConcurrency: raw.per_host_concurrency,
+    stopOnError: raw.stop_on_error,
+    makeBackups: raw.make_backups,
     ocspFolder,
     http: {
-      timeoutMs: raw.http?.timeout ?? DEFAULTS.httpTimeoutMs,
-      method: raw.http?.method ?? 'auto',
+      timeoutMs: raw.http?.timeout,
+      method: raw.http?.method,
+      proxy: raw.http?.proxy,
+      userAgent: raw.http?.user_agent,
     },
     responderUrlOverrides: responders.byUrl,
     responderIdOverrides: responders.byId,
     caDirs,
-    hooks: {},
-    onRevokedWrite: raw.on_revoked_write ?? false,
-    lockTimeoutMs: raw.lock_timeout ?? DEFAULTS.lockTimeoutMs,
+    hooks: {
+      onChange: raw.hooks?.on_change,
+      onFailure: raw.hooks?.on_failure,
+      onRevoked: raw.hooks?.on_revoked,
+    },
+    onRevokedWrite: raw.on_revoked_write,
+    lockTimeoutMs: raw.lock_timeout,
     haproxy,
     daemon: {
-      sweepIntervalMs: raw.daemon?.sweep_interval ?? DEFAULTS.sweepIntervalMs,
-      watch: raw.daemon?.watch ?? true,
+      sweepIntervalMs: raw.daemon?.sweep_interval,
+      watch: raw.daemon?.watch,
+      statusListen: raw.daemon?.status?.listen,
     },
     crl: {
-      intervalMs: raw.crl?.interval ?? DEFAULTS.crlIntervalMs,
-      maxBytes: raw.crl?.max_size ?? DEFAULTS.crlMaxBytes,
-      timeoutMs: raw.crl?.timeout ?? DEFAULTS.crlTimeoutMs,
+      ...(raw.crl?.interval !== undefined ? { intervalMs: raw.crl.interval } : {}),
+      ...(raw.crl?.max_size !== undefined ? { maxBytes: raw.crl.max_size } : {}),
+      ...(raw.crl?.timeout !== undefined ? { timeoutMs: raw.crl.timeout } : {}),
+      ...(raw.crl?.watch !== undefined ? { watch: raw.crl.watch } : {}),
     },
     notes,
-  };
-  if (raw.crl?.watch !== undefined) settings.crl.watch = raw.crl.watch;
-  if (raw.minimum_validity !== undefined) settings.minimumValidityMs = raw.minimum_validity;
-  if (raw.minimum_validity_percentage !== undefined)
-    settings.minimumValidityPercentage = raw.minimum_validity_percentage;
-  if (raw.backups?.keep !== undefined) settings.backupsKeep = raw.backups.keep;
-  if (raw.overwrite_non_ocsp !== undefined) settings.overwriteNonOcsp = raw.overwrite_non_ocsp;
-  if (raw.http?.proxy !== undefined) settings.http.proxy = raw.http.proxy;
-  if (raw.http?.user_agent !== undefined) settings.http.userAgent = raw.http.user_agent;
-  if (raw.hooks?.on_change !== undefined) settings.hooks.onChange = raw.hooks.on_change;
-  if (raw.hooks?.on_failure !== undefined) settings.hooks.onFailure = raw.hooks.on_failure;
-  if (raw.hooks?.on_revoked !== undefined) settings.hooks.onRevoked = raw.hooks.on_revoked;
-  if (raw.output_log !== undefined) settings.outputLog = path.resolve(cwd, raw.output_log);
-  if (raw.error_log !== undefined) settings.errorLog = path.resolve(cwd, raw.error_log);
-  if (raw.daemon?.status?.listen !== undefined) settings.daemon.statusListen = raw.daemon.status.listen;
-  if (raw.fleet !== undefined) {
-    settings.fleet = {
-      redis: raw.fleet.redis,
-      prefix: raw.fleet.prefix ?? 'staplekeeper:',
-      fetch: raw.fleet.fetch ?? true,
-    };
-  }
+    minimumValidityMs: raw.minimum_validity,
+    minimumValidityPercentage: raw.minimum_validity_percentage,
+    backupsKeep: raw.backups?.keep,
+    overwriteNonOcsp: raw.overwrite_non_ocsp,
+    outputLog: raw.output_log === undefined ? undefined : path.resolve(cwd, raw.output_log),
+    errorLog: raw.error_log === undefined ? undefined : path.resolve(cwd, raw.error_log),
+    fleet: raw.fleet,
+  });
 
   const loaded: LoadedConfig = { file: main.file, settings, targets: placed.map((p) => p.target), scans };
   if (warnings !== undefined && warnings.length > 0) loaded.warnings = warnings;

@@ -139,7 +139,7 @@ export async function scanFolder(
         chainPath,
         rootchainPath,
         staplePath: path.resolve(ocspFolder, ...rel.split('/'), fillMask(scan.ocspMask, domain)),
-        responder: overrides[id] ?? 'certificate',
+        responder: (Object.hasOwn(overrides, id) ? overrides[id] : undefined) ?? 'certificate',
         origin: scan.origin,
       });
     }

@@ -424,6 +424,43 @@ export interface ValidateOptions {
   include?: boolean;
 }
 
+/** The maps keyed by names (domain identifiers, responder URLs and identifiers). */
+const NAME_MAPS = ['domains', 'responders'] as const;
+/** What `__proto__` is called while zod validates (its records drop that key). */
+const PROTO_ESCAPE = '\u0000__proto__';
+
+function renameKey(obj: object, from: string, to: string): Record<string, unknown> {
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(obj)) out[k === from ? to : k] = v;
+  return out;
+}
+
+/** `data` with an own `__proto__` key of each name map renamed, so that zod keeps it. */
+function escapeNameKeys(data: unknown): unknown {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return data;
+  let out: Record<string, unknown> | undefined;
+  for (const m of NAME_MAPS) {
+    const v = (data as Record<string, unknown>)[m];
+    if (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.hasOwn(v, '__proto__')) {
+      out ??= { ...(data as Record<string, unknown>) };
+      out[m] = renameKey(v, '__proto__', PROTO_ESCAPE);
+    }
+  }
+  return out ?? data;
+}
+
+/** The validated value with each name map as a null-prototype object and `__proto__` restored. */
+function unescapeNameKeys(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
+  const v = value as Record<string, unknown>;
+  for (const m of NAME_MAPS) {
+    const map = v[m];
+    if (typeof map === 'object' && map !== null && !Array.isArray(map))
+      v[m] = renameKey(map, PROTO_ESCAPE, '__proto__');
+  }
+  return value;
+}
+
 /**
  * Validates `data` (the plain data of `source`) against `schema`, returning
  * either the converted value or positioned problems, in document order.
@@ -434,8 +471,12 @@ export function validate<S extends z.ZodType>(
   data: unknown,
   options: ValidateOptions = {},
 ): { ok: true; value: z.output<S> } | { ok: false; problems: ConfigProblem[] } {
-  const result = schema.safeParse(data, { error: issueMessage });
-  if (result.success) return { ok: true, value: result.data };
+  // names are keys: a domain called `__proto__` must survive validation (issue 11)
+  const result = schema.safeParse(escapeNameKeys(data), { error: issueMessage });
+  if (result.success) return { ok: true, value: unescapeNameKeys(result.data) as z.output<S> };
+  for (const i of result.error.issues) {
+    (i as { path: PropertyKey[] }).path = i.path.map((k) => (k === PROTO_ESCAPE ? '__proto__' : k));
+  }
   const problems: ConfigProblem[] = [];
   const issues = result.error.issues.flatMap((i) => flatten(i, []));
   // A misspelt required key gives two issues: "unknown `comand`" and "missing

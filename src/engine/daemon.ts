@@ -34,6 +34,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { configFolder } from '../config/index.js';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { failureLine, shortUrl } from '../core/message.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
@@ -47,6 +48,7 @@ import { runHook, type HookItem } from './hooks.js';
 import { acquireLock, type HeldLock } from './lock.js';
 import { contextFor, crlWatchFor, recordMarks, toTarget, transportFor } from './run.js';
 import {
+  EXPIRY_MARGIN_MS,
   HostBackoff,
   isHostFailure,
   jitter,
@@ -243,6 +245,8 @@ interface HostRecord {
 }
 
 const SWEEP_KEY = '\u0000sweep';
+/** An urgent certificate whose host another one is probing looks again this soon. */
+const PROBE_WAIT_MS = 10_000;
 /** Pause between two lock-holding batches, longer than acquireLock's 200 ms poll, so a waiting `run` gets its turn. */
 const LOCK_FAIRNESS_MS = 300;
 /** Retry of a batch that could not get the lock. */
@@ -273,6 +277,8 @@ export class StapleDaemon {
   private readonly random: RandomSource;
   private readonly store: StapleStore;
   private readonly hostBackoff: HostBackoff;
+  /** Hosts an urgent probe is talking to right now (at most one probe per host). */
+  private readonly probing = new Set<string>();
   private readonly schedule: Schedule;
   private readonly entries = new Map<string, Entry>();
   private readonly queue = new Map<string, Queued>();
@@ -768,14 +774,15 @@ export class StapleDaemon {
     }
   }
 
-  private trackingTransport(records: HostRecord[], issuer = false): HttpTransport {
+  private trackingTransport(records: HostRecord[], issuer = false, probe = false): HttpTransport {
     const base = this.transport;
     const tag = issuer ? { issuer } : {};
     return {
       send: async (req) => {
         const host = hostOf(req.url);
         const url = baseUrlOf(req.method, req.url);
-        const until = this.hostBackoff.blockedUntil(host, this.clock.now());
+        // an urgent probe goes through the backoff (processOne allows one per host at a time)
+        const until = probe ? undefined : this.hostBackoff.blockedUntil(host, this.clock.now());
         if (until) {
           records.push({ host, url, kind: 'blocked', ...tag });
           throw new StapleError(
@@ -814,9 +821,22 @@ export class StapleDaemon {
     const records: HostRecord[] = [];
     const t0 = performance.now();
     let outcome: TargetOutcome;
+    let probing: string[] = [];
     try {
       const blockedUntil = force ? undefined : this.hostsBlockedUntil(entry);
-      if (blockedUntil) {
+      // A staple that would expire while its hosts wait out their backoff gets an
+      // attempt anyway: one probe per host at a time; the others look again soon.
+      const urgent = blockedUntil !== undefined && this.isUrgent(entry, blockedUntil);
+      if (urgent && entry.hosts.every((h) => !this.probing.has(h))) {
+        probing = [...entry.hosts];
+        for (const h of probing) this.probing.add(h);
+        this.log({
+          level: 'info',
+          id,
+          msg: `the staple expires soon; probing responder ${entry.hosts.join(', ')} despite its backoff`,
+        });
+      }
+      if (blockedUntil && probing.length === 0) {
         // fleet mode: another node may hold the staple this one cannot fetch now
         const fromFleet = this.fleet
           ? await processTarget(toTarget(entry.target), this.ctx, { fleetOnly: true })
@@ -826,7 +846,11 @@ export class StapleDaemon {
             ? fromFleet
             : await processTarget(toTarget(entry.target), this.ctx, { dryRun: true });
         if (judged !== fromFleet && judged.decision?.action === 'renew') {
-          const until = new Date(blockedUntil.getTime() + Math.round(this.random() * 5_000));
+          // urgent while another certificate probes the host: look again once the probe is answered
+          const base = urgent
+            ? Math.min(blockedUntil.getTime(), this.clock.now().getTime() + PROBE_WAIT_MS)
+            : blockedUntil.getTime();
+          const until = new Date(base + Math.round(this.random() * 5_000));
           if (this.entries.get(id) === entry) this.schedule.set(id, until);
           entry.nextReason = 'backoff';
           this.log({
@@ -839,14 +863,16 @@ export class StapleDaemon {
         outcome = judged;
       } else {
         // caIssuers downloads go through the per-host backoff too
+        const probe = probing.length > 0;
         const ctx: EngineContext = {
           ...this.ctx,
-          transport: this.trackingTransport(records),
-          resolver: this.ctx.resolver.withTransport(this.trackingTransport(records, true)),
+          transport: this.trackingTransport(records, false, probe),
+          resolver: this.ctx.resolver.withTransport(this.trackingTransport(records, true, probe)),
         };
         outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
       }
     } finally {
+      for (const h of probing) this.probing.delete(h);
       entry.inFlight = false;
       this.requeueIfAsked(entry);
     }
@@ -865,6 +891,38 @@ export class StapleDaemon {
       }
     }
     this.batchOutcomes.push(outcome);
+  }
+
+  /**
+   * True when the certificate's usable staple would be within
+   * {@link EXPIRY_MARGIN_MS} of expiring by the time its hosts' backoff ends.
+   */
+  private isUrgent(entry: Entry, blockedUntil: Date): boolean {
+    if (entry.staple?.status !== 'good') return false;
+    const expires = new Date(entry.staple.usableUntil).getTime();
+    return expires > this.clock.now().getTime() && expires - EXPIRY_MARGIN_MS <= blockedUntil.getTime();
+  }
+
+  /** The shortest remaining life (ms) of a usable staple served by `host`, if any. */
+  private shortestLifeFor(host: string, now: Date): number | undefined {
+    let min: number | undefined;
+    for (const e of this.entries.values()) {
+      if (e.staple?.status !== 'good' || !e.hosts.includes(host)) continue;
+      const left = new Date(e.staple.usableUntil).getTime() - now.getTime();
+      if (left > 0 && (min === undefined || left < min)) min = left;
+    }
+    return min;
+  }
+
+  /** A host answered again after an outage: the certificates waiting for it try again within seconds. */
+  private wakeWaitingOn(host: string, except: string): void {
+    const now = this.clock.now().getTime();
+    for (const [id, e] of this.entries) {
+      if (id === except || e.inFlight || !e.hosts.includes(host) || !this.schedule.has(id)) continue;
+      if (e.nextReason !== 'backoff' && e.nextReason !== 'expiring' && e.lastResult !== 'failed') continue;
+      const at = now + Math.round(this.random() * 5_000);
+      if ((this.schedule.get(id)?.getTime() ?? 0) > at) this.schedule.set(id, new Date(at));
+    }
   }
 
   /** The end of the backoff of the certificate's responder hosts, when all of them are in backoff. */
@@ -908,9 +966,17 @@ export class StapleDaemon {
     // per-host health: a 200 carrying tryLater or internalError is still the host failing
     const hostLevel = o.error && (o.error.code === 'OCSP_TRY_LATER' || o.error.code === 'OCSP_INTERNAL_ERROR');
     for (const r of contacted) {
-      if (r.kind === 'failed') this.hostBackoff.recordFailure(r.host, now, r.code ?? 'HTTP_NETWORK');
-      else if (hostLevel && o.error && !r.issuer) this.hostBackoff.recordFailure(r.host, now, o.error.code);
-      else this.hostBackoff.recordSuccess(r.host);
+      const failure =
+        r.kind === 'failed' ? (r.code ?? 'HTTP_NETWORK') : hostLevel && !r.issuer ? o.error?.code : undefined;
+      if (failure) {
+        // one step per outage, capped by the shortest remaining life of the host's staples (scheduler.ts)
+        const life = this.hostBackoff.blockedUntil(r.host, now) ? undefined : this.shortestLifeFor(r.host, now);
+        this.hostBackoff.recordFailure(r.host, now, failure, life === undefined ? {} : { shortestLifeMs: life });
+      } else {
+        const wasDown = this.hostBackoff.failuresOf(r.host) > 0;
+        this.hostBackoff.recordSuccess(r.host);
+        if (wasDown) this.wakeWaitingOn(r.host, id);
+      }
     }
 
     if (o.result === 'skipped') {
@@ -1084,7 +1150,7 @@ export class StapleDaemon {
       try {
         const r = await runHook(event, hook, items.map(item), {
           env: this.options.env ?? process.env,
-          cwd: dirname(this.source.config.file),
+          cwd: configFolder(this.source.config),
         });
         this.log({
           level: 'info',

@@ -197,11 +197,33 @@ interface HostState {
   until: number;
 }
 
+/** The shortest per-host backoff, whatever the staples' remaining lives: 10 s. */
+export const HOST_BACKOFF_MIN_MS = 10_000;
+/** A host's backoff is at most this fraction of the shortest remaining life of the staples it serves. */
+export const HOST_BACKOFF_LIFE_FRACTION = 0.25;
+
+/** Options of {@link HostBackoff.recordFailure}. */
+export interface HostFailureOptions {
+  /**
+   * The shortest remaining life (ms) of a usable staple served by this host:
+   * the backoff stays at most a quarter of it (at least
+   * {@link HOST_BACKOFF_MIN_MS}), so a blip never outlasts the staples.
+   */
+  shortestLifeMs?: number;
+}
+
 /**
  * Responder hosts in backoff. A host that failed at the network level
  * ({@link isHostFailure}) is left alone for {@link backoffDelay} of its
- * consecutive failures (±10 %; at least 30 min after `tryLater`); one success
- * forgets it. Bounded memory: one entry per failing host.
+ * consecutive *outages* (±10 %; at least 30 min after `tryLater`); one
+ * success forgets it. Bounded memory: one entry per failing host.
+ *
+ * Outages, not requests: a failure reported while the host is already in
+ * backoff came from a request sent before (a batch in flight, or an urgent
+ * probe) and is part of the same outage; it never adds a step. The backoff
+ * grows only when the first request after it (the probe) fails again. And it
+ * is capped at a quarter of the shortest remaining life of the host's
+ * staples, so the staples always get their attempts before they expire.
  */
 export class HostBackoff {
   private readonly hosts = new Map<string, HostState>();
@@ -209,12 +231,17 @@ export class HostBackoff {
   constructor(private readonly random: RandomSource = Math.random) {}
 
   /** Records a host-level failure at `now`; returns the time until which the host is left alone. */
-  recordFailure(host: string, now: Date, code: ErrorCode): Date {
+  recordFailure(host: string, now: Date, code: ErrorCode, options: HostFailureOptions = {}): Date {
     const prev = this.hosts.get(host);
+    // the same outage: a request sent before the backoff began (or an urgent probe) failed too
+    if (prev && prev.until > now.getTime()) return new Date(prev.until);
     const failures = (prev?.failures ?? 0) + 1;
     let delay = jitter(backoffDelay(failures), this.random);
     if (code === 'OCSP_TRY_LATER') delay = Math.max(delay, TRY_LATER_MIN_MS);
-    const until = Math.max(now.getTime() + Math.round(delay), prev?.until ?? 0);
+    if (options.shortestLifeMs !== undefined) {
+      delay = Math.min(delay, Math.max(HOST_BACKOFF_MIN_MS, options.shortestLifeMs * HOST_BACKOFF_LIFE_FRACTION));
+    }
+    const until = now.getTime() + Math.round(delay);
     this.hosts.set(host, { failures, until });
     return new Date(until);
   }

@@ -691,7 +691,7 @@ export function responderUrls(
   if (target.responderUrls && target.responderUrls.length > 0) return target.responderUrls;
   const urls: string[] = [];
   for (const u of cert.ocspUrls) {
-    const o = overrides[u];
+    const o = Object.hasOwn(overrides, u) ? overrides[u] : undefined; // names are keys: never Object.prototype
     if (o === 'disabled') continue;
     urls.push(o ?? u);
   }

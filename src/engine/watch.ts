@@ -105,7 +105,7 @@ export function sourceFromConfig(config: LoadedConfig): DaemonSource {
   for (const t of fixed) for (const p of [t.certPath, t.chainPath, t.rootchainPath]) if (p) inputs.add(p);
   return {
     config,
-    describe: config.file,
+    describe: config.file ?? 'the configuration given in code',
     async discover() {
       const targets: TargetConfig[] = [];
       const problems: DiscoveryProblem[] = [];
@@ -123,7 +123,17 @@ export function sourceFromConfig(config: LoadedConfig): DaemonSource {
         seen.set(t.id, t);
         targets.push(t);
       };
-      for (const t of fixed) if (await exists(t.certPath)) add(t);
+      for (const t of fixed) {
+        if (await exists(t.certPath)) add(t);
+        else {
+          // one missing certificate never stops the others (issue 11): reported, picked up when it appears
+          problems.push({
+            path: t.certPath,
+            code: 'FILE_UNREADABLE',
+            message: `certificate file not found: ${t.certPath} (domain ${t.id}); its staple is maintained once the file appears`,
+          });
+        }
+      }
       for (const scan of config.scans) {
         try {
           for (const t of await scanTargets(scan, config.settings.ocspFolder, {

@@ -93,11 +93,14 @@ describe('staplekeeper check (binary, real responder)', () => {
     expect(responder.requests.length).toBe(asked);
 
     await writeFile(join(dir, 'broken.yaml'), 'domains:\n  www:\n    cert: nowhere.pem\n    ocsp: www.der\n');
+    // a missing certificate file is CRITICAL for that certificate (issue 11); a broken configuration is UNKNOWN
     const broken = await runCli(['check', '-c', 'broken.yaml'], { cwd: dir });
-    expect(broken.code).toBe(3);
-    expect(broken.stdout).toMatch(
-      /^STAPLEKEEPER UNKNOWN - configuration: CONFIG_INVALID: broken\.yaml:3:11 domains\.www\.cert: certificate file not found/,
-    );
+    expect(broken.code).toBe(2);
+    expect(broken.stdout).toMatch(/^STAPLEKEEPER CRITICAL - 1 of 1 staple critical: www /);
+    await writeFile(join(dir, 'invalid.yaml'), 'domains:\n  www:\n    cert: [nowhere.pem]\n    ocsp: www.der\n');
+    const invalid = await runCli(['check', '-c', 'invalid.yaml'], { cwd: dir });
+    expect(invalid.code).toBe(3);
+    expect(invalid.stdout).toMatch(/^STAPLEKEEPER UNKNOWN - configuration: CONFIG_INVALID: invalid\.yaml:3:/);
     const usage = await runCli(['check', '--warn'], { cwd: dir });
     expect(usage.code).toBe(3);
     expect(usage.stdout).toMatch(/^STAPLEKEEPER UNKNOWN - invalid arguments: /);

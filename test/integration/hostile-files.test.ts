@@ -187,7 +187,7 @@ describe('hostile certificate and chain files', () => {
     }
   });
 
-  it('a directory or a symlink loop in place of a certificate: `run` refuses the configuration naming file and domain (exit 253)', async () => {
+  it('a directory or a symlink loop in place of a certificate fails that certificate alone, naming file and reason (exit 255)', async () => {
     const dir = await folder('cert-dir-loop');
     const a = await domain(dir, 'isdir', other);
     const b = await domain(dir, 'loop', other);
@@ -202,13 +202,14 @@ describe('hostile certificate and chain files', () => {
       domains: { fine: await domain(dir, 'fine', fine), isdir: a, loop: b },
     });
     const r = await runCli(['run', '-c', cfg]);
-    // The configuration is checked before anything is fetched (issue 3): a
-    // certificate path that is not a readable file is a configuration error.
-    expect(r.code, show(r)).toBe(253);
-    expect(r.stderr).toContain(`certificate path is not a file: ${a.cert} (domain isdir)`);
+    // One bad certificate never stops the others (issue 11): a certificate path
+    // that is not a readable file fails that certificate, naming the file and why;
+    // the good one is still renewed, and the run fails (255).
+    expect(r.code, show(r)).toBe(255);
+    expect(r.stderr).toContain(`[isdir] error FILE_UNREADABLE: ${a.cert}: cannot read certificate: is a directory`);
+    expect(r.stderr).toMatch(/\[loop\] error FILE_UNREADABLE: .*loop.*symbolic links/);
     expect(r.stderr).toContain(b.cert);
-    expect(r.stderr).toContain('(domain loop)');
-    expect(await exists(join(dir, 'fine.der'))).toBe(false);
+    expect(await exists(join(dir, 'fine.der'))).toBe(true);
   });
 
   it('a directory or a symlink loop given to `fetch --cert` is FILE_UNREADABLE with the reason', async () => {

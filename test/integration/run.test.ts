@@ -7,6 +7,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -305,12 +306,6 @@ describe('configuration errors', () => {
     ['YAML syntax', 'domains: [unclosed\n', 254, /^staplekeeper: error CONFIG_YAML: staplekeeper\.yaml:\d+:\d+/],
     ['an unknown key with a suggestion', 'ocsp_foldr: x\n', 253, /staplekeeper\.yaml:1:1 .*did you mean `ocsp_folder`/],
     ['a wrong type', 'parallel_threads: many\n', 253, /staplekeeper\.yaml:1:19 parallel_threads: /],
-    [
-      'a missing certificate named with its domain',
-      'domains:\n  site:\n    cert: missing.pem\n    ocsp: s.der\n',
-      253,
-      /domains\.site\.cert: certificate file not found: .*missing\.pem \(domain site\)/,
-    ],
     ['a bad duration', 'minimum_validity: 3 fortnights\n', 253, /minimum_validity/],
   ])('%s', async (_name, yaml, exit, message) => {
     const wd = await workdir(`cfg-${exit}-${Math.random().toString(16).slice(2)}`);
@@ -320,6 +315,18 @@ describe('configuration errors', () => {
     expect(await cli(['run'], io)).toBe(exit);
     expect(io.err()).toMatch(message);
     expect(io.err().trim().split('\n')[0]).toMatch(/^staplekeeper: error CONFIG_/);
+    expect(responder.requests.length).toBe(before);
+  });
+
+  // issue 11: a missing certificate file is that certificate's failure, not a configuration error
+  it('a missing certificate fails that certificate alone (exit 255, the file named), not the configuration', async () => {
+    const wd = await workdir(`cfg-missing-${Math.random().toString(16).slice(2)}`);
+    await writeFile(join(wd, 'staplekeeper.yaml'), 'domains:\n  site:\n    cert: missing.pem\n    ocsp: s.der\n');
+    const before = responder.requests.length;
+    const io = memoryIo(wd);
+    expect(await cli(['run'], io)).toBe(255);
+    expect(io.err()).toMatch(/\[site\] error FILE_UNREADABLE: .*missing\.pem: cannot read certificate: no such file/);
+    expect(io.err()).not.toMatch(/CONFIG_/);
     expect(responder.requests.length).toBe(before);
   });
 
@@ -400,9 +407,22 @@ describe('overlapping runs', () => {
   it('with lock_timeout 0s the second run gives up with 255 naming the holder PID', async () => {
     const wd = await workdir('locked');
     await mkdir(join(wd, 'out'));
-    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)']);
+    // a real holder: the lock is the kernel's (issue 11), a PID in the file alone blocks nobody
+    const lockModule = pathToFileURL(join(import.meta.dirname, '../../dist/engine/lock.js')).href;
+    const holder = spawn(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `const { acquireLock } = await import(${JSON.stringify(lockModule)});
+       await acquireLock(process.argv[1], 5000);
+       process.stdout.write('held\\n');
+       setTimeout(() => {}, 20000);`,
+      join(wd, 'out'),
+    ]);
     try {
-      await writeFile(join(wd, 'out', '.staplekeeper.lock'), `${holder.pid}\n`);
+      await new Promise<void>((r, j) => {
+        holder.stdout?.on('data', (d: Buffer) => d.toString().includes('held') && r());
+        holder.once('exit', () => j(new Error('the lock holder ended')));
+      });
       await writeFile(
         join(wd, 'staplekeeper.yaml'),
         ['ocsp_folder: out', 'lock_timeout: 0s', 'domains:', ...domain('a', 'a', 'a.der'), ''].join('\n'),

@@ -199,6 +199,22 @@ describe('HostBackoff', () => {
     hb.recordFailure('h', t0, 'OCSP_TRY_LATER'); // 30 min
     expect(hb.recordFailure('h', at(MIN), 'HTTP_NETWORK')).toEqual(at(TRY_LATER_MIN_MS));
   });
+  it('counts outages, not requests: failures during a running backoff add no step (issue 11)', () => {
+    const hb = new HostBackoff(mid);
+    // a batch of 20 requests in flight fails at once: one step
+    for (let i = 0; i < 20; i++) expect(hb.recordFailure('h', at(i * 10), 'HTTP_STATUS')).toEqual(at(MIN));
+    expect(hb.failuresOf('h')).toBe(1);
+    // the probe after the backoff fails: the second step
+    expect(hb.recordFailure('h', at(MIN), 'HTTP_STATUS')).toEqual(at(3 * MIN));
+    expect(hb.failuresOf('h')).toBe(2);
+  });
+  it('stays at most a quarter of the shortest remaining staple life, and at least 10 s', () => {
+    const hb = new HostBackoff(mid);
+    for (let i = 0; i < 6; i++) hb.recordFailure('h', at(i * H), 'HTTP_NETWORK');
+    // the seventh outage would mean 1 h; staples with 7 min left cap it at 105 s
+    expect(hb.recordFailure('h', at(6 * H), 'HTTP_NETWORK', { shortestLifeMs: 7 * MIN })).toEqual(at(6 * H + 105_000));
+    expect(hb.recordFailure('h2', t0, 'OCSP_TRY_LATER', { shortestLifeMs: 1000 })).toEqual(at(10_000));
+  });
 });
 
 describe('Schedule', () => {

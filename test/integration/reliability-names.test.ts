@@ -1,0 +1,67 @@
+/**
+ * Issue 11 point 13, names from Object.prototype, through the real
+ * executable: a domain called `__proto__` and a scanned certificate named
+ * `constructor.pem` keep their staples like any other name (they used to be
+ * dropped silently: a plain object as the name map).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  assertBuilt,
+  killAllChildren,
+  outcomesById,
+  removeTempDirs,
+  runCli,
+  startGoodResponder,
+  tempDir,
+  writeConfig,
+  type GoodResponder,
+} from '../helpers/cli-harness.js';
+import { buildTestPki, type TestPki } from '../helpers/mint.js';
+
+let dir: string;
+let pki: TestPki;
+let responder: GoodResponder;
+
+beforeAll(async () => {
+  assertBuilt();
+  dir = await tempDir('sk-rel-names-');
+  pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date(), leafCount: 3 });
+  responder = await startGoodResponder(pki, pki.leaves);
+});
+
+afterAll(async () => {
+  await killAllChildren();
+  await responder?.close();
+  await removeTempDirs();
+});
+
+describe('issue 11 point 13: names from Object.prototype', () => {
+  it('a domain called __proto__ and scanned constructor.pem / toString.pem are renewed, with responders: overrides', async () => {
+    const scan = join(dir, 'scan');
+    await mkdir(scan);
+    for (const [i, name] of ['constructor', 'toString'].entries()) {
+      await writeFile(join(scan, `${name}.pem`), pki.leaves[i]!.pem);
+      await writeFile(join(scan, `${name}-chain.pem`), pki.root.pem);
+      await writeFile(join(scan, `${name}-rootchain.pem`), pki.root.pem);
+    }
+    await writeFile(join(dir, 'p.pem'), pki.leaves[2]!.pem);
+    await writeFile(join(dir, 'chain.pem'), pki.root.pem);
+    const cfg = await writeConfig(join(dir, 'sk.yaml'), {
+      ocsp_folder: dir,
+      scan_keys: [{ folder: scan }],
+      // the leaves' AIA names a port nobody listens on: every staple needs its override
+      responders: { constructor: responder.url, toString: responder.url, ['__proto__']: responder.url },
+      domains: { ['__proto__']: { cert: join(dir, 'p.pem'), chain: join(dir, 'chain.pem'), ocsp: 'proto.der' } },
+    });
+    const r = await runCli(['run', '-c', cfg, '--json'], { timeoutMs: 30_000 });
+    const by = outcomesById(r.stdout);
+    expect([...by.keys()].sort(), r.stdout + r.stderr).toEqual(['__proto__', 'constructor', 'toString']);
+    for (const id of by.keys()) expect(by.get(id)?.result, `${id}\n${r.stdout}\n${r.stderr}`).toBe('updated');
+    expect(r.code).toBe(3);
+    expect(existsSync(join(dir, 'proto.der'))).toBe(true);
+    expect(existsSync(join(dir, 'constructor.ocsp-resp'))).toBe(true);
+  });
+});
