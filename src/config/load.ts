@@ -900,6 +900,7 @@ async function loadOnce(
   if (raw.overwrite_non_ocsp !== undefined) settings.overwriteNonOcsp = raw.overwrite_non_ocsp;
   if (raw.http?.proxy !== undefined) settings.http.proxy = raw.http.proxy;
   if (raw.http?.user_agent !== undefined) settings.http.userAgent = raw.http.user_agent;
+  if (raw.http?.follow_redirects_across_hosts === true) settings.http.followRedirectsAcrossHosts = true;
   if (raw.hooks?.on_change !== undefined) settings.hooks.onChange = raw.hooks.on_change;
   if (raw.hooks?.on_failure !== undefined) settings.hooks.onFailure = raw.hooks.on_failure;
   if (raw.hooks?.on_revoked !== undefined) settings.hooks.onRevoked = raw.hooks.on_revoked;
