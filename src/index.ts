@@ -1,14 +1,28 @@
 /**
  * staplekeeper: the library. Keeps OCSP stapling responses fresh and correct.
  *
- * The layers: `core` (pure: parsing, verification, policy, errors), `io`
- * (files, HTTP, clock behind small interfaces), `config` (YAML → validated
- * settings) and `engine` (one target, one run). The CLI is not part of the
- * library.
+ * The front door is a handful of functions: {@link attachStapling} (staple
+ * in your own Node TLS server), {@link runOnce} (one pass over a
+ * configuration, as `staplekeeper run`), {@link startDaemon} (the
+ * long-running service), {@link checkStaples} (judge the staples on disk,
+ * as `staplekeeper check`), {@link loadConfig} and {@link defineSettings} /
+ * {@link defineConfig} (a configuration from YAML or from code), and
+ * {@link StapleError} with its stable {@link ERROR_CODES}.
+ *
+ * The rest is in namespaces: `ocsp` (the protocol: certificates, request,
+ * response, verification, refresh policy, usability, fetching), `io` (clock,
+ * HTTP transport, staple store, lock), `config`, `outputs` (HAProxy push,
+ * hooks) and `testing` (an in-memory store and a fake transport). The
+ * layers are described in docs/ARCHITECTURE.md; the command line is not part
+ * of the library.
  *
  * @packageDocumentation
  */
+import { StapleDaemon, type DaemonOptions } from './engine/daemon.js';
+
 export { VERSION, USER_AGENT } from './version.js';
+
+// ---------------------------------------------------------------- front door
 export {
   StapleError,
   ERROR_CODES,
@@ -18,137 +32,21 @@ export {
   type StapleErrorOptions,
 } from './core/errors.js';
 export {
-  type Certificate,
-  type PemBlock,
-  parseCertificate,
-  loadCertificates,
-  decodePem,
-  findIssuer,
-  isSignedBy,
-  couldBeIssuer,
-  formatName,
-  fingerprint,
-  OID_KP_OCSP_SIGNING,
-} from './core/certs.js';
-export {
-  computeCertId,
-  buildRequest,
-  type CertId,
-  type CertIdHash,
-  type RequestOptions,
-  type EncodedRequest,
-} from './core/request.js';
-export {
-  decodeResponse,
-  type DecodedResponse,
-  type BasicResponse,
-  type SingleResponse,
-  type CertStatus,
-  type Extension,
-  type ResponderId,
-  RESPONSE_STATUS_NAMES,
-  REVOCATION_REASONS,
-} from './core/response.js';
-export {
-  verifyResponse,
-  assertGood,
-  DEFAULT_SKEW_MS,
-  type VerifiedResponse,
-  type VerifyOptions,
-} from './core/verify.js';
-export {
-  decideRefresh,
-  refreshPoint,
-  DEFAULT_POLICY,
-  type RefreshDecision,
-  type RefreshPolicy,
-  type RefreshReason,
-  type StapleFacts,
-  type StapleState,
-  type CertWindow,
-} from './core/policy.js';
-export {
-  usableUntil,
-  usableAt,
-  classifyStaple,
-  type StapleHealth,
-  type StapleUsability,
-  type UsableFacts,
-} from './core/usability.js';
-export { type Clock, systemClock, fixedClock } from './io/clock.js';
-export {
-  createHttpTransport,
-  assertHttpUrl,
-  DEFAULT_MAX_BYTES,
-  type HttpTransport,
-  type HttpRequest,
-  type HttpResult,
-  type HttpOptions,
-} from './io/http.js';
-export { createFileStore, cleanStaleTemps, type StapleStore, type WriteOptions, type WriteResult } from './io/store.js';
-export {
-  fetchResponse,
-  getUrlFor,
-  MAX_GET_URL,
-  type FetchOptions,
-  type FetchResult,
-  type MethodChoice,
-} from './engine/fetch.js';
-export { IssuerResolver, pickLeaf } from './engine/issuer.js';
-export { parseCaIssuersContent } from './core/asn1.js';
-export {
-  processTarget,
-  loadTargetCert,
-  readStapleState,
-  type Target,
-  type TargetOutcome,
-  type EngineContext,
-  type ProcessOptions,
-  type StapleSummary,
-  type LoadedCert,
-} from './engine/staple.js';
-export { runOnce, exitCodeOf, type RunOptions, type RunReport } from './engine/run.js';
-export { runHook, type HookItem, type HookResult } from './engine/hooks.js';
-export { acquireLock, type HeldLock } from './engine/lock.js';
-export {
   loadConfig,
-  findDefaultConfig,
-  parseDuration,
-  scanFolder,
-  scanTargets,
-  expandOutputTemplate,
-  OUTPUT_PLACEHOLDERS,
+  defineSettings,
+  defineConfig,
+  type SettingsInput,
+  type LoadConfigOptions,
+  type LoadedConfig,
+  type Settings,
+  type TargetConfig,
+  type ScanConfig,
+  type HookCommand,
+  type HaproxyTarget,
 } from './config/index.js';
-export {
-  StapleDaemon,
-  proveWritable,
-  sourceFromConfig,
-  type DaemonOptions,
-  type DaemonLogger,
-  type DaemonObserver,
-  type LogEvent,
-  type AttemptEvent,
-  type DaemonSnapshot,
-  type CertificateStatus,
-  type CertificateState,
-} from './engine/daemon.js';
-export {
-  planNextAttempt,
-  backoffDelay,
-  jitter,
-  Schedule,
-  HostBackoff,
-  type PlannedAttempt,
-  type NextAttemptReason,
-} from './engine/scheduler.js';
-export type { LoadedConfig, Settings, TargetConfig, ScanConfig, HookCommand, HaproxyTarget } from './config/types.js';
+export { runOnce, type RunOptions, type RunReport } from './engine/run.js';
 export {
   checkStaples,
-  checkTarget,
-  formatCheckLine,
-  CHECK_EXIT,
-  DEFAULT_WARN_MS,
-  DEFAULT_CRIT_MS,
   type CheckLevel,
   type CheckState,
   type CertCheck,
@@ -156,19 +54,62 @@ export {
   type CheckOptions,
 } from './engine/check.js';
 export {
-  pushToHaproxy,
-  pushStaple,
-  sendHaproxyCommand,
-  HAPROXY_STATE_NAME,
-  type HaproxyPushItem,
-  type HaproxyPushOptions,
-  type HaproxyPushResult,
-  type HaproxyPushReport,
-} from './engine/haproxy.js';
-export {
   attachStapling,
   type StaplingOptions,
   type StaplingHandle,
   type StaplingStatus,
   type StaplingEvent,
 } from './embed/stapling.js';
+export {
+  StapleDaemon,
+  type DaemonOptions,
+  type DaemonLogger,
+  type DaemonObserver,
+  type DaemonSource,
+  type LogEvent,
+  type AttemptEvent,
+  type DaemonSnapshot,
+  type CertificateStatus,
+  type CertificateState,
+} from './engine/daemon.js';
+export type { TargetOutcome, StapleSummary } from './engine/staple.js';
+export type { Clock } from './io/clock.js';
+export type { HttpTransport } from './io/http.js';
+export type { StapleStore } from './io/store.js';
+
+/**
+ * Starts the daemon (`staplekeeper daemon` in your process): discovers the
+ * certificates of `options.source`, proves the staple folders writable, opens
+ * the status service and the watchers, and keeps every staple fresh until
+ * `stop()`. Build the source with `sourceFromConfig(config)`.
+ *
+ * @throws StapleError `FILE_WRITE` for an unwritable folder, `CONFIG_INVALID`
+ *   for an unusable listen address; nothing is left running then.
+ */
+export function startDaemon(options: DaemonOptions): Promise<StapleDaemon> {
+  return StapleDaemon.start(options);
+}
+export { sourceFromConfig } from './engine/daemon.js';
+
+// ---------------------------------------------------------------- namespaces
+export * as ocsp from './api/ocsp.js';
+export * as io from './api/io.js';
+export * as config from './config/index.js';
+export * as outputs from './api/outputs.js';
+export * as testing from './testing/index.js';
+
+// ------------------------------------------------ names of the first releases
+// Kept at the top level because the README's Library section used them; the
+// same functions are in the namespaces above.
+export {
+  loadCertificates,
+  computeCertId,
+  buildRequest,
+  verifyResponse,
+  assertGood,
+  decideRefresh,
+  fetchResponse,
+  IssuerResolver,
+  processTarget,
+} from './api/ocsp.js';
+export { createHttpTransport, createFileStore } from './api/io.js';

@@ -238,7 +238,7 @@ async function startAndRun(
     log({ level: 'error', code: loaded.error.code, msg: loaded.error.message });
     return fail(1);
   }
-  const file = resolve(io.cwd, loaded.config.file);
+  const file = resolve(io.cwd, loaded.config.file ?? '');
   for (const note of loaded.config.settings.notes) log({ level: 'info', msg: `note: ${note}` });
   const { StapleDaemon, sourceFromConfig } = await import('../engine/daemon.js');
   let daemon: StapleDaemon;

@@ -42,7 +42,7 @@ export interface DomainsBlock {
   cutLines: number;
   /** 1-based line of `domains:`. */
   keyLine: number;
-  /** The domains, in file order (null-prototype: an id may be any name). */
+  /** The domains, in file order, as the schema gives them (a null-prototype record of plain objects). */
   domains: Record<string, Record<string, string>>;
   /** `[line, col]` of each domain's key. */
   positions: Record<string, [number, number]>;
@@ -72,7 +72,7 @@ export function splitDomains(text: string): DomainsBlock | undefined {
   const start = first;
   const keyLine = countLines(text, start) + 1;
   const blockStart = start + 'domains:\n'.length;
-  const domains = Object.create(null) as Record<string, Record<string, string>>;
+  const domains = Object.create(null) as Record<string, Record<string, string>>; // as the schema gives them
   const positions = Object.create(null) as Record<string, [number, number]>;
   let current: Record<string, string> | undefined;
   let line = keyLine;
@@ -100,7 +100,7 @@ export function splitDomains(text: string): DomainsBlock | undefined {
       if (l.charCodeAt(2) === 0x20 || !l.endsWith(':')) return undefined;
       const id = l.slice(2, -1);
       if (!plain(id) || Object.hasOwn(domains, id) || !complete(current)) return undefined;
-      current = Object.create(null) as Record<string, string>;
+      current = {};
       domains[id] = current;
       positions[id] = [line, 3];
     }
@@ -116,13 +116,6 @@ function countLines(text: string, end: number): number {
   let n = 0;
   for (let i = text.indexOf('\n'); i >= 0 && i < end; i = text.indexOf('\n', i + 1)) n++;
   return n;
-}
-
-/** The domains as the schema gives them: plain objects with the fields present. */
-export function domainsValue(block: DomainsBlock): Record<string, Record<string, string>> {
-  const out = Object.create(null) as Record<string, Record<string, string>>; // a domain may be called __proto__
-  for (const id in block.domains) out[id] = { ...block.domains[id] };
-  return out;
 }
 
 /**

@@ -7,7 +7,6 @@ export type { HaproxyTarget, HookCommand, LoadedConfig, ScanConfig, Settings, Ta
 export { parseDuration } from './duration.js';
 export {
   DEFAULT_CONFIG_NAMES,
-  DEFAULTS,
   OPENSSL_NOTE,
   findDefaultConfig,
   loadConfig,
@@ -17,6 +16,7 @@ export {
   type LoadConfigOptions,
 } from './load.js';
 export { configCacheDir } from './cache.js';
+export { DEFAULTS, configFolder, defineConfig, defineSettings, type SettingsInput } from './settings.js';
 export { DEFAULT_MASKS, scanFolder, type ScanOptions } from './scan.js';
 export { DEFAULT_HOOK_TIMEOUT_MS } from './types.js';
 export { formatProblem, type ConfigProblem } from './problems.js';

@@ -20,8 +20,9 @@ import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
 import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
 import type { RawIncludeConfig, RawMainConfig } from './schema.js';
+import { defineSettings } from './settings.js';
 import { closestMatch } from './suggest.js';
-import type { LoadedConfig, ScanConfig, Settings, TargetConfig } from './types.js';
+import type { LoadedConfig, ScanConfig, TargetConfig } from './types.js';
 import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './cache.js';
 import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
 import type { ReadFile } from './parse.js';
@@ -35,16 +36,6 @@ export const MAX_CONFIG_FILE = 64 * 1024 * 1024;
 
 /** Default file names, in the order they are tried: ours first, then ocspbot's, so a drop-in just works. */
 export const DEFAULT_CONFIG_NAMES = ['staplekeeper.yaml', 'ocspbot.yaml'] as const;
-
-/** Defaults of the keys staplekeeper adds (ocspbot's own defaults are in ocspbot's README). */
-export const DEFAULTS = {
-  refreshAt: 0.5,
-  concurrency: 16,
-  perHostConcurrency: 8,
-  httpTimeoutMs: 10_000,
-  lockTimeoutMs: 60_000,
-  sweepIntervalMs: 60 * 60_000,
-} as const;
 
 /** The note shown when an ocspbot file sets `openssl_executable`. */
 export const OPENSSL_NOTE = 'openssl_executable is ignored: staplekeeper does not need OpenSSL';
@@ -731,7 +722,7 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
     if (contentHash(text) !== textHash) return undefined;
   }
   for (const [dir, files] of result.deps.includeDirs) {
-    const now = await includeFiles(dir, result.config.file);
+    const now = await includeFiles(dir, result.config.file ?? '');
     if (!Array.isArray(now) || now.length !== files.length || now.some((f, i) => f !== files[i])) return undefined;
   }
   const { config } = result;
@@ -862,58 +853,46 @@ async function loadOnce(
   checkStaplePaths(placed, problems);
   if (problems.length > 0) fail('CONFIG_INVALID', problems, fileOrder);
 
-  const settings: Settings = {
-    refreshAt: raw.refresh_at ?? DEFAULTS.refreshAt,
-    // unset, the overall limit never caps the per-host one (per_host_concurrency: 32 means 32 in flight);
-    // with stop_on_error it is ocspbot's parallel_threads default, 1: one at a time, nothing after a failure
-    concurrency:
-      raw.concurrency ??
-      raw.parallel_threads ??
-      (raw.stop_on_error === true
-        ? 1
-        : Math.max(DEFAULTS.concurrency, raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency)),
-    perHostConcurrency: raw.per_host_concurrency ?? DEFAULTS.perHostConcurrency,
-    stopOnError: raw.stop_on_error ?? false,
-    makeBackups: raw.make_backups ?? false,
+  // every default is defineSettings'; this only says what the file says
+  const settings = defineSettings({
+    refreshAt: raw.refresh_at,
+    concurrency: raw.concurrency ?? raw.parallel_threads,
+    perHostConcurrency: raw.per_host_concurrency,
+    stopOnError: raw.stop_on_error,
+    makeBackups: raw.make_backups,
     ocspFolder,
     http: {
-      timeoutMs: raw.http?.timeout ?? DEFAULTS.httpTimeoutMs,
-      method: raw.http?.method ?? 'auto',
+      timeoutMs: raw.http?.timeout,
+      method: raw.http?.method,
+      proxy: raw.http?.proxy,
+      userAgent: raw.http?.user_agent,
+      followRedirectsAcrossHosts: raw.http?.follow_redirects_across_hosts,
     },
     responderUrlOverrides: responders.byUrl,
     responderIdOverrides: responders.byId,
     caDirs,
-    hooks: {},
-    onRevokedWrite: raw.on_revoked_write ?? false,
-    lockTimeoutMs: raw.lock_timeout ?? DEFAULTS.lockTimeoutMs,
+    hooks: {
+      onChange: raw.hooks?.on_change,
+      onFailure: raw.hooks?.on_failure,
+      onRevoked: raw.hooks?.on_revoked,
+    },
+    onRevokedWrite: raw.on_revoked_write,
+    lockTimeoutMs: raw.lock_timeout,
     haproxy,
     daemon: {
-      sweepIntervalMs: raw.daemon?.sweep_interval ?? DEFAULTS.sweepIntervalMs,
-      watch: raw.daemon?.watch ?? true,
+      sweepIntervalMs: raw.daemon?.sweep_interval,
+      watch: raw.daemon?.watch,
+      statusListen: raw.daemon?.status?.listen,
     },
     notes,
-  };
-  if (raw.minimum_validity !== undefined) settings.minimumValidityMs = raw.minimum_validity;
-  if (raw.minimum_validity_percentage !== undefined)
-    settings.minimumValidityPercentage = raw.minimum_validity_percentage;
-  if (raw.backups?.keep !== undefined) settings.backupsKeep = raw.backups.keep;
-  if (raw.overwrite_non_ocsp !== undefined) settings.overwriteNonOcsp = raw.overwrite_non_ocsp;
-  if (raw.http?.proxy !== undefined) settings.http.proxy = raw.http.proxy;
-  if (raw.http?.user_agent !== undefined) settings.http.userAgent = raw.http.user_agent;
-  if (raw.http?.follow_redirects_across_hosts === true) settings.http.followRedirectsAcrossHosts = true;
-  if (raw.hooks?.on_change !== undefined) settings.hooks.onChange = raw.hooks.on_change;
-  if (raw.hooks?.on_failure !== undefined) settings.hooks.onFailure = raw.hooks.on_failure;
-  if (raw.hooks?.on_revoked !== undefined) settings.hooks.onRevoked = raw.hooks.on_revoked;
-  if (raw.output_log !== undefined) settings.outputLog = path.resolve(cwd, raw.output_log);
-  if (raw.error_log !== undefined) settings.errorLog = path.resolve(cwd, raw.error_log);
-  if (raw.daemon?.status?.listen !== undefined) settings.daemon.statusListen = raw.daemon.status.listen;
-  if (raw.fleet !== undefined) {
-    settings.fleet = {
-      redis: raw.fleet.redis,
-      prefix: raw.fleet.prefix ?? 'staplekeeper:',
-      fetch: raw.fleet.fetch ?? true,
-    };
-  }
+    minimumValidityMs: raw.minimum_validity,
+    minimumValidityPercentage: raw.minimum_validity_percentage,
+    backupsKeep: raw.backups?.keep,
+    overwriteNonOcsp: raw.overwrite_non_ocsp,
+    outputLog: raw.output_log === undefined ? undefined : path.resolve(cwd, raw.output_log),
+    errorLog: raw.error_log === undefined ? undefined : path.resolve(cwd, raw.error_log),
+    fleet: raw.fleet,
+  });
 
   const loaded: LoadedConfig = { file: main.file, settings, targets: placed.map((p) => p.target), scans };
   if (warnings !== undefined && warnings.length > 0) loaded.warnings = warnings;

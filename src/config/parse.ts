@@ -4,7 +4,7 @@
  * configuration cache (config/cache.ts).
  */
 import type { FileRole } from './cache.js';
-import { domainsValue, FastDomainsSource, splitDomains } from './fast-domains.js';
+import { FastDomainsSource, splitDomains } from './fast-domains.js';
 import type { ConfigProblem, ConfigSource } from './problems.js';
 import { includeSchema, mainSchema, validate, type RawIncludeConfig, type RawMainConfig } from './schema.js';
 import { YamlSource } from './yaml-source.js';
@@ -72,6 +72,6 @@ function fastParseValidated(
   const result =
     role === 'main' ? validate(mainSchema, rest, data) : validate(includeSchema, rest, data, { include: true });
   if (!result.ok) return undefined;
-  const value = { ...result.value, domains: domainsValue(block) } as RawMainConfig | RawIncludeConfig;
+  const value = { ...result.value, domains: block.domains } as RawMainConfig | RawIncludeConfig;
   return { source: new FastDomainsSource(rest, block), value, problems: [] };
 }

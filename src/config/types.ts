@@ -125,8 +125,8 @@ export interface FleetSettings {
 
 /** The whole loaded configuration. */
 export interface LoadedConfig {
-  /** Absolute path of the main configuration file. */
-  file: string;
+  /** Absolute path of the main configuration file; absent for one built in code (`defineConfig`). */
+  file?: string;
   settings: Settings;
   targets: TargetConfig[];
   /** Folders that a daemon should watch (scan_keys folders), absolute, with their scan definitions. */

@@ -90,11 +90,24 @@ export interface StapleErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/** The mark every {@link StapleError} carries, the same in every copy of staplekeeper. */
+const BRAND = Symbol.for('staplekeeper.error');
+
 /**
  * The one error class of staplekeeper. `code` is stable; `message` is written
  * for an operator and already says what to do.
+ *
+ * `instanceof StapleError` is true for a StapleError of any copy of the
+ * package (two versions installed side by side, a bundle and `node_modules`):
+ * it checks a `Symbol.for` mark rather than the prototype chain, as undici's
+ * errors do.
  */
 export class StapleError extends Error {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== StapleError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+
   override readonly name = 'StapleError';
   readonly code: ErrorCode;
   readonly details: Record<string, unknown>;
@@ -105,6 +118,7 @@ export class StapleError extends Error {
     this.details = options.details ?? {};
   }
 }
+Object.defineProperty(StapleError.prototype, BRAND, { value: true });
 
 /** True when `e` is a {@link StapleError} (optionally with the given code). */
 export function isStapleError(e: unknown, code?: ErrorCode): e is StapleError {

@@ -4,36 +4,11 @@
  * asked for (RFC 5019 §2.1: responders that pre-produce responses ignore or
  * reject nonces, so the interoperable default is none).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { encodeOcspRequest } from './asn1.js';
-import type { Certificate } from './certs.js';
-import { oidForHashName } from './signature.js';
+import type { CertId } from './certid.js';
 
-/** The CertID hash algorithms we send. SHA-1 is the RFC 5019 default. */
-export type CertIdHash = 'sha1' | 'sha256';
-
-/** The four fields that identify a certificate to a responder. */
-export interface CertId {
-  hash: CertIdHash;
-  hashAlgorithm: string;
-  issuerNameHash: Buffer;
-  issuerKeyHash: Buffer;
-  serial: Buffer;
-}
-
-/**
- * Computes the CertID: hash of the issuer's DER subject Name, hash of the
- * issuer's subjectPublicKey BIT STRING contents, and the serial.
- */
-export function computeCertId(cert: Certificate, issuer: Certificate, hash: CertIdHash = 'sha1'): CertId {
-  return {
-    hash,
-    hashAlgorithm: oidForHashName(hash),
-    issuerNameHash: createHash(hash).update(issuer.subjectDer).digest(),
-    issuerKeyHash: createHash(hash).update(issuer.publicKeyBits).digest(),
-    serial: cert.serial,
-  };
-}
+export { computeCertId, type CertId, type CertIdHash } from './certid.js';
 
 /** Options for {@link buildRequest}. */
 export interface RequestOptions {

@@ -35,6 +35,7 @@ import { cacheDeadline, DEFAULT_POLICY, refreshPoint, type RefreshPolicy } from 
 import { compareStaples, keptMessage, rankOfVerified } from '../core/compare.js';
 import type { CertIdHash } from '../core/request.js';
 import { usableAt } from '../core/usability.js';
+import type { Clock } from '../io/clock.js';
 import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
@@ -76,7 +77,9 @@ export interface StaplingOptions {
   skewMs?: number;
   /** Retry after failures: `initialMs` (1 min) doubling up to `maxMs` (1 h), ± `jitter` (0.1). */
   backoff?: { initialMs?: number; maxMs?: number; jitter?: number };
-  /** The clock (tests). */
+  /** The clock's time (only its `now` is used; timers are the system's). */
+  clock?: Clock;
+  /** The older form of `clock` (tests); used when both are given. */
   now?: () => Date;
   /** Told about fetches, failures, cache loads and forgotten certificates. */
   onEvent?: (event: StaplingEvent) => void;
@@ -198,7 +201,8 @@ function parseIssuers(list: Array<string | Buffer> | undefined): Certificate[] {
  * before the first staple simply go without one.
  */
 export function attachStapling(server: TlsServer, options: StaplingOptions = {}): StaplingHandle {
-  const now = options.now ?? (() => new Date());
+  const clock = options.clock;
+  const now = options.now ?? (clock ? () => clock.now() : () => new Date());
   const store = options.store ?? createFileStore();
   const ownTransport = options.transport
     ? undefined

@@ -36,6 +36,7 @@ import { toStapleError } from '../core/errors.js';
 import { failureLine } from '../core/message.js';
 import type { RefreshPolicy, StapleFacts } from '../core/policy.js';
 import { classifyStaple, usableUntil } from '../core/usability.js';
+import type { Clock } from '../io/clock.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited } from './limit.js';
@@ -126,7 +127,9 @@ export interface CheckOptions {
   warnMs?: number;
   /** CRITICAL below this many ms (default: relative). */
   critMs?: number;
+  /** The time the staples are judged at (default: `clock`, else the system clock). */
   now?: Date;
+  clock?: Clock;
   store?: StapleStore;
   /** Default: issuers from the files and `ca_dirs` only, with no HTTP transport. */
   resolver?: IssuerResolver;
@@ -453,7 +456,7 @@ export function formatCheckLine(report: Omit<CheckReport, 'line'>): string {
 
 /** Judges every enabled target of `config`. Never fetches; never throws for a single certificate. */
 export async function checkStaples(config: LoadedConfig, options: CheckOptions = {}): Promise<CheckReport> {
-  const now = options.now ?? new Date();
+  const now = options.now ?? options.clock?.now() ?? new Date();
   const absolute = options.warnMs !== undefined || options.critMs !== undefined;
   const warnMs = options.warnMs ?? (absolute ? Math.max(options.critMs ?? 0, DEFAULT_WARN_MS) : undefined);
   const critMs = options.critMs ?? (absolute ? Math.min(warnMs ?? 0, DEFAULT_CRIT_MS) : undefined);

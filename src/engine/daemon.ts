@@ -34,6 +34,7 @@ import { constants } from 'node:fs';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { configFolder } from '../config/index.js';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { failureLine, shortUrl } from '../core/message.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
@@ -1138,7 +1139,7 @@ export class StapleDaemon {
       try {
         const r = await runHook(event, hook, items.map(item), {
           env: this.options.env ?? process.env,
-          cwd: dirname(this.source.config.file),
+          cwd: configFolder(this.source.config),
         });
         this.log({
           level: 'info',

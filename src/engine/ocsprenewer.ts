@@ -34,7 +34,7 @@
 import type { Dirent } from 'node:fs';
 import { access, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULTS } from '../config/index.js';
+import { defineConfig, defineSettings } from '../config/index.js';
 import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { loadCertificates } from '../core/certs.js';
 import { StapleError, toStapleError } from '../core/errors.js';
@@ -390,31 +390,16 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
 
 /** The settings an ocsprenewer invocation runs with: staplekeeper's defaults, ocsprenewer's T1 and output folder. */
 export function renewerSettings(s: RenewerSettings): Settings {
-  const settings: Settings = {
-    refreshAt: s.timerT1,
-    concurrency: DEFAULTS.concurrency,
-    perHostConcurrency: DEFAULTS.perHostConcurrency,
-    stopOnError: false,
-    makeBackups: false,
+  return defineSettings({
     ocspFolder: s.outDir,
-    http: { timeoutMs: DEFAULTS.httpTimeoutMs, method: 'auto' },
-    responderUrlOverrides: {},
-    responderIdOverrides: {},
-    caDirs: [],
-    hooks: {},
-    onRevokedWrite: false,
-    lockTimeoutMs: DEFAULTS.lockTimeoutMs,
-    haproxy: [],
-    daemon: { sweepIntervalMs: DEFAULTS.sweepIntervalMs, watch: true },
-    notes: [],
-  };
-  if (s.statusListen !== undefined) settings.daemon.statusListen = s.statusListen;
-  return settings;
+    refreshAt: s.timerT1,
+    daemon: { statusListen: s.statusListen },
+  });
 }
 
-/** A {@link LoadedConfig} for the engine (`runOnce`, the daemon) from ocsprenewer's arguments. */
+/** A {@link LoadedConfig} for the engine (`runOnce`, the daemon) from ocsprenewer's arguments: no configuration file. */
 export function renewerConfig(s: RenewerSettings, targets: TargetConfig[]): LoadedConfig {
-  return { file: path.join(s.outDir, '.ocsprenewer'), settings: renewerSettings(s), targets, scans: [] };
+  return defineConfig({ settings: renewerSettings(s), targets });
 }
 
 /**

@@ -6,6 +6,8 @@
  */
 import { stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { configFolder } from '../config/index.js';
+import type { Clock } from '../io/clock.js';
 import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import type { RefreshPolicy } from '../core/policy.js';
@@ -28,6 +30,8 @@ export interface RunOptions {
   dryRun?: boolean;
   /** Only these target ids. */
   only?: string[];
+  /** The clock (default the system clock); `now` is the older form and is used when both are given. */
+  clock?: Clock;
   now?: () => Date;
   transport?: HttpTransport;
   store?: StapleStore;
@@ -171,7 +175,8 @@ export async function assertStapleFolder(dir: string): Promise<void> {
  */
 export async function runOnce(config: LoadedConfig, options: RunOptions = {}): Promise<RunReport> {
   const s = config.settings;
-  const now = options.now ?? (() => new Date());
+  const clock = options.clock;
+  const now = options.now ?? (clock ? () => clock.now() : () => new Date());
   let targets = config.targets;
   if (options.only && options.only.length > 0) {
     const wanted = new Set(options.only);
@@ -280,7 +285,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       try {
         const r = await runHook(event, hook, items.map(hookItem), {
           env: options.env ?? process.env,
-          cwd: dirname(config.file),
+          cwd: configFolder(config),
         });
         if (r.stdout.trim()) options.onNotice?.(`${event} hook: ${r.stdout.trim()}`);
       } catch (e) {

@@ -105,7 +105,7 @@ export function sourceFromConfig(config: LoadedConfig): DaemonSource {
   for (const t of fixed) for (const p of [t.certPath, t.chainPath, t.rootchainPath]) if (p) inputs.add(p);
   return {
     config,
-    describe: config.file,
+    describe: config.file ?? 'the configuration given in code',
     async discover() {
       const targets: TargetConfig[] = [];
       const problems: DiscoveryProblem[] = [];

@@ -5,7 +5,7 @@
  * responder, so every node computes the same key for the same certificate.
  */
 import type { Certificate } from '../core/certs.js';
-import { computeCertId } from '../core/request.js';
+import { computeCertId } from '../core/certid.js';
 import type { FleetKey } from './contract.js';
 
 /** `sha256:<issuerNameHash>:<issuerKeyHash>:<serial>`, all lower-case hex. */

@@ -112,6 +112,11 @@ function stamp(d: Date): string {
   return `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
 }
 
+/** The name of a staple's backup taken at `now`: `<path>-YYYYMMDD-HHMMSS` (UTC), as ocspbot names them. */
+export function backupPathFor(path: string, now: Date): string {
+  return `${path}-${stamp(now)}`;
+}
+
 /** Fsyncs a folder so a rename in it survives a crash; best effort (some file systems refuse). */
 async function syncDir(dir: string): Promise<void> {
   let dh;
@@ -411,7 +416,7 @@ export function createFileStore(options: FileStoreOptions = {}): StapleStore {
         );
       }
       if (options.backup) {
-        const backupPath = `${target}-${stamp(options.now ?? new Date())}`;
+        const backupPath = backupPathFor(target, options.now ?? new Date());
         try {
           await atomicReplace(backupPath, data, newMode);
           result.backupPath = backupPath;

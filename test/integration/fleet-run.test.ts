@@ -5,6 +5,7 @@
  * directly, fetch: false keeps what it has and says so), garbage in Redis,
  * and a run waiting for another node's lease. Needs `npm run build` first.
  */
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import { freePort, startResponder, type Responder } from '../../scripts/lib/resp
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import { fleetKeyOf } from '../../src/fleet/key.js';
-import { assertBuilt, killAllChildren, runCli } from '../helpers/cli-harness.js';
+import { ROOT, assertBuilt, cleanEnv, killAllChildren, runCli } from '../helpers/cli-harness.js';
 import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.js';
 
 const NAMES = ['a', 'b', 'c', 'd', 'e'];
@@ -122,6 +123,23 @@ describe.skipIf(skipWithoutRedis())('fleet mode: staplekeeper run', () => {
     expect((await redis.cli('HGET', key, 'st')).trim()).toBe('good');
     // no lease is left behind
     expect((await redis.cli('KEYS', 'sk1:lease:*')).trim()).toBe('');
+  }, 60_000);
+
+  it('the ocspbot drop-in takes the staples from the fleet too (same YAML, same exit codes)', async () => {
+    const cfg = await node('o1', { redis: redis.url, prefix: 'sk1:' });
+    const before = responder.requests.length;
+    const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = execFile(
+        process.execPath,
+        [path.join(ROOT, 'bin', 'ocspbot'), cfg],
+        { cwd: dir, env: cleanEnv(env), timeout: 30_000 },
+        (_e, stdout) => resolve({ code: child.exitCode, stdout }),
+      );
+    });
+    expect(r.code).toBe(5);
+    expect(r.stdout).toMatch(/Success: 0 unchanged OCSP responses, 5 updated OCSP responses and 0 failures\./);
+    expect(responder.requests.length).toBe(before);
+    expect(await allVerified('o1')).toBe(5);
   }, 60_000);
 
   it("replaces garbage in Redis: a wrong type, a hash without a staple, another certificate's staple", async () => {
