@@ -355,7 +355,9 @@ async function readIncludes(
     }
     if (!Array.isArray(files)) {
       const why = files.code === 'ENOTDIR' ? 'not a folder' : 'include folder not found';
-      problems.push(main.problem(['includes', i], `${why}: ${dir}`));
+      problems.push(
+        main.problem(['includes', i], `${why}: ${dir}${why === 'not a folder' ? '' : relativeNote(folder, cwd)}`),
+      );
       continue;
     }
     cache?.deps.includeDirs.push([dir, files]);
@@ -397,6 +399,15 @@ const FILE_KEYS = [
  * resolves against `ocsp_folder` (an absolute `ocsp` is kept) and need not
  * exist yet: the writer reports a folder it cannot write to.
  */
+/**
+ * For a "not found" message: a relative path resolves against the working
+ * directory (as in ocspbot), which is `/` under cron and systemd.
+ */
+export function relativeNote(given: string, cwd: string): string {
+  if (path.isAbsolute(given)) return '';
+  return ` (a relative path: resolved against the working directory ${cwd}; cron and systemd start in /, so give an absolute path)`;
+}
+
 function domainTargets(
   { source, raw }: Contributor,
   cwd: string,
@@ -405,7 +416,14 @@ function domainTargets(
   perTarget = false,
 ): Placed[] {
   const placed: Placed[] = [];
-  const files: Array<{ id: string; at: KeyPath; key: (typeof FILE_KEYS)[number][0]; what: string; abs: string }> = [];
+  const files: Array<{
+    id: string;
+    at: KeyPath;
+    key: (typeof FILE_KEYS)[number][0];
+    what: string;
+    abs: string;
+    given: string;
+  }> = [];
   for (const [id, domain] of Object.entries(raw.domains ?? {})) {
     const at: KeyPath = ['domains', id];
     if (id.trim() === '') {
@@ -418,7 +436,7 @@ function domainTargets(
       if (given === undefined) continue;
       const abs = path.resolve(cwd, given);
       resolved[key] = abs;
-      files.push({ id, at, key, what, abs });
+      files.push({ id, at, key, what, abs, given });
     }
     const certPath = resolved.cert ?? path.resolve(cwd, domain.cert);
     const ocspProblem = templateProblem(domain.ocsp);
@@ -437,10 +455,12 @@ function domainTargets(
   // with certFilesPerTarget, a file that is not there is that certificate's failure when it is processed
   if (perTarget) return placed;
   prefetchKinds(files.map((f) => f.abs));
-  for (const { id, at, key, what, abs } of files) {
+  for (const { id, at, key, what, abs, given } of files) {
     const kind = fsKind(abs);
     if (kind === 'missing') {
-      problems.push(source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})`));
+      problems.push(
+        source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})${relativeNote(given, cwd)}`),
+      );
     } else if (kind.startsWith('unusable: ')) {
       problems.push(
         source.problem([...at, key], `${what} file cannot be used: ${abs}: ${kind.slice(10)} (domain ${id})`),
@@ -498,7 +518,10 @@ async function resolveScan(
   }
   const folderAt: KeyPath = raw.folder === undefined ? at : [...at, 'folder'];
   const kind = fsKind(scan.folder);
-  if (kind === 'missing') problems.push(source.problem(folderAt, `scan folder not found: ${scan.folder}`));
+  if (kind === 'missing')
+    problems.push(
+      source.problem(folderAt, `scan folder not found: ${scan.folder}${relativeNote(raw.folder ?? '', cwd)}`),
+    );
   else if (kind !== 'folder') problems.push(source.problem(folderAt, `scan folder is not a folder: ${scan.folder}`));
   return problems.length === before ? scan : undefined;
 }
@@ -785,7 +808,8 @@ async function loadOnce(
   for (const [i, dir] of (raw.ca_dirs ?? []).entries()) {
     const abs = path.resolve(cwd, dir);
     const kind = fsKind(abs);
-    if (kind === 'missing') problems.push(main.problem(['ca_dirs', i], `CA folder not found: ${abs}`));
+    if (kind === 'missing')
+      problems.push(main.problem(['ca_dirs', i], `CA folder not found: ${abs}${relativeNote(dir, cwd)}`));
     else if (kind !== 'folder') problems.push(main.problem(['ca_dirs', i], `not a folder: ${abs}`));
     caDirs.push(abs);
   }
@@ -866,6 +890,7 @@ async function loadOnce(
       method: raw.http?.method,
       proxy: raw.http?.proxy,
       userAgent: raw.http?.user_agent,
+      followRedirectsAcrossHosts: raw.http?.follow_redirects_across_hosts,
     },
     responderUrlOverrides: responders.byUrl,
     responderIdOverrides: responders.byId,

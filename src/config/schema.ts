@@ -268,6 +268,7 @@ export const mainSchema = z.strictObject({
       method: z.enum(['auto', 'get', 'post']).optional(),
       proxy: httpUrl.optional(),
       user_agent: nonEmptyString.optional(),
+      follow_redirects_across_hosts: z.boolean().optional(),
     })
     .optional(),
   concurrency: positiveInt.optional(),

@@ -85,6 +85,7 @@ export function defineSettings(input: SettingsInput): Settings {
   if (input.overwriteNonOcsp !== undefined) settings.overwriteNonOcsp = input.overwriteNonOcsp;
   if (input.http?.proxy !== undefined) settings.http.proxy = input.http.proxy;
   if (input.http?.userAgent !== undefined) settings.http.userAgent = input.http.userAgent;
+  if (input.http?.followRedirectsAcrossHosts === true) settings.http.followRedirectsAcrossHosts = true;
   if (input.hooks?.onChange !== undefined) settings.hooks.onChange = input.hooks.onChange;
   if (input.hooks?.onFailure !== undefined) settings.hooks.onFailure = input.hooks.onFailure;
   if (input.hooks?.onRevoked !== undefined) settings.hooks.onRevoked = input.hooks.onRevoked;

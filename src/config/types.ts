@@ -74,6 +74,8 @@ export interface Settings {
     method: 'auto' | 'get' | 'post';
     proxy?: string;
     userAgent?: string;
+    /** Follow responder redirects to another host (default false). */
+    followRedirectsAcrossHosts?: boolean;
   };
   /** Responder overrides keyed by AIA URL (exact string) → URL or 'disabled'. */
   responderUrlOverrides: Record<string, string>;

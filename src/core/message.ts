@@ -107,7 +107,8 @@ export const ADVICE: Readonly<Partial<Record<ErrorCode, Advice>>> = {
   CERT_EXPIRED: { config: 'renew the certificate', fetch: 'renew the certificate' },
   CERT_NOT_YET_VALID: { config: "check this machine's clock", fetch: "check this machine's clock" },
   FILE_UNREADABLE: {
-    config: 'check the path and its permissions (relative paths resolve against the configuration file)',
+    config:
+      'check the path and its permissions (relative paths resolve against the working directory; cron and systemd start in /)',
     fetch: 'check the path and its permissions (relative paths resolve against the working directory)',
   },
   FILE_WRITE: {

@@ -119,6 +119,7 @@ export function transportFor(config: LoadedConfig): HttpTransport {
     connections: Math.max(s.perHostConcurrency, 1),
   };
   if (s.http.proxy) opts.proxy = s.http.proxy;
+  if (s.http.followRedirectsAcrossHosts) opts.followRedirectsAcrossHosts = true;
   return limitPerHost(createHttpTransport(opts), s.perHostConcurrency);
 }
 

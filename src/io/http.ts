@@ -61,6 +61,12 @@ export interface HttpOptions {
   userAgent?: string;
   /** Maximum redirects to follow (default 3). */
   maxRedirects?: number;
+  /**
+   * Follow a redirect to another host (default false: a responder URL means
+   * what it says, and a redirect is never a way to probe other addresses;
+   * `http.follow_redirects_across_hosts` in the configuration).
+   */
+  followRedirectsAcrossHosts?: boolean;
   /** Maximum connections per origin (default 32). */
   connections?: number;
 }
@@ -194,6 +200,13 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
               throw new StapleError(
                 'HTTP_REDIRECT',
                 `${url.href}: refusing a redirect to another scheme (${next.protocol})`,
+              );
+            }
+            // never to another host unless the operator allowed it (an SSRF-shaped probe otherwise)
+            if (next.host !== url.host && options.followRedirectsAcrossHosts !== true) {
+              throw new StapleError(
+                'HTTP_REDIRECT',
+                `${url.href}: the responder ${url.host} redirected to another host (${next.host}); not followed (set http.follow_redirects_across_hosts: true to allow it)`,
               );
             }
             url = next;

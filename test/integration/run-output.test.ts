@@ -3,7 +3,8 @@
  * standard output even when output_log is set; `--dry-run` with output_log
  * also shows on the terminal and counts "would be renewed" apart; a missing
  * log folder is one clear line naming the key; an empty configuration says
- * so instead of succeeding silently.
+ * so instead of succeeding silently; "not found" for a relative path names
+ * the working directory it was resolved against.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -105,5 +106,33 @@ describe('staplekeeper run output', () => {
     const io = memoryIo(dir);
     expect(await cli(['run', '-c', file, '-q'], io)).toBe(0);
     expect(io.err()).toMatch(/warning: the configuration names no certificates .*nothing to do/);
+  });
+
+  it('"not found" for a relative path says it resolves against the working directory', async () => {
+    const file = await config('rel.yaml', [
+      'ocsp_folder: ocsp',
+      'domains:',
+      '  x:',
+      '    cert: certs/x.pem',
+      '    ocsp: x.der',
+      '  y:',
+      `    cert: ${join(dir, 'certs/y.pem')}`,
+      '    ocsp: y.der',
+    ]);
+    const io = memoryIo(dir);
+    // a missing certificate is a configuration error (253) or, on the fast path, that certificate's failure (255)
+    const code = await cli(['run', '-c', file], io);
+    expect([253, 255]).toContain(code);
+    const line = io
+      .err()
+      .split('\n')
+      .find((l) => l.includes('certs/x.pem'));
+    if (code === 253) {
+      expect(line).toContain(
+        `(a relative path: resolved against the working directory ${dir}; cron and systemd start in /, so give an absolute path)`,
+      );
+    } else {
+      expect(line).toContain('relative paths resolve against the working directory; cron and systemd start in /');
+    }
   });
 });

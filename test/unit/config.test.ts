@@ -533,7 +533,7 @@ describe('loadConfig: includes', () => {
   it('rejects a missing include folder and reports YAML errors in included files as CONFIG_YAML', async () => {
     const missing = await loadError('includes:\n  - nowhere\n');
     expect(missing.error.message).toBe(
-      `staplekeeper.yaml:2:5 includes[0]: include folder not found: ${path.join(missing.root, 'nowhere')}`,
+      `staplekeeper.yaml:2:5 includes[0]: include folder not found: ${path.join(missing.root, 'nowhere')} (a relative path: resolved against the working directory ${missing.root}; cron and systemd start in /, so give an absolute path)`,
     );
     const broken = await loadError('includes: [inc]\n', { 'inc/bad.yml': 'domains: [\n' });
     expect(broken.error.code).toBe('CONFIG_YAML');
@@ -664,7 +664,7 @@ describe('loadConfig: scan_keys', () => {
   it('rejects a missing scan folder and masks without {domain}', async () => {
     const missing = await loadError('scan_keys:\n  - folder: gone\n');
     expect(missing.error.message).toBe(
-      `staplekeeper.yaml:2:13 scan_keys[0].folder: scan folder not found: ${path.join(missing.root, 'gone')}`,
+      `staplekeeper.yaml:2:13 scan_keys[0].folder: scan folder not found: ${path.join(missing.root, 'gone')} (a relative path: resolved against the working directory ${missing.root}; cron and systemd start in /, so give an absolute path)`,
     );
     const masks = await loadError('scan_keys:\n  - cert_mask: cert.pem\n    ocsp_mask: staple.der\n');
     expect(masks.error.message).toBe(
@@ -780,8 +780,8 @@ describe('loadConfig: file checks', () => {
     expect(error.code).toBe('CONFIG_INVALID');
     expect(error.message).toBe(
       [
-        `staplekeeper.yaml:3:11 domains.example.com.cert: certificate file not found: ${path.join(root, 'certs/example.com.pem')} (domain example.com)`,
-        `staplekeeper.yaml:4:12 domains.example.com.chain: chain file not found: ${path.join(root, 'certs/chain.pem')} (domain example.com)`,
+        `staplekeeper.yaml:3:11 domains.example.com.cert: certificate file not found: ${path.join(root, 'certs/example.com.pem')} (domain example.com) (a relative path: resolved against the working directory ${root}; cron and systemd start in /, so give an absolute path)`,
+        `staplekeeper.yaml:4:12 domains.example.com.chain: chain file not found: ${path.join(root, 'certs/chain.pem')} (domain example.com) (a relative path: resolved against the working directory ${root}; cron and systemd start in /, so give an absolute path)`,
         `staplekeeper.yaml:5:16 domains.example.com.rootchain: rootchain path is not a file: ${path.join(root, 'certs')} (domain example.com)`,
       ].join('\n'),
     );
@@ -795,7 +795,9 @@ describe('loadConfig: file checks', () => {
 
   it('rejects a missing CA folder', async () => {
     const { error, root } = await loadError('ca_dirs:\n  - cas\n');
-    expect(error.message).toBe(`staplekeeper.yaml:2:5 ca_dirs[0]: CA folder not found: ${path.join(root, 'cas')}`);
+    expect(error.message).toBe(
+      `staplekeeper.yaml:2:5 ca_dirs[0]: CA folder not found: ${path.join(root, 'cas')} (a relative path: resolved against the working directory ${root}; cron and systemd start in /, so give an absolute path)`,
+    );
   });
 
   it('rejects haproxy certificates that name no domain', async () => {
