@@ -31,6 +31,7 @@ interface RunOpts {
   quiet: boolean;
   verbose: boolean;
   only?: string[];
+  crl?: boolean;
 }
 
 /** Line-oriented output that may go to log files (ocspbot's output_log/error_log). */
@@ -295,6 +296,8 @@ export interface ExecuteRunOptions {
   prog: string;
   /** ocspbot: a certificate without an OCSP URL fails (NO_OCSP_URL, exit 255). */
   strictOcsp?: boolean;
+  /** Check the CRLs of certificates without a responder (`run --crl`). */
+  crl?: boolean;
   /** ocspbot's log files and error lines (the `ocspbot` command; see {@link RunOutputOptions}). */
   ocspbot?: boolean;
 }
@@ -328,6 +331,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
         dryRun: opts.dryRun,
         ...(opts.only ? { only: opts.only } : {}),
         ...(opts.strictOcsp ? { strictOcsp: true } : {}),
+        ...(opts.crl ? { crl: true } : {}),
         env: io.env,
         // notices (e.g. waiting for the lock) go to the error stream even with --json, whose stdout is data
         onNotice: (m) => output.err(`${opts.prog}: ${m}`),
@@ -405,5 +409,6 @@ export async function runCommand(opts: RunOpts, io: CliIo): Promise<number> {
     prog: 'staplekeeper',
   };
   if (opts.only) exec.only = opts.only;
+  if (opts.crl) exec.crl = true;
   return await executeRun(loaded.config, exec, io);
 }

@@ -46,7 +46,7 @@ import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from 
 import { VERSION } from '../version.js';
 import { runHook, type HookItem } from './hooks.js';
 import { acquireLock, type HeldLock } from './lock.js';
-import { contextFor, recordMarks, toTarget, transportFor } from './run.js';
+import { contextFor, crlWatchFor, recordMarks, toTarget, transportFor } from './run.js';
 import {
   EXPIRY_MARGIN_MS,
   HostBackoff,
@@ -382,6 +382,17 @@ export class StapleDaemon {
 
   private makeContext(config: LoadedConfig): EngineContext {
     const ctx = contextFor(config, this.transport, this.store, () => this.clock.now());
+    // CRL watch is on in the daemon unless `crl.watch: false`; each CRL is looked at again every crl.interval
+    this.crlIntervalMs = config.settings.crl.intervalMs;
+    if (config.settings.crl.watch !== false) {
+      ctx.crl = crlWatchFor(
+        config,
+        this.transport,
+        this.store,
+        () => this.clock.now(),
+        (m) => this.log({ level: 'warn', msg: m }),
+      );
+    }
     ctx.onNotice = (id, message) => this.log({ level: 'debug', id, msg: `note: ${message}` });
     if (this.fleet) {
       ctx.fleet = this.fleet;

@@ -135,6 +135,11 @@ async function exchange(
           body: der,
           headers: { 'content-type': 'application/ocsp-request', accept: 'application/ocsp-response' },
         });
+  // after a redirect to another host (http.follow_redirects_across_hosts), say who answered
+  const answeredBy = hostOf(res.url);
+  if (answeredBy !== undefined && answeredBy !== hostOf(url)) {
+    opts.onNotice?.(`${url}: answered by ${answeredBy} after a redirect (${res.url.split('?')[0]})`);
+  }
   if (res.status !== 200) {
     throw new StapleError('HTTP_STATUS', `${url}: the responder answered HTTP ${res.status} to ${method}`, {
       details: { httpStatus: res.status },
@@ -168,4 +173,13 @@ async function exchange(
   const result: FetchResult = { response, url, method };
   if (res.maxAgeMs !== undefined) result.maxAgeMs = res.maxAgeMs;
   return result;
+}
+
+function hostOf(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  try {
+    return new URL(url).host;
+  } catch {
+    return undefined;
+  }
 }

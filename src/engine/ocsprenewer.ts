@@ -394,6 +394,8 @@ export function renewerSettings(s: RenewerSettings): Settings {
     ocspFolder: s.outDir,
     refreshAt: s.timerT1,
     daemon: { statusListen: s.statusListen },
+    // ocsprenewer never looked at CRLs: the drop-in does not either
+    crl: { watch: false },
   });
 }
 
