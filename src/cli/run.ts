@@ -1,7 +1,7 @@
 /**
  * `staplekeeper run` and the shared output of `run` and the `ocspbot` drop-in.
  *
- * Exit codes (the ocspbot 0.9.3 contract, OCSP-REFERENCE §6):
+ * Exit codes (the ocspbot 0.9.3 contract, docs/migrating.md):
  * 0 nothing renewed; N renewed (capped at 250, so that 256 renewals never
  * read as "nothing changed"); 255 retrieval errors (also: a failing hook,
  * another run holding the lock); 254 YAML or log-file errors; 253
@@ -146,7 +146,7 @@ export async function openRunOutput(
 /** How the CLI loads configurations: from its working directory, with the configuration cache of its environment. */
 export function configLoadOptions(io: CliIo): LoadConfigOptions {
   const cacheDir = configCacheDir(io.env);
-  // a missing or broken certificate file fails that certificate, not the run (issue 11; not for ocspbot)
+  // a missing or broken certificate file fails that certificate, not the run (not for ocspbot)
   const base: LoadConfigOptions = { cwd: io.cwd, certFilesPerTarget: true };
   return cacheDir === undefined ? base : { ...base, cacheDir };
 }

@@ -472,7 +472,7 @@ export function validate<S extends z.ZodType>(
   data: unknown,
   options: ValidateOptions = {},
 ): { ok: true; value: z.output<S> } | { ok: false; problems: ConfigProblem[] } {
-  // names are keys: a domain called `__proto__` must survive validation (issue 11)
+  // names are keys: a domain called `__proto__` must survive validation (docs/SECURITY.md)
   const result = schema.safeParse(escapeNameKeys(data), { error: issueMessage });
   if (result.success) return { ok: true, value: unescapeNameKeys(result.data) as z.output<S> };
   for (const i of result.error.issues) {

@@ -17,7 +17,7 @@ export interface HookCommand {
   timeoutMs: number;
 }
 
-/** A HAProxy runtime API target (issue 7): push renewed staples over its socket. */
+/** A HAProxy runtime API target (docs/servers.md): push renewed staples over its socket. */
 export interface HaproxyTarget {
   /** Path of the stats/master socket (unix), or `host:port` for a TCP socket. */
   socket: string;

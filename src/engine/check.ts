@@ -2,7 +2,7 @@
  * The monitoring check (`staplekeeper check`): judges every staple on disk
  * at `now` and reduces the judgements to one Nagios/Icinga plugin state.
  *
- * It reads staples only and never fetches (OCSP-REFERENCE §1 item 8: "say so
+ * It reads staples only and never fetches (promise 8 of docs/ARCHITECTURE.md: "say so
  * loudly" must not itself depend on the responder). Each staple is verified
  * with the same rules as at every run ({@link readStapleState}), so a staple
  * that `run` would count as missing is critical here too.
@@ -285,7 +285,7 @@ async function judgeTarget(
       () => true,
     );
     if (!present) return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
-    // the certificate's own file missing, unreadable or not a certificate: that certificate is broken (issue 11)
+    // the certificate's own file missing, unreadable or not a certificate: that certificate is broken, not the check
     if (err.code === 'FILE_UNREADABLE' || err.code === 'NOT_A_CERTIFICATE') {
       return {
         ...base,
@@ -315,7 +315,7 @@ async function judgeTarget(
     ...(tri.crlUrls.length > 0 ? { crlUrls: tri.crlUrls } : {}),
   };
   Object.assign(base, triaged);
-  // a revoked answer recorded by a run or the daemon, written over the staple or not (issue 13)
+  // a revoked answer recorded by a run or the daemon, written over the staple or not (src/revocation/marks.ts)
   const mark = ctx.marks?.[target.id];
   if (mark && mark.certificate === certFingerprint(cert)) {
     const when = mark.time ? ` at ${mark.time}` : '';

@@ -1,5 +1,5 @@
 /**
- * Fetching and verifying one OCSP response (OCSP-REFERENCE §3).
+ * Fetching and verifying one OCSP response (RFC 6960 §4.1, RFC 5019 §5).
  *
  * GET per RFC 5019 §5 when `{url}/{urlencode(base64(DER))}` is at most 255
  * bytes, else POST; when one method fails at the transport level, the other
@@ -149,7 +149,7 @@ async function exchange(
   if (ct === undefined) {
     opts.onNotice?.(`${url}: the response has no Content-Type (expected application/ocsp-response)`);
   } else if (ct !== 'application/ocsp-response') {
-    // Not fatal on its own (OCSP-REFERENCE §2), but an HTML error page must not pass as DER
+    // Not fatal on its own (the body decides), but an HTML error page must not pass as DER
     opts.onNotice?.(`${url}: unexpected Content-Type "${res.contentType}"`);
   }
   let decoded;

@@ -263,7 +263,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
   }
 
   if (!options.dryRun && s.haproxy.length > 0) {
-    // Hand good staples whose bytes HAProxy has not had yet to its runtime API (issue 7); a failed
+    // Hand good staples whose bytes HAProxy has not had yet to its runtime API (docs/servers.md); a failed
     // push counts like a failed hook (exit 255) and is retried at the next run.
     const pushed = await pushToHaproxy(s.haproxy, report.outcomes, {
       stateDir: s.ocspFolder,

@@ -508,7 +508,7 @@ interface StapleJudgement {
   bytes?: Buffer;
 }
 
-/** Verifies staple bytes with every rule of OCSP-REFERENCE §2 at `now`. */
+/** Verifies staple bytes with every acceptance rule of RFC 6960 §3.2 and §4.2.2 at `now`. */
 async function judgeStaple(
   read: StapleRead,
   path: string,
