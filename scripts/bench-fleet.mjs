@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The fleet figure (issue 14, docs/PERFORMANCE.md "Fleet mode"): N
+ * The fleet figure (docs/PERFORMANCE.md "Fleet mode"): N
  * certificates, F `staplekeeper daemon` processes with `fleet.fetch: true`
  * and R with `fetch: false`, each with its own empty staple folder, one
  * `redis-server` and the fast local responder of scripts/bench.mjs

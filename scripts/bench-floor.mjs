@@ -9,7 +9,7 @@
  *   node scripts/bench-floor.mjs renew  <pki-dir> <n> <url> <in-flight>
  *        for each certificate: one GET through an undici keep-alive Agent, one
  *        signature verification, one durable atomic write (temporary file,
- *        fsync, rename, fsync of the folder: OCSP-REFERENCE §5)
+ *        fsync, rename, fsync of the folder: io/store.ts)
  *   node scripts/bench-floor.mjs idle   <pki-dir> <n>            hold every certificate and staple in memory, sleep on one timer
  *   node scripts/bench-floor.mjs version                         print a version string
  *

@@ -19,6 +19,10 @@ interface CheckOpts {
   crit?: string;
   json: boolean;
   verbose: boolean;
+  certWarn?: string;
+  certCrit?: string;
+  /** false with --no-crl. */
+  crl?: boolean;
 }
 
 function unknown(io: CliIo, json: boolean, message: string): number {
@@ -71,6 +75,18 @@ export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> 
       `--crit (${formatSpan(critMs)}) is longer than --warn (${formatSpan(warnMs)}); the warning would never fire`,
     );
   }
+  let certWarnMs: number | undefined;
+  let certCritMs: number | undefined;
+  try {
+    if (opts.certWarn !== undefined) certWarnMs = parseDuration(opts.certWarn);
+  } catch (e) {
+    return unknown(io, opts.json, `--cert-warn: ${(e as Error).message}`);
+  }
+  try {
+    if (opts.certCrit !== undefined) certCritMs = parseDuration(opts.certCrit);
+  } catch (e) {
+    return unknown(io, opts.json, `--cert-crit: ${(e as Error).message}`);
+  }
   const loaded = await loadConfigForCli(opts.config, io);
   if ('exit' in loaded) return unknown(io, opts.json, `configuration: ${loaded.error.code}: ${loaded.error.message}`);
   let report: CheckReport;
@@ -78,6 +94,9 @@ export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> 
     report = await checkStaples(loaded.config, {
       ...(warnMs !== undefined ? { warnMs } : {}),
       ...(critMs !== undefined ? { critMs } : {}),
+      ...(certWarnMs !== undefined ? { certWarnMs } : {}),
+      ...(certCritMs !== undefined ? { certCritMs } : {}),
+      ...(opts.crl === false ? { crl: false } : {}),
     });
   } catch (e) {
     const err = toStapleError(e);

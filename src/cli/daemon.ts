@@ -10,7 +10,7 @@
  * one JSON object per line (`time`, `level`, `msg`, `id`, `code`, …) for log
  * shippers.
  *
- * Signals (ocsprenewer's, OCSP-REFERENCE §6, plus reload and stop):
+ * Signals (ocsprenewer's, docs/migrating.md, plus reload and stop):
  * SIGUSR1 checks every certificate now per the policy, SIGUSR2 renews every
  * staple now, SIGHUP reloads the configuration (a bad one is reported and
  * the running one kept), SIGTERM/SIGINT stop taking work, let the writes in

@@ -121,6 +121,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     .option('-q, --quiet', 'print errors and the summary only', false)
     .option('-v, --verbose', 'more detail, stack traces on errors', false)
     .option('--only <id...>', 'process only these domain identifiers')
+    .option('--crl', 'also check the CRLs of certificates without an OCSP responder (crl.watch)')
     .addHelpText('after', EXIT_HELP.run)
     .addHelpText('after', CONFIG_ENV_HELP)
     .action(async (opts) => {
@@ -131,7 +132,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
   program
     .command('check')
     .description(
-      'monitoring plugin (Nagios/Icinga): judge every staple on disk, never fetch; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN',
+      'monitoring plugin (Nagios/Icinga): judge every staple on disk (never fetches one) and the CRLs of certificates without a responder; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN',
     )
     .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')
     .option(
@@ -142,6 +143,9 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
       '--crit <duration>',
       'CRITICAL when a staple stops being usable within this time (default: relative, an eighth of its window, at most 1d)',
     )
+    .option('--cert-warn <duration>', 'WARNING when a certificate itself expires within this time', '14d')
+    .option('--cert-crit <duration>', 'CRITICAL when a certificate itself expires within this time', '3d')
+    .option('--no-crl', 'do not download the CRLs of certificates without an OCSP responder (crl.watch)')
     .option('--json', 'print a JSON document with the state of every certificate', false)
     .option('-v, --verbose', 'one more line per certificate after the status line', false)
     .addHelpText('after', EXIT_HELP.check)

@@ -5,7 +5,7 @@
  * ocspbot config, cron line and reload script work unchanged.
  *
  * Where `staplekeeper run` improves on ocspbot, this command keeps what
- * ocspbot's users rely on (issue 18): its log files start afresh at each run
+ * ocspbot's users rely on (docs/migrating.md): its log files start afresh at each run
  * and carry the error and warning lines too; a missing include folder is a
  * warning; a staple path that is a folder is a configuration error (253).
  * The differences that remain on purpose are listed in docs/migrating.md.

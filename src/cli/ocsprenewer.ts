@@ -1,6 +1,6 @@
 /**
  * `ocsprenewer`: a drop-in for go.pennock.tech/ocsprenewer on staplekeeper's
- * engine (OCSP-REFERENCE §6). Same flags, same defaults, same file naming;
+ * engine (docs/migrating.md). Same flags, same defaults, same file naming;
  * what ocsprenewer left `UNIMPLEMENTED` (fetching and writing staples,
  * persist mode, issuer discovery, directory watching, a periodic sweep, the
  * `-http` status service) works.

@@ -1,7 +1,7 @@
 /**
  * `staplekeeper run` and the shared output of `run` and the `ocspbot` drop-in.
  *
- * Exit codes (the ocspbot 0.9.3 contract, OCSP-REFERENCE §6):
+ * Exit codes (the ocspbot 0.9.3 contract, docs/migrating.md):
  * 0 nothing renewed; N renewed (capped at 250, so that 256 renewals never
  * read as "nothing changed"); 255 retrieval errors (also: a failing hook,
  * another run holding the lock); 254 YAML or log-file errors; 253
@@ -31,6 +31,7 @@ interface RunOpts {
   quiet: boolean;
   verbose: boolean;
   only?: string[];
+  crl?: boolean;
 }
 
 /** Line-oriented output that may go to log files (ocspbot's output_log/error_log). */
@@ -145,7 +146,7 @@ export async function openRunOutput(
 /** How the CLI loads configurations: from its working directory, with the configuration cache of its environment. */
 export function configLoadOptions(io: CliIo): LoadConfigOptions {
   const cacheDir = configCacheDir(io.env);
-  // a missing or broken certificate file fails that certificate, not the run (issue 11; not for ocspbot)
+  // a missing or broken certificate file fails that certificate, not the run (not for ocspbot)
   const base: LoadConfigOptions = { cwd: io.cwd, certFilesPerTarget: true };
   return cacheDir === undefined ? base : { ...base, cacheDir };
 }
@@ -295,6 +296,8 @@ export interface ExecuteRunOptions {
   prog: string;
   /** ocspbot: a certificate without an OCSP URL fails (NO_OCSP_URL, exit 255). */
   strictOcsp?: boolean;
+  /** Check the CRLs of certificates without a responder (`run --crl`). */
+  crl?: boolean;
   /** ocspbot's log files and error lines (the `ocspbot` command; see {@link RunOutputOptions}). */
   ocspbot?: boolean;
 }
@@ -328,6 +331,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
         dryRun: opts.dryRun,
         ...(opts.only ? { only: opts.only } : {}),
         ...(opts.strictOcsp ? { strictOcsp: true } : {}),
+        ...(opts.crl ? { crl: true } : {}),
         env: io.env,
         // notices (e.g. waiting for the lock) go to the error stream even with --json, whose stdout is data
         onNotice: (m) => output.err(`${opts.prog}: ${m}`),
@@ -405,5 +409,6 @@ export async function runCommand(opts: RunOpts, io: CliIo): Promise<number> {
     prog: 'staplekeeper',
   };
   if (opts.only) exec.only = opts.only;
+  if (opts.crl) exec.crl = true;
   return await executeRun(loaded.config, exec, io);
 }

@@ -2,7 +2,7 @@
  * The configuration cache: the validated contents of each configuration
  * file, so that a run whose configuration did not change skips the YAML
  * parser and the schema. For a 40,000-line `domains` file these are ~0.3 s
- * of a warm check that otherwise takes ~0.2 s (issue 6).
+ * of a warm check that otherwise takes ~0.2 s (docs/PERFORMANCE.md).
  *
  * What is cached, per configuration file read (the main file and every
  * included one): the value the schema produced from its text, and the

@@ -3,7 +3,7 @@
  * need the file system → one resolved {@link LoadedConfig}.
  *
  * The file is a superset of ocspbot 0.9.3's, so an ocspbot user switches
- * without editing it (OCSP-REFERENCE.md §6). Every problem is reported as
+ * without editing it (docs/migrating.md). Every problem is reported as
  * `file:line:col key.path: what is wrong`, the whole configuration is checked
  * before anything is fetched, and nothing is changed on disk here.
  *
@@ -158,7 +158,7 @@ export interface LoadConfigOptions {
    */
   cacheDir?: string;
   /**
-   * ocspbot 0.9.3's load rules, for the `ocspbot` command (issue 18): an
+   * ocspbot 0.9.3's load rules, for the `ocspbot` command (docs/migrating.md): an
    * include folder that does not exist is a warning ("Cannot find include
    * file", in {@link LoadedConfig.warnings}) and the other files are loaded;
    * a staple path that exists and is not a regular file (a folder) is a
@@ -170,7 +170,7 @@ export interface LoadConfigOptions {
   /**
    * A certificate, chain or root-chain file that is missing, not a file or
    * unusable is a failure of that certificate when it is processed (one bad
-   * certificate never stops the others, issue 11), not a configuration
+   * certificate never stops the others), not a configuration
    * error. `staplekeeper run`, `check` and `daemon` set it; the library
    * default and the `ocspbot` drop-in (exit 253, as ocspbot) report such
    * files as configuration errors. Syntax and schema errors stop the load
@@ -329,7 +329,7 @@ interface Placed {
  * Reads the included folders: every `*.yml`/`*.yaml` file in each, in name
  * order. Files are read from the include folder itself; ocspbot 0.9.3 tested
  * the bare file name against the working directory and so usually skipped
- * them (OCSP-REFERENCE.md §6), which is not copied. The main file is skipped
+ * them (docs/migrating.md), which is not copied. The main file is skipped
  * if an include folder contains it, so `includes: [.]` works.
  */
 async function readIncludes(
@@ -890,6 +890,7 @@ async function loadOnce(
       method: raw.http?.method,
       proxy: raw.http?.proxy,
       userAgent: raw.http?.user_agent,
+      followRedirectsAcrossHosts: raw.http?.follow_redirects_across_hosts,
     },
     responderUrlOverrides: responders.byUrl,
     responderIdOverrides: responders.byId,
@@ -906,6 +907,12 @@ async function loadOnce(
       sweepIntervalMs: raw.daemon?.sweep_interval,
       watch: raw.daemon?.watch,
       statusListen: raw.daemon?.status?.listen,
+    },
+    crl: {
+      ...(raw.crl?.interval !== undefined ? { intervalMs: raw.crl.interval } : {}),
+      ...(raw.crl?.max_size !== undefined ? { maxBytes: raw.crl.max_size } : {}),
+      ...(raw.crl?.timeout !== undefined ? { timeoutMs: raw.crl.timeout } : {}),
+      ...(raw.crl?.watch !== undefined ? { watch: raw.crl.watch } : {}),
     },
     notes,
     minimumValidityMs: raw.minimum_validity,

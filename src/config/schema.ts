@@ -197,6 +197,29 @@ const hostPort = z.string().refine(
   { error: (iss) => `expected host:port such as "127.0.0.1:9100" or "[::1]:9100", got ${describeValue(iss.input)}` },
 );
 
+const BYTE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  kb: 1000,
+  kib: 1024,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** A size: a whole number of bytes, or a string such as "64MiB" or "500 KB"; converted to bytes. */
+const byteSize = z.union([positiveInt, z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(v);
+  const unit = m ? BYTE_UNITS[(m[2] ?? '').toLowerCase()] : undefined;
+  if (!m || unit === undefined || Number(m[1]) <= 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a size such as "64MiB" or "500KB", got ${describeValue(v)}` });
+    return z.NEVER;
+  }
+  return Math.round(Number(m[1]) * unit);
+});
+
 // ---------------------------------------------------------------- sections
 
 /** One `domains` entry (ocspbot keys; `chain`/`rootchain` optional, issuer discovery can find the issuer). */
@@ -245,6 +268,7 @@ export const mainSchema = z.strictObject({
       method: z.enum(['auto', 'get', 'post']).optional(),
       proxy: httpUrl.optional(),
       user_agent: nonEmptyString.optional(),
+      follow_redirects_across_hosts: z.boolean().optional(),
     })
     .optional(),
   concurrency: positiveInt.optional(),
@@ -275,6 +299,14 @@ export const mainSchema = z.strictObject({
       sweep_interval: positiveDuration.optional(),
       watch: z.boolean().optional(),
       status: z.strictObject({ listen: hostPort.optional() }).optional(),
+    })
+    .optional(),
+  crl: z
+    .strictObject({
+      watch: z.boolean().optional(),
+      interval: positiveDuration.optional(),
+      max_size: byteSize.optional(),
+      timeout: positiveDuration.optional(),
     })
     .optional(),
   fleet: z
@@ -440,7 +472,7 @@ export function validate<S extends z.ZodType>(
   data: unknown,
   options: ValidateOptions = {},
 ): { ok: true; value: z.output<S> } | { ok: false; problems: ConfigProblem[] } {
-  // names are keys: a domain called `__proto__` must survive validation (issue 11)
+  // names are keys: a domain called `__proto__` must survive validation (docs/SECURITY.md)
   const result = schema.safeParse(escapeNameKeys(data), { error: issueMessage });
   if (result.success) return { ok: true, value: unescapeNameKeys(result.data) as z.output<S> };
   for (const i of result.error.issues) {

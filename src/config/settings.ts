@@ -18,10 +18,15 @@ export const DEFAULTS = {
   sweepIntervalMs: 60 * 60_000,
   watch: true,
   fleetPrefix: 'staplekeeper:',
+  crlIntervalMs: 60 * 60_000,
+  crlMaxBytes: 64 * 1024 * 1024,
+  crlTimeoutMs: 60_000,
 } as const;
 
 /** What {@link defineSettings} takes: `ocspFolder`, and any setting to change from its default. */
-export type SettingsInput = Partial<Omit<Settings, 'ocspFolder' | 'http' | 'daemon' | 'hooks' | 'fleet'>> & {
+export type SettingsInput = Partial<Omit<Settings, 'ocspFolder' | 'http' | 'daemon' | 'hooks' | 'fleet' | 'crl'>> & {
+  /** CRL watch (issue 13): interval, size cap, timeout; `watch` unset = each command's default. */
+  crl?: Partial<Settings['crl']>;
   /** The staple folder (resolved to an absolute path). */
   ocspFolder: string;
   http?: Partial<Settings['http']>;
@@ -63,8 +68,14 @@ export function defineSettings(input: SettingsInput): Settings {
       sweepIntervalMs: input.daemon?.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs,
       watch: input.daemon?.watch ?? DEFAULTS.watch,
     },
+    crl: {
+      intervalMs: input.crl?.intervalMs ?? DEFAULTS.crlIntervalMs,
+      maxBytes: input.crl?.maxBytes ?? DEFAULTS.crlMaxBytes,
+      timeoutMs: input.crl?.timeoutMs ?? DEFAULTS.crlTimeoutMs,
+    },
     notes: [...(input.notes ?? [])],
   };
+  if (input.crl?.watch !== undefined) settings.crl.watch = input.crl.watch;
   // optional keys are present only when set, so that settings compare equal however they were made
   if (input.minimumValidityMs !== undefined) settings.minimumValidityMs = input.minimumValidityMs;
   if (input.minimumValidityPercentage !== undefined) {
@@ -74,6 +85,7 @@ export function defineSettings(input: SettingsInput): Settings {
   if (input.overwriteNonOcsp !== undefined) settings.overwriteNonOcsp = input.overwriteNonOcsp;
   if (input.http?.proxy !== undefined) settings.http.proxy = input.http.proxy;
   if (input.http?.userAgent !== undefined) settings.http.userAgent = input.http.userAgent;
+  if (input.http?.followRedirectsAcrossHosts === true) settings.http.followRedirectsAcrossHosts = true;
   if (input.hooks?.onChange !== undefined) settings.hooks.onChange = input.hooks.onChange;
   if (input.hooks?.onFailure !== undefined) settings.hooks.onFailure = input.hooks.onFailure;
   if (input.hooks?.onRevoked !== undefined) settings.hooks.onRevoked = input.hooks.onRevoked;

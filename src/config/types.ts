@@ -17,7 +17,7 @@ export interface HookCommand {
   timeoutMs: number;
 }
 
-/** A HAProxy runtime API target (issue 7): push renewed staples over its socket. */
+/** A HAProxy runtime API target (docs/servers.md): push renewed staples over its socket. */
 export interface HaproxyTarget {
   /** Path of the stats/master socket (unix), or `host:port` for a TCP socket. */
   socket: string;
@@ -74,6 +74,8 @@ export interface Settings {
     method: 'auto' | 'get' | 'post';
     proxy?: string;
     userAgent?: string;
+    /** Follow responder redirects to another host (default false). */
+    followRedirectsAcrossHosts?: boolean;
   };
   /** Responder overrides keyed by AIA URL (exact string) → URL or 'disabled'. */
   responderUrlOverrides: Record<string, string>;
@@ -107,6 +109,20 @@ export interface Settings {
   };
   /** Fleet mode (docs/fleet.md): share staples through Redis; absent when not configured. */
   fleet?: FleetSettings;
+  /**
+   * CRL watch for certificates without a responder (issue 13): `watch`
+   * undefined means the command's default (on in `daemon` and `check`, off
+   * in `run` unless `--crl`).
+   */
+  crl: {
+    watch?: boolean;
+    /** How often the daemon looks at a CRL again (default 1 h). */
+    intervalMs: number;
+    /** Body cap of a CRL download (default 64 MiB). */
+    maxBytes: number;
+    /** Whole-download timeout (default 60 s). */
+    timeoutMs: number;
+  };
   /** Notes to show the operator (e.g. `openssl_executable` is ignored). */
   notes: string[];
 }

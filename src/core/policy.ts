@@ -2,7 +2,7 @@
  * When to refresh a staple: decisions as data (`{ action, reason, at }`),
  * taking `now` as an argument (cert-manager, lego habits).
  *
- * Two formulas are implemented (OCSP-REFERENCE §4):
+ * Two formulas are implemented (docs/ARCHITECTURE.md, refresh point):
  * - ocspbot: `end = min(cert.notAfter, nextUpdate)`,
  *   `start = max(cert.notBefore, thisUpdate)`; refresh at the earliest of
  *   `end - minimum_validity` and `start + (end - start) * (1 - P/100)`.

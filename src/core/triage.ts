@@ -1,6 +1,6 @@
 /**
  * Triage: how revocation of one certificate is published, and so what
- * staplekeeper can do for it (issue 13; docs/migrating.md "OCSP ends").
+ * staplekeeper can do for it (docs/migrating.md "OCSP ends").
  *
  * - `ocsp`: a responder is known (the certificate's AIA OCSP URL, or one
  *   configured for it): staplekeeper fetches and keeps its staple;

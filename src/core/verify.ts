@@ -1,5 +1,5 @@
 /**
- * Accepting a response: every rule of OCSP-REFERENCE §2 (RFC 6960 §3.2,
+ * Accepting a response: every acceptance rule (RFC 6960 §3.2,
  * §4.2.2.1, §4.2.2.2; RFC 5019 §4). A response may become a staple only if
  * {@link verifyResponse} returns and its status is `good`
  * ({@link assertGood}). The same rules are applied to the staple already on

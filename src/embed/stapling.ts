@@ -5,7 +5,7 @@
  * background (fetch and verification of engine/fetch.ts and core/verify.ts,
  * the refresh point of core/policy.ts).
  *
- * The promises (OCSP-REFERENCE §1):
+ * The promises (docs/ARCHITECTURE.md):
  * - A handshake never waits for the network. With no usable staple the
  *   handshake goes on without one and a fetch starts in the background. The
  *   only wait is a local disk read of the cache, the first time a certificate

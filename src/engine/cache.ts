@@ -22,7 +22,7 @@
  *   structure, the CertID match, the signature and the signer's authority
  *   (RFC 6960 §4.2.2.2). The checks that do depend on the time — the
  *   delegated signer's validity, thisUpdate not in the future, nextUpdate
- *   ahead, the certificate not expired (OCSP-REFERENCE §2) — are evaluated
+ *   ahead, the certificate not expired (RFC 6960 §3.2 and §4.2.2) — are evaluated
  *   again at every run. When any of them fails, the staple is verified from
  *   scratch, so the decision and its message are exactly those of a run
  *   without cache.

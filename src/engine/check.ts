@@ -2,7 +2,7 @@
  * The monitoring check (`staplekeeper check`): judges every staple on disk
  * at `now` and reduces the judgements to one Nagios/Icinga plugin state.
  *
- * It reads staples only and never fetches (OCSP-REFERENCE §1 item 8: "say so
+ * It reads staples only and never fetches (promise 8 of docs/ARCHITECTURE.md: "say so
  * loudly" must not itself depend on the responder). Each staple is verified
  * with the same rules as at every run ({@link readStapleState}), so a staple
  * that `run` would count as missing is critical here too.
@@ -40,10 +40,18 @@ import type { Clock } from '../io/clock.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited } from './limit.js';
-import { policyOf, toTarget } from './run.js';
-import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage } from '../core/triage.js';
+import type { HttpTransport } from '../io/http.js';
+import { crlWatchFor, policyOf, toTarget, transportFor } from './run.js';
+import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage, type Triage } from '../core/triage.js';
 import { readMarks, type Marks } from '../revocation/marks.js';
-import { certFingerprint, loadTargetCert, readStapleState, responderUrls } from './staple.js';
+import {
+  certFingerprint,
+  loadTargetCert,
+  readStapleState,
+  responderUrls,
+  type CrlChecker,
+  type LoadedCert,
+} from './staple.js';
 
 /** A Nagios plugin state. */
 export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';
@@ -66,6 +74,8 @@ export type CheckState =
   | 'cert-expired' // the certificate itself expired
   | 'no-ocsp' // no responder (triage crl or none): nothing to staple, not a failure
   | 'must-staple-no-responder' // must-staple, but no responder: the server cannot staple
+  | 'crl-unavailable' // a crl certificate whose CRL could not be fetched or verified (WARNING)
+  | 'cert-expiring' // the certificate itself expires within the certificate thresholds (14 d / 3 d)
   | 'unjudgeable'; // the certificate or its issuer could not be loaded
 
 /** The judgement of one certificate's staple. */
@@ -100,6 +110,13 @@ export interface CertCheck {
   mustStaple?: boolean;
   /** The certificate's CRL distribution points, when it has any. */
   crlUrls?: string[];
+  /** The certificate's notAfter (absent when it could not be loaded). */
+  certNotAfter?: string;
+  /** CRL watch: the distribution point asked, its verdict and the CRL's times. */
+  crlUrl?: string;
+  crlStatus?: 'good' | 'revoked' | 'unavailable';
+  crlThisUpdate?: string;
+  crlNextUpdate?: string;
 }
 
 /** The result of a check. */
@@ -133,6 +150,17 @@ export interface CheckOptions {
   store?: StapleStore;
   /** Default: issuers from the files and `ca_dirs` only, with no HTTP transport. */
   resolver?: IssuerResolver;
+  /**
+   * Watch the CRLs of `crl` certificates (the only thing a check downloads;
+   * conditional GETs against the disk cache). Default: on unless
+   * `crl.watch: false`.
+   */
+  crl?: boolean;
+  /** The transport for CRL downloads (default: one built from the settings). */
+  transport?: HttpTransport;
+  /** Certificate-expiry thresholds (default 14 days and 3 days). */
+  certWarnMs?: number;
+  certCritMs?: number;
 }
 
 /** The thresholds for one staple, in ms of remaining usability, and the grace past its refresh point. */
@@ -181,8 +209,49 @@ export function formatSpan(ms: number): string {
   return shown.length > 0 ? shown.join(' ') : '0s';
 }
 
-/** Judges one target's staple at `now`. Never throws. */
-export async function checkTarget(
+/** What {@link checkTarget} works with. */
+export interface CheckTargetContext {
+  store: StapleStore;
+  resolver: IssuerResolver;
+  policy: RefreshPolicy;
+  now: Date;
+  warnMs?: number;
+  critMs?: number;
+  urlOverrides?: Record<string, string>;
+  marks?: Marks;
+  crl?: CrlChecker;
+  /** WARNING when the certificate itself expires within this many ms (default 14 days). */
+  certWarnMs?: number;
+  /** CRITICAL when it expires within this many ms (default 3 days). */
+  certCritMs?: number;
+}
+
+/** The default certificate-expiry thresholds of `check`. */
+export const DEFAULT_CERT_WARN_MS = 14 * 86_400_000;
+export const DEFAULT_CERT_CRIT_MS = 3 * 86_400_000;
+
+/**
+ * Judges one target at `now`: its staple (or revocation state) and the
+ * expiry of the certificate itself — WARNING within `certWarnMs`, CRITICAL
+ * within `certCritMs`, whichever of the two judgements is worse. Never throws.
+ */
+export async function checkTarget(target: TargetConfig, ctx: CheckTargetContext): Promise<CertCheck> {
+  const c = await judgeTarget(target, ctx);
+  if (c.certNotAfter === undefined || c.state === 'cert-expired') return c;
+  const left = Date.parse(c.certNotAfter) - ctx.now.getTime();
+  if (left <= 0) return c;
+  const crit = left <= (ctx.certCritMs ?? DEFAULT_CERT_CRIT_MS);
+  const warn = left <= (ctx.certWarnMs ?? DEFAULT_CERT_WARN_MS);
+  if (!crit && !warn) return c;
+  const level: CheckLevel = crit ? 'critical' : 'warning';
+  const note = `the certificate expires in ${formatSpan(left)} (${c.certNotAfter}): renew it`;
+  if (RANK[level] > RANK[c.level]) {
+    return { ...c, level, state: 'cert-expiring', reason: c.reason ? `${note}; ${c.reason}` : note };
+  }
+  return { ...c, reason: c.reason ? `${c.reason}; ${note}` : note };
+}
+
+async function judgeTarget(
   target: TargetConfig,
   ctx: {
     store: StapleStore;
@@ -196,6 +265,8 @@ export async function checkTarget(
     urlOverrides?: Record<string, string>;
     /** Revocation marks of the configuration (revocation/marks.ts). */
     marks?: Marks;
+    /** Watches the CRLs of `crl` certificates (absent: not watched). */
+    crl?: CrlChecker;
   },
 ): Promise<CertCheck> {
   const base = { id: target.id, certPath: target.certPath, staplePath: target.staplePath };
@@ -214,7 +285,7 @@ export async function checkTarget(
       () => true,
     );
     if (!present) return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds: 0 };
-    // the certificate's own file missing, unreadable or not a certificate: that certificate is broken (issue 11)
+    // the certificate's own file missing, unreadable or not a certificate: that certificate is broken, not the check
     if (err.code === 'FILE_UNREADABLE' || err.code === 'NOT_A_CERTIFICATE') {
       return {
         ...base,
@@ -236,6 +307,7 @@ export async function checkTarget(
     };
   }
   const cert = loaded.cert;
+  Object.assign(base, { certNotAfter: cert.notAfter.toISOString() });
   const tri = triage(cert, responderUrls(toTarget(target), cert, ctx.urlOverrides));
   const triaged = {
     mechanism: tri.mechanism,
@@ -243,7 +315,7 @@ export async function checkTarget(
     ...(tri.crlUrls.length > 0 ? { crlUrls: tri.crlUrls } : {}),
   };
   Object.assign(base, triaged);
-  // a revoked answer recorded by a run or the daemon, written over the staple or not (issue 13)
+  // a revoked answer recorded by a run or the daemon, written over the staple or not (src/revocation/marks.ts)
   const mark = ctx.marks?.[target.id];
   if (mark && mark.certificate === certFingerprint(cert)) {
     const when = mark.time ? ` at ${mark.time}` : '';
@@ -277,6 +349,7 @@ export async function checkTarget(
         expiresInSeconds: until ? Math.max(0, Math.floor((until.getTime() - now.getTime()) / 1000)) : 0,
       };
     }
+    if (tri.mechanism === 'crl' && ctx.crl) return await crlCheck(base, tri, loaded, ctx.crl);
     return { ...base, level: 'ok', state: 'no-ocsp', reason: noOcspNotice(tri) };
   }
   // the thresholds depend on the staple's validity window: thisUpdate to the end of its usability
@@ -376,6 +449,56 @@ function thresholdsFor(facts: StapleFacts, ctx: { warnMs?: number; critMs?: numb
   return { warnMs: ctx.warnMs ?? rel.warnMs, critMs: ctx.critMs ?? rel.critMs, graceMs: rel.graceMs };
 }
 
+/**
+ * A `crl` certificate with CRL watch on: revoked is CRITICAL (with the time
+ * and reason), a CRL that cannot be had or verified is WARNING (never OK,
+ * never a false revoked), a listed-nowhere certificate is OK and, like every
+ * certificate without a responder, not counted as a staple.
+ */
+async function crlCheck(
+  base: Pick<CertCheck, 'id' | 'certPath' | 'staplePath'> & Partial<CertCheck>,
+  tri: Triage,
+  loaded: LoadedCert,
+  crl: CrlChecker,
+): Promise<CertCheck> {
+  const v = await crl.check(loaded.cert, loaded.issuer, tri.crlUrls);
+  const facts: Partial<CertCheck> = { crlUrl: v.url, crlStatus: v.status };
+  if (v.thisUpdate) facts.crlThisUpdate = v.thisUpdate;
+  if (v.nextUpdate) facts.crlNextUpdate = v.nextUpdate;
+  if (v.status === 'revoked') {
+    const when = v.revocationTime ? ` at ${v.revocationTime}` : '';
+    const why = v.revocationReason ? ` (${v.revocationReason})` : '';
+    return {
+      ...base,
+      ...facts,
+      level: 'critical',
+      state: 'revoked',
+      code: 'CRL_REVOKED',
+      reason: `REVOKED${when}${why} according to its CRL ${v.url}; replace the certificate`,
+      expiresInSeconds: 0,
+      ...(v.revocationTime ? { revocationTime: v.revocationTime } : {}),
+      ...(v.revocationReason ? { revocationReason: v.revocationReason } : {}),
+    };
+  }
+  if (v.status === 'unavailable') {
+    return {
+      ...base,
+      ...facts,
+      level: 'warning',
+      state: 'crl-unavailable',
+      code: v.error?.code ?? 'CRL_MALFORMED',
+      reason: `revocation unknown: the CRL could not be checked: ${v.error?.code ?? ''}: ${v.error?.message ?? ''}`,
+    };
+  }
+  return {
+    ...base,
+    ...facts,
+    level: 'ok',
+    state: 'no-ocsp',
+    reason: `${noOcspNotice(tri)}; not revoked (CRL of ${v.thisUpdate ?? '?'})`,
+  };
+}
+
 function paths(t: TargetConfig): { chainPath?: string; rootchainPath?: string } {
   const p: { chainPath?: string; rootchainPath?: string } = {};
   if (t.chainPath) p.chainPath = t.chainPath;
@@ -470,12 +593,22 @@ export async function checkStaples(config: LoadedConfig, options: CheckOptions =
     ...(critMs !== undefined ? { critMs } : {}),
     urlOverrides: config.settings.responderUrlOverrides,
     marks: readMarks(config.settings.ocspFolder),
+    ...(options.certWarnMs !== undefined ? { certWarnMs: options.certWarnMs } : {}),
+    ...(options.certCritMs !== undefined ? { certCritMs: options.certCritMs } : {}),
   };
   const targets = config.targets.filter((t) => t.responder !== 'disabled');
   const certs: CertCheck[] = new Array(targets.length);
-  await forEachLimited(targets, Math.max(1, config.settings.concurrency), async (t, i) => {
-    certs[i] = await checkTarget(t, ctx);
-  });
+  const watchCrl = options.crl ?? config.settings.crl.watch !== false;
+  const ownTransport = watchCrl && !options.transport ? transportFor(config) : undefined;
+  const transport = options.transport ?? ownTransport;
+  const crl = watchCrl && transport ? crlWatchFor(config, transport, ctx.store, () => now) : undefined;
+  try {
+    await forEachLimited(targets, Math.max(1, config.settings.concurrency), async (t, i) => {
+      certs[i] = await checkTarget(t, crl ? { ...ctx, crl } : ctx);
+    });
+  } finally {
+    await ownTransport?.close();
+  }
   const counts = { certs: certs.length, ok: 0, warning: 0, critical: 0, unknown: 0, noOcsp: 0 };
   let level: CheckLevel = 'ok';
   let expiryMin: number | undefined;

@@ -6,7 +6,7 @@
  * It is built from the same pieces as `run`: every certificate goes through
  * {@link processTarget} with a context from {@link contextFor}, so the daemon
  * writes exactly what `run` would write, verified the same way
- * (OCSP-REFERENCE §2), atomically (§5). What it adds is time:
+ * (RFC 6960 §3.2 and §4.2.2), atomically (io/store.ts). What it adds is time:
  *
  * - At start: the configuration is already validated (loadConfig); every
  *   staple folder is proved writable by creating and removing a file in it
@@ -46,7 +46,7 @@ import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from 
 import { VERSION } from '../version.js';
 import { runHook, type HookItem } from './hooks.js';
 import { acquireLock, type HeldLock } from './lock.js';
-import { contextFor, recordMarks, toTarget, transportFor } from './run.js';
+import { contextFor, crlWatchFor, recordMarks, toTarget, transportFor } from './run.js';
 import {
   EXPIRY_MARGIN_MS,
   HostBackoff,
@@ -382,6 +382,17 @@ export class StapleDaemon {
 
   private makeContext(config: LoadedConfig): EngineContext {
     const ctx = contextFor(config, this.transport, this.store, () => this.clock.now());
+    // CRL watch is on in the daemon unless `crl.watch: false`; each CRL is looked at again every crl.interval
+    this.crlIntervalMs = config.settings.crl.intervalMs;
+    if (config.settings.crl.watch !== false) {
+      ctx.crl = crlWatchFor(
+        config,
+        this.transport,
+        this.store,
+        () => this.clock.now(),
+        (m) => this.log({ level: 'warn', msg: m }),
+      );
+    }
     ctx.onNotice = (id, message) => this.log({ level: 'debug', id, msg: `note: ${message}` });
     if (this.fleet) {
       ctx.fleet = this.fleet;
@@ -1106,7 +1117,7 @@ export class StapleDaemon {
     });
   }
 
-  /** Hands the batch's good staples to HAProxy's runtime API (issue 7), as `run` does; only changed bytes are sent. */
+  /** Hands the batch's good staples to HAProxy's runtime API (docs/servers.md), as `run` does; only changed bytes are sent. */
   private async pushToHaproxy(outcomes: TargetOutcome[]): Promise<void> {
     const targets = this.settings.haproxy;
     if (targets.length === 0 || outcomes.length === 0) return;

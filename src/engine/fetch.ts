@@ -1,5 +1,5 @@
 /**
- * Fetching and verifying one OCSP response (OCSP-REFERENCE §3).
+ * Fetching and verifying one OCSP response (RFC 6960 §4.1, RFC 5019 §5).
  *
  * GET per RFC 5019 §5 when `{url}/{urlencode(base64(DER))}` is at most 255
  * bytes, else POST; when one method fails at the transport level, the other
@@ -135,6 +135,11 @@ async function exchange(
           body: der,
           headers: { 'content-type': 'application/ocsp-request', accept: 'application/ocsp-response' },
         });
+  // after a redirect to another host (http.follow_redirects_across_hosts), say who answered
+  const answeredBy = hostOf(res.url);
+  if (answeredBy !== undefined && answeredBy !== hostOf(url)) {
+    opts.onNotice?.(`${url}: answered by ${answeredBy} after a redirect (${res.url.split('?')[0]})`);
+  }
   if (res.status !== 200) {
     throw new StapleError('HTTP_STATUS', `${url}: the responder answered HTTP ${res.status} to ${method}`, {
       details: { httpStatus: res.status },
@@ -144,7 +149,7 @@ async function exchange(
   if (ct === undefined) {
     opts.onNotice?.(`${url}: the response has no Content-Type (expected application/ocsp-response)`);
   } else if (ct !== 'application/ocsp-response') {
-    // Not fatal on its own (OCSP-REFERENCE §2), but an HTML error page must not pass as DER
+    // Not fatal on its own (the body decides), but an HTML error page must not pass as DER
     opts.onNotice?.(`${url}: unexpected Content-Type "${res.contentType}"`);
   }
   let decoded;
@@ -168,4 +173,13 @@ async function exchange(
   const result: FetchResult = { response, url, method };
   if (res.maxAgeMs !== undefined) result.maxAgeMs = res.maxAgeMs;
   return result;
+}
+
+function hostOf(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined;
+  try {
+    return new URL(url).host;
+  } catch {
+    return undefined;
+  }
 }

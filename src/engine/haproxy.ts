@@ -1,5 +1,5 @@
 /**
- * Handing staples to a running HAProxy without a reload (OCSP-REFERENCE §5):
+ * Handing staples to a running HAProxy without a reload (docs/servers.md):
  * `set ssl ocsp-response <base64 DER>` on its runtime API socket.
  *
  * HAProxy reads `<crt file>.ocsp` only at start-up; at run time it accepts a

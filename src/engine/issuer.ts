@@ -1,5 +1,5 @@
 /**
- * Issuer discovery (OCSP-REFERENCE §3): the CertID needs the issuer's name and
+ * Issuer discovery (RFC 5280 §4.2.2.1 for caIssuers): the CertID needs the issuer's name and
  * key, and the verifier needs the issuer to authorise the signer. Sources, in
  * order: an explicit issuer file, the other certificates of the same bundle,
  * the chain file, the root chain file, directories of CA certificates

@@ -1,7 +1,7 @@
 /**
  * Bounded concurrency: a small semaphore, and a transport wrapper that limits
  * requests per responder host so that no single CA responder is hammered
- * (OCSP-REFERENCE §1 item 5).
+ * (promise 5 of docs/ARCHITECTURE.md).
  */
 import type { HttpTransport } from '../io/http.js';
 

@@ -2,7 +2,7 @@
  * Prometheus metrics of the daemon (prom-client, loaded only when the status
  * service is enabled).
  *
- * The point of the metrics is OCSP-REFERENCE §1 item 8: when a staple will
+ * The point of the metrics is promise 8 of docs/ARCHITECTURE.md: when a staple will
  * expire before a good replacement arrives, the operator must hear about it
  * from their alerting, not from a browser's "revoked?" page. The useful
  * alert is `staplekeeper_staple_expiry_timestamp_seconds - time() < 86400`:

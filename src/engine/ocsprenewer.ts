@@ -1,5 +1,5 @@
 /**
- * The rules of ocsprenewer (OCSP-REFERENCE §6), so that its command line can
+ * The rules of ocsprenewer (docs/migrating.md), so that its command line can
  * run on staplekeeper's engine unchanged: which files are certificates, where
  * their staples go, which are skipped, and the T1 refresh ratio.
  *
@@ -394,6 +394,8 @@ export function renewerSettings(s: RenewerSettings): Settings {
     ocspFolder: s.outDir,
     refreshAt: s.timerT1,
     daemon: { statusListen: s.statusListen },
+    // ocsprenewer never looked at CRLs: the drop-in does not either
+    crl: { watch: false },
   });
 }
 

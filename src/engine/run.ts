@@ -5,7 +5,7 @@
  * staple folder is locked against overlapping runs; hooks run at the end.
  */
 import { stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { configFolder } from '../config/index.js';
 import type { Clock } from '../io/clock.js';
 import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
@@ -21,6 +21,7 @@ import { runHook, type HookItem } from './hooks.js';
 import { IssuerResolver } from './issuer.js';
 import { forEachLimited, limitOverall, limitPerHost } from './limit.js';
 import { acquireLock } from './lock.js';
+import { CRL_CACHE_DIR_NAME, CrlWatch } from '../revocation/crl-watch.js';
 import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
 import { processTarget, type EngineContext, type Target, type TargetOutcome } from './staple.js';
 
@@ -44,6 +45,8 @@ export interface RunOptions {
   fleet?: Fleet;
   /** A certificate without a responder fails with NO_OCSP_URL (the ocspbot drop-in); default: triaged and skipped. */
   strictOcsp?: boolean;
+  /** Watch the CRLs of `crl` certificates (`run --crl`); default: `crl.watch` of the settings, else off. */
+  crl?: boolean;
 }
 
 /** The result of a run. */
@@ -116,6 +119,7 @@ export function transportFor(config: LoadedConfig): HttpTransport {
     connections: Math.max(s.perHostConcurrency, 1),
   };
   if (s.http.proxy) opts.proxy = s.http.proxy;
+  if (s.http.followRedirectsAcrossHosts) opts.followRedirectsAcrossHosts = true;
   return limitPerHost(createHttpTransport(opts), s.perHostConcurrency);
 }
 
@@ -218,6 +222,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     }
     const ctx = contextFor(config, transport, options.store ?? createFileStore(), now);
     if (options.strictOcsp) ctx.strictOcsp = true;
+    else if (options.crl ?? s.crl.watch === true) ctx.crl = crlWatchFor(config, transport, ctx.store, now);
     if (!options.dryRun) fleet = options.fleet ?? (await openRunFleet(config, options));
     if (fleet) {
       ctx.fleet = fleet;
@@ -258,7 +263,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
   }
 
   if (!options.dryRun && s.haproxy.length > 0) {
-    // Hand good staples whose bytes HAProxy has not had yet to its runtime API (issue 7); a failed
+    // Hand good staples whose bytes HAProxy has not had yet to its runtime API (docs/servers.md); a failed
     // push counts like a failed hook (exit 255) and is retried at the next run.
     const pushed = await pushToHaproxy(s.haproxy, report.outcomes, {
       stateDir: s.ocspFolder,
@@ -311,6 +316,32 @@ async function openRunFleet(config: LoadedConfig, options: RunOptions): Promise<
     );
   }
   return fleet;
+}
+
+/** The folder of the CRL disk cache of a configuration. */
+export function crlCacheDir(config: LoadedConfig): string {
+  return join(config.settings.ocspFolder, CRL_CACHE_DIR_NAME);
+}
+
+/** A CRL watcher (revocation/crl-watch.ts) for a configuration, on its transport, caching in its ocsp_folder. */
+export function crlWatchFor(
+  config: LoadedConfig,
+  transport: HttpTransport,
+  store: StapleStore,
+  now: () => Date,
+  onNotice?: (message: string) => void,
+): CrlWatch {
+  const c = config.settings.crl;
+  return new CrlWatch({
+    transport,
+    store,
+    cacheDir: crlCacheDir(config),
+    createBelow: config.settings.ocspFolder,
+    maxBytes: c.maxBytes,
+    timeoutMs: c.timeoutMs,
+    now,
+    ...(onNotice ? { onNotice } : {}),
+  });
 }
 
 /**

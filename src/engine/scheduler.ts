@@ -8,7 +8,7 @@
  *
  * - {@link planNextAttempt} (pure) turns the result of an attempt into the
  *   time of the next one, with a {@link NextAttemptReason}. The rules gather
- *   what OCSP-REFERENCE §4 lists: the refresh point of the policy jittered by
+ *   what the refresh rules list (docs/ARCHITECTURE.md): the refresh point of the policy jittered by
  *   ±10 % of the remaining wait (ocsprenewer); failures back off
  *   exponentially from 1 min, doubling up to 1 h, then hourly (HAProxy's
  *   60 s × 2^n, capped); `tryLater` (RFC 6960 §4.2.1, responseStatus 3) waits
@@ -19,7 +19,7 @@
  * - {@link Schedule} holds the next attempt time of every certificate in a
  *   min-heap and arms exactly one timer, for the earliest. There is no
  *   polling loop: an idle daemon is a process blocked in the kernel until
- *   that timer fires (Sleevi's "never a busy retry loop", OCSP-REFERENCE §1.5).
+ *   that timer fires (Sleevi's "never a busy retry loop", promise 5 of docs/ARCHITECTURE.md).
  * - {@link HostBackoff} remembers responder hosts that failed at the network
  *   level (connection errors, timeouts, HTTP 5xx, tryLater) so that one dead
  *   CA responder is not hit again by every certificate it serves before its
@@ -34,7 +34,7 @@ export type RandomSource = () => number;
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
-/** Jitter: ±10 % of a wait (ocsprenewer, OCSP-REFERENCE §4). */
+/** Jitter: ±10 % of a wait (ocsprenewer, docs/ARCHITECTURE.md, refresh point). */
 export const JITTER_FRACTION = 0.1;
 /** The first retry after a failure (HAProxy's 60 s). */
 export const BACKOFF_BASE_MS = MINUTE;
@@ -70,7 +70,7 @@ export const PERMANENT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 
 /**
  * Failures that say the responder host itself is in trouble, so other
- * certificates served by it should wait too (OCSP-REFERENCE §1.5). An HTTP
+ * certificates served by it should wait too (promise 5 of docs/ARCHITECTURE.md). An HTTP
  * 4xx or a badly signed answer is about our request or that one response, not
  * the host's health.
  */

@@ -209,7 +209,12 @@ export interface TargetOutcome {
  * fetched or verified is `unavailable`, never `good` and never `revoked`.
  */
 export interface CrlChecker {
-  check(cert: Certificate, issuer: Certificate, urls: readonly string[]): Promise<CrlVerdict>;
+  check(
+    cert: Certificate,
+    issuer: Certificate,
+    urls: readonly string[],
+    candidates?: readonly Certificate[],
+  ): Promise<CrlVerdict>;
 }
 
 /** The verdict of a CRL check. */
@@ -288,6 +293,8 @@ async function loadList(
 interface LoadResult {
   loaded: LoadedCert;
   issuerFromFiles: boolean;
+  /** Every other certificate of the target's files (a CRL signer may be among them). */
+  others: Certificate[];
 }
 
 async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: SourceSet): Promise<LoadResult> {
@@ -304,7 +311,8 @@ async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: S
   if (rootchain) sources.rootchain = rootchain;
   const issuer = await resolver.resolve(leaf, sources);
   const issuerFromFiles = [rest, explicit, chain, rootchain].some((l) => l?.includes(issuer) ?? false);
-  return { loaded: { cert: leaf, issuer }, issuerFromFiles };
+  const others = [...new Set([rest, explicit, chain, rootchain].flatMap((l) => l ?? []))].filter((c) => c !== issuer);
+  return { loaded: { cert: leaf, issuer }, issuerFromFiles, others };
 }
 
 // ---------------------------------------------------------------------------
@@ -500,7 +508,7 @@ interface StapleJudgement {
   bytes?: Buffer;
 }
 
-/** Verifies staple bytes with every rule of OCSP-REFERENCE §2 at `now`. */
+/** Verifies staple bytes with every acceptance rule of RFC 6960 §3.2 and §4.2.2 at `now`. */
 async function judgeStaple(
   read: StapleRead,
   path: string,
@@ -729,7 +737,7 @@ async function noResponder(
   }
   if (tri.mechanism === 'crl' && ctx.crl && !options.dryRun) {
     load ??= await loadFromSources(target, ctx.resolver, sources);
-    const verdict = await ctx.crl.check(load.loaded.cert, load.loaded.issuer, tri.crlUrls);
+    const verdict = await ctx.crl.check(load.loaded.cert, load.loaded.issuer, tri.crlUrls, load.others);
     out.crl = verdict;
     if (verdict.status === 'revoked') {
       out.revoked = { source: 'crl', url: verdict.url, certificate: certFingerprint(load.loaded.cert) };

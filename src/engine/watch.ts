@@ -126,7 +126,7 @@ export function sourceFromConfig(config: LoadedConfig): DaemonSource {
       for (const t of fixed) {
         if (await exists(t.certPath)) add(t);
         else {
-          // one missing certificate never stops the others (issue 11): reported, picked up when it appears
+          // one missing certificate never stops the others: reported, picked up when it appears
           problems.push({
             path: t.certPath,
             code: 'FILE_UNREADABLE',

@@ -15,7 +15,7 @@
  *
  * 1. Nothing it returns is trusted. A staple from the fleet is only bytes: the
  *    pipeline verifies it with every rule it applies to a response from a
- *    responder (OCSP-REFERENCE §2), for the certificate and issuer it has on
+ *    responder (RFC 6960 §3.2 and §4.2.2), for the certificate and issuer it has on
  *    disk, and takes it only when it is better than the staple on disk.
  * 2. No method throws and none blocks longer than its stated bound. When the
  *    store cannot be reached the answer says so (`'down'`, undefined) at once,

@@ -27,6 +27,9 @@ export interface HttpResult {
   maxAgeMs?: number;
   /** The URL finally answered (after redirects). */
   url: string;
+  /** `ETag` and `Last-Modified`, for a conditional GET of the same URL later (CRL watch). */
+  etag?: string;
+  lastModified?: string;
 }
 
 /** What an HTTP exchange needs. */
@@ -37,6 +40,8 @@ export interface HttpRequest {
   headers?: Record<string, string>;
   /** Body cap in bytes (default 1 MiB). */
   maxBytes?: number;
+  /** Whole-exchange timeout of this request in ms, instead of the transport's (a large CRL). */
+  timeoutMs?: number;
 }
 
 /** The transport the engine uses; tests may replace it. */
@@ -56,6 +61,12 @@ export interface HttpOptions {
   userAgent?: string;
   /** Maximum redirects to follow (default 3). */
   maxRedirects?: number;
+  /**
+   * Follow a redirect to another host (default false: a responder URL means
+   * what it says, and a redirect is never a way to probe other addresses;
+   * `http.follow_redirects_across_hosts` in the configuration).
+   */
+  followRedirectsAcrossHosts?: boolean;
   /** Maximum connections per origin (default 32). */
   connections?: number;
 }
@@ -156,6 +167,10 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     const cc = header(res.headers['cache-control']);
     const m = cc ? /(?:^|,)\s*max-age\s*=\s*(\d+)/i.exec(cc) : null;
     if (m) result.maxAgeMs = Number(m[1]) * 1000;
+    const etag = header(res.headers.etag);
+    if (etag) result.etag = etag;
+    const lm = header(res.headers['last-modified']);
+    if (lm) result.lastModified = lm;
     const loc = header(res.headers.location);
     if (loc) result.location = loc;
     return result;
@@ -165,7 +180,8 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
     async send(req) {
       let url = assertHttpUrl(req.url, 'responder URL');
       let current = req;
-      const signal = AbortSignal.timeout(timeoutMs);
+      const limitMs = req.timeoutMs ?? timeoutMs;
+      const signal = AbortSignal.timeout(limitMs);
       try {
         for (let hop = 0; ; hop++) {
           const r = await once(current, url, signal);
@@ -186,6 +202,13 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
                 `${url.href}: refusing a redirect to another scheme (${next.protocol})`,
               );
             }
+            // never to another host unless the operator allowed it (an SSRF-shaped probe otherwise)
+            if (next.host !== url.host && options.followRedirectsAcrossHosts !== true) {
+              throw new StapleError(
+                'HTTP_REDIRECT',
+                `${url.href}: the responder ${url.host} redirected to another host (${next.host}); not followed (set http.follow_redirects_across_hosts: true to allow it)`,
+              );
+            }
             url = next;
             if (r.status === 303 && current.method === 'POST') current = asGet(current); // RFC 9110 §15.4.4
             continue;
@@ -194,7 +217,7 @@ export function createHttpTransport(options: HttpOptions = {}): HttpTransport {
           return result;
         }
       } catch (e) {
-        throw classify(e, req.url, timeoutMs, signal);
+        throw classify(e, req.url, limitMs, signal);
       }
     },
     async close() {

@@ -7,7 +7,7 @@
  * content is written to a temporary file in the same directory (opened
  * exclusively), fsynced, given the old file's mode (and owner where
  * permitted), renamed over the old path, and the directory is fsynced
- * (OCSP-REFERENCE §5). `remove` then `rename` — a moment with no file — is
+ * (docs/servers.md). `remove` then `rename` — a moment with no file — is
  * never used.
  *
  * A staple path that is a symbolic link is resolved first: the link's target

@@ -325,7 +325,9 @@ export function requestedSerial(der: Buffer): string | undefined {
 /**
  * Starts a fast, honest responder on 127.0.0.1 for the leaves of `pki`. Each
  * answer is minted at request time (thisUpdate one minute ago, nextUpdate in
- * a week), so two answers differ and every one is valid at the real time.
+ * a week, and at least a second after the previous answer's for that
+ * certificate), so two answers differ, each is better than the one before,
+ * and every one is valid at the real time.
  * `delayMs` holds each answer back, to make runs overlap; `jitterMs` adds a
  * random delay up to that much, to spread a run's writes out in time.
  */
@@ -337,6 +339,7 @@ export async function startGoodResponder(
   const byserial = new Map(leaves.map((l) => [l.serial.toString('hex').toUpperCase(), l]));
   const served = new Map<string, Buffer[]>();
   const revoked = new Map<string, number | undefined>();
+  const lastNextUpdate = new Map<string, number>();
   let count = 0;
   const times: number[] = [];
   const server = createServer((req, res) => {
@@ -355,6 +358,11 @@ export async function startGoodResponder(
         }
         const now = new Date();
         const thisUpdate = new Date(now.getTime() - 60_000);
+        // Each answer for a certificate is valid a little longer than the one before (times are whole
+        // seconds): a staple only gets better (issue 11), so two forced runs within one second must
+        // still get a better answer to write, as from a responder that signs fresh responses.
+        const nextUpdateMs = Math.max(now.getTime() + 7 * 86_400_000, (lastNextUpdate.get(serial) ?? 0) + 1000);
+        lastNextUpdate.set(serial, nextUpdateMs);
         const isRevoked = revoked.has(serial);
         const reason = revoked.get(serial);
         const body = mintOcspResponse({
@@ -367,7 +375,7 @@ export async function startGoodResponder(
               ...(isRevoked ? { revocationTime: new Date(now.getTime() - 86_400_000) } : {}),
               ...(isRevoked && reason !== undefined ? { revocationReason: reason } : {}),
               thisUpdate,
-              nextUpdate: new Date(now.getTime() + 7 * 86_400_000),
+              nextUpdate: new Date(nextUpdateMs),
             },
           ],
         });

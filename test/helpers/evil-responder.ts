@@ -414,7 +414,7 @@ const CRITICAL_UNKNOWN = { oid: '1.3.6.1.4.1.55555.1.1', critical: true, value: 
  * The catalogue of misbehaviours. Codes follow src/core/errors.ts; where a
  * defect could be described two ways (an unknown CertID hash can never match
  * our CertID) the code is the one the verifier reaches first by the rules of
- * OCSP-REFERENCE §2.
+ * RFC 6960 §3.2 and §4.2.2.
  */
 export const SCENARIOS: Scenario[] = [
   // -- responseStatus -------------------------------------------------------
@@ -525,7 +525,7 @@ export const SCENARIOS: Scenario[] = [
     build: () => ({ kind: 'respond', status: 200, headers: { 'content-type': 'text/plain' }, body: GARBAGE }),
   },
   {
-    // OCSP-REFERENCE §2: a missing Content-Type is only worth a warning; the body decides.
+    // A missing Content-Type is only worth a warning; the body decides.
     name: 'missing-content-type-good-body',
     expectedCode: 'OK',
     category: 'http',
@@ -801,7 +801,7 @@ export function scenario(name: string): Scenario {
 // ---------------------------------------------------------------------------
 
 /**
- * An answer that passes every rule of OCSP-REFERENCE §2 and yet is worse than
+ * An answer that passes every acceptance rule of RFC 6960 §3.2 and §4.2.2 and yet is worse than
  * the staple on disk (core/compare.ts). The staple on disk these are built
  * against is {@link ctxStandardStaple}: thisUpdate an hour ago, nextUpdate in
  * 7 days, signed by the PKI's long-lived delegated responder.

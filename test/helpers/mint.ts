@@ -985,7 +985,7 @@ export interface GoodResponseOverrides extends Partial<Omit<MintOcspOptions, 'si
 }
 
 /**
- * A response that every rule of OCSP-REFERENCE §2 accepts at `now`: status
+ * A response that every acceptance rule of RFC 6960 §3.2 and §4.2.2 accepts at `now`: status
  * good, thisUpdate an hour ago, nextUpdate in 7 days, signed by `pki.signer`.
  */
 export function goodResponseFor(

@@ -1,5 +1,5 @@
 /**
- * HAProxy serves what staplekeeper writes and pushes (OCSP-REFERENCE §5),
+ * HAProxy serves what staplekeeper writes and pushes (docs/servers.md),
  * with a real HAProxy 2.6 (Debian package; `.ci/run` installs it), a real
  * `openssl ocsp` responder (scripts/lib), `bin/staplekeeper` as a child
  * process and `openssl s_client -status` as the client:

@@ -1,5 +1,5 @@
 /**
- * nginx serves what staplekeeper writes (OCSP-REFERENCE §5): a real nginx
+ * nginx serves what staplekeeper writes (docs/servers.md): a real nginx
  * (Debian package; `.ci/run` installs it) on a loopback port with
  * `ssl_stapling on; ssl_stapling_file <staple>;`, a real `openssl ocsp`
  * responder (scripts/lib), `bin/staplekeeper` as a child process, and

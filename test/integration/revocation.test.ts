@@ -88,16 +88,14 @@ describe('a certificate revoked between two runs', () => {
       expect(await cli(['run', '--force'], io)).toBe(255);
       const at = pki.leaves[leaf]!.revokedAt!.toISOString();
       if (write) {
-        expect(io.err()).toContain(
-          `[gone] error OCSP_REVOKED: certificate REVOKED at ${at} (reason: keyCompromise); the revoked response was written because on_revoked_write is on`,
-        );
+        expect(io.err()).toContain(`[gone] error OCSP_REVOKED: certificate REVOKED at ${at} (reason: keyCompromise)`);
+        expect(io.err()).toMatch(/; the revoked response was written because on_revoked_write is on/);
         const der = await readFile(path.join(dir, 'ocsp', 'gone.der'));
         expect(decodeResponse(der).basic?.singles[0]?.status).toBe('revoked');
       } else {
         // a good staple is on disk: it was kept (and said so)
-        expect(io.err()).toContain(
-          `[gone] error OCSP_REVOKED: certificate REVOKED at ${at} (reason: keyCompromise); the current staple was kept`,
-        );
+        expect(io.err()).toContain(`[gone] error OCSP_REVOKED: certificate REVOKED at ${at} (reason: keyCompromise)`);
+        expect(io.err()).toMatch(/; the current staple was kept/);
       }
       expect(await readFile(log, 'utf8')).toBe('revoked gone\n');
       const marks = readMarks(path.join(dir, 'ocsp'));

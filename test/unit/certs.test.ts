@@ -1,6 +1,6 @@
 /**
  * Certificate loading and issuer discovery: PEM bundles in any order, DER,
- * broken inputs with clear errors, and every issuer source of OCSP-REFERENCE §3.
+ * broken inputs with clear errors, and every issuer source (docs/ARCHITECTURE.md).
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';

@@ -188,6 +188,7 @@ describe('loadConfig: defaults and path resolution', () => {
       lockTimeoutMs: 60_000,
       haproxy: [],
       daemon: { sweepIntervalMs: H, watch: true },
+      crl: { intervalMs: H, maxBytes: 64 * 1024 * 1024, timeoutMs: 60_000 },
       notes: [],
     });
   });

@@ -1,5 +1,5 @@
 /**
- * OCSP-REFERENCE §3 transport rules through fetchResponse: GET for short
+ * RFC 5019 §5 transport rules through fetchResponse: GET for short
  * URLs and POST beyond 255 bytes, fallback to the other method, every AIA
  * URL in order, and Cache-Control max-age bringing the refresh earlier.
  */

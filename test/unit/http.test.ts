@@ -378,8 +378,14 @@ describe('redirects', () => {
       const next: Record<string, string> = { '/a': '/b', '/b': `${other.url}/c`, '/c': '' };
       res.writeHead(302, { location: next[req.url ?? ''] ?? '' }).end();
     });
-    // /a → /b (relative) → other/c (absolute, other host:port)
-    const r = await transport().send({ method: 'GET', url: `${srv.url}/a` });
+    // /a → /b (relative) → other/c (absolute, other host:port): only when allowed (issue 11)
+    const refused = await transport()
+      .send({ method: 'GET', url: `${srv.url}/a` })
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({ code: 'HTTP_REDIRECT' });
+    expect((refused as Error).message).toContain(`redirected to another host (127.0.0.1:${other.port}); not followed`);
+    expect(other.requests).toHaveLength(0);
+    const r = await transport({ followRedirectsAcrossHosts: true }).send({ method: 'GET', url: `${srv.url}/a` });
     expect(r.status).toBe(200);
     expect(r.body.toString()).toBe('final');
     expect(r.url).toBe(`${other.url}/c`);

@@ -1,5 +1,5 @@
 /**
- * OCSP-REFERENCE §1 item 5: requests are bounded. A run checks up to 128
+ * promise 5 of docs/ARCHITECTURE.md: requests are bounded. A run checks up to 128
  * targets at once (engine/run.ts), so the bound on requests must hold on its
  * own: at most `concurrency` in flight, however many targets are due.
  */

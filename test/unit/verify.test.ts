@@ -1,5 +1,5 @@
 /**
- * The acceptance rules of OCSP-REFERENCE §2 with a fixed clock, over every
+ * The acceptance rules of RFC 6960 §3.2 and §4.2.2 with a fixed clock, over every
  * supported signature algorithm, issuer-signed and delegated.
  */
 import { describe, expect, it } from 'vitest';
