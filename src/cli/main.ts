@@ -156,6 +156,26 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
     });
 
   program
+    .command('list')
+    .description(
+      'every configured certificate with its triage (ocsp, crl, none; must-staple), expiry, staple state and URLs: the migration report',
+    )
+    .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')
+    .option('--json', 'print a JSON document', false)
+    .action(async (opts: { config?: string; json: boolean }) => {
+      const { loadConfigForCli } = await import('./run.js');
+      const loaded = await loadConfigForCli(opts.config, io);
+      if ('exit' in loaded) {
+        io.stderr.write(`staplekeeper: error ${loaded.error.code}: ${loaded.error.message}\n`);
+        code = loaded.exit;
+        return;
+      }
+      const { formatList, listCertificates } = await import('../engine/list.js');
+      const items = await listCertificates(loaded.config);
+      io.stdout.write(opts.json ? `${JSON.stringify({ certificates: items }, null, 2)}\n` : formatList(items));
+    });
+
+  program
     .command('daemon')
     .description('keep every staple fresh as a service: timers, retries with backoff, folder watching, signals')
     .option('-c, --config <file>', 'configuration file (default staplekeeper.yaml, then ocspbot.yaml)')

@@ -138,3 +138,35 @@ describe('the ocspbot drop-in keeps ocspbot behaviour', () => {
     expect(io.err()).toMatch(/\[crlonly\] error NO_OCSP_URL: /);
   });
 });
+
+describe('staplekeeper list (the migration report)', () => {
+  it('shows every certificate with its triage, expiry, staple state and URLs, in text and JSON', async () => {
+    const { dir, file } = await configFor('list', ['ocsp', 'crlonly', 'bare', 'ms', 'msx']);
+    await cli(['run', '-c', file], memoryIo(dir));
+    const io = memoryIo(dir);
+    expect(await cli(['list', '-c', file], io)).toBe(0);
+    const text = io.out();
+    expect(text).toMatch(/^ocsp \[ocsp\]\n  certificate: .*ocsp\.crt \(expires /m);
+    expect(text).toMatch(/^ms \[ocsp, must-staple\]$/m);
+    expect(text).toMatch(/^crlonly \[crl\]\n[\s\S]*?  CRL:         http:\/\/127\.0\.0\.1:9\/ca\.crl/m);
+    expect(text).toMatch(
+      /^msx \[crl, must-staple\][\s\S]*?to do:       must-staple without a responder: reissue it without must-staple now/m,
+    );
+    expect(text).toContain('5 certificate(s): 2 ocsp, 2 crl, 1 none; 2 must-staple');
+    expect(text).toMatch(
+      /3 lose stapling \(no OCSP responder\):\n  crlonly: no usable staple\n  bare: no usable staple\n  msx: no usable staple — MUST-STAPLE/,
+    );
+    const js = memoryIo(dir);
+    expect(await cli(['list', '-c', file, '--json'], js)).toBe(0);
+    const doc = JSON.parse(js.out()) as { certificates: Array<Record<string, unknown>> };
+    const by = new Map(doc.certificates.map((c) => [c.id as string, c]));
+    expect(by.get('ocsp')).toMatchObject({ mechanism: 'ocsp', staple: 'good', mustStaple: false });
+    expect(typeof by.get('ocsp')!.stapleUntil).toBe('string');
+    expect(by.get('crlonly')).toMatchObject({
+      mechanism: 'crl',
+      staple: 'missing',
+      crlUrls: ['http://127.0.0.1:9/ca.crl'],
+    });
+    expect(by.get('bare')).toMatchObject({ mechanism: 'none', crlUrls: [], responderUrls: [] });
+  });
+});
