@@ -56,7 +56,7 @@ const BENCH_DIR = resolve(ROOT, env.BENCH_DIR ?? '.bench');
 const CONFIG_CACHE = join(BENCH_DIR, 'config-cache');
 process.env.STAPLEKEEPER_CACHE_DIR = CONFIG_CACHE;
 const BIN = resolve(ROOT, env.BENCH_BIN ?? 'bin/staplekeeper');
-const ONLY = new Set(list(env.BENCH_ONLY, 'a,b,c,d,e,f,doors,load'));
+const ONLY = new Set(list(env.BENCH_ONLY, 'a,b,c,d,e,f,doors,load,crl'));
 const DOOR_NS = list(env.BENCH_DOOR_N, String(Math.max(...NS.filter((n) => n < 100000), 0) || 10000))
   .map(Number)
   .concat(NS.includes(100000) && !env.BENCH_DOOR_N ? [100000] : []);
@@ -699,6 +699,8 @@ async function main() {
   if (ONLY.has('doors')) for (const n of DOOR_NS) await doorPasses(KEYS[0], n);
   if (ONLY.has('load')) for (const n of DOOR_NS) await loadPass(KEYS[0], n);
   if (ONLY.has('f')) await daemonPass();
+  // issue 13: the 1,000,000-entry CRL lookup (scripts/bench-crl.mjs prints its own table)
+  if (ONLY.has('crl')) spawnSync(process.execPath, [join(ROOT, 'scripts', 'bench-crl.mjs')], { stdio: 'inherit' });
   const load1 = loadavg();
   const md = markdown();
   const stamp = new Date().toISOString();

@@ -146,15 +146,15 @@ describe('staplekeeper list (the migration report)', () => {
     const io = memoryIo(dir);
     expect(await cli(['list', '-c', file], io)).toBe(0);
     const text = io.out();
-    expect(text).toMatch(/^ocsp \[ocsp\]\n  certificate: .*ocsp\.crt \(expires /m);
+    expect(text).toMatch(/^ocsp \[ocsp\]\n {2}certificate: .*ocsp\.crt \(expires /m);
     expect(text).toMatch(/^ms \[ocsp, must-staple\]$/m);
-    expect(text).toMatch(/^crlonly \[crl\]\n[\s\S]*?  CRL:         http:\/\/127\.0\.0\.1:9\/ca\.crl/m);
-    expect(text).toMatch(
-      /^msx \[crl, must-staple\][\s\S]*?to do:       must-staple without a responder: reissue it without must-staple now/m,
-    );
+    expect(text).toContain('  CRL:         http://127.0.0.1:9/ca.crl');
+    expect(text).toMatch(/^crlonly \[crl\]$/m);
+    expect(text).toMatch(/^msx \[crl, must-staple\]$/m);
+    expect(text).toContain('to do:       must-staple without a responder: reissue it without must-staple now');
     expect(text).toContain('5 certificate(s): 2 ocsp, 2 crl, 1 none; 2 must-staple');
-    expect(text).toMatch(
-      /3 lose stapling \(no OCSP responder\):\n  crlonly: no usable staple\n  bare: no usable staple\n  msx: no usable staple — MUST-STAPLE/,
+    expect(text).toContain(
+      '3 lose stapling (no OCSP responder):\n  crlonly: no usable staple\n  bare: no usable staple\n  msx: no usable staple — MUST-STAPLE',
     );
     const js = memoryIo(dir);
     expect(await cli(['list', '-c', file, '--json'], js)).toBe(0);
