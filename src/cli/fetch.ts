@@ -71,6 +71,8 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
         overwriteNonOcsp: opts.overwrite ?? false,
         // `fetch` was asked for a staple: a certificate without a responder is an error (NO_OCSP_URL)
         strictOcsp: true,
+        // each certificate gets 2 × --timeout over all its responder URLs
+        fetchDeadlineMs: 2 * timeoutMs,
       },
       { force: true },
     );

@@ -4,7 +4,10 @@
  * GET per RFC 5019 §5 when `{url}/{urlencode(base64(DER))}` is at most 255
  * bytes, else POST; when one method fails at the transport level, the other
  * is tried (some responders handle only one). Each AIA URL is tried in
- * order until one gives a response that verifies.
+ * order until one gives a response that verifies; at most
+ * {@link MAX_URLS_PER_CERT} distinct URLs per certificate (the rest are
+ * ignored, with a notice), and no URL is started once the certificate's
+ * overall deadline ({@link FetchOptions.deadlineMs}) has passed.
  */
 import type { Certificate } from '../core/certs.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
@@ -31,7 +34,20 @@ export interface FetchOptions {
   skewMs?: number;
   /** Called for notices (fallbacks, warnings). */
   onNotice?: (message: string) => void;
+  /**
+   * Overall time for this certificate (default {@link DEFAULT_FETCH_DEADLINE_MS}):
+   * once it has passed, the remaining URLs are not tried.
+   */
+  deadlineMs?: number;
+  /** Monotonic milliseconds for the deadline (tests); default performance.now. */
+  monotonic?: () => number;
 }
+
+/** Distinct responder URLs tried per certificate; an AIA listing more has the rest ignored. */
+export const MAX_URLS_PER_CERT = 4;
+
+/** The default overall deadline per certificate: 2 × the default HTTP timeout. */
+export const DEFAULT_FETCH_DEADLINE_MS = 20_000;
 
 /** A verified response and where it came from. */
 export interface FetchResult {
@@ -67,25 +83,50 @@ export async function fetchResponse(opts: FetchOptions): Promise<FetchResult> {
     );
   }
   const certId = computeCertId(opts.cert, opts.issuer, opts.hash ?? 'sha1');
+  const distinct = [...new Set(opts.urls)];
+  const urls = distinct.slice(0, MAX_URLS_PER_CERT);
+  if (distinct.length > urls.length) {
+    opts.onNotice?.(
+      `the certificate lists ${distinct.length} responder URLs; only the first ${MAX_URLS_PER_CERT} are tried, ${distinct.length - urls.length} ignored`,
+    );
+  }
+  const clock = opts.monotonic ?? (() => performance.now());
+  const deadlineMs = opts.deadlineMs ?? DEFAULT_FETCH_DEADLINE_MS;
+  const end = clock() + deadlineMs;
   const errors: StapleError[] = [];
-  for (const url of opts.urls) {
+  let notTried = 0;
+  for (const [i, url] of urls.entries()) {
+    if (i > 0 && clock() >= end) {
+      notTried = urls.length - i;
+      opts.onNotice?.(
+        `the overall deadline of ${seconds(deadlineMs)} s for this certificate passed; ${notTried} more responder URL(s) not tried`,
+      );
+      break;
+    }
     try {
       assertHttpUrl(url, 'responder URL');
       return await fetchFromUrl(url, certId, opts);
     } catch (e) {
       const err = toStapleError(e);
       errors.push(err);
-      if (opts.urls.length > 1) opts.onNotice?.(`${url}: ${err.code}: ${err.message}`);
+      if (urls.length > 1) opts.onNotice?.(`${url}: ${err.code}: ${err.message}`);
     }
   }
   const first = errors[0] as StapleError;
-  if (errors.length > 1) {
-    throw new StapleError(first.code, `${first.message} (and ${errors.length - 1} more responder URL(s) failed)`, {
+  const more: string[] = [];
+  if (errors.length > 1) more.push(`and ${errors.length - 1} more responder URL(s) failed`);
+  if (notTried > 0) more.push(`${notTried} not tried: the overall deadline of ${seconds(deadlineMs)} s passed`);
+  if (more.length > 0) {
+    throw new StapleError(first.code, `${first.message} (${more.join('; ')})`, {
       cause: first,
       details: { ...first.details, errors: errors.map((e) => ({ code: e.code, message: e.message })) },
     });
   }
   throw first;
+}
+
+function seconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
 }
 
 async function fetchFromUrl(

@@ -102,6 +102,8 @@ export function contextFor(
     makeBackups: s.makeBackups,
     onRevokedWrite: s.onRevokedWrite,
     urlOverrides: s.responderUrlOverrides,
+    // each certificate gets 2 × http.timeout to obtain a staple over all its responder URLs
+    fetchDeadlineMs: 2 * s.http.timeoutMs,
     // folders below the staple folder (a recursive scan's) are created; a missing ocsp_folder is not
     stapleRoot: s.ocspFolder,
   };

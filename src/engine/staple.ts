@@ -103,6 +103,8 @@ export interface EngineContext {
   onRevokedWrite?: boolean;
   /** Maps an AIA URL to an override URL or 'disabled'. */
   urlOverrides?: Record<string, string>;
+  /** Overall time to obtain a staple for one certificate (default 2 × the default HTTP timeout; engine/fetch.ts). */
+  fetchDeadlineMs?: number;
   /**
    * The staple folder (`ocsp_folder`): missing folders below it are created
    * for a staple (a recursive scan's subfolders); any other missing folder is
@@ -925,6 +927,7 @@ async function processEnabled(
     if (ctx.hash) fopts.hash = ctx.hash;
     if (ctx.nonce) fopts.nonce = ctx.nonce;
     if (ctx.skewMs !== undefined) fopts.skewMs = ctx.skewMs;
+    if (ctx.fetchDeadlineMs !== undefined) fopts.deadlineMs = ctx.fetchDeadlineMs;
     const fetched = await fetchResponse(fopts);
     out.url = fetched.url;
     out.method = fetched.method;
