@@ -60,7 +60,7 @@ async function main() {
   );
   const der = tlv(0x30, tbs, alg, tlv(0x03, Buffer.from([0]), sign('sha256', tbs, privateKey)));
   const mintMs = performance.now() - t0;
-  global.gc?.();
+  globalThis.gc?.();
   const rss0 = process.memoryUsage().rss;
   const heap0 = process.memoryUsage().heapUsed;
 

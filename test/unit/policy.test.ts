@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decideRefresh, refreshPoint, type StapleFacts } from '../../src/core/policy.js';
-
-const H = 3600_000;
-const D = 24 * H;
-const t0 = new Date('2026-11-20T00:00:00Z');
-const at = (ms: number): Date => new Date(t0.getTime() + ms);
-const cert = { notBefore: at(-30 * D), notAfter: at(60 * D) };
-const facts: StapleFacts = { status: 'good', thisUpdate: t0, producedAt: t0, nextUpdate: at(4 * D) };
+import { decideRefresh, refreshPoint } from '../../src/core/policy.js';
+import { D, H, at, cert, facts, t0 } from '../helpers/staple-times.js';
 
 describe('refreshPoint', () => {
   it('defaults to the halfway point of producedAt..nextUpdate', () => {

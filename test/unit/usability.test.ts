@@ -4,13 +4,8 @@ import { classifyStaple, usableAt, usableUntil } from '../../src/core/usability.
 import type { VerifiedResponse } from '../../src/core/verify.js';
 import { summarize } from '../../src/engine/staple.js';
 import { certificateState } from '../../src/engine/status-page.js';
+import { D, H, at, cert, facts, t0 } from '../helpers/staple-times.js';
 
-const H = 3600_000;
-const D = 24 * H;
-const t0 = new Date('2026-11-20T00:00:00Z');
-const at = (ms: number): Date => new Date(t0.getTime() + ms);
-const cert = { notBefore: at(-30 * D), notAfter: at(60 * D) };
-const facts: StapleFacts = { status: 'good', thisUpdate: t0, producedAt: t0, nextUpdate: at(4 * D) };
 /** A staple signed by a delegated responder whose certificate expires a day before nextUpdate. */
 const delegated: StapleFacts = { ...facts, usableUntil: at(3 * D) };
 const valid = (f: StapleFacts): StapleState => ({ kind: 'valid', facts: f });
