@@ -37,18 +37,28 @@
  *   is ignored as if there were no file. Deleting or corrupting the cache
  *   changes the speed of a run, never a decision (test/unit/cache.test.ts).
  *
- * The cache is as trustworthy as the staple folder itself: whoever can
- * write it can also write the staples. It is written atomically (temporary
+ * Every record line carries an HMAC-SHA256 under a per-host secret
+ * ({@link verdictSecret}: 32 random bytes in `verdict-cache.key`, mode 0600,
+ * in the configuration cache folder — `$STAPLEKEEPER_CACHE_DIR`,
+ * `$XDG_CACHE_HOME/staplekeeper` or `~/.cache/staplekeeper` — created on first
+ * use). A record whose MAC does not verify is ignored and the staple is
+ * verified again from its bytes: whoever can write the staple folder but not
+ * read the secret cannot make a revoked or garbage staple pass as "good until
+ * 2063". When the secret cannot be read or created, the verdict cache is not
+ * used at all (correct, only slower). It is written atomically (temporary
  * file and rename, no fsync: losing it in a crash only costs one cold run)
  * when the engine goes idle and at process exit, and not at all for dry
  * runs. A folder gets a new cache file only once a run has handled at least
  * {@link MIN_TARGETS_FOR_NEW_CACHE} of its staples, so `fetch` of one
  * certificate leaves nothing behind.
  */
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   closeSync,
   constants,
   fstatSync,
+  linkSync,
+  mkdirSync,
   openSync,
   readFileSync,
   readSync,
@@ -57,6 +67,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { configCacheDir } from '../config/cache.js';
 import { MAX_INPUT_FILE } from '../io/files.js';
 import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
 import { TEMP_MARKER } from '../io/store.js';
@@ -65,7 +76,7 @@ import { TEMP_MARKER } from '../io/store.js';
 export const CACHE_FILE_NAME = '.staplekeeper-cache.json';
 
 /** The on-disk format; bump on any change of the record layout. */
-export const CACHE_FORMAT_VERSION = 2;
+export const CACHE_FORMAT_VERSION = 3;
 
 const FORMAT_NAME = 'staplekeeper-cache';
 
@@ -363,10 +374,15 @@ function str(s: string | undefined): string | undefined {
   }
 }
 
-/** Formats a record line (the name JSON-encoded first). */
-export function formatRecordLine(name: string, r: CacheRecord): string {
+/**
+ * Formats a record line (the name JSON-encoded first, the HMAC of the rest
+ * last); undefined without a secret ({@link verdictSecret}).
+ */
+export function formatRecordLine(name: string, r: CacheRecord): string | undefined {
+  const key = verdictSecret();
+  if (key === null) return undefined;
   const opt = (v: number | undefined): string => (v === undefined ? '' : String(v));
-  return [
+  const body = [
     JSON.stringify(name),
     r.c,
     r.s,
@@ -389,12 +405,17 @@ export function formatRecordLine(name: string, r: CacheRecord): string {
     // triage facts (version 2): [AIA OCSP URLs, CRL URLs, flags: 1 must-staple, 2 noRevAvail]
     JSON.stringify([r.ou ?? [], r.du ?? [], (r.ms ? 1 : 0) | (r.nra ? 2 : 0)]),
   ].join('\t');
+  return `${body}\t${recordMac(key, body)}`;
 }
 
-/** Parses a record line; undefined for anything malformed. */
+/** Parses a record line; undefined for anything malformed, or whose MAC does not verify (or no secret). */
 export function parseRecordLine(line: string): { name: string; record: CacheRecord } | undefined {
+  const key = verdictSecret();
+  if (key === null) return undefined;
   const f = line.split('\t');
-  if (f.length !== FIELDS) return undefined;
+  if (f.length !== FIELDS + 1) return undefined;
+  // a record someone edited (status good, nextUpdate 2063) without the secret is ignored
+  if (!macMatches(key, line.slice(0, line.lastIndexOf('\t')), f[FIELDS] as string)) return undefined;
   const name = str(f[0]);
   let w: unknown;
   try {
@@ -441,6 +462,104 @@ export function parseRecordLine(line: string): { name: string; record: CacheReco
   return { name, record };
 }
 
+// ---------------------------------------------------------------------------
+// The per-host secret and the record MAC
+// ---------------------------------------------------------------------------
+
+/** The secret's file name inside the configuration cache folder. */
+export const VERDICT_SECRET_FILE = 'verdict-cache.key';
+const SECRET_BYTES = 32;
+
+/** undefined: not looked up yet; null: unavailable (the verdict cache is then off). */
+let secretValue: Buffer | null | undefined;
+
+/**
+ * The folder of the secret: the configuration cache folder
+ * (config/cache.ts); with `STAPLEKEEPER_CACHE_DIR=off` (the configuration
+ * cache switched off) the XDG/HOME default. Undefined when none can be named.
+ */
+export function verdictSecretDir(env: NodeJS.ProcessEnv): string | undefined {
+  const own = configCacheDir(env);
+  if (own !== undefined) return own;
+  return configCacheDir({ ...env, STAPLEKEEPER_CACHE_DIR: undefined });
+}
+
+function readSecretFile(path: string): Buffer | null | 'missing' {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : null;
+  }
+  try {
+    const st = fstatSync(fd);
+    const mine = typeof process.getuid !== 'function' || st.uid === process.getuid();
+    // a secret others can read (or write) is no secret
+    if (!st.isFile() || st.size !== SECRET_BYTES || (st.mode & 0o077) !== 0 || !mine) return null;
+    const b = readFileSync(fd);
+    return b.length === SECRET_BYTES ? b : null;
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function loadSecret(): Buffer | null {
+  const dir = verdictSecretDir(process.env);
+  if (dir === undefined) return null;
+  const path = join(dir, VERDICT_SECRET_FILE);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch {
+    return null;
+  }
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const got = readSecretFile(path);
+    if (got !== 'missing') return got;
+    // created whole under a temporary name, then linked: a concurrent process sees all of it or none
+    const tmp = `${path}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`;
+    try {
+      writeFileSync(tmp, randomBytes(SECRET_BYTES), { mode: 0o600, flag: 'wx' });
+      try {
+        linkSync(tmp, path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return null; // another process won: read theirs
+      }
+    } catch {
+      return null;
+    } finally {
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // never created
+      }
+    }
+  }
+  return null;
+}
+
+/** The per-host secret of the record MACs, or null when it cannot be read or created (no verdict cache then). */
+export function verdictSecret(): Buffer | null {
+  if (secretValue === undefined) secretValue = loadSecret();
+  return secretValue;
+}
+
+/** Forgets the secret (tests: another STAPLEKEEPER_CACHE_DIR). */
+export function resetVerdictSecret(): void {
+  secretValue = undefined;
+}
+
+function recordMac(key: Buffer, body: string): string {
+  return createHmac('sha256', key).update('sk-cache-record/1\0').update(body).digest('base64url');
+}
+
+function macMatches(key: Buffer, body: string, mac: string): boolean {
+  const want = Buffer.from(recordMac(key, body));
+  const got = Buffer.from(mac);
+  return got.length === want.length && timingSafeEqual(got, want);
+}
+
 /** The cache of one staple folder. */
 export class StapleCache {
   readonly dir: string;
@@ -464,6 +583,7 @@ export class StapleCache {
   private load(): void {
     if (this.loaded) return;
     this.loaded = true;
+    if (verdictSecret() === null) return; // no secret: no verdict cache
     const data = readWholeFileSync(this.path, 256 * 1024 * 1024);
     if (data === undefined) return;
     this.existed = true;
@@ -522,9 +642,14 @@ export class StapleCache {
   flush(): boolean {
     if (!this.dirty || !this.writable) return false;
     if (!this.existed && this.handled.size < MIN_TARGETS_FOR_NEW_CACHE) return false;
+    if (verdictSecret() === null) return false;
     const oldest = today() - CACHE_RETENTION_DAYS;
     const out: string[] = [];
-    for (const [name, r] of this.records) if (r.seen >= oldest) out.push(formatRecordLine(name, r));
+    for (const [name, r] of this.records) {
+      if (r.seen < oldest) continue;
+      const line = formatRecordLine(name, r);
+      if (line !== undefined) out.push(line);
+    }
     for (const line of this.lines.values()) {
       // records not used by this process: kept while recently seen elsewhere
       const seen = num(line.split('\t', 4)[3]);
@@ -601,7 +726,12 @@ function serializeLines(lines: string[]): Buffer {
  * line per record ({@link formatRecordLine}).
  */
 export function serializeCacheFile(records: Record<string, CacheRecord>): Buffer {
-  return serializeLines(Object.entries(records).map(([name, r]) => formatRecordLine(name, r)));
+  const lines: string[] = [];
+  for (const [name, r] of Object.entries(records)) {
+    const line = formatRecordLine(name, r);
+    if (line !== undefined) lines.push(line);
+  }
+  return serializeLines(lines);
 }
 
 function writeCacheFile(path: string, lines: string[]): boolean {
@@ -669,6 +799,7 @@ export function flushStapleCaches(): void {
 /** Forgets every in-memory cache without writing (tests: "as if the process restarted"). */
 export function resetStapleCaches(): void {
   caches.clear();
+  secretValue = undefined;
   sharedReads.clear();
   stats.hits = 0;
   stats.misses = 0;
