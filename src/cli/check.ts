@@ -10,6 +10,7 @@
 import { parseDuration } from '../config/duration.js';
 import { toStapleError } from '../core/errors.js';
 import { CHECK_EXIT, checkStaples, formatSpan, type CheckReport } from '../engine/check.js';
+import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { loadConfigForCli } from './run.js';
 
@@ -32,7 +33,7 @@ function unknown(io: CliIo, json: boolean, message: string): number {
       `${JSON.stringify({ status: 'UNKNOWN', exitCode: CHECK_EXIT.unknown, summary: `STAPLEKEEPER UNKNOWN - ${text}`, error: message })}\n`,
     );
   } else {
-    io.stdout.write(`STAPLEKEEPER UNKNOWN - ${text}\n`);
+    io.stdout.write(`STAPLEKEEPER UNKNOWN - ${escapeControls(text)}\n`);
   }
   return CHECK_EXIT.unknown;
 }
@@ -113,10 +114,12 @@ export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> 
     io.stdout.write(`${JSON.stringify(checkJson(report), null, 2)}\n`);
     return report.exitCode;
   }
-  io.stdout.write(`${report.line}\n`);
+  io.stdout.write(`${escapeControls(report.line)}\n`);
   if (opts.verbose) {
     for (const c of report.certs)
-      io.stdout.write(`[${c.id}] ${c.level.toUpperCase()}: ${c.reason.replaceAll('|', '/')} (${c.staplePath})\n`);
+      io.stdout.write(
+        `${escapeControls(`[${c.id}] ${c.level.toUpperCase()}: ${c.reason.replaceAll('|', '/')} (${c.staplePath})`)}\n`,
+      );
   }
   return report.exitCode;
 }

@@ -4,6 +4,7 @@
  * module that dispatches to it (no import cycle).
  */
 import { type StapleError, toStapleError } from '../core/errors.js';
+import { escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
 
 /**
@@ -17,7 +18,7 @@ export const EXIT = { OK: 0, FAILURE: 1, USAGE: 252 } as const;
 /** Prints an error as one line (with the stack under --verbose). */
 export function reportError(io: CliIo, e: unknown, verbose: boolean, prog = 'staplekeeper'): StapleError {
   const err = toStapleError(e);
-  io.stderr.write(`${prog}: error ${err.code}: ${err.message}\n`);
+  io.stderr.write(`${prog}: error ${err.code}: ${escapeLines(err.message)}\n`);
   if (verbose) io.stderr.write(`${(e instanceof Error && e.stack) || String(e)}\n`);
   return err;
 }

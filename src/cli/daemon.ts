@@ -24,6 +24,7 @@ import { loadConfig } from '../config/index.js';
 import { toStapleError } from '../core/errors.js';
 import type { DaemonLogger, DaemonSource, LogEvent, StapleDaemon } from '../engine/daemon.js';
 import { EXIT } from './common.js';
+import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { takeEarlySignals } from './early-signals.js';
 import { configLoadOptions, loadConfigForCli } from './run.js';
@@ -69,8 +70,9 @@ export function createLogger(io: Pick<CliIo, 'stdout' | 'stderr'>, options: Logg
           : e.level === 'warn'
             ? `warning${e.code ? ` ${e.code}` : ''}: `
             : '';
-      // one event, one line: a multi-line message (a config error list) is joined
-      line = `${options.journald ? `<${PRIORITY[e.level]}>` : ''}${tag}${lead}${e.msg.replace(/\r?\n/g, ' | ')}`;
+      // one event, one line: a multi-line message (a config error list) is joined; any other control
+      // character (a newline inside a file name, an ESC) is escaped, so a name cannot forge a line
+      line = `${options.journald ? `<${PRIORITY[e.level]}>` : ''}${escapeControls(tag)}${lead}${escapeControls(e.msg.replace(/\r?\n/g, ' | '))}`;
     }
     try {
       stream.write(`${line}\n`);

@@ -17,6 +17,7 @@ import { createFileStore } from '../io/store.js';
 import { IssuerResolver } from '../engine/issuer.js';
 import { processTarget, type Target } from '../engine/staple.js';
 import { USER_AGENT } from '../version.js';
+import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { EXIT, reportError } from './common.js';
 
@@ -76,20 +77,20 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
       },
       { force: true },
     );
-    if (opts.verbose) for (const n of outcome.notices) io.stderr.write(`staplekeeper: note: ${n}\n`);
+    if (opts.verbose) for (const n of outcome.notices) io.stderr.write(`staplekeeper: note: ${escapeControls(n)}\n`);
     if (opts.json) io.stdout.write(`${JSON.stringify(outcome)}\n`);
     if (outcome.result === 'updated' && !outcome.error && outcome.staple) {
       if (!opts.json) {
         const s = outcome.staple;
         io.stdout.write(
-          `${opts.out}: ${s.status}, valid until ${s.nextUpdate} (thisUpdate ${s.thisUpdate}), responder "${s.responder}" via ${outcome.method} ${shortUrl(outcome.url ?? '')}\n`,
+          `${escapeControls(`${opts.out}: ${s.status}, valid until ${s.nextUpdate} (thisUpdate ${s.thisUpdate}), responder "${s.responder}" via ${outcome.method} ${shortUrl(outcome.url ?? '')}`)}\n`,
         );
-        if (outcome.backupError) io.stderr.write(`staplekeeper: warning: ${outcome.backupError}\n`);
+        if (outcome.backupError) io.stderr.write(`staplekeeper: warning: ${escapeControls(outcome.backupError)}\n`);
       }
       return EXIT.OK;
     }
     if (!opts.json && outcome.kept) {
-      io.stderr.write(`staplekeeper: ${outcome.kept.message}; ${opts.out} was left untouched\n`);
+      io.stderr.write(`staplekeeper: ${escapeControls(`${outcome.kept.message}; ${opts.out} was left untouched`)}\n`);
       return EXIT.FAILURE;
     }
     if (!opts.json) {
@@ -101,9 +102,9 @@ export async function fetchCommand(opts: FetchOpts, io: CliIo): Promise<number> 
         file: opts.cert,
         after: [`${opts.out} was left untouched`],
       });
-      io.stderr.write(`staplekeeper: ${line}\n`);
+      io.stderr.write(`staplekeeper: ${escapeControls(line)}\n`);
       if (opts.verbose && tidyMessage(err.message) !== err.message)
-        io.stderr.write(`staplekeeper: note: in full: ${err.message}\n`);
+        io.stderr.write(`staplekeeper: note: in full: ${escapeControls(err.message)}\n`);
     }
     return EXIT.FAILURE;
   } finally {

@@ -12,6 +12,7 @@ import { hashNameForOid, nodeVerifyParams } from '../core/signature.js';
 import { readInputFile } from '../io/files.js';
 import { IssuerResolver } from '../engine/issuer.js';
 import { loadTargetCert, stapleBytes } from '../engine/staple.js';
+import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { EXIT, reportError } from './common.js';
 
@@ -175,5 +176,6 @@ function render(info: Record<string, unknown>): string {
       lines.push(`Valid for:          ${v.certificate as string}: NO: ${v.code as string}: ${v.error as string}`);
     }
   }
-  return `${lines.join('\n')}\n`;
+  // a file name or responder name with a newline or an ESC in it must not forge or hide a line
+  return `${lines.map(escapeControls).join('\n')}\n`;
 }

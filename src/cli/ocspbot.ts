@@ -11,6 +11,7 @@
  * The differences that remain on purpose are listed in docs/migrating.md.
  */
 import { VERSION } from '../version.js';
+import { escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { RUN_EXIT, executeRun, loadConfigForCli } from './run.js';
 
@@ -52,7 +53,7 @@ export async function ocspbotCli(argv: string[], io: CliIo): Promise<number> {
   }
   const loaded = await loadConfigForCli(config ?? 'ocspbot.yaml', io, false, { ocspbot: true });
   if ('exit' in loaded) {
-    io.stderr.write(`ocspbot: error ${loaded.error.code}: ${loaded.error.message}\n`);
+    io.stderr.write(`ocspbot: error ${loaded.error.code}: ${escapeLines(loaded.error.message)}\n`);
     return loaded.exit;
   }
   return await executeRun(

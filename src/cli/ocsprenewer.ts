@@ -20,6 +20,7 @@ import { StapleError, toStapleError } from '../core/errors.js';
 import type { TargetOutcome } from '../engine/staple.js';
 import { VERSION } from '../version.js';
 import { createLogger, DaemonSignals, runUntilStopped } from './daemon.js';
+import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 
 type FlagKind = 'bool' | 'string' | 'float';
@@ -361,8 +362,9 @@ async function renewerStore(): Promise<import('../io/store.js').StapleStore> {
 
 /** Runs the ocsprenewer drop-in; returns the exit code. */
 export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number> {
-  const out = (s: string): void => void io.stdout.write(`${s}\n`);
-  const err = (s: string): void => void io.stderr.write(`${s}\n`);
+  // a file name with a newline or an ESC in it must not forge or hide a line
+  const out = (s: string): void => void io.stdout.write(`${escapeControls(s)}\n`);
+  const err = (s: string): void => void io.stderr.write(`${escapeControls(s)}\n`);
   const parsed = parseGoFlags(argv);
   if (!parsed.ok) {
     if (parsed.help) {

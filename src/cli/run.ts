@@ -18,6 +18,7 @@ import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
 import { prestartCheckThread } from '../engine/check-thread.js';
 import { exitCodeOf, runOnce, type RunReport } from '../engine/run.js';
 import type { TargetOutcome } from '../engine/staple.js';
+import { escapeControls, escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
 
 /** ocspbot-compatible exit codes. */
@@ -36,8 +37,9 @@ interface RunOpts {
 
 /** Line-oriented output that may go to log files (ocspbot's output_log/error_log). */
 export interface RunOutput {
-  out(line: string): void;
-  err(line: string): void;
+  /** Writes one line; control characters in it are escaped (core/text.ts), then `sgr` colours it. */
+  out(line: string, sgr?: string): void;
+  err(line: string, sgr?: string): void;
   close(): Promise<void>;
 }
 
@@ -123,14 +125,21 @@ export async function openRunOutput(
   }
   const mirror = ocspbot && (outStream ?? io.stdout) !== (errStream ?? io.stderr);
   const tee = options.terminalToo ?? false;
-  const out = (l: string): unknown => {
+  // a file name, id or message with a newline or an ESC in it must not forge or hide a line
+  const text = (line: string, sgr: string | undefined): string => {
+    const l = escapeControls(line);
+    return sgr === undefined ? l : `\u001b[${sgr}m${l}\u001b[0m`;
+  };
+  const out = (line: string, sgr?: string): unknown => {
+    const l = text(line, sgr);
     if (outStream && tee) io.stdout.write(`${l}\n`);
     return outStream ? outStream.write(`${l}\n`) : io.stdout.write(`${l}\n`);
   };
   return {
     out,
-    err: (l) => {
-      if (mirror) out(l);
+    err: (line, sgr) => {
+      if (mirror) out(line, sgr);
+      const l = text(line, sgr);
       if (errStream && tee) io.stderr.write(`${l}\n`);
       return errStream ? errStream.write(`${l}\n`) : io.stderr.write(`${l}\n`);
     },
@@ -309,12 +318,12 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
     output = await openRunOutput(config, io, { ocspbot: opts.ocspbot ?? false, terminalToo: opts.dryRun });
   } catch (e) {
     const err = toStapleError(e);
-    io.stderr.write(`${opts.prog}: error ${err.code}: ${err.message}\n`);
+    io.stderr.write(`${opts.prog}: error ${err.code}: ${escapeLines(err.message)}\n`);
     return RUN_EXIT.YAML;
   }
   // no colour codes in log files
   const colour = io.isTTY && !opts.json && !io.env.NO_COLOR && !config.settings.outputLog && !config.settings.errorLog;
-  const paint = (code: string, s: string): string => (colour ? `\u001b[${code}m${s}\u001b[0m` : s);
+  const paint = (code: string): string | undefined => (colour ? code : undefined);
   const progress = io.isTTY && !opts.json && config.targets.length > 20;
   try {
     for (const note of config.settings.notes) if (!opts.quiet && !opts.json) output.out(`note: ${note}`);
@@ -336,7 +345,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
         // notices (e.g. waiting for the lock) go to the error stream even with --json, whose stdout is data
         onNotice: (m) => output.err(`${opts.prog}: ${m}`),
         onOutcome: (o, done, total) => {
-          if (progress) io.stderr.write(`\r\u001b[K[${done}/${total}] ${o.id}`);
+          if (progress) io.stderr.write(`\r\u001b[K[${done}/${total}] ${escapeControls(o.id)}`);
           if (opts.json) {
             // --json is data for the caller: standard output, even with output_log
             io.stdout.write(`${JSON.stringify({ type: 'certificate', ...o })}\n`);
@@ -344,10 +353,10 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
           }
           if (progress) io.stderr.write('\r\u001b[K');
           const line = outcomeLine(o, opts.dryRun);
-          if (o.result === 'failed' || o.revoked) output.err(paint('31', line));
+          if (o.result === 'failed' || o.revoked) output.err(line, paint('31'));
           // a kept staple (the responder's answer was worse) and a failed backup are warnings, shown even with --quiet
-          else if (o.kept || o.backupError) output.err(paint('33', line));
-          else if (!opts.quiet) output.out(o.result === 'updated' ? paint('32', line) : line);
+          else if (o.kept || o.backupError) output.err(line, paint('33'));
+          else if (!opts.quiet) output.out(line, o.result === 'updated' ? paint('32') : undefined);
           if (opts.verbose) {
             // the full message, URLs included (the line above shortens them)
             if (o.error && tidyMessage(o.error.message) !== o.error.message)
@@ -359,7 +368,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
     } catch (e) {
       const err = toStapleError(e);
       output.err(`${opts.prog}: error ${err.code}: ${err.message}`);
-      if (opts.verbose && e instanceof Error) output.err(e.stack ?? '');
+      if (opts.verbose && e instanceof Error) for (const l of (e.stack ?? '').split('\n')) output.err(l);
       if (err.code === 'CONFIG_INVALID') return RUN_EXIT.CONFIG; // a missing ocsp_folder
       return err.code === 'BAD_ARGUMENTS' ? RUN_EXIT.ARGS : RUN_EXIT.RETRIEVAL;
     }
@@ -385,7 +394,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
     } else {
       if (report.stopped) output.err(`${opts.prog}: stop_on_error: stopped after the first failure`);
       const line = opts.dryRun ? dryRunSummaryLine(report) : summaryLine(report);
-      output.out(paint(line.startsWith('Success') ? '32' : '31;1', line));
+      output.out(line, paint(line.startsWith('Success') ? '32' : '31;1'));
     }
     return exit;
   } finally {
@@ -397,7 +406,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
 export async function runCommand(opts: RunOpts, io: CliIo): Promise<number> {
   const loaded = await loadConfigForCli(opts.config, io);
   if ('exit' in loaded) {
-    io.stderr.write(`staplekeeper: error ${loaded.error.code}: ${loaded.error.message}\n`);
+    io.stderr.write(`staplekeeper: error ${loaded.error.code}: ${escapeLines(loaded.error.message)}\n`);
     return loaded.exit;
   }
   const exec: ExecuteRunOptions = {

@@ -7,10 +7,14 @@
  */
 import type { Reporter, TestCase, TestModule } from 'vitest/node';
 
-/** True when the suite or file around `t` failed (its hooks, or loading it). */
+/**
+ * True when the suite or file around `t` failed by itself (its hooks, or
+ * loading it) — not merely because another test in it failed, so that tests
+ * left out by `-t` or `skipIf` beside a failing one stay skipped.
+ */
 function failedAround(t: TestCase): boolean {
   for (let p: TestCase['parent'] | undefined = t.parent; p !== undefined;) {
-    if (p.state() === 'failed') return true;
+    if (p.errors().length > 0) return true;
     p = p.type === 'module' ? undefined : p.parent;
   }
   return false;

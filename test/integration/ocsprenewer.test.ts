@@ -130,6 +130,8 @@ describe('ocsprenewer drop-in (real process, real responder)', () => {
     expect(ifNeeded.code).toBe(0);
     expect(ifNeeded.stdout).toBe('');
     expect((await readFile(staple)).equals(before)).toBe(true);
+    // the responder stamps answers to the second, and only a newer answer replaces a staple
+    await sleep(1100);
     const forced = await ocsprenewer([...readmeFlags, '-allow-nonocsp-in-dir', '-dirs', 'certs'], dir);
     expect(forced.code).toBe(0);
     expect((await readFile(staple)).equals(before)).toBe(false);
@@ -251,7 +253,8 @@ describe('ocsprenewer drop-in (real process, real responder)', () => {
       expect((await stat(path.join(persistOut, 'bundled.ocsp.der'))).mtimeMs).toBe(before);
       expect(p.exitCode).toBeNull();
 
-      // SIGUSR2: renew everything now
+      // SIGUSR2: renew everything now (a second later, so that the answers are newer)
+      await sleep(1100);
       from = output.length;
       p.kill('SIGUSR2');
       await waitFor(/^\[bundled\] renewed \(forced\)/m, from);

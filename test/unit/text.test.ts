@@ -1,0 +1,15 @@
+import { describe, expect, it } from 'vitest';
+import { escapeControls, escapeLines } from '../../src/core/text.js';
+
+describe('escapeControls (issue 11 point 13)', () => {
+  it('escapes C0, DEL and C1 controls and leaves printable text alone', () => {
+    expect(escapeControls('x\n[other] renewed')).toBe('x\\n[other] renewed');
+    expect(escapeControls('a\rb\tc\u0000d\u001b[2Ke\u007ff\u0085g')).toBe('a\\rb\\tc\\x00d\\x1b[2Ke\\x7ff\\x85g');
+    expect(escapeControls('café – ünïcode 证书')).toBe('café – ünïcode 证书');
+    expect(escapeControls('')).toBe('');
+  });
+
+  it('escapeLines keeps the newlines between lines', () => {
+    expect(escapeLines('one\ntwo\u001b')).toBe('one\ntwo\\x1b');
+  });
+});
