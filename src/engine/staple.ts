@@ -14,10 +14,11 @@
  * unchanged skip parsing and signature verification while every
  * time-dependent rule is still applied at `now`.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import {
   type Certificate,
   decodePem,
+  fingerprint,
   keyHashSha1,
   loadCertificates,
   parseCertificate,
@@ -251,7 +252,7 @@ export interface RevokedInfo {
 
 /** SHA-256 of a certificate's DER, lower-case hex. */
 export function certFingerprint(cert: Certificate): string {
-  return createHash('sha256').update(cert.der).digest('hex');
+  return fingerprint(cert);
 }
 
 /** A certificate with everything needed to talk about its staple. */
