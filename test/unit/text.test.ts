@@ -13,3 +13,14 @@ describe('escapeControls (issue 11 point 13)', () => {
     expect(escapeLines('one\ntwo\u001b')).toBe('one\ntwo\\x1b');
   });
 });
+
+describe('daemon text log (issue 11 point 13)', () => {
+  it('a file name with a newline or an ESC stays on one line, escaped', async () => {
+    const { createLogger } = await import('../../src/cli/daemon.js');
+    const written: string[] = [];
+    const sink = { write: (s: string) => written.push(s) } as unknown as NodeJS.WriteStream;
+    const log = createLogger({ stdout: sink, stderr: sink }, { format: 'text', verbose: true, journald: true });
+    log({ level: 'warn', id: 'x\n<6>[other] renewed', code: 'HTTP_NETWORK', msg: 'cert x\u001b[2K\r.pem failed' });
+    expect(written).toEqual(['<4>[x\\n<6>[other] renewed] warning HTTP_NETWORK: cert x\\x1b[2K\\r.pem failed\n']);
+  });
+});
