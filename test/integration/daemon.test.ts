@@ -295,6 +295,7 @@ describe('staplekeeper daemon (real process, real responder)', () => {
   it('SIGUSR2 renews every staple now', async () => {
     const staple = path.join(ocsp, 'b.ocsp-resp');
     const before = await readFile(staple);
+    await sleep(1100); // the responder stamps answers to the second; only a newer answer replaces a staple
     const from = daemon.mark();
     daemon.signal('SIGUSR2');
     await daemon.waitFor(/^SIGUSR2: renewing every staple now/, 5_000, from);
@@ -367,6 +368,7 @@ describe('staplekeeper daemon (real process, real responder)', () => {
   });
 
   it('SIGTERM during work in progress finishes, closes everything and exits 0 within 10 s', async () => {
+    await sleep(1100); // a newer second, so that the forced answers replace the staples
     const from = daemon.mark();
     daemon.signal('SIGUSR2'); // puts the hanging responder in flight again
     await daemon.waitFor(/^\[a\] renewed \(forced\)/, 5_000, from);
