@@ -9,23 +9,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, type CliIo } from '../../src/cli/main.js';
+import { cli } from '../../src/cli/main.js';
 import { ocspbotCli } from '../../src/cli/ocspbot.js';
 import { VERSION } from '../../src/version.js';
+import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
 
-function memoryIo(cwd: string): CliIo & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: {},
-    cwd,
-    isTTY: false,
-    out: () => out,
-    err: () => err,
-  };
-}
+/** The CLI's streams in memory, with an empty environment. */
+const memoryIo = (cwd: string): MemoryIo => sharedMemoryIo(cwd, {});
 
 let dir: string;
 beforeAll(async () => {

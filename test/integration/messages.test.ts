@@ -13,7 +13,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, type CliIo } from '../../src/cli/main.js';
+import { cli } from '../../src/cli/main.js';
 import { ERROR_CODES, type ErrorCode } from '../../src/core/errors.js';
 import { adviceFor, COMMAND_FLAGS, failureLine, type CommandName } from '../../src/core/message.js';
 import {
@@ -23,6 +23,7 @@ import {
   type EvilResponder,
 } from '../helpers/evil-responder.js';
 import { buildTestPki, mintCert, type TestPki } from '../helpers/mint.js';
+import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
 
 const MAX_LINE = 400;
 
@@ -62,19 +63,8 @@ function broken(
   return out;
 }
 
-function memoryIo(cwd: string): CliIo & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: {},
-    cwd,
-    isTTY: false,
-    out: () => out,
-    err: () => err,
-  };
-}
+/** The CLI's streams in memory, with an empty environment. */
+const memoryIo = (cwd: string): MemoryIo => sharedMemoryIo(cwd, {});
 
 const errorLines = (s: string): string[] => s.split('\n').filter((l) => / error [A-Z_]+: /.test(l));
 

@@ -11,22 +11,12 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, type CliIo } from '../../src/cli/main.js';
+import { cli } from '../../src/cli/main.js';
 import { buildTestPki } from '../helpers/mint.js';
+import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
 
-function memoryIo(cwd: string): CliIo & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: {},
-    cwd,
-    isTTY: false,
-    out: () => out,
-    err: () => err,
-  };
-}
+/** The CLI's streams in memory, with an empty environment. */
+const memoryIo = (cwd: string): MemoryIo => sharedMemoryIo(cwd, {});
 
 let dir: string;
 let dead: number;

@@ -8,10 +8,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, type CliIo } from '../../src/cli/main.js';
+import { cli } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config/load.js';
 import { checkStaples, formatSpan, type CheckReport } from '../../src/engine/check.js';
 import { buildTestPki, goodResponseFor, mintCert, OID, type TestPki } from '../helpers/mint.js';
+import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -321,19 +322,8 @@ describe('checkStaples at a fixed clock', () => {
 
 // ---------------------------------------------------------------- CLI
 
-function memoryIo(cwd: string): CliIo & { out: () => string; err: () => string } {
-  let out = '';
-  let err = '';
-  return {
-    stdout: { write: (s: string) => (out += s) },
-    stderr: { write: (s: string) => (err += s) },
-    env: {},
-    cwd,
-    isTTY: false,
-    out: () => out,
-    err: () => err,
-  };
-}
+/** The CLI's streams in memory, with an empty environment. */
+const memoryIo = (cwd: string): MemoryIo => sharedMemoryIo(cwd, {});
 
 describe('staplekeeper check (cli)', () => {
   // The CLI uses the real clock: a PKI and staples around the real time.
