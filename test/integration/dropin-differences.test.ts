@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { assertBuilt, cleanEnv } from '../helpers/cli-harness.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -100,11 +101,14 @@ describe('ocsprenewer drop-in: the differences of issue 18', () => {
     expect(files.code).toBe(0);
     expect(files.stdout.match(/renewed .*out\/x\.ocsp/g)).toHaveLength(1);
 
+    // the responder stamps answers to the second; only a newer answer replaces a staple
+    await sleep(1100);
     const folders = await run('ocsprenewer', ['-out-dir', 'out', '-dirs', 'certs', 'certs'], wd);
     expect(folders.stderr).toBe('');
     expect(folders.code).toBe(0);
     expect(folders.stdout.match(/renewed .*out\/x\.ocsp/g)).toHaveLength(1);
 
+    await sleep(1100);
     const verbose = await run('ocsprenewer', ['-v', '-out-dir', 'out', '-dirs', 'certs'], wd);
     expect(verbose.code).toBe(0);
     expect(verbose.stdout).toMatch(
