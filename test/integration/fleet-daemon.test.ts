@@ -288,6 +288,14 @@ describe.skipIf(skipWithoutRedis())('fleet mode: three daemons, one responder, o
     expect(responder.requests.length - before).toBe(5);
     // per certificate: from the forced daemon's write to the last other daemon's write
     for (const n of NAMES) {
+      // a daemon logs a write just after it: wait for the lines, not only the files
+      await daemons[0]!.waitFor(new RegExp(`^\\[${n}\\] renewed \\(forced\\) OCSP response`), 5_000, marks[0]);
+      for (const i of [1, 2])
+        await daemons[i]!.waitFor(
+          new RegExp(`^\\[${n}\\] updated OCSP response: good.*from the fleet`),
+          5_000,
+          marks[i],
+        );
       const [forced] = daemons[0]!.timesOf(new RegExp(`^\\[${n}\\] renewed \\(forced\\) OCSP response`), marks[0]);
       const others = [1, 2].map(
         (i) => daemons[i]!.timesOf(new RegExp(`^\\[${n}\\] updated OCSP response: good.*from the fleet`), marks[i])[0]!,
