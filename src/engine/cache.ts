@@ -62,7 +62,6 @@ import {
   openSync,
   readFileSync,
   readSync,
-  renameSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -70,7 +69,7 @@ import { basename, dirname, join } from 'node:path';
 import { configCacheDir } from '../config/cache.js';
 import { MAX_INPUT_FILE } from '../io/files.js';
 import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
-import { TEMP_MARKER } from '../io/store.js';
+import { replaceCacheFileSync, TEMP_MARKER } from '../io/store.js';
 
 /** The cache file inside each staple folder. */
 export const CACHE_FILE_NAME = '.staplekeeper-cache.json';
@@ -735,23 +734,7 @@ export function serializeCacheFile(records: Record<string, CacheRecord>): Buffer
 }
 
 function writeCacheFile(path: string, lines: string[]): boolean {
-  // the temporary name follows the store's convention, so cleanStaleTemps removes leftovers
-  const tmp = join(
-    dirname(path),
-    `.${basename(path)}${TEMP_MARKER}${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
-  );
-  try {
-    writeFileSync(tmp, serializeLines(lines), { mode: 0o644, flag: 'wx' });
-    renameSync(tmp, path);
-    return true;
-  } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created
-    }
-    return false;
-  }
+  return replaceCacheFileSync(path, serializeLines(lines));
 }
 
 // ---------------------------------------------------------------------------

@@ -29,10 +29,9 @@
  * discovery has looked at least {@link MIN_FILES_FOR_NEW_CACHE} files up (a
  * single certificate leaves nothing behind).
  */
-import { basename, dirname, join } from 'node:path';
-import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
-import { TEMP_MARKER } from '../io/store.js';
+import { replaceCacheFileSync } from '../io/store.js';
 import { readCacheFileSync } from './cache.js';
 
 /** The file name, in the output folder. */
@@ -147,24 +146,10 @@ export class DiscoveryCache {
       count: lines.length,
       sha256: contentHash(body),
     });
-    const tmp = join(
-      dirname(this.path),
-      `.${basename(this.path)}${TEMP_MARKER}${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
-    );
-    try {
-      writeFileSync(tmp, Buffer.concat([Buffer.from(`${header}\n`, 'utf8'), body]), { mode: 0o644, flag: 'wx' });
-      renameSync(tmp, this.path);
-      this.dirty = false;
-      this.existed = true;
-      return true;
-    } catch {
-      try {
-        unlinkSync(tmp);
-      } catch {
-        // never created
-      }
-      return false;
-    }
+    if (!replaceCacheFileSync(this.path, Buffer.concat([Buffer.from(`${header}\n`, 'utf8'), body]))) return false;
+    this.dirty = false;
+    this.existed = true;
+    return true;
   }
 }
 
