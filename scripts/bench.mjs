@@ -51,7 +51,7 @@ const LATENCY = Number(env.BENCH_LATENCY ?? 50);
 const RESPONDER = env.BENCH_RESPONDER ?? 'node';
 const DAEMON = (env.BENCH_DAEMON ?? '1') !== '0';
 const BENCH_DIR = resolve(ROOT, env.BENCH_DIR ?? '.bench');
-// staplekeeper's configuration cache (src/config/cache.ts) lives here during the benchmark, not in ~/.cache;
+// staplekeeper's configuration cache (src/config/config-cache.ts) lives here during the benchmark, not in ~/.cache;
 // every staplekeeper process the benchmark starts inherits this.
 const CONFIG_CACHE = join(BENCH_DIR, 'config-cache');
 process.env.STAPLEKEEPER_CACHE_DIR = CONFIG_CACHE;
@@ -579,8 +579,8 @@ async function idleFigures(pid, steadyS, windowS) {
 
 async function daemonPass() {
   if (!DAEMON) return;
-  if (!existsSync(join(ROOT, 'dist', 'engine', 'daemon.js'))) {
-    log('\n(f) daemon: pending (dist/engine/daemon.js does not exist yet)');
+  if (!existsSync(join(ROOT, 'dist', 'daemon', 'daemon.js'))) {
+    log('\n(f) daemon: pending (dist/daemon/daemon.js does not exist yet)');
     results.push({ id: 'f', label: '(f) daemon', pending: true });
     return;
   }

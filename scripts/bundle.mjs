@@ -15,7 +15,7 @@
 // - The caches' code fingerprints (src/io/fingerprint.ts) read our module files,
 //   which a bundle does not have: __STAPLEKEEPER_BUILD__ is defined to the
 //   SHA-256 of every source file, so a changed source still invalidates them.
-// - The check thread (src/engine/check-thread.ts) starts from source text
+// - The check thread (src/pipeline/signature-thread.ts) starts from source text
 //   (`eval: true`), so it needs no file of its own and works from the bundle
 //   and from the binary alike.
 import { createHash } from 'node:crypto';

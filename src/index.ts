@@ -18,7 +18,7 @@
  *
  * @packageDocumentation
  */
-import { StapleDaemon, type DaemonOptions } from './engine/daemon.js';
+import { StapleDaemon, type DaemonOptions } from './daemon/daemon.js';
 
 export { VERSION, USER_AGENT } from './version.js';
 
@@ -44,7 +44,7 @@ export {
   type HookCommand,
   type HaproxyTarget,
 } from './config/index.js';
-export { runOnce, type RunOptions, type RunReport } from './engine/run.js';
+export { runOnce, type RunOptions, type RunReport } from './batch/run.js';
 export {
   checkStaples,
   type CheckLevel,
@@ -52,7 +52,7 @@ export {
   type CertCheck,
   type CheckReport,
   type CheckOptions,
-} from './engine/check.js';
+} from './status/check.js';
 export {
   attachStapling,
   type StaplingOptions,
@@ -71,8 +71,8 @@ export {
   type DaemonSnapshot,
   type CertificateStatus,
   type CertificateState,
-} from './engine/daemon.js';
-export type { TargetOutcome, StapleSummary } from './engine/staple.js';
+} from './daemon/daemon.js';
+export type { TargetOutcome, StapleSummary } from './pipeline/process.js';
 export type { Clock } from './io/clock.js';
 export type { HttpTransport } from './io/http.js';
 export type { StapleStore } from './io/store.js';
@@ -89,7 +89,7 @@ export type { StapleStore } from './io/store.js';
 export function startDaemon(options: DaemonOptions): Promise<StapleDaemon> {
   return StapleDaemon.start(options);
 }
-export { sourceFromConfig } from './engine/daemon.js';
+export { sourceFromConfig } from './daemon/daemon.js';
 
 // ---------------------------------------------------------------- namespaces
 export * as ocsp from './api/ocsp.js';

@@ -20,4 +20,4 @@ export {
   type WriteOptions,
   type WriteResult,
 } from '../io/store.js';
-export { acquireLock, type HeldLock } from '../engine/lock.js';
+export { acquireLock, type HeldLock } from '../batch/lock.js';

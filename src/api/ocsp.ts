@@ -1,8 +1,8 @@
 /**
  * The `ocsp` namespace of the library: the protocol, from certificates to a
  * verified response and the decisions about it. Pure parts (core/) and the
- * parts that obtain a response (engine/fetch.ts, engine/issuer.ts,
- * engine/staple.ts).
+ * parts that obtain a response (pipeline/responder.ts, pipeline/issuer.ts,
+ * pipeline/process.ts).
  */
 export {
   type Certificate,
@@ -64,8 +64,14 @@ export {
   type UsableFacts,
   type ClassifyOptions,
 } from '../core/usability.js';
-export { fetchResponse, MAX_GET_URL, type FetchOptions, type FetchResult, type MethodChoice } from '../engine/fetch.js';
-export { IssuerResolver, pickLeaf } from '../engine/issuer.js';
+export {
+  fetchResponse,
+  MAX_GET_URL,
+  type FetchOptions,
+  type FetchResult,
+  type MethodChoice,
+} from '../pipeline/responder.js';
+export { IssuerResolver, pickLeaf } from '../pipeline/issuer.js';
 export {
   processTarget,
   loadTargetCert,
@@ -74,4 +80,4 @@ export {
   type EngineContext,
   type ProcessOptions,
   type LoadedCert,
-} from '../engine/staple.js';
+} from '../pipeline/process.js';

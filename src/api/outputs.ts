@@ -12,5 +12,5 @@ export {
   type HaproxyPushOptions,
   type HaproxyPushResult,
   type HaproxyPushReport,
-} from '../engine/haproxy.js';
-export { runHook, type HookItem, type HookResult } from '../engine/hooks.js';
+} from '../outputs/haproxy.js';
+export { runHook, type HookItem, type HookResult } from '../outputs/hooks.js';

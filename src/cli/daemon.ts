@@ -22,7 +22,7 @@
 import { resolve } from 'node:path';
 import { loadConfig } from '../config/index.js';
 import { toStapleError } from '../core/errors.js';
-import type { DaemonLogger, DaemonSource, LogEvent, StapleDaemon } from '../engine/daemon.js';
+import type { DaemonLogger, DaemonSource, LogEvent, StapleDaemon } from '../daemon/daemon.js';
 import { EXIT } from './common.js';
 import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
@@ -226,7 +226,7 @@ async function startAndRun(
     return code;
   };
   if (opts.listen !== undefined) {
-    const { parseListen } = await import('../engine/status-server.js');
+    const { parseListen } = await import('../status/server.js');
     try {
       parseListen(opts.listen);
     } catch (e) {
@@ -242,7 +242,7 @@ async function startAndRun(
   }
   const file = resolve(io.cwd, loaded.config.file ?? '');
   for (const note of loaded.config.settings.notes) log({ level: 'info', msg: `note: ${note}` });
-  const { StapleDaemon, sourceFromConfig } = await import('../engine/daemon.js');
+  const { StapleDaemon, sourceFromConfig } = await import('../daemon/daemon.js');
   let daemon: StapleDaemon;
   try {
     daemon = await StapleDaemon.start({

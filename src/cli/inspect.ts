@@ -10,8 +10,8 @@ import { RESPONSE_STATUS_NAMES, REVOCATION_REASONS, decodeResponse } from '../co
 import { assertGood, verifyResponse } from '../core/verify.js';
 import { hashNameForOid, nodeVerifyParams } from '../core/signature.js';
 import { readInputFile } from '../io/files.js';
-import { IssuerResolver } from '../engine/issuer.js';
-import { loadTargetCert, stapleBytes } from '../engine/staple.js';
+import { IssuerResolver } from '../pipeline/issuer.js';
+import { loadTargetCert, stapleBytes } from '../pipeline/process.js';
 import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { EXIT, reportError } from './common.js';

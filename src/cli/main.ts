@@ -170,7 +170,7 @@ export async function cli(argv: string[], io: CliIo): Promise<number> {
         code = loaded.exit;
         return;
       }
-      const { formatList, listCertificates } = await import('../engine/list.js');
+      const { formatList, listCertificates } = await import('../batch/list.js');
       const items = await listCertificates(loaded.config);
       io.stdout.write(opts.json ? `${JSON.stringify({ certificates: items }, null, 2)}\n` : formatList(items));
     });

@@ -17,7 +17,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StapleError, toStapleError } from '../core/errors.js';
-import type { TargetOutcome } from '../engine/staple.js';
+import type { TargetOutcome } from '../pipeline/process.js';
 import { VERSION } from '../version.js';
 import { createLogger, DaemonSignals, runUntilStopped } from './daemon.js';
 import { escapeControls } from '../core/text.js';
@@ -381,7 +381,7 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
     return 0;
   }
 
-  const engine = await import('../engine/ocsprenewer.js');
+  const engine = await import('../discovery/ocsprenewer.js');
   const fail = (message: string): number => {
     err(`configuring OCSP renewer failed: ${message}`);
     return 1;
@@ -403,7 +403,7 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
     timerT1,
     allowNonOcspInDir: f.allowNonOcspInDir,
     // the output folder's discovery cache: a file known to hold a certificate with a responder is not parsed
-    // again (engine/discovery-cache.ts); -not-really writes nothing, so it only reads it
+    // again (discovery/ocsprenewer-cache.ts); -not-really writes nothing, so it only reads it
     discoveryCache: f.notReally ? 'read' : 'write',
   };
   if (f.http) settings.statusListen = f.http;
@@ -414,7 +414,7 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
     () => false,
   );
   if (!isDir) return fail(`output directory ${JSON.stringify(f.outDir)} does not exist or is not a directory`);
-  const { proveWritable } = await import('../engine/daemon.js');
+  const { proveWritable } = await import('../daemon/daemon.js');
   if (f.notReally) {
     if (!(await engine.canWrite(outDir))) return fail(`output directory ${JSON.stringify(f.outDir)} is not writable`);
   } else {
@@ -432,7 +432,7 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
   if (f.persist) out('-not-really: showing what the first pass would do, then exiting instead of persisting');
 
   for (const p of found.problems) err(`failure: error ${p.code}: ${p.message}`);
-  const { runOnce } = await import('../engine/run.js');
+  const { runOnce } = await import('../batch/run.js');
   const config = engine.renewerConfig(settings, found.targets);
   let failed = found.problems.length;
   try {
@@ -474,15 +474,15 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
 }
 
 async function persist(
-  settings: Parameters<typeof import('../engine/ocsprenewer.js').discoverRenewerTargets>[0],
-  found: import('../engine/ocsprenewer.js').RenewerDiscovery,
+  settings: Parameters<typeof import('../discovery/ocsprenewer.js').discoverRenewerTargets>[0],
+  found: import('../discovery/ocsprenewer.js').RenewerDiscovery,
   f: RenewerFlags,
   io: CliIo,
 ): Promise<number> {
   const log = createLogger(io, { format: 'text', verbose: f.verbose, journald: Boolean(io.env.JOURNAL_STREAM) });
   const signals = new DaemonSignals(log, 'check');
-  const { StapleDaemon } = await import('../engine/daemon.js');
-  const { renewerSource } = await import('../engine/ocsprenewer.js');
+  const { StapleDaemon } = await import('../daemon/daemon.js');
+  const { renewerSource } = await import('../discovery/ocsprenewer.js');
   try {
     const daemon = await StapleDaemon.start({
       source: renewerSource(settings, found),

@@ -9,15 +9,15 @@
  */
 import { closeSync, createWriteStream, existsSync, ftruncateSync, openSync, type WriteStream } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { configCacheDir } from '../config/cache.js';
+import { configCacheDir } from '../config/config-cache.js';
 import { findDefaultConfig, loadConfig } from '../config/load.js';
 import type { LoadConfigOptions } from '../config/load.js';
 import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
-import { prestartCheckThread } from '../engine/check-thread.js';
-import { exitCodeOf, runOnce, type RunReport } from '../engine/run.js';
-import type { TargetOutcome } from '../engine/staple.js';
+import { prestartCheckThread } from '../pipeline/signature-thread.js';
+import { exitCodeOf, runOnce, type RunReport } from '../batch/run.js';
+import type { TargetOutcome } from '../pipeline/process.js';
 import { escapeControls, escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
 

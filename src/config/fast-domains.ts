@@ -31,7 +31,7 @@
  * then loads again with the parser, so every message is the parser's, word
  * for word. test/unit/fast-domains.test.ts compares both readings.
  */
-import { NeedsParser } from './cache.js';
+import { NeedsParser } from './config-cache.js';
 import type { ConfigProblem, ConfigSource, KeyPath } from './problems.js';
 
 /** What {@link splitDomains} found. */

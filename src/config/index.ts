@@ -15,7 +15,7 @@ export {
   OUTPUT_PLACEHOLDERS,
   type LoadConfigOptions,
 } from './load.js';
-export { configCacheDir } from './cache.js';
+export { configCacheDir } from './config-cache.js';
 export { DEFAULTS, configFolder, defineConfig, defineSettings, type SettingsInput } from './settings.js';
 export { DEFAULT_MASKS, scanFolder, type ScanOptions } from './scan.js';
 export { DEFAULT_HOOK_TIMEOUT_MS } from './types.js';

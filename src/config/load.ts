@@ -23,7 +23,7 @@ import type { RawIncludeConfig, RawMainConfig } from './schema.js';
 import { defineSettings } from './settings.js';
 import { closestMatch } from './suggest.js';
 import type { LoadedConfig, ScanConfig, TargetConfig } from './types.js';
-import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './cache.js';
+import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './config-cache.js';
 import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
 import type { ReadFile } from './parse.js';
 
@@ -152,7 +152,7 @@ export interface LoadConfigOptions {
    */
   cwd?: string;
   /**
-   * The folder of the configuration cache (config/cache.ts), or undefined
+   * The folder of the configuration cache (config/config-cache.ts), or undefined
    * for none (the default: the library writes nothing unless asked). The
    * CLI passes {@link configCacheDir} of its environment.
    */

@@ -1,9 +1,9 @@
 /**
  * Parsing and validating one configuration file: the YAML parser and the
  * schema, loaded by load.ts only for files that are not in the
- * configuration cache (config/cache.ts).
+ * configuration cache (config/config-cache.ts).
  */
-import type { FileRole } from './cache.js';
+import type { FileRole } from './config-cache.js';
 import { FastDomainsSource, splitDomains } from './fast-domains.js';
 import type { ConfigProblem, ConfigSource } from './problems.js';
 import { includeSchema, mainSchema, validate, type RawIncludeConfig, type RawMainConfig } from './schema.js';

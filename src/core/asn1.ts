@@ -5,9 +5,9 @@
  * rule of .dependency-cruiser.cjs) keeps it the only one.
  *
  * Loading @peculiar costs tens to hundreds of milliseconds, so this module is
- * itself loaded only when needed: by core/request.ts, which engine/staple.ts
+ * itself loaded only when needed: by core/request.ts, which pipeline/process.ts
  * loads with the fetcher (not for `check` or a run with nothing due), and by
- * engine/issuer.ts only when a caIssuers URL is downloaded. The CMS schema
+ * pipeline/issuer.ts only when a caIssuers URL is downloaded. The CMS schema
  * loads only for a PKCS#7 answer.
  */
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';

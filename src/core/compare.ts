@@ -2,8 +2,8 @@
  * A staple only ever gets better (docs/SECURITY.md, "Monotonic staples").
  *
  * One rule, used by every path that replaces a staple: `run`, `fetch --out`,
- * the daemon (all through engine/staple.ts), the embedded stapler
- * (embed/stapling.ts) and the HAProxy push (engine/haproxy.ts). A verified
+ * the daemon (all through pipeline/process.ts), the embedded stapler
+ * (embed/stapling.ts) and the HAProxy push (outputs/haproxy.ts). A verified
  * answer replaces the current valid staple only when it is better:
  *
  * 1. a later usable-until (nextUpdate, capped by a delegated signer's

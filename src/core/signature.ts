@@ -123,7 +123,7 @@ function pssParams(der: Buffer, seq: DerReader): VerifyParams {
  * signature). A check is a pure function of these and costs 20–120 µs:
  * thousands of responses are signed by the same delegated responder
  * certificate, and the engine runs checks ahead on another thread
- * (engine/check-thread.ts, which records its answers with {@link remember})
+ * (pipeline/signature-thread.ts, which records its answers with {@link remember})
  * so that the synchronous rules find them done. Entries are found by the signature bytes and hold
  * copies of the algorithm and data, compared in full: no hash shortcut, so
  * no input can be mistaken for another. Bounded per key.
@@ -147,7 +147,7 @@ export function recall(key: KeyObject, algIdDer: Buffer, data: Buffer, signature
 /**
  * Remembers the result of a check of exactly these inputs, made with
  * `crypto.verify(params.hash, data, { key, ...params.keyOptions }, signature)`
- * for the {@link nodeVerifyParams} of `algIdDer` (engine/check-thread.ts
+ * for the {@link nodeVerifyParams} of `algIdDer` (pipeline/signature-thread.ts
  * makes them on another thread).
  */
 export function remember(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer, ok: boolean): void {

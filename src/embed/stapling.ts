@@ -2,7 +2,7 @@
  * Stapling built into a Node.js TLS server, the way certmagic does it for Go
  * servers: {@link attachStapling} answers the server's `OCSPRequest` event
  * from an in-memory staple that the same engine keeps fresh in the
- * background (fetch and verification of engine/fetch.ts and core/verify.ts,
+ * background (fetch and verification of pipeline/responder.ts and core/verify.ts,
  * the refresh point of core/policy.ts).
  *
  * The promises (docs/ARCHITECTURE.md):
@@ -40,9 +40,9 @@ import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } fr
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { USER_AGENT } from '../version.js';
-import { fetchResponse, type MethodChoice } from '../engine/fetch.js';
-import { IssuerResolver, pickLeaf } from '../engine/issuer.js';
-import { stapleBytes } from '../engine/staple.js';
+import { fetchResponse, type MethodChoice } from '../pipeline/responder.js';
+import { IssuerResolver, pickLeaf } from '../pipeline/issuer.js';
+import { stapleBytes } from '../pipeline/process.js';
 
 /** Options of {@link attachStapling}. */
 export interface StaplingOptions {

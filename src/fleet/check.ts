@@ -5,7 +5,7 @@
  * said in the status line and the perfdata (`fleet_up=0`).
  */
 import type { FleetSettings } from '../config/types.js';
-import type { CheckReport } from '../engine/check.js';
+import type { CheckReport } from '../status/check.js';
 import type { FleetHealth } from './contract.js';
 import { openFleet } from './index.js';
 
@@ -28,7 +28,7 @@ export function withFleet(report: CheckReport, health: FleetHealth): CheckReport
   if (health.up) {
     return { ...report, fleet: health, line: `${head} | ${perf ? `${perf} ` : ''}${fleetPerf}` };
   }
-  // WARNING outranks OK and UNKNOWN (engine/check.ts), never CRITICAL
+  // WARNING outranks OK and UNKNOWN (status/check.ts), never CRITICAL
   const level = report.level === 'critical' ? 'critical' : 'warning';
   const exitCode = level === 'warning' ? 1 : report.exitCode;
   const said = `fleet degraded: ${health.redis} cannot be reached (${health.lastError ?? 'no answer'})`.replaceAll(

@@ -1,5 +1,5 @@
 /**
- * The contract between the staple pipeline (engine/staple.ts) and a fleet:
+ * The contract between the staple pipeline (pipeline/process.ts) and a fleet:
  * a shared store through which several staplekeeper nodes with the same
  * certificates fetch each staple once (docs/fleet.md).
  *

@@ -1,6 +1,6 @@
 /**
  * The fleet's turn in the pipeline: what a node does for one certificate
- * before (and instead of) asking the responder. engine/staple.ts calls
+ * before (and instead of) asking the responder. pipeline/process.ts calls
  * {@link fleetTurn} at one point and acts on its answer; everything about
  * leases, waiting and fallbacks lives here, behind the {@link Fleet}
  * contract (fleet/contract.ts).

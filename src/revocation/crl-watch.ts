@@ -32,7 +32,7 @@ import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import type { HttpTransport } from '../io/http.js';
 import type { StapleStore } from '../io/store.js';
 
-/** The verdict of a CRL check (the same shape as engine/staple.ts `CrlVerdict`). */
+/** The verdict of a CRL check (the same shape as pipeline/process.ts `CrlVerdict`). */
 export interface CrlWatchVerdict {
   status: 'good' | 'revoked' | 'unavailable';
   url: string;

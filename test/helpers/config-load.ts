@@ -4,13 +4,13 @@
  * one (which it fills) and with the filled one — and the three outcomes,
  * results or errors (code, message and details), must be identical. So
  * every configuration test is also a test that the cache never changes a
- * result (config/cache.ts).
+ * result (config/config-cache.ts).
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect } from 'vitest';
-import { configCacheStats } from '../../src/config/cache.js';
+import { configCacheStats } from '../../src/config/config-cache.js';
 import { loadConfig, type LoadConfigOptions, type LoadedConfig } from '../../src/config/index.js';
 import { isStapleError, type StapleError } from '../../src/core/errors.js';
 

@@ -1,5 +1,5 @@
 /**
- * Runs once per test run: the CLI's configuration cache (config/cache.ts)
+ * Runs once per test run: the CLI's configuration cache (config/config-cache.ts)
  * goes to a temporary folder, not to ~/.cache, and is removed at the end.
  * Every CLI test then exercises the cache (child processes inherit the
  * variable; test/helpers/cli-harness.ts passes it on).

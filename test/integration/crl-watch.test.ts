@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPki, genCrl, revokeLeaf, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { cli } from '../../src/cli/main.js';
-import type { DaemonSnapshot } from '../../src/engine/daemon.js';
+import type { DaemonSnapshot } from '../../src/daemon/daemon.js';
 import { hugeCrlEntries, hugeCrlSerial, mintCert, mintCrl, sharedKey, toPem } from '../helpers/mint.js';
 import { memoryIo } from '../helpers/memory-io.js';
 

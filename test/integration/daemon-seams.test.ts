@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { StapleDaemon, sourceFromConfig, type LogEvent } from '../../src/engine/daemon.js';
+import { StapleDaemon, sourceFromConfig, type LogEvent } from '../../src/daemon/daemon.js';
 import { buildTestPki, mintCert } from '../helpers/mint.js';
 
 describe('daemon seams (in process)', () => {

@@ -20,7 +20,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeResponse } from '../../src/core/response.js';
-import { HAPROXY_STATE_NAME, pushToHaproxy } from '../../src/engine/haproxy.js';
+import { HAPROXY_STATE_NAME, pushToHaproxy } from '../../src/outputs/haproxy.js';
 import { assertBuilt, removeTempDirs, runCli, spawnCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
 import { addLeaf, createPki, type Leaf, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';

@@ -8,8 +8,8 @@ import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IssuerResolver } from '../../src/engine/issuer.js';
-import { processTarget, type EngineContext } from '../../src/engine/staple.js';
+import { IssuerResolver } from '../../src/pipeline/issuer.js';
+import { processTarget, type EngineContext } from '../../src/pipeline/process.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { createFileStore } from '../../src/io/store.js';
 import {

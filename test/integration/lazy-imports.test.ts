@@ -12,11 +12,11 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 describe('start-up imports', () => {
   it('run, the drop-ins and the fleet keys load no @peculiar module until a request is made', () => {
     const modules = [
-      'engine/run.js',
-      'engine/staple.js',
+      'batch/run.js',
+      'pipeline/process.js',
       'fleet/key.js',
       'cli/ocsprenewer.js',
-      'engine/ocsprenewer.js',
+      'discovery/ocsprenewer.js',
     ];
     const script = `import { createRequire } from 'node:module';
 ${modules.map((m) => `await import(${JSON.stringify(path.join(ROOT, 'dist', m))});`).join('\n')}

@@ -292,7 +292,7 @@ describe('staplekeeper run', () => {
   });
 
   it('caps the renewal count at 250 in the exit code', async () => {
-    const { exitCodeOf } = await import('../../src/engine/run.js');
+    const { exitCodeOf } = await import('../../src/batch/run.js');
     const base = { outcomes: [], unchanged: 0, failed: 0, skipped: 0, revoked: 0, hookErrors: [], stopped: false };
     expect(exitCodeOf({ ...base, updated: 256 })).toBe(250);
     expect(exitCodeOf({ ...base, updated: 7 })).toBe(7);
@@ -408,7 +408,7 @@ describe('overlapping runs', () => {
     const wd = await workdir('locked');
     await mkdir(join(wd, 'out'));
     // a real holder: the lock is the kernel's (issue 11), a PID in the file alone blocks nobody
-    const lockModule = pathToFileURL(join(import.meta.dirname, '../../dist/engine/lock.js')).href;
+    const lockModule = pathToFileURL(join(import.meta.dirname, '../../dist/batch/lock.js')).href;
     const holder = spawn(process.execPath, [
       '--input-type=module',
       '-e',

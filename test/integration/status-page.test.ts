@@ -18,9 +18,9 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
-import type { DaemonSnapshot } from '../../src/engine/daemon.js';
-import { byUrgency, STATE_COLOURS, type CertificateStatus } from '../../src/engine/status-page.js';
-import { startStatusServer, type StatusServer } from '../../src/engine/status-server.js';
+import type { DaemonSnapshot } from '../../src/daemon/daemon.js';
+import { byUrgency, STATE_COLOURS, type CertificateStatus } from '../../src/status/page.js';
+import { startStatusServer, type StatusServer } from '../../src/status/server.js';
 import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');

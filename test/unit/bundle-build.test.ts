@@ -47,7 +47,7 @@ describe('scripts/bundle.mjs', () => {
       const r = await bundle({ format, outfile: join(dir, `sk.${format === 'esm' ? 'mjs' : 'cjs'}`) });
       for (const dep of [
         'undici', // src/io/http.ts: createRequire(import.meta.url)('undici')
-        '@peculiar/asn1-cms', // src/engine/issuer.ts: a require made by createRequire
+        '@peculiar/asn1-cms', // src/pipeline/issuer.ts: a require made by createRequire
         '@peculiar/asn1-ocsp',
         'chokidar',
         'prom-client',

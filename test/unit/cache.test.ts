@@ -1,5 +1,5 @@
 /**
- * The staple-folder cache (engine/cache.ts) through processTarget, with a
+ * The staple-folder cache (pipeline/verdict-cache.ts) through processTarget, with a
  * fixed clock: a run that uses the cache decides exactly like a run without
  * it, whatever state the cache file is in, and every time-dependent rule is
  * still applied at `now`.
@@ -19,9 +19,9 @@ import {
   resetStapleCaches,
   serializeCacheFile,
   stapleCacheStats,
-} from '../../src/engine/cache.js';
-import { IssuerResolver } from '../../src/engine/issuer.js';
-import { processTarget, type EngineContext, type Target, type TargetOutcome } from '../../src/engine/staple.js';
+} from '../../src/pipeline/verdict-cache.js';
+import { IssuerResolver } from '../../src/pipeline/issuer.js';
+import { processTarget, type EngineContext, type Target, type TargetOutcome } from '../../src/pipeline/process.js';
 import type { HttpTransport } from '../../src/io/http.js';
 import { createFileStore } from '../../src/io/store.js';
 import {

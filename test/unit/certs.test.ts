@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSignedBy, loadCertificates, parseCertificate } from '../../src/core/certs.js';
 import { StapleError } from '../../src/core/errors.js';
 import { parseCaIssuersContent } from '../../src/core/asn1.js';
-import { IssuerResolver, pickLeaf } from '../../src/engine/issuer.js';
+import { IssuerResolver, pickLeaf } from '../../src/pipeline/issuer.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { buildTestPki, mintCert } from '../helpers/mint.js';
 

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { recall, verifySignature } from '../../src/core/signature.js';
-import { CheckThread } from '../../src/engine/check-thread.js';
+import { CheckThread } from '../../src/pipeline/signature-thread.js';
 
 const ECDSA_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
 const ED25519 = Buffer.from('300506032b6570', 'hex');

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
 import { loadConfig } from '../../src/config/load.js';
-import { checkStaples, formatSpan, type CheckReport } from '../../src/engine/check.js';
+import { checkStaples, formatSpan, type CheckReport } from '../../src/status/check.js';
 import { buildTestPki, goodResponseFor, mintCert, OID, type TestPki } from '../helpers/mint.js';
 import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
 

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { hash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { configCacheDir, configCacheStats, isPlainJson } from '../../src/config/cache.js';
+import { configCacheDir, configCacheStats, isPlainJson } from '../../src/config/config-cache.js';
 import { loadConfig, type LoadedConfig } from '../../src/config/index.js';
 import { isStapleError } from '../../src/core/errors.js';
 

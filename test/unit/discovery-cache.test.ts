@@ -1,5 +1,5 @@
 /**
- * The ocsprenewer drop-in's discovery cache (engine/discovery-cache.ts) and
+ * The ocsprenewer drop-in's discovery cache (discovery/ocsprenewer-cache.ts) and
  * its folder listing: a discovery that uses them finds exactly what one
  * without them finds — the same targets, problems (word for word) and skipped
  * files — with no cache file, an empty one, a filled one, and one that is
@@ -16,8 +16,12 @@ import {
   MIN_FILES_FOR_NEW_CACHE,
   discoveryCacheFor,
   resetDiscoveryCaches,
-} from '../../src/engine/discovery-cache.js';
-import { discoverRenewerTargets, type RenewerDiscovery, type RenewerSettings } from '../../src/engine/ocsprenewer.js';
+} from '../../src/discovery/ocsprenewer-cache.js';
+import {
+  discoverRenewerTargets,
+  type RenewerDiscovery,
+  type RenewerSettings,
+} from '../../src/discovery/ocsprenewer.js';
 import { buildTestPki, mintCert, type MintedCert, type TestPki } from '../helpers/mint.js';
 
 const dirs: string[] = [];

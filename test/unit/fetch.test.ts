@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCertificate } from '../../src/core/certs.js';
 import { refreshPoint } from '../../src/core/policy.js';
-import { MAX_GET_URL, fetchResponse, getUrlFor } from '../../src/engine/fetch.js';
+import { MAX_GET_URL, fetchResponse, getUrlFor } from '../../src/pipeline/responder.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { startEvilResponder, type EvilResponder } from '../helpers/evil-responder.js';
 import { buildTestPki, goodResponseFor } from '../helpers/mint.js';

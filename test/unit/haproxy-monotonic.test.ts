@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pushToHaproxy } from '../../src/engine/haproxy.js';
+import { pushToHaproxy } from '../../src/outputs/haproxy.js';
 import { buildTestPki, certIdFor, goodResponseFor, mintOcspResponse } from '../helpers/mint.js';
 
 let dir: string;

@@ -21,7 +21,7 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   };
 });
 
-const { HAPROXY_STATE_NAME, pushToHaproxy } = await import('../../src/engine/haproxy.js');
+const { HAPROXY_STATE_NAME, pushToHaproxy } = await import('../../src/outputs/haproxy.js');
 const { TEMP_MARKER } = await import('../../src/io/store.js');
 
 describe('HAProxy push state file', () => {

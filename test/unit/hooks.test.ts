@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { HookCommand } from '../../src/config/types.js';
 import { StapleError } from '../../src/core/errors.js';
-import { runHook, type HookItem } from '../../src/engine/hooks.js';
+import { runHook, type HookItem } from '../../src/outputs/hooks.js';
 
 let dir: string;
 const strays: number[] = [];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Semaphore, forEachLimited, limitOverall, limitPerHost } from '../../src/engine/limit.js';
+import { Semaphore, forEachLimited, limitOverall, limitPerHost } from '../../src/pipeline/limit.js';
 import type { HttpRequest, HttpResult, HttpTransport } from '../../src/io/http.js';
 
 const tick = (ms = 0): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
-import { LOCK_NAME, acquireLock } from '../../src/engine/lock.js';
+import { LOCK_NAME, acquireLock } from '../../src/batch/lock.js';
 
 let dir: string;
 const children: ChildProcess[] = [];
@@ -62,7 +62,7 @@ async function liveProcess(): Promise<ChildProcess> {
  * another staplekeeper would), until it is killed.
  */
 async function lockHolder(folder: string): Promise<ChildProcess> {
-  const mod = pathToFileURL(join(import.meta.dirname, '../../dist/engine/lock.js')).href;
+  const mod = pathToFileURL(join(import.meta.dirname, '../../dist/batch/lock.js')).href;
   const c = spawn(
     process.execPath,
     [

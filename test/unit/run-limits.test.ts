@@ -1,6 +1,6 @@
 /**
  * promise 5 of docs/ARCHITECTURE.md: requests are bounded. A run checks up to 128
- * targets at once (engine/run.ts), so the bound on requests must hold on its
+ * targets at once (batch/run.ts), so the bound on requests must hold on its
  * own: at most `concurrency` in flight, however many targets are due.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
-import { runOnce } from '../../src/engine/run.js';
+import { runOnce } from '../../src/batch/run.js';
 import type { HttpRequest, HttpResult, HttpTransport } from '../../src/io/http.js';
 import { buildTestPki } from '../helpers/mint.js';
 

@@ -12,7 +12,7 @@ import {
   jitter,
   planNextAttempt,
   Schedule,
-} from '../../src/engine/scheduler.js';
+} from '../../src/pipeline/backoff.js';
 
 const MIN = 60_000;
 const H = 60 * MIN;

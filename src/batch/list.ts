@@ -9,10 +9,10 @@ import { toStapleError } from '../core/errors.js';
 import { mustStapleStranded, triage, type RevocationMechanism } from '../core/triage.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { readMarks } from '../revocation/marks.js';
-import { IssuerResolver } from './issuer.js';
-import { forEachLimited } from './limit.js';
+import { IssuerResolver } from '../pipeline/issuer.js';
+import { forEachLimited } from '../pipeline/limit.js';
 import { toTarget } from './run.js';
-import { certFingerprint, loadTargetCert, readStapleState, responderUrls } from './staple.js';
+import { certFingerprint, loadTargetCert, readStapleState, responderUrls } from '../pipeline/process.js';
 
 /** One certificate in the list. */
 export interface ListedCertificate {

@@ -2,7 +2,7 @@
  * The discovery cache of the ocsprenewer drop-in: which certificate files are
  * already known to hold a certificate that names an OCSP responder, so that a
  * `-dirs` scan of 10,000 bundles need not parse every one of them before the
- * staple-folder cache (engine/cache.ts) can help.
+ * staple-folder cache (pipeline/verdict-cache.ts) can help.
  *
  * One file per output folder, `.staplekeeper-discovery.json`, one line per
  * certificate file content:
@@ -32,7 +32,7 @@
 import { join } from 'node:path';
 import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
 import { replaceCacheFileSync } from '../io/store.js';
-import { readCacheFileSync } from './cache.js';
+import { readCacheFileSync } from '../pipeline/verdict-cache.js';
 
 /** The file name, in the output folder. */
 export const DISCOVERY_CACHE_FILE = '.staplekeeper-discovery.json';
@@ -44,7 +44,7 @@ export const MIN_FILES_FOR_NEW_CACHE = 8;
 const RETENTION_DAYS = 30;
 
 /** The modules whose rules a recorded outcome stands for: certificate parsing, leaf choice, discovery. */
-const RULE_MODULES = ['../core/der', '../core/certs', './issuer', './ocsprenewer', './discovery-cache'];
+const RULE_MODULES = ['../core/der', '../core/certs', '../pipeline/issuer', './ocsprenewer', './ocsprenewer-cache'];
 let fingerprint: string | undefined;
 function rulesFingerprint(): string {
   fingerprint ??= moduleFingerprint(`${FORMAT_NAME}/${FORMAT_VERSION}`, import.meta.url, RULE_MODULES);

@@ -38,10 +38,10 @@ import type { RefreshPolicy, StapleFacts } from '../core/policy.js';
 import { classifyStaple, usableUntil } from '../core/usability.js';
 import type { Clock } from '../io/clock.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
-import { IssuerResolver } from './issuer.js';
-import { forEachLimited } from './limit.js';
+import { IssuerResolver } from '../pipeline/issuer.js';
+import { forEachLimited } from '../pipeline/limit.js';
 import type { HttpTransport } from '../io/http.js';
-import { crlWatchFor, policyOf, toTarget, transportFor } from './run.js';
+import { crlWatchFor, policyOf, toTarget, transportFor } from '../batch/run.js';
 import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage, type Triage } from '../core/triage.js';
 import { readMarks, type Marks } from '../revocation/marks.js';
 import {
@@ -51,7 +51,7 @@ import {
   responderUrls,
   type CrlChecker,
   type LoadedCert,
-} from './staple.js';
+} from '../pipeline/process.js';
 
 /** A Nagios plugin state. */
 export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';

@@ -44,9 +44,9 @@ import type { Fleet, FleetHealth } from '../fleet/contract.js';
 import type { HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from '../io/store.js';
 import { VERSION } from '../version.js';
-import { runHook, type HookItem } from './hooks.js';
-import { acquireLock, type HeldLock } from './lock.js';
-import { contextFor, crlWatchFor, recordMarks, toTarget, transportFor } from './run.js';
+import { runHook, type HookItem } from '../outputs/hooks.js';
+import { acquireLock, type HeldLock } from '../batch/lock.js';
+import { contextFor, crlWatchFor, recordMarks, toTarget, transportFor } from '../batch/run.js';
 import {
   EXPIRY_MARGIN_MS,
   HostBackoff,
@@ -56,7 +56,7 @@ import {
   Schedule,
   type NextAttemptReason,
   type RandomSource,
-} from './scheduler.js';
+} from '../pipeline/backoff.js';
 import { noOcspNotice, type Triage } from '../core/triage.js';
 import { readMarks } from '../revocation/marks.js';
 import {
@@ -65,14 +65,14 @@ import {
   type EngineContext,
   type StapleSummary,
   type TargetOutcome,
-} from './staple.js';
+} from '../pipeline/process.js';
 import {
   byUrgency,
   certificateState,
   type CertificateStatus,
   type DaemonObserver,
   type DaemonSnapshot,
-} from './status-page.js';
+} from '../status/page.js';
 import { isInside, sourceFromConfig, type DaemonSource, type DiscoverResult, type DiscoveryProblem } from './watch.js';
 
 export type {
@@ -81,7 +81,7 @@ export type {
   CertificateStatus,
   DaemonObserver,
   DaemonSnapshot,
-} from './status-page.js';
+} from '../status/page.js';
 export type { DaemonSource, DiscoverResult, DiscoveryProblem, WatchDir } from './watch.js';
 export { byUrgency, certificateState, sourceFromConfig };
 
@@ -493,7 +493,7 @@ export class StapleDaemon {
     const listen = this.effectiveListen();
     if (!listen) return;
     // node:http and prom-client are loaded only when a status service is asked for
-    const { startStatusServer } = await import('./status-server.js');
+    const { startStatusServer } = await import('../status/server.js');
     const server = await startStatusServer({ listen, provider: this });
     this.server = { ...server, listen };
     this.log({
@@ -1121,7 +1121,7 @@ export class StapleDaemon {
   private async pushToHaproxy(outcomes: TargetOutcome[]): Promise<void> {
     const targets = this.settings.haproxy;
     if (targets.length === 0 || outcomes.length === 0) return;
-    const { pushToHaproxy } = await import('./haproxy.js');
+    const { pushToHaproxy } = await import('../outputs/haproxy.js');
     const report = await pushToHaproxy(targets, outcomes, {
       stateDir: this.settings.ocspFolder,
       store: this.store,

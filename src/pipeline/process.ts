@@ -10,7 +10,7 @@
  * The read path is built for 10,000 certificates (docs/PERFORMANCE.md):
  * small local files are read synchronously, chain files shared by many
  * certificates are read and parsed once, and the staple-folder cache
- * (engine/cache.ts) lets a staple whose bytes, certificate and issuer are
+ * (pipeline/verdict-cache.ts) lets a staple whose bytes, certificate and issuer are
  * unchanged skip parsing and signature verification while every
  * time-dependent rule is still applied at `now`.
  */
@@ -68,9 +68,9 @@ import {
   type CacheRecord,
   type SourceFile,
   type SourceSet,
-} from './cache.js';
-import type { MethodChoice } from './fetch.js';
-import { checkOnThread } from './check-thread.js';
+} from './verdict-cache.js';
+import type { MethodChoice } from './responder.js';
+import { checkOnThread } from './signature-thread.js';
 import { pickLeaf, type IssuerResolver } from './issuer.js';
 
 /** What staplekeeper needs to know about one staple it maintains. */
@@ -104,7 +104,7 @@ export interface EngineContext {
   onRevokedWrite?: boolean;
   /** Maps an AIA URL to an override URL or 'disabled'. */
   urlOverrides?: Record<string, string>;
-  /** Overall time to obtain a staple for one certificate (default 2 × the default HTTP timeout; engine/fetch.ts). */
+  /** Overall time to obtain a staple for one certificate (default 2 × the default HTTP timeout; pipeline/responder.ts). */
   fetchDeadlineMs?: number;
   /**
    * The staple folder (`ocsp_folder`): missing folders below it are created
@@ -130,7 +130,7 @@ export interface EngineContext {
    * Use the staple-folder cache (default true): a staple whose bytes,
    * certificate and issuer files are unchanged since it was verified is not
    * parsed or verified again; the time-dependent rules still apply at `now`.
-   * See engine/cache.ts for why this never changes a decision.
+   * See pipeline/verdict-cache.ts for why this never changes a decision.
    */
   cache?: boolean;
   /**
@@ -915,7 +915,7 @@ async function processEnabled(
       notice('every responder URL of this certificate is disabled by configuration');
       return out;
     }
-    const { fetchResponse } = await import('./fetch.js');
+    const { fetchResponse } = await import('./responder.js');
     const fopts: Parameters<typeof fetchResponse>[0] = {
       cert: loaded.cert,
       issuer: loaded.issuer,

@@ -3,7 +3,7 @@
  *
  * A {@link DaemonSource} says where certificates come from: a staplekeeper
  * configuration ({@link sourceFromConfig}: its `domains` and `scan_keys`) or
- * ocsprenewer's folders and naming rules (engine/ocsprenewer.ts). It can
+ * ocsprenewer's folders and naming rules (discovery/ocsprenewer.ts). It can
  * re-discover its certificates at any time, and names the folders whose
  * changes may alter them.
  *
@@ -32,7 +32,7 @@ import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError, type ErrorCode } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import { TEMP_MARKER } from '../io/store.js';
-import { LOCK_NAME } from './lock.js';
+import { LOCK_NAME } from '../batch/lock.js';
 
 /** A folder to watch for certificate changes. */
 export interface WatchDir {
@@ -57,7 +57,7 @@ export interface DiscoverResult {
 /**
  * Where the daemon's certificates come from: a staplekeeper configuration
  * ({@link sourceFromConfig}) or ocsprenewer's directories and naming rules
- * (engine/ocsprenewer.ts). `config` supplies the settings (policy,
+ * (discovery/ocsprenewer.ts). `config` supplies the settings (policy,
  * concurrency, HTTP, lock folder, `daemon` section); `discover` is run at
  * start, after watched changes, at every sweep and after a reload.
  */

@@ -55,7 +55,7 @@ const FORMAT_VERSION = 1;
 const RETENTION_MS = 30 * 86_400_000;
 
 /** The modules whose output an entry stands for. */
-const CONFIG_MODULES = ['./schema', './yaml-source', './parse', './problems', './duration', './load', './cache'];
+const CONFIG_MODULES = ['./schema', './yaml-source', './parse', './problems', './duration', './load', './config-cache'];
 
 let codeFingerprintValue: string | undefined;
 function codeFingerprint(): string {

@@ -40,10 +40,10 @@ import { loadCertificates } from '../core/certs.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { contentHash } from '../io/fingerprint.js';
 import { readInputFile } from '../io/files.js';
-import { readRegularFileSync } from './cache.js';
-import type { DaemonSource, DiscoveryProblem, WatchDir } from './daemon.js';
-import { discoveryCacheFor } from './discovery-cache.js';
-import { pickLeaf } from './issuer.js';
+import { readRegularFileSync } from '../pipeline/verdict-cache.js';
+import type { DaemonSource, DiscoveryProblem, WatchDir } from '../daemon/daemon.js';
+import { discoveryCacheFor } from './ocsprenewer-cache.js';
+import { pickLeaf } from '../pipeline/issuer.js';
 
 /** ocsprenewer's flag defaults. */
 export const RENEWER_DEFAULTS = {
@@ -76,7 +76,7 @@ export interface RenewerSettings {
   /** `-http HOST:PORT`: the status service in persist mode. */
   statusListen?: string;
   /**
-   * The discovery cache of the output folder (engine/discovery-cache.ts):
+   * The discovery cache of the output folder (discovery/ocsprenewer-cache.ts):
    * `read` uses it, `write` also records what was parsed and writes the file
    * (never in `-not-really` mode). Off unless asked, as every library cache.
    */

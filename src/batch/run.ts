@@ -16,14 +16,14 @@ import { describeFsError } from '../io/files.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
 import { USER_AGENT } from '../version.js';
-import { pushToHaproxy } from './haproxy.js';
-import { runHook, type HookItem } from './hooks.js';
-import { IssuerResolver } from './issuer.js';
-import { forEachLimited, limitOverall, limitPerHost } from './limit.js';
+import { pushToHaproxy } from '../outputs/haproxy.js';
+import { runHook, type HookItem } from '../outputs/hooks.js';
+import { IssuerResolver } from '../pipeline/issuer.js';
+import { forEachLimited, limitOverall, limitPerHost } from '../pipeline/limit.js';
 import { acquireLock } from './lock.js';
 import { CRL_CACHE_DIR_NAME, CrlWatch } from '../revocation/crl-watch.js';
 import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
-import { processTarget, type EngineContext, type Target, type TargetOutcome } from './staple.js';
+import { processTarget, type EngineContext, type Target, type TargetOutcome } from '../pipeline/process.js';
 
 /** Options of one run. */
 export interface RunOptions {

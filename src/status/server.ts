@@ -21,9 +21,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StapleError } from '../core/errors.js';
-import type { DaemonObserver, DaemonSnapshot } from './status-page.js';
+import type { DaemonObserver, DaemonSnapshot } from './page.js';
 import { createMetrics } from './metrics.js';
-import { renderStatusPage } from './status-page.js';
+import { renderStatusPage } from './page.js';
 
 /** What the status service reads. */
 export interface StatusProvider {

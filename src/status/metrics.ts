@@ -32,7 +32,7 @@
  * - `staplekeeper_responder_hosts_in_backoff`, `staplekeeper_info{version}`,
  *   `process_resident_memory_bytes`, `nodejs_heap_size_used_bytes`.
  */
-import { CERTIFICATE_STATES, type CertificateState, type DaemonObserver, type DaemonSnapshot } from './status-page.js';
+import { CERTIFICATE_STATES, type CertificateState, type DaemonObserver, type DaemonSnapshot } from './page.js';
 
 /** What the metrics read from the daemon. */
 export interface MetricsProvider {

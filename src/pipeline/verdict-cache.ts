@@ -66,7 +66,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { configCacheDir } from '../config/cache.js';
+import { configCacheDir } from '../config/config-cache.js';
 import { MAX_INPUT_FILE } from '../io/files.js';
 import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
 import { replaceCacheFileSync, TEMP_MARKER } from '../io/store.js';
@@ -184,8 +184,8 @@ const RULE_MODULES = [
   '../core/signature',
   '../core/verify',
   './issuer',
-  './staple',
-  './cache',
+  './process',
+  './verdict-cache',
 ];
 
 let rulesFingerprintValue: string | undefined;
@@ -474,7 +474,7 @@ let secretValue: Buffer | null | undefined;
 
 /**
  * The folder of the secret: the configuration cache folder
- * (config/cache.ts); with `STAPLEKEEPER_CACHE_DIR=off` (the configuration
+ * (config/config-cache.ts); with `STAPLEKEEPER_CACHE_DIR=off` (the configuration
  * cache switched off) the XDG/HOME default. Undefined when none can be named.
  */
 export function verdictSecretDir(env: NodeJS.ProcessEnv): string | undefined {
