@@ -55,7 +55,21 @@ const FORMAT_VERSION = 1;
 const RETENTION_MS = 30 * 86_400_000;
 
 /** The modules whose output an entry stands for. */
-const CONFIG_MODULES = ['./schema', './yaml-source', './parse', './problems', './duration', './load', './config-cache'];
+const CONFIG_MODULES = [
+  './schema',
+  './yaml-source',
+  './parse',
+  './fast-domains',
+  './problems',
+  './duration',
+  './settings',
+  './load',
+  './fs-kinds',
+  './targets',
+  './templates',
+  './scan',
+  './config-cache',
+];
 
 let codeFingerprintValue: string | undefined;
 function codeFingerprint(): string {

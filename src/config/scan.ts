@@ -11,6 +11,7 @@ import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { StapleError } from '../core/errors.js';
 import type { ScanConfig, TargetConfig } from './types.js';
+import { expandOutputTemplate, hasCertPlaceholder } from './templates.js';
 
 /** The placeholder of every mask. */
 export const DOMAIN_PLACEHOLDER = '{domain}';
@@ -151,4 +152,31 @@ export async function scanFolder(
 
   await walk(scan.folder, '');
   return targets;
+}
+
+/**
+ * The staple path of a scanned target under a mask with certificate
+ * placeholders. The target id is `<relative subfolder>/<domain>`, and the
+ * staple keeps that subfolder below `ocsp_folder`, as ocspbot does.
+ */
+function scannedStaplePath(target: TargetConfig, ocspMask: string, ocspFolder: string): string {
+  const cut = target.id.lastIndexOf('/');
+  const domain = target.id.slice(cut + 1);
+  const rel = cut < 0 ? [] : target.id.slice(0, cut).split('/');
+  return path.resolve(ocspFolder, ...rel, expandOutputTemplate(ocspMask, { certPath: target.certPath, domain }));
+}
+
+/**
+ * {@link scanFolder} with the output placeholders of {@link OUTPUT_PLACEHOLDERS}
+ * applied to `ocsp_mask`. The daemon's re-scans use this so that they name
+ * staples exactly as {@link loadConfig} did.
+ */
+export async function scanTargets(
+  scan: ScanConfig,
+  ocspFolder: string,
+  options: ScanOptions = {},
+): Promise<TargetConfig[]> {
+  const targets = await scanFolder(scan, ocspFolder, options);
+  if (!hasCertPlaceholder(scan.ocspMask)) return targets;
+  return targets.map((t) => ({ ...t, staplePath: scannedStaplePath(t, scan.ocspMask, ocspFolder) }));
 }
