@@ -51,7 +51,7 @@ import type { ConfigProblem, ConfigSource, KeyPath } from './problems.js';
 import type { LoadedConfig } from './types.js';
 
 const FORMAT_NAME = 'staplekeeper-config-cache';
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 const RETENTION_MS = 30 * 86_400_000;
 
 /** The modules whose output an entry stands for. */
@@ -208,10 +208,17 @@ function privateTo(mode: number, uid: number): boolean {
   return (me === undefined || uid === me) && (mode & 0o022) === 0;
 }
 
-/** What a whole load read: each file with the SHA-256 of its text, and the files each include folder listed. */
+/**
+ * What a whole load read: each file with the SHA-256 of its text, the files
+ * each include folder listed, the digest of what each scan observed
+ * (config/scan.ts scanWitness), and how many targets (the last ones) the
+ * scans found.
+ */
 export interface LoadDeps {
   files: Array<[string, string]>;
   includeDirs: Array<[string, string[]]>;
+  scans: string[];
+  scanned: number;
 }
 
 /** Writes deferred by {@link ConfigCache.saveSoon}, by cache file. */
@@ -237,6 +244,9 @@ function isResult(r: unknown): r is CachedResult {
     o.deps.files.every((f) => Array.isArray(f) && typeof f[0] === 'string' && typeof f[1] === 'string') &&
     Array.isArray(o.deps.includeDirs) &&
     o.deps.includeDirs.every((d) => Array.isArray(d) && typeof d[0] === 'string' && Array.isArray(d[1])) &&
+    Array.isArray(o.deps.scans) &&
+    o.deps.scans.every((d) => typeof d === 'string') &&
+    Number.isSafeInteger(o.deps.scanned) &&
     typeof c === 'object' &&
     c !== null &&
     typeof c.file === 'string' &&
@@ -246,7 +256,10 @@ function isResult(r: unknown): r is CachedResult {
     Array.isArray(c.targets) &&
     c.targets.every((t) => typeof t === 'object' && t !== null && typeof t.certPath === 'string') &&
     Array.isArray(c.scans) &&
-    c.scans.length === 0
+    c.scans.every((x) => typeof x === 'object' && x !== null && typeof x.folder === 'string') &&
+    o.deps.scans.length === c.scans.length &&
+    o.deps.scanned >= 0 &&
+    o.deps.scanned <= c.targets.length
   );
 }
 
@@ -265,7 +278,7 @@ export class ConfigCache {
   private result: CachedResult | undefined;
   private dirty = false;
   /** What the current load read (load.ts records it). */
-  readonly deps: LoadDeps = { files: [], includeDirs: [] };
+  readonly deps: LoadDeps = { files: [], includeDirs: [], scans: [], scanned: 0 };
 
   private constructor(
     private readonly dir: string,

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { describeFsError, readBounded } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
-import { scanTargets } from './scan.js';
+import { scanTargets, scanWitness, witnessDigest } from './scan.js';
 import type { RawIncludeConfig, RawMainConfig } from './schema.js';
 import { defineSettings } from './settings.js';
 import { closestMatch } from './suggest.js';
@@ -240,9 +240,14 @@ async function includeFiles(dir: string, mainFile: string): Promise<string[] | N
  *   line per problem.
  */
 export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<LoadedConfig> {
-  const loaded = await loadConfigOnce(file, opts);
-  if (opts.ocspbot) checkStaplesAreFiles(loaded);
-  return loaded;
+  try {
+    const loaded = await loadConfigOnce(file, opts);
+    if (opts.ocspbot) checkStaplesAreFiles(loaded);
+    return loaded;
+  } finally {
+    // the kinds of 30,000 paths are not kept past the load (a daemon would hold them for good)
+    clearFsKinds();
+  }
 }
 
 async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<LoadedConfig> {
@@ -258,9 +263,9 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
     if (known !== undefined) return known;
     try {
       const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true, perTarget);
-      // a scan's targets depend on the folder's contents: only a load without scans is kept whole;
-      // nor one that went without a missing include folder, which may appear by the next run
-      if (loaded.scans.length === 0 && loaded.warnings === undefined) cache.putResult(cwd, loaded);
+      // (a scan's targets are kept with the digest of what it observed, cachedResult observes it again);
+      // not kept: a load that went without a missing include folder, which may appear by the next run
+      if (loaded.warnings === undefined) cache.putResult(cwd, loaded);
       cache.saveSoon();
       return loaded;
     } catch (e) {
@@ -286,15 +291,14 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
  */
 function checkStaplesAreFiles(config: LoadedConfig): void {
   const lines: string[] = [];
+  // what `stat` says of each staple, for most of them from their folder's listing (fs-kinds.ts)
+  clearFsKinds();
+  prefetchKinds(config.targets.map((t) => t.staplePath));
   for (const t of config.targets) {
-    let st;
-    try {
-      st = statSync(t.staplePath);
-    } catch {
-      continue; // missing (it is created) or unusable (the write reports it), as ocspbot's exists()
-    }
-    if (st.isFile()) continue;
-    const what = st.isDirectory() ? 'a folder' : 'not a regular file';
+    const kind = fsKind(t.staplePath);
+    // missing (it is created) or unusable (the write reports it), as ocspbot's exists()
+    if (kind === 'file' || kind === 'missing' || kind.startsWith('unusable: ')) continue;
+    const what = kind === 'folder' ? 'a folder' : 'not a regular file';
     lines.push(
       `${t.origin} domain ${t.id}: the staple file ${t.staplePath} exists, but is ${what}; a staple cannot be written there`,
     );
@@ -329,8 +333,14 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
     if (!Array.isArray(now) || now.length !== files.length || now.some((f, i) => f !== files[i])) return undefined;
   }
   const { config } = result;
+  // a scan's targets are what it observed: observed again, they are again what a scan finds (the
+  // listing says which of their certificate, chain and root chain files are regular files)
+  if (result.deps.scans.length !== config.scans.length) return undefined;
+  for (const [i, scan] of config.scans.entries()) {
+    if ((await scanWitness(scan)) !== result.deps.scans[i]) return undefined;
+  }
   const paths: string[] = [];
-  for (const t of config.targets) {
+  for (const t of config.targets.slice(0, config.targets.length - result.deps.scanned)) {
     paths.push(t.certPath);
     if (t.chainPath !== undefined) paths.push(t.chainPath);
     if (t.rootchainPath !== undefined) paths.push(t.rootchainPath);
@@ -421,7 +431,13 @@ async function loadOnce(
       const scan = await resolveScan(source, at, entry, cwd, problems);
       if (scan === undefined) continue;
       scans.push(scan);
-      for (const target of await scanTargets(scan, ocspFolder)) {
+      const witness = cache === undefined ? undefined : [];
+      const found = await scanTargets(scan, ocspFolder, { witness });
+      if (cache !== undefined && witness !== undefined) {
+        cache.deps.scans.push(witnessDigest(witness));
+        cache.deps.scanned += found.length;
+      }
+      for (const target of found) {
         addTarget(
           { target, source, at, where: `${scan.origin} (scan of ${target.certPath})` },
           (first) =>
