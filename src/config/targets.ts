@@ -7,7 +7,7 @@ import { realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fsKind, prefetchKinds } from './fs-kinds.js';
 import type { RawIncludeConfig, RawMainConfig } from './schema.js';
-import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER } from './scan.js';
+import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, flat } from './scan.js';
 import { closestMatch } from './suggest.js';
 import { DISTINCT_PLACEHOLDERS, expandOutputTemplate, templateProblem } from './templates.js';
 import type { ScanConfig, TargetConfig } from './types.js';
@@ -66,6 +66,13 @@ export function domainTargets(
     abs: string;
     given: string;
   }> = [];
+  // chain and root-chain files are shared by many domains: one string each
+  const shared = new Map<string, string>();
+  const resolveShared = (given: string): string => {
+    let abs = shared.get(given);
+    if (abs === undefined) shared.set(given, (abs = flat(path.resolve(cwd, given))));
+    return abs;
+  };
   for (const [id, domain] of Object.entries(raw.domains ?? {})) {
     const at: KeyPath = ['domains', id];
     if (id.trim() === '') {
@@ -76,19 +83,20 @@ export function domainTargets(
     for (const [key, what] of FILE_KEYS) {
       const given = domain[key];
       if (given === undefined) continue;
-      const abs = path.resolve(cwd, given);
+      const abs = key === 'cert' ? flat(path.resolve(cwd, given)) : resolveShared(given);
       resolved[key] = abs;
-      files.push({ id, at, key, what, abs, given });
+      // (with certFilesPerTarget they are not checked here: see below)
+      if (!perTarget) files.push({ id, at, key, what, abs, given });
     }
-    const certPath = resolved.cert ?? path.resolve(cwd, domain.cert);
+    const certPath = resolved.cert ?? flat(path.resolve(cwd, domain.cert));
     const ocspProblem = templateProblem(domain.ocsp);
     if (ocspProblem !== undefined) problems.push(source.problem([...at, 'ocsp'], ocspProblem));
     const target: TargetConfig = {
       id,
       certPath,
-      staplePath: path.resolve(ocspFolder, expandOutputTemplate(domain.ocsp, { certPath, domain: id })),
+      staplePath: flat(path.resolve(ocspFolder, expandOutputTemplate(domain.ocsp, { certPath, domain: id }))),
       responder: domain.ocsp_responder_uri ?? 'certificate',
-      origin: source.origin(at, true),
+      origin: flat(source.origin(at, true)),
     };
     if (resolved.chain !== undefined) target.chainPath = resolved.chain;
     if (resolved.rootchain !== undefined) target.rootchainPath = resolved.rootchain;
