@@ -85,6 +85,13 @@ export interface Target {
   responderUrls?: string[];
   /** Do not maintain this staple. */
   disabled?: boolean;
+  /**
+   * The certificate, already parsed (the embedded stapler has it from the TLS
+   * handshake): nothing is read for it, `certPath` only names it, and its
+   * issuer is looked for in `bundle`, then `chain`, then the resolver's CA
+   * folders and caIssuers URL. Such a target never uses the staple-folder cache.
+   */
+  certificate?: { leaf: Certificate; bundle?: Certificate[]; chain?: Certificate[] };
 }
 
 /** Shared dependencies of the engine. */
@@ -104,6 +111,8 @@ export interface EngineContext {
   onRevokedWrite?: boolean;
   /** Maps an AIA URL to an override URL or 'disabled'. */
   urlOverrides?: Record<string, string>;
+  /** How messages name the current staple (default "the staple on disk"; the embedded stapler: "the staple in use"). */
+  stapleName?: string;
   /** Overall time to obtain a staple for one certificate (default 2 × the default HTTP timeout; pipeline/responder.ts). */
   fetchDeadlineMs?: number;
   /**
@@ -301,6 +310,7 @@ interface LoadResult {
 }
 
 async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: SourceSet): Promise<LoadResult> {
+  if (target.certificate) return loadGiven(target.certificate, resolver);
   const all = loadCertificates(await readSource(target.certPath, 'certificate', pre?.cert), target.certPath);
   const { leaf, rest } = pickLeaf(all);
   // read and parsed in order, so that the first problem reported is deterministic
@@ -316,6 +326,15 @@ async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: S
   const issuerFromFiles = [rest, explicit, chain, rootchain].some((l) => l?.includes(issuer) ?? false);
   const others = [...new Set([rest, explicit, chain, rootchain].flatMap((l) => l ?? []))].filter((c) => c !== issuer);
   return { loaded: { cert: leaf, issuer }, issuerFromFiles, others };
+}
+
+/** {@link loadFromSources} for a certificate given in memory ({@link Target.certificate}). */
+async function loadGiven(given: NonNullable<Target['certificate']>, resolver: IssuerResolver): Promise<LoadResult> {
+  const sources: Parameters<IssuerResolver['resolve']>[1] = { bundle: given.bundle ?? [] };
+  if (given.chain) sources.chain = given.chain;
+  const issuer = await resolver.resolve(given.leaf, sources);
+  const others = [...(given.bundle ?? []), ...(given.chain ?? [])].filter((c) => c !== issuer);
+  return { loaded: { cert: given.leaf, issuer }, issuerFromFiles: false, others };
 }
 
 // ---------------------------------------------------------------------------
@@ -801,7 +820,7 @@ async function processEnabled(
   out: TargetOutcome,
   notice: (m: string) => void,
 ): Promise<TargetOutcome> {
-  const slot = ctx.cache === false ? undefined : cacheForStaple(target.staplePath);
+  const slot = ctx.cache === false || target.certificate ? undefined : cacheForStaple(target.staplePath);
   let fleetJob: FleetJob | 'done' | undefined;
   try {
     slot?.cache.touch(slot.name, !options.dryRun);
@@ -810,7 +829,7 @@ async function processEnabled(
     // certificate is parsed; otherwise the order is the ordinary one (load,
     // then read the staple), so a certificate that fails to load never
     // touches the staple file.
-    const sources = readSourcesSync(target);
+    const sources = target.certificate ? undefined : readSourcesSync(target);
     const record = slot && sources ? slot.cache.get(slot.name) : undefined;
     let stapleRead: StapleRead | undefined;
     let stapleHash: string | undefined;
@@ -959,7 +978,7 @@ async function processEnabled(
     };
     const verdict = compareStaples(currentRank, candidateRank);
     const keep = (): TargetOutcome => {
-      const message = keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason);
+      const message = keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason, ctx.stapleName);
       out.kept = { reason: verdict.reason, message };
       out.result = 'unchanged';
       notice(message);
@@ -976,7 +995,7 @@ async function processEnabled(
         out.staple = summarize(v); // the staple now on disk is the revoked response
         remember();
       } else if (ctx.onRevokedWrite) {
-        notice(keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason));
+        notice(keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason, ctx.stapleName));
       }
     }
     assertGood(v, `the certificate "${loaded.cert.subject}"`);
