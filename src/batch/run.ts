@@ -20,7 +20,7 @@ import { pushToHaproxy } from '../outputs/haproxy.js';
 import { runHook, type HookItem } from '../outputs/hooks.js';
 import { IssuerResolver } from '../pipeline/issuer.js';
 import { forEachLimited, limitOverall, limitPerHost } from '../pipeline/limit.js';
-import { acquireLock } from './lock.js';
+import { acquireLock, describeHolder } from './lock.js';
 import { CRL_CACHE_DIR_NAME, CrlWatch } from '../revocation/crl-watch.js';
 import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
 import type { EngineContext, Target, TargetOutcome } from '../pipeline/context.js';
@@ -202,7 +202,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
   const lock = options.dryRun
     ? undefined
     : await acquireLock(s.ocspFolder, s.lockTimeoutMs, (pid) =>
-        options.onNotice?.(`waiting for another staplekeeper (PID ${pid}) to finish with ${s.ocspFolder}`),
+        options.onNotice?.(`waiting for ${describeHolder(pid)} to finish with ${s.ocspFolder}`),
       );
   const ownTransport = options.transport ? undefined : transportFor(config);
   // `concurrency` bounds the requests in flight; more targets than that may be checked at once

@@ -45,7 +45,7 @@ import type { HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from '../io/store.js';
 import { VERSION } from '../version.js';
 import { runHook, type HookItem } from '../outputs/hooks.js';
-import { acquireLock, type HeldLock } from '../batch/lock.js';
+import { acquireLock, describeHolder, type HeldLock } from '../batch/lock.js';
 import { contextFor, crlWatchFor, recordMarks, toTarget, transportFor } from '../batch/run.js';
 import {
   EXPIRY_MARGIN_MS,
@@ -695,7 +695,7 @@ export class StapleDaemon {
       let lock: HeldLock;
       try {
         lock = await acquireLock(folder, this.settings.lockTimeoutMs, (pid) =>
-          this.log({ level: 'info', msg: `waiting for another staplekeeper (PID ${pid}) to finish with ${folder}` }),
+          this.log({ level: 'info', msg: `waiting for ${describeHolder(pid)} to finish with ${folder}` }),
         );
       } catch (e) {
         const err = toStapleError(e);
