@@ -23,7 +23,8 @@ import { forEachLimited, limitOverall, limitPerHost } from '../pipeline/limit.js
 import { acquireLock, describeHolder } from './lock.js';
 import { CRL_CACHE_DIR_NAME, CrlWatch } from '../revocation/crl-watch.js';
 import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
-import { processTarget, type EngineContext, type Target, type TargetOutcome } from '../pipeline/process.js';
+import type { EngineContext, Target, TargetOutcome } from '../pipeline/context.js';
+import { processTarget } from '../pipeline/process.js';
 
 /** Options of one run. */
 export interface RunOptions {

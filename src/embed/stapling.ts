@@ -52,16 +52,14 @@ import { USER_AGENT } from '../version.js';
 import { planNextAttempt, type BackoffShape } from '../pipeline/backoff.js';
 import { IssuerResolver, pickLeaf } from '../pipeline/issuer.js';
 import {
-  loadTargetCert,
-  processTarget,
-  readStapleState,
-  stapleBytes,
   summarize,
   type EngineContext,
   type StapleSummary,
   type Target,
   type TargetOutcome,
-} from '../pipeline/process.js';
+} from '../pipeline/context.js';
+import { loadTargetCert, readStapleState, stapleBytes } from '../pipeline/judge.js';
+import { processTarget } from '../pipeline/process.js';
 import type { StaplingEvent, StaplingHandle, StaplingOptions, StaplingStatus } from './types.js';
 
 export type { StaplingEvent, StaplingHandle, StaplingOptions, StaplingStatus } from './types.js';
