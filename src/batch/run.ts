@@ -209,7 +209,7 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       dryRun: options.dryRun ?? false,
       ...(options.env ? { env: options.env } : {}),
       ...(notice ? { onNotice: notice } : {}),
-      onLockWait: (pid) => notice?.(`waiting for another staplekeeper (PID ${pid}) to finish with ${s.ocspFolder}`),
+      onLockWait: (m) => notice?.(m),
       onHookRan: (event, _count, stdout) => {
         if (stdout) notice?.(`${event} hook: ${stdout}`);
       },

@@ -24,7 +24,7 @@ import type { StapleStore } from '../io/store.js';
 import { runHook, type HookItem } from '../outputs/hooks.js';
 import type { TargetOutcome } from '../pipeline/process.js';
 import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
-import { acquireLock, type HeldLock } from './lock.js';
+import { acquireLock, describeHolder, type HeldLock } from './lock.js';
 
 /** The event of a hook. */
 export type HookEvent = Parameters<typeof runHook>[0];
@@ -57,8 +57,8 @@ export interface BatchStepOptions extends DeliverOptions {
   now: () => Date;
   /** No lock, no marks, no deliveries. */
   dryRun?: boolean;
-  /** Another process holds the lock; the step waits for it (up to `lock_timeout`). */
-  onLockWait?: (pid: number) => void;
+  /** Another process holds the lock and the step waits for it (up to `lock_timeout`): the line to show. */
+  onLockWait?: (message: string) => void;
   /** The revocation marks could not be recorded (default: {@link DeliverOptions.onNotice}). */
   onMarksFailure?: (message: string) => void;
   /**
@@ -79,7 +79,9 @@ export async function runBatchStep(options: BatchStepOptions): Promise<TargetOut
   const folder = config.settings.ocspFolder;
   const lock = dryRun
     ? undefined
-    : await acquireLock(folder, config.settings.lockTimeoutMs, (pid) => options.onLockWait?.(pid));
+    : await acquireLock(folder, config.settings.lockTimeoutMs, (pid) =>
+        options.onLockWait?.(`waiting for ${describeHolder(pid)} to finish with ${folder}`),
+      );
   let outcomes: TargetOutcome[];
   try {
     outcomes = await options.process(lock);

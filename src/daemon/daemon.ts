@@ -694,7 +694,6 @@ export class StapleDaemon {
   /** Batches (batch/step.ts): take the lock, run workers until the queue is empty, release, push and run hooks. */
   private async pump(): Promise<void> {
     while (this.queue.size > 0 && !this.stopping) {
-      const folder = this.settings.ocspFolder;
       let locked = false;
       this.batchOutcomes = [];
       try {
@@ -703,8 +702,7 @@ export class StapleDaemon {
           store: this.store,
           now: () => this.clock.now(),
           ...(this.options.env ? { env: this.options.env } : {}),
-          onLockWait: (pid) =>
-            this.log({ level: 'info', msg: `waiting for another staplekeeper (PID ${pid}) to finish with ${folder}` }),
+          onLockWait: (m) => this.log({ level: 'info', msg: m }),
           onMarksFailure: (m) => this.log({ level: 'error', code: 'FILE_WRITE', msg: m }),
           onNotice: (m) => this.log({ level: 'info', msg: m }),
           onHookRan: (event, count, stdout) =>

@@ -135,14 +135,14 @@ describe('runBatchStep', () => {
 
   it('throws when the lock cannot be taken, without processing anything', async () => {
     const held = await acquireLock(dir, 1_000);
-    const waits: number[] = [];
+    const waits: string[] = [];
     let processed = false;
     try {
       const err = await runBatchStep({
         config: configWith({ lockTimeoutMs: 300 }),
         store: createMemoryStore(),
         now: () => new Date(),
-        onLockWait: (pid) => waits.push(pid),
+        onLockWait: (m) => waits.push(m),
         onFailure: () => undefined,
         process: async () => {
           processed = true;
@@ -157,7 +157,7 @@ describe('runBatchStep', () => {
       await held.release();
     }
     expect(processed).toBe(false);
-    expect(waits).toEqual([process.pid]);
+    expect(waits).toEqual([`waiting for another staplekeeper (PID ${process.pid}) to finish with ${dir}`]);
   });
 
   it('releases the lock when processing throws, and delivers nothing', async () => {
