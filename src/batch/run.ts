@@ -19,7 +19,8 @@ import { IssuerResolver } from '../pipeline/issuer.js';
 import { forEachLimited, limitOverall, limitPerHost } from '../pipeline/limit.js';
 import { runBatchStep } from './step.js';
 import { CRL_CACHE_DIR_NAME, CrlWatch } from '../revocation/crl-watch.js';
-import { processTarget, type EngineContext, type Target, type TargetOutcome } from '../pipeline/process.js';
+import type { EngineContext, Target, TargetOutcome } from '../pipeline/context.js';
+import { processTarget } from '../pipeline/process.js';
 
 /** Options of one run. */
 export interface RunOptions {

@@ -22,7 +22,7 @@ import type { LoadedConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
 import type { StapleStore } from '../io/store.js';
 import { runHook, type HookItem } from '../outputs/hooks.js';
-import type { TargetOutcome } from '../pipeline/process.js';
+import type { TargetOutcome } from '../pipeline/context.js';
 import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
 import { acquireLock, describeHolder, type HeldLock } from './lock.js';
 

@@ -58,13 +58,9 @@ import {
 } from '../pipeline/backoff.js';
 import { noOcspNotice, type Triage } from '../core/triage.js';
 import { readMarks } from '../revocation/marks.js';
-import {
-  processTarget,
-  type CrlVerdict,
-  type EngineContext,
-  type StapleSummary,
-  type TargetOutcome,
-} from '../pipeline/process.js';
+import type { EngineContext, StapleSummary, TargetOutcome } from '../pipeline/context.js';
+import type { CrlVerdict } from '../pipeline/contracts.js';
+import { processTarget } from '../pipeline/process.js';
 import {
   byUrgency,
   certificateState,

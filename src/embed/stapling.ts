@@ -42,7 +42,7 @@ import { createFileStore, type StapleStore } from '../io/store.js';
 import { USER_AGENT } from '../version.js';
 import { fetchResponse, type MethodChoice } from '../pipeline/responder.js';
 import { IssuerResolver, pickLeaf } from '../pipeline/issuer.js';
-import { stapleBytes } from '../pipeline/process.js';
+import { stapleBytes } from '../pipeline/judge.js';
 
 /** Options of {@link attachStapling}. */
 export interface StaplingOptions {

@@ -13,7 +13,7 @@ import { defineConfig, defineSettings, type SettingsInput } from '../../src/conf
 import { acquireLock, LOCK_NAME } from '../../src/batch/lock.js';
 import { hookItem, runBatchStep, type DeliveryFailure } from '../../src/batch/step.js';
 import type { HookCommand } from '../../src/config/types.js';
-import type { TargetOutcome } from '../../src/pipeline/process.js';
+import type { TargetOutcome } from '../../src/pipeline/context.js';
 import { marksPath } from '../../src/revocation/marks.js';
 import { createMemoryStore } from '../../src/testing/index.js';
 
