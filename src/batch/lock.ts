@@ -204,7 +204,7 @@ async function acquirePidFileLock(
     if (Date.now() >= deadline) {
       throw new StapleError(
         'LOCK_TIMEOUT',
-        `another staplekeeper (PID ${holder}) holds ${path}; gave up after ${Math.round(timeoutMs / 1000)} s (raise lock_timeout if runs overlap)`,
+        `${describeHolder(holder)} holds ${path}; gave up after ${Math.round(timeoutMs / 1000)} s (raise lock_timeout if runs overlap)`,
         { details: { holderPid: holder } },
       );
     }
@@ -278,10 +278,39 @@ async function holderPid(path: string): Promise<number | undefined> {
   }
 }
 
+/** How long a waiter looks for the holder's PID to appear in the lock file. */
+const PID_WAIT_MS = 1000;
+
+/**
+ * The PID of the process holding the socket, for messages. A holder binds
+ * the socket first and writes its PID just after, so a waiter that lost the
+ * race by a moment finds the file empty, or still naming an earlier holder
+ * that is gone: it reads again for up to {@link PID_WAIT_MS} until the file
+ * names a live process, else undefined (the message then names no PID).
+ */
+async function livingHolderPid(path: string): Promise<number | undefined> {
+  const until = Date.now() + PID_WAIT_MS;
+  for (;;) {
+    const pid = await holderPid(path);
+    if (pid !== undefined && pid !== process.pid && isProcessAlive(pid)) return pid;
+    if (Date.now() >= until) return undefined;
+    await sleep(10);
+  }
+}
+
+/**
+ * Who holds a lock, for messages: "another staplekeeper (PID n)", or
+ * "another staplekeeper" when the PID is not known (0).
+ */
+export function describeHolder(pid: number): string {
+  return pid > 0 ? `another staplekeeper (PID ${pid})` : 'another staplekeeper';
+}
+
 /**
  * Takes the lock in `dir`. `onWait` is called once if another process (or
  * another caller in this process) holds it, with the holder's PID as its
- * lock file names it (0 when it names none).
+ * lock file names it (0 when it names no live process within a second:
+ * {@link describeHolder} words both cases).
  */
 export async function acquireLock(
   dir: string,
@@ -299,6 +328,7 @@ export async function acquireLock(
   const deadline = Date.now() + timeoutMs;
   let waited = false;
   let told = false;
+  let pid: number | undefined;
   for (;;) {
     // the file is checked first: a lock path that is a directory, a FIFO or in a missing folder is an error
     const fh = await openLockFile(path);
@@ -341,17 +371,19 @@ export async function acquireLock(
       };
     }
     await fh.close().catch(() => undefined);
-    const pid = socketsHere.has(name) ? process.pid : await holderPid(path);
+    // the PID is looked for once, when we first find the lock taken (it is only for the messages)
+    if (!told) pid = socketsHere.has(name) ? process.pid : await livingHolderPid(path);
     if (!told) {
       told = true;
       onWait?.(pid ?? 0);
     }
     waited = true;
     if (Date.now() >= deadline) {
-      const who = pid === undefined ? 'another staplekeeper' : `another staplekeeper (PID ${pid})`;
+      const last = await holderPid(path); // the holder may have changed while we waited
+      if (last !== undefined && last !== process.pid && isProcessAlive(last)) pid = last;
       throw new StapleError(
         'LOCK_TIMEOUT',
-        `${who} holds ${path}; gave up after ${Math.round(timeoutMs / 1000)} s (raise lock_timeout if runs overlap)`,
+        `${describeHolder(pid ?? 0)} holds ${path}; gave up after ${Math.round(timeoutMs / 1000)} s (raise lock_timeout if runs overlap)`,
         { details: { holderPid: pid ?? null } },
       );
     }

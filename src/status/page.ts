@@ -30,7 +30,7 @@ import type { ErrorCode } from '../core/errors.js';
 import { usableAt } from '../core/usability.js';
 import type { FleetHealth } from '../fleet/contract.js';
 import type { NextAttemptReason } from '../pipeline/backoff.js';
-import type { StapleSummary, TargetOutcome } from '../pipeline/process.js';
+import type { StapleSummary, TargetOutcome } from '../pipeline/context.js';
 
 /** One state of a certificate at a glance. */
 export interface StateInfo {
@@ -529,7 +529,8 @@ const PAGE_SCRIPT = `(function () {
     if (page) h.push('p=' + (page + 1));
     history.replaceState(null, '', h.length ? '#' + h.join('&') : location.pathname + location.search);
   }
-  function update() { compute(); page = 0; render(); }
+  // a chip or "all" applies the filter box too: a typed change still waiting for its timer would only move back to page 1
+  function update() { clearTimeout(timer); compute(); page = 0; render(); }
   location.hash.replace(/^#/, '').split('&').forEach(function (kv) {
     var i = kv.indexOf('='), k = kv.slice(0, i), v = decodeURIComponent(kv.slice(i + 1));
     if (k === 'q') box.value = v;

@@ -1,11 +1,11 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
-import { LOCK_NAME, acquireLock } from '../../src/batch/lock.js';
+import { LOCK_NAME, acquireLock, describeHolder, lockSocketName } from '../../src/batch/lock.js';
 
 let dir: string;
 const children: ChildProcess[] = [];
@@ -80,6 +80,36 @@ async function lockHolder(folder: string): Promise<ChildProcess> {
   await new Promise<void>((r, j) => {
     c.stdout?.on('data', (d: Buffer) => d.toString().includes('held') && r());
     c.once('exit', () => j(new Error('the lock holder ended')));
+  });
+  return c;
+}
+
+/**
+ * A process that takes the lock's socket itself and writes its PID into the
+ * lock file `writePidAfterMs` later (never when undefined), as a holder
+ * caught between its bind and its write looks to a waiter.
+ */
+async function socketHolder(writePidAfterMs?: number): Promise<ChildProcess> {
+  const name = lockSocketName(join(await realpath(dir), LOCK_NAME)).slice(1); // no NUL in argv
+  const c = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require('node:net').createServer().listen('\\0' + process.argv[1], () => {
+         process.stdout.write('bound\\n');
+         const after = Number(process.argv[3]);
+         if (after >= 0) setTimeout(() => require('node:fs').writeFileSync(process.argv[2], process.pid + '\\n'), after);
+       });`,
+      name,
+      lockPath(),
+      String(writePidAfterMs ?? -1),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  children.push(c);
+  await new Promise<void>((r, j) => {
+    c.stdout?.on('data', (d: Buffer) => d.toString().includes('bound') && r());
+    c.once('exit', () => j(new Error('the socket holder ended')));
   });
   return c;
 }
@@ -169,6 +199,27 @@ describe('acquireLock', () => {
     const t0 = Date.now();
     await expect(acquireLock(dir, 0)).rejects.toMatchObject({ code: 'LOCK_TIMEOUT' });
     expect(Date.now() - t0).toBeLessThan(500);
+  });
+
+  it('names a holder that writes its PID a moment after taking the socket (two runs started at once)', async () => {
+    // a waiter that read the file at once found it empty and said "PID 0"
+    const c = await socketHolder(300);
+    const waits: number[] = [];
+    const e = await acquireLock(dir, 0, (pid) => waits.push(pid)).catch((x: unknown) => x);
+    expect((e as StapleError).code).toBe('LOCK_TIMEOUT');
+    expect(waits).toEqual([c.pid]);
+    expect((e as StapleError).message).toContain(`another staplekeeper (PID ${c.pid}) holds ${lockPath()}`);
+  });
+
+  it('names no PID when the holder never writes one (not "PID 0")', async () => {
+    await socketHolder();
+    const waits: number[] = [];
+    const e = await acquireLock(dir, 0, (pid) => waits.push(pid)).catch((x: unknown) => x);
+    expect(waits).toEqual([0]);
+    expect((e as StapleError).message).toMatch(/^another staplekeeper holds /);
+    expect((e as StapleError).details).toEqual({ holderPid: null });
+    expect(describeHolder(0)).toBe('another staplekeeper');
+    expect(describeHolder(42)).toBe('another staplekeeper (PID 42)');
   });
 
   it('gets the lock once the holding process dies (SIGKILL: the kernel releases it)', async () => {
