@@ -72,7 +72,7 @@ export {
   type CertificateStatus,
   type CertificateState,
 } from './daemon/daemon.js';
-export type { TargetOutcome, StapleSummary } from './pipeline/process.js';
+export type { TargetOutcome, StapleSummary } from './pipeline/context.js';
 export type { Clock } from './io/clock.js';
 export type { HttpTransport } from './io/http.js';
 export type { StapleStore } from './io/store.js';

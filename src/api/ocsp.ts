@@ -72,12 +72,6 @@ export {
   type MethodChoice,
 } from '../pipeline/responder.js';
 export { IssuerResolver, pickLeaf } from '../pipeline/issuer.js';
-export {
-  processTarget,
-  loadTargetCert,
-  readStapleState,
-  type Target,
-  type EngineContext,
-  type ProcessOptions,
-  type LoadedCert,
-} from '../pipeline/process.js';
+export type { Target, EngineContext, ProcessOptions, LoadedCert } from '../pipeline/context.js';
+export { loadTargetCert, readStapleState } from '../pipeline/judge.js';
+export { processTarget } from '../pipeline/process.js';

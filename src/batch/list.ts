@@ -12,7 +12,8 @@ import { readMarks } from '../revocation/marks.js';
 import { IssuerResolver } from '../pipeline/issuer.js';
 import { forEachLimited } from '../pipeline/limit.js';
 import { toTarget } from './run.js';
-import { certFingerprint, loadTargetCert, readStapleState, responderUrls } from '../pipeline/process.js';
+import { certFingerprint, responderUrls } from '../pipeline/context.js';
+import { loadTargetCert, readStapleState } from '../pipeline/judge.js';
 
 /** One certificate in the list. */
 export interface ListedCertificate {

@@ -11,7 +11,7 @@ import { assertGood, verifyResponse } from '../core/verify.js';
 import { hashNameForOid, nodeVerifyParams } from '../core/signature.js';
 import { readInputFile } from '../io/files.js';
 import { IssuerResolver } from '../pipeline/issuer.js';
-import { loadTargetCert, stapleBytes } from '../pipeline/process.js';
+import { loadTargetCert, stapleBytes } from '../pipeline/judge.js';
 import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { EXIT, reportError } from './common.js';

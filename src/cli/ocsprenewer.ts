@@ -17,7 +17,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StapleError, toStapleError } from '../core/errors.js';
-import type { TargetOutcome } from '../pipeline/process.js';
+import type { TargetOutcome } from '../pipeline/context.js';
 import { VERSION } from '../version.js';
 import { createLogger, DaemonSignals, runUntilStopped } from './daemon.js';
 import { escapeControls } from '../core/text.js';

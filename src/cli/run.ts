@@ -17,7 +17,7 @@ import { StapleError, toStapleError } from '../core/errors.js';
 import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
 import { prestartCheckThread } from '../pipeline/signature-thread.js';
 import { exitCodeOf, runOnce, type RunReport } from '../batch/run.js';
-import type { TargetOutcome } from '../pipeline/process.js';
+import type { TargetOutcome } from '../pipeline/context.js';
 import { escapeControls, escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
 

@@ -5,7 +5,7 @@
  * rule of .dependency-cruiser.cjs) keeps it the only one.
  *
  * Loading @peculiar costs tens to hundreds of milliseconds, so this module is
- * itself loaded only when needed: by core/request.ts, which pipeline/process.ts
+ * itself loaded only when needed: by core/request.ts, which pipeline/renew.ts
  * loads with the fetcher (not for `check` or a run with nothing due), and by
  * pipeline/issuer.ts only when a caIssuers URL is downloaded. The CMS schema
  * loads only for a PKCS#7 answer.

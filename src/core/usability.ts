@@ -94,7 +94,7 @@ export interface ClassifyOptions {
 }
 
 /**
- * Classifies a judged staple (see pipeline/process.ts `readStapleState`) for a
+ * Classifies a judged staple (see pipeline/judge.ts `readStapleState`) for a
  * certificate at `now`, under the refresh `policy`. Pure; the order of the
  * rules is the order of the list on {@link StapleHealth}'s severity: the
  * certificate first, then the staple's presence, validity, status and time.

@@ -33,7 +33,8 @@ import type { HaproxyTarget } from '../config/types.js';
 import { compareStaples, keptMessage, rankOfBytes, type StapleBytesRank } from '../core/compare.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
-import { stapleBytes, type TargetOutcome } from '../pipeline/process.js';
+import type { TargetOutcome } from '../pipeline/context.js';
+import { stapleBytes } from '../pipeline/judge.js';
 
 /** The state file, kept in the staple folder. */
 export const HAPROXY_STATE_NAME = '.staplekeeper-haproxy.json';

@@ -28,21 +28,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Certificate } from '../core/certs.js';
 import { decodeCrl, verifyCrl, type DecodedCrl } from '../core/crl.js';
-import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
+import { StapleError, toStapleError } from '../core/errors.js';
 import type { HttpTransport } from '../io/http.js';
 import type { StapleStore } from '../io/store.js';
+import type { CrlVerdict } from '../pipeline/contracts.js';
 
-/** The verdict of a CRL check (the same shape as pipeline/process.ts `CrlVerdict`). */
-export interface CrlWatchVerdict {
-  status: 'good' | 'revoked' | 'unavailable';
-  url: string;
-  thisUpdate?: string;
-  nextUpdate?: string;
-  revocationTime?: string;
-  revocationReason?: string;
-  error?: { code: ErrorCode; message: string };
-  source?: 'downloaded' | 'not-modified' | 'cached';
-}
+/** The verdict of a CRL check: the pipeline's `CrlVerdict` (pipeline/contracts.ts). */
+export type CrlWatchVerdict = CrlVerdict;
 
 /** What a {@link CrlWatch} needs. */
 export interface CrlWatchOptions {

@@ -127,7 +127,7 @@ export async function updateMarks(ocspFolder: string, changes: MarkChange[], sto
   return marks;
 }
 
-/** What {@link markChanges} reads of an outcome (pipeline/process.ts `TargetOutcome`). */
+/** What {@link markChanges} reads of an outcome (pipeline/context.ts `TargetOutcome`). */
 export interface MarkableOutcome {
   id: string;
   result: string;

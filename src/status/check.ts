@@ -44,14 +44,9 @@ import type { HttpTransport } from '../io/http.js';
 import { crlWatchFor, policyOf, toTarget, transportFor } from '../batch/run.js';
 import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage, type Triage } from '../core/triage.js';
 import { readMarks, type Marks } from '../revocation/marks.js';
-import {
-  certFingerprint,
-  loadTargetCert,
-  readStapleState,
-  responderUrls,
-  type CrlChecker,
-  type LoadedCert,
-} from '../pipeline/process.js';
+import { certFingerprint, responderUrls, type LoadedCert } from '../pipeline/context.js';
+import type { CrlChecker } from '../pipeline/contracts.js';
+import { loadTargetCert, readStapleState } from '../pipeline/judge.js';
 
 /** A Nagios plugin state. */
 export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';

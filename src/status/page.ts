@@ -30,7 +30,7 @@ import type { ErrorCode } from '../core/errors.js';
 import { usableAt } from '../core/usability.js';
 import type { FleetHealth } from '../fleet/contract.js';
 import type { NextAttemptReason } from '../pipeline/backoff.js';
-import type { StapleSummary, TargetOutcome } from '../pipeline/process.js';
+import type { StapleSummary, TargetOutcome } from '../pipeline/context.js';
 
 /** One state of a certificate at a glance. */
 export interface StateInfo {

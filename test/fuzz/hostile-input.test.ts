@@ -36,7 +36,7 @@ import { ERROR_CODES, StapleError, type ErrorCode } from '../../src/core/errors.
 import { decodeResponse } from '../../src/core/response.js';
 import { nodeVerifyParams } from '../../src/core/signature.js';
 import { assertGood, verifyResponse } from '../../src/core/verify.js';
-import { stapleBytes } from '../../src/pipeline/process.js';
+import { stapleBytes } from '../../src/pipeline/judge.js';
 import {
   KEY_TYPES,
   buildTestPki,

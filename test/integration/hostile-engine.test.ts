@@ -8,7 +8,8 @@ import { readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IssuerResolver } from '../../src/pipeline/issuer.js';
-import { processTarget, type EngineContext } from '../../src/pipeline/process.js';
+import type { EngineContext } from '../../src/pipeline/context.js';
+import { processTarget } from '../../src/pipeline/process.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { createFileStore } from '../../src/io/store.js';
 import {

@@ -20,7 +20,8 @@ import {
   stapleCacheStats,
 } from '../../src/pipeline/verdict-cache.js';
 import { IssuerResolver } from '../../src/pipeline/issuer.js';
-import { processTarget, type EngineContext, type Target, type TargetOutcome } from '../../src/pipeline/process.js';
+import type { EngineContext, Target, TargetOutcome } from '../../src/pipeline/context.js';
+import { processTarget } from '../../src/pipeline/process.js';
 import type { HttpTransport } from '../../src/io/http.js';
 import { createFileStore } from '../../src/io/store.js';
 import {

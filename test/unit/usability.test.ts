@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { StapleFacts, StapleState } from '../../src/core/policy.js';
 import { classifyStaple, usableAt, usableUntil } from '../../src/core/usability.js';
 import type { VerifiedResponse } from '../../src/core/verify.js';
-import { summarize } from '../../src/pipeline/process.js';
+import { summarize } from '../../src/pipeline/context.js';
 import { certificateState } from '../../src/status/page.js';
 import { D, H, at, cert, facts, t0 } from '../helpers/staple-times.js';
 

@@ -1,0 +1,199 @@
+/**
+ * Load and judge: read a target's certificate and find its issuer, then read
+ * the staple on disk and judge it with every acceptance rule of RFC 6960
+ * §3.2 and §4.2.2 at `now` (core/verify.ts).
+ *
+ * The read path is built for 10,000 certificates (docs/PERFORMANCE.md):
+ * small local files are read synchronously, chain files shared by many
+ * certificates are read and parsed once, and signature checks are started
+ * ahead on the signature thread (pipeline/check-ahead.ts).
+ */
+import { type Certificate, decodePem, loadCertificates } from '../core/certs.js';
+import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
+import type { StapleFacts, StapleState } from '../core/policy.js';
+import { decodeResponse, type DecodedResponse } from '../core/response.js';
+import { verifyResponse, type VerifiedResponse } from '../core/verify.js';
+import { readInputFile } from '../io/files.js';
+import { contentHash } from '../io/fingerprint.js';
+import type { StapleStore } from '../io/store.js';
+import { checkAhead, leafChecks, responseChecks } from './check-ahead.js';
+import type { LoadedCert, Target } from './context.js';
+import type { SyncReadableStore } from './contracts.js';
+import { pickLeaf, type IssuerResolver } from './issuer.js';
+import { readRegularFileSync, type SourceFile, type SourceSet } from './verdict-cache.js';
+
+/**
+ * Parsed issuer, chain and root-chain files by content hash. Thousands of
+ * certificates usually share one chain: it is parsed once, and because the
+ * same {@link Certificate} objects come back, so is its public key.
+ */
+const parsedLists = new Map<string, Certificate[]>();
+const MAX_PARSED_LISTS = 256;
+
+/** Reads a certificate, issuer or chain file: the fast synchronous read, else the ordinary one (with its errors). */
+async function readSource(path: string, what: string, pre: SourceFile | undefined): Promise<Buffer> {
+  if (pre) return pre.bytes;
+  return readRegularFileSync(path) ?? (await readInputFile(path, what));
+}
+
+async function loadList(
+  path: string | undefined,
+  what: string,
+  pre: SourceFile | undefined,
+): Promise<Certificate[] | undefined> {
+  if (!path) return undefined;
+  const data = await readSource(path, what, pre);
+  const key = pre?.hash ?? contentHash(data);
+  let list = parsedLists.get(key);
+  if (list === undefined) {
+    list = loadCertificates(data, path);
+    if (parsedLists.size >= MAX_PARSED_LISTS) parsedLists.clear();
+    parsedLists.set(key, list);
+  }
+  return list;
+}
+
+/** A loaded certificate, and whether its issuer came from the target's own files (only then may it be cached). */
+export interface LoadResult {
+  loaded: LoadedCert;
+  issuerFromFiles: boolean;
+  /** Every other certificate of the target's files (a CRL signer may be among them). */
+  others: Certificate[];
+}
+
+export async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: SourceSet): Promise<LoadResult> {
+  if (target.certificate) return loadGiven(target.certificate, resolver);
+  const all = loadCertificates(await readSource(target.certPath, 'certificate', pre?.cert), target.certPath);
+  const { leaf, rest } = pickLeaf(all);
+  // read and parsed in order, so that the first problem reported is deterministic
+  const explicit = await loadList(target.issuerPath, 'issuer certificate', pre?.issuer);
+  const chain = await loadList(target.chainPath, 'chain', pre?.chain);
+  const rootchain = await loadList(target.rootchainPath, 'root chain', pre?.rootchain);
+  await checkAhead(leafChecks(leaf, [explicit, rest, chain, rootchain]));
+  const sources: Parameters<IssuerResolver['resolve']>[1] = { bundle: rest };
+  if (explicit) sources.explicit = explicit;
+  if (chain) sources.chain = chain;
+  if (rootchain) sources.rootchain = rootchain;
+  const issuer = await resolver.resolve(leaf, sources);
+  const issuerFromFiles = [rest, explicit, chain, rootchain].some((l) => l?.includes(issuer) ?? false);
+  const others = [...new Set([rest, explicit, chain, rootchain].flatMap((l) => l ?? []))].filter((c) => c !== issuer);
+  return { loaded: { cert: leaf, issuer }, issuerFromFiles, others };
+}
+
+/** {@link loadFromSources} for a certificate given in memory ({@link Target.certificate}). */
+async function loadGiven(given: NonNullable<Target['certificate']>, resolver: IssuerResolver): Promise<LoadResult> {
+  const sources: Parameters<IssuerResolver['resolve']>[1] = { bundle: given.bundle ?? [] };
+  if (given.chain) sources.chain = given.chain;
+  const issuer = await resolver.resolve(given.leaf, sources);
+  const others = [...(given.bundle ?? []), ...(given.chain ?? [])].filter((c) => c !== issuer);
+  return { loaded: { cert: given.leaf, issuer }, issuerFromFiles: false, others };
+}
+
+/** Loads a target's certificate and finds its issuer. */
+export async function loadTargetCert(target: Target, resolver: IssuerResolver): Promise<LoadedCert> {
+  return (await loadFromSources(target, resolver)).loaded;
+}
+
+/** Decodes staple file contents: DER, or PEM `OCSP RESPONSE`. */
+export function stapleBytes(data: Buffer, path: string): Buffer {
+  if (data.includes('-----BEGIN ')) {
+    const blocks = decodePem(data.toString('latin1'), 'OCSP_MALFORMED');
+    const b = blocks.find((x) => x.label === 'OCSP RESPONSE');
+    if (!b) throw new StapleError('OCSP_MALFORMED', `${path}: no "OCSP RESPONSE" PEM block`);
+    return b.der;
+  }
+  return data;
+}
+
+/** The staple file as read: its bytes, nothing (missing), or why it could not be read. */
+export interface StapleRead {
+  data?: Buffer;
+  error?: { code: ErrorCode; message: string };
+}
+
+export async function readStapleFile(store: StapleStore, path: string): Promise<StapleRead> {
+  return readStapleFileSync(store, path) ?? readStapleFileAsync(store, path);
+}
+
+/** {@link readStapleFile} without a promise, when the store can read synchronously; else undefined. */
+export function readStapleFileSync(store: StapleStore, path: string): StapleRead | undefined {
+  const readSync = (store as Partial<SyncReadableStore>).readSync;
+  if (typeof readSync !== 'function') return undefined;
+  try {
+    const data = readSync.call(store, path);
+    return data === undefined ? {} : { data };
+  } catch (e) {
+    return { error: errorOf(e) };
+  }
+}
+
+/** The code and message of an error, as {@link StapleState} carries them. */
+function errorOf(e: unknown): { code: ErrorCode; message: string } {
+  const err = toStapleError(e);
+  return { code: err.code, message: err.message };
+}
+
+export async function readStapleFileAsync(store: StapleStore, path: string): Promise<StapleRead> {
+  try {
+    const data = await store.read(path);
+    return data === undefined ? {} : { data };
+  } catch (e) {
+    return { error: errorOf(e) };
+  }
+}
+
+/** The result of judging the staple on disk. */
+export interface StapleJudgement {
+  state: StapleState;
+  verified?: VerifiedResponse;
+  decoded?: DecodedResponse;
+  bytes?: Buffer;
+}
+
+/** Verifies staple bytes with every acceptance rule of RFC 6960 §3.2 and §4.2.2 at `now`. */
+export async function judgeStaple(
+  read: StapleRead,
+  path: string,
+  loaded: LoadedCert,
+  now: Date,
+  skewMs?: number,
+): Promise<StapleJudgement> {
+  if (read.error !== undefined) return { state: { kind: 'invalid', error: read.error } };
+  const data = read.data;
+  if (data === undefined) return { state: { kind: 'missing' } };
+  try {
+    const opts: Parameters<typeof verifyResponse>[1] = { cert: loaded.cert, issuer: loaded.issuer, now };
+    if (skewMs !== undefined) opts.skewMs = skewMs;
+    const decoded = decodeResponse(stapleBytes(data, path));
+    await checkAhead(responseChecks(decoded, loaded.issuer));
+    const verified = verifyResponse(decoded, opts);
+    return { state: { kind: 'valid', facts: factsOf(verified) }, verified, decoded, bytes: data };
+  } catch (e) {
+    return { state: { kind: 'invalid', error: errorOf(e) }, bytes: data };
+  }
+}
+
+export function factsOf(v: VerifiedResponse): StapleFacts {
+  return {
+    status: v.status,
+    thisUpdate: v.thisUpdate,
+    nextUpdate: v.nextUpdate,
+    producedAt: v.producedAt,
+    usableUntil: v.usableUntil,
+  };
+}
+
+/** Reads and verifies the staple on disk. */
+export async function readStapleState(
+  store: StapleStore,
+  path: string,
+  loaded: LoadedCert,
+  now: Date,
+  skewMs?: number,
+): Promise<{ state: StapleState; verified?: VerifiedResponse; bytes?: Buffer }> {
+  const { state, verified, bytes } = await judgeStaple(await readStapleFile(store, path), path, loaded, now, skewMs);
+  const result: { state: StapleState; verified?: VerifiedResponse; bytes?: Buffer } = { state };
+  if (verified) result.verified = verified;
+  if (bytes) result.bytes = bytes;
+  return result;
+}
