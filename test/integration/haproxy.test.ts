@@ -21,15 +21,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAPROXY_STATE_NAME, pushToHaproxy } from '../../src/outputs/haproxy.js';
 import { assertBuilt, cleanUp, runCli, spawnCli, writeConfig } from '../helpers/cli-harness.js';
 import { addLeaf, type Leaf, type Pki } from '../helpers/mint.js';
-import {
-  findProgram,
-  freePort,
-  startOpensslPki,
-  startServer,
-  thisUpdateOf,
-  waitForPort,
-  type ServerProcess,
-} from '../helpers/servers.js';
+import { findProgram, freePort, startOpensslPki, startServer, thisUpdateOf, waitForPort } from '../helpers/servers.js';
+import type { ServerProcess } from '../helpers/servers.js';
 import { sClient, type StatusView } from '../helpers/s-client.js';
 import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
