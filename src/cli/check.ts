@@ -98,6 +98,7 @@ export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> 
       ...(certWarnMs !== undefined ? { certWarnMs } : {}),
       ...(certCritMs !== undefined ? { certCritMs } : {}),
       ...(opts.crl === false ? { crl: false } : {}),
+      signatures: loaded.signatures,
     });
   } catch (e) {
     const err = toStapleError(e);

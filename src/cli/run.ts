@@ -15,7 +15,8 @@ import type { LoadConfigOptions } from '../config/load.js';
 import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
-import { prestartCheckThread } from '../pipeline/signature-thread.js';
+import { SignatureVerifier } from '../pipeline/signature-verifier.js';
+import { VerdictCache } from '../pipeline/verdict-cache.js';
 import { exitCodeOf, runOnce, type RunReport } from '../batch/run.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { escapeControls, escapeLines } from '../core/text.js';
@@ -165,9 +166,10 @@ export async function loadConfigForCli(
   io: CliIo,
   fallbackNames = true,
   extra: Pick<LoadConfigOptions, 'ocspbot'> = {},
-): Promise<{ config: LoadedConfig } | { exit: number; error: StapleError }> {
-  // every command that loads a configuration checks staples next: the check thread starts meanwhile
-  prestartCheckThread();
+): Promise<{ config: LoadedConfig; signatures: SignatureVerifier } | { exit: number; error: StapleError }> {
+  // every command that loads a configuration checks staples next: the signature thread starts meanwhile
+  const signatures = new SignatureVerifier({ thread: true });
+  signatures.prestart();
   try {
     let path: string | undefined;
     if (file) path = resolve(io.cwd, file);
@@ -181,7 +183,7 @@ export async function loadConfigForCli(
         ),
       };
     }
-    return { config: await loadConfig(path, { ...configLoadOptions(io), ...extra }) };
+    return { config: await loadConfig(path, { ...configLoadOptions(io), ...extra }), signatures };
   } catch (e) {
     const err = toStapleError(e, 'CONFIG_INVALID');
     const exit = err.code === 'CONFIG_YAML' || err.code === 'FILE_UNREADABLE' ? RUN_EXIT.YAML : RUN_EXIT.CONFIG;
@@ -309,6 +311,8 @@ export interface ExecuteRunOptions {
   crl?: boolean;
   /** ocspbot's log files and error lines (the `ocspbot` command; see {@link RunOutputOptions}). */
   ocspbot?: boolean;
+  /** The signature verifier started while the configuration loaded ({@link loadConfigForCli}). */
+  signatures?: SignatureVerifier;
 }
 
 /** Runs a loaded configuration and prints the results; returns the exit code. */
@@ -338,6 +342,9 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
       report = await runOnce(config, {
         force: opts.force,
         dryRun: opts.dryRun,
+        // the CLI keeps the verdict cache beside the staples and checks signatures on its thread
+        verdicts: new VerdictCache({ env: io.env }),
+        signatures: opts.signatures ?? new SignatureVerifier({ thread: true }),
         ...(opts.only ? { only: opts.only } : {}),
         ...(opts.strictOcsp ? { strictOcsp: true } : {}),
         ...(opts.crl ? { crl: true } : {}),
@@ -416,6 +423,7 @@ export async function runCommand(opts: RunOpts, io: CliIo): Promise<number> {
     quiet: opts.quiet,
     verbose: opts.verbose,
     prog: 'staplekeeper',
+    signatures: loaded.signatures,
   };
   if (opts.only) exec.only = opts.only;
   if (opts.crl) exec.crl = true;

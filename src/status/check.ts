@@ -46,7 +46,10 @@ import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage, type Triage
 import { readMarks, type Marks } from '../revocation/marks.js';
 import { certFingerprint, responderUrls, type LoadedCert } from '../pipeline/context.js';
 import type { CrlChecker } from '../pipeline/contracts.js';
+import type { EngineMemos } from '../pipeline/context.js';
 import { loadTargetCert, readStapleState } from '../pipeline/judge.js';
+import { PassMemo } from '../pipeline/pass-memo.js';
+import type { SignatureVerifier } from '../pipeline/signature-verifier.js';
 
 /** A Nagios plugin state. */
 export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';
@@ -156,6 +159,8 @@ export interface CheckOptions {
   /** Certificate-expiry thresholds (default 14 days and 3 days). */
   certWarnMs?: number;
   certCritMs?: number;
+  /** The signature verifier to use (pipeline/signature-verifier.ts); default none. The CLI passes one with its thread. */
+  signatures?: SignatureVerifier;
 }
 
 /** The thresholds for one staple, in ms of remaining usability, and the grace past its refresh point. */
@@ -262,6 +267,8 @@ async function judgeTarget(
     marks?: Marks;
     /** Watches the CRLs of `crl` certificates (absent: not watched). */
     crl?: CrlChecker;
+    /** The check's signature verifier and pass memo (optional: the answers are the same without). */
+    memos?: EngineMemos;
   },
 ): Promise<CertCheck> {
   const base = { id: target.id, certPath: target.certPath, staplePath: target.staplePath };
@@ -271,6 +278,7 @@ async function judgeTarget(
     loaded = await loadTargetCert(
       { id: target.id, certPath: target.certPath, staplePath: target.staplePath, ...paths(target) },
       ctx.resolver,
+      ctx.memos,
     );
   } catch (e) {
     const err = toStapleError(e);
@@ -328,7 +336,7 @@ async function judgeTarget(
       ...(mark.reason ? { revocationReason: mark.reason } : {}),
     };
   }
-  const current = await readStapleState(ctx.store, target.staplePath, loaded, now);
+  const current = await readStapleState(ctx.store, target.staplePath, loaded, now, undefined, ctx.memos);
   if (tri.mechanism !== 'ocsp' && cert.notAfter.getTime() > now.getTime()) {
     if (mustStapleStranded(tri)) {
       const until =
@@ -590,6 +598,8 @@ export async function checkStaples(config: LoadedConfig, options: CheckOptions =
     marks: readMarks(config.settings.ocspFolder),
     ...(options.certWarnMs !== undefined ? { certWarnMs: options.certWarnMs } : {}),
     ...(options.certCritMs !== undefined ? { certCritMs: options.certCritMs } : {}),
+    // one pass: chain files read and parsed once
+    memos: { pass: new PassMemo(), ...(options.signatures ? { signatures: options.signatures } : {}) },
   };
   const targets = config.targets.filter((t) => t.responder !== 'disabled');
   const certs: CertCheck[] = new Array(targets.length);
