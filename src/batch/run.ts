@@ -4,9 +4,9 @@
  * failing certificate never stops the others unless `stop_on_error`; the
  * staple folder is locked against overlapping runs; hooks run at the end.
  */
+import { EXIT } from '../core/exit-codes.js';
 import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { configFolder } from '../config/index.js';
 import type { Clock } from '../io/clock.js';
 import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
@@ -16,13 +16,10 @@ import { describeFsError } from '../io/files.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
 import { USER_AGENT } from '../version.js';
-import { pushToHaproxy } from '../outputs/haproxy.js';
-import { runHook, type HookItem } from '../outputs/hooks.js';
 import { IssuerResolver } from '../pipeline/issuer.js';
 import { forEachLimited, limitOverall, limitPerHost } from '../pipeline/limit.js';
-import { acquireLock, describeHolder } from './lock.js';
+import { runBatchStep } from './step.js';
 import { CRL_CACHE_DIR_NAME, CrlWatch } from '../revocation/crl-watch.js';
-import { markChanges, marksPath, updateMarks } from '../revocation/marks.js';
 import type { EngineContext, Target, TargetOutcome } from '../pipeline/context.js';
 import { PassMemo } from '../pipeline/pass-memo.js';
 import { processTarget } from '../pipeline/process.js';
@@ -137,14 +134,6 @@ export function transportFor(config: LoadedConfig): HttpTransport {
   return limitPerHost(createHttpTransport(opts), s.perHostConcurrency);
 }
 
-function hookItem(o: TargetOutcome): HookItem {
-  const item: HookItem = { id: o.id, certPath: o.certPath, staplePath: o.staplePath, result: o.result };
-  if (o.error) item.error = o.error;
-  if (o.revoked) item.revoked = o.revoked;
-  if (o.staple) item.nextUpdate = o.staple.nextUpdate;
-  return item;
-}
-
 /**
  * Targets handled at once. Checking a staple is local work whose signature
  * checks run on another thread (check-thread.ts): with only `concurrency`
@@ -210,11 +199,6 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       options.onNotice?.(`warning: ${toStapleError(e).message}; a real run would stop here`),
     );
   }
-  const lock = options.dryRun
-    ? undefined
-    : await acquireLock(s.ocspFolder, s.lockTimeoutMs, (pid) =>
-        options.onNotice?.(`waiting for ${describeHolder(pid)} to finish with ${s.ocspFolder}`),
-      );
   const ownTransport = options.transport ? undefined : transportFor(config);
   // `concurrency` bounds the requests in flight; more targets than that may be checked at once
   const transport = limitOverall(options.transport ?? (ownTransport as HttpTransport), s.concurrency);
@@ -228,13 +212,56 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
     hookErrors: [],
     stopped: false,
   };
+  const store = options.store ?? createFileStore();
+  const notice = options.onNotice;
+  try {
+    report.outcomes = await runBatchStep({
+      config,
+      store,
+      now,
+      dryRun: options.dryRun ?? false,
+      ...(options.env ? { env: options.env } : {}),
+      ...(notice ? { onNotice: notice } : {}),
+      onLockWait: (m) => notice?.(m),
+      onHookRan: (event, _count, stdout) => {
+        if (stdout) notice?.(`${event} hook: ${stdout}`);
+      },
+      // a failed push or hook fails the run (exit 255) but never undoes a written staple
+      onFailure: (f) => report.hookErrors.push(f),
+      process: () => processAll(config, targets, options, transport, store, now, report),
+    });
+  } finally {
+    await ownTransport?.close();
+  }
+
+  for (const o of report.outcomes) {
+    if (o.revoked) report.revoked++;
+    if (o.result === 'updated') report.updated++;
+    else if (o.result === 'failed') report.failed++;
+    else if (o.result === 'skipped') report.skipped++;
+    else report.unchanged++;
+  }
+  return report;
+}
+
+/** The work of a run's batch step: every target, with the fleet of `fleet:` open while they are processed. */
+async function processAll(
+  config: LoadedConfig,
+  targets: readonly TargetConfig[],
+  options: RunOptions,
+  transport: HttpTransport,
+  store: StapleStore,
+  now: () => Date,
+  report: RunReport,
+): Promise<TargetOutcome[]> {
+  const s = config.settings;
   let fleet: Fleet | undefined;
   try {
     if (!options.dryRun) {
       // stale temporary files of interrupted runs are removed from every staple folder
       for (const dir of new Set(targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
     }
-    const ctx = contextFor(config, transport, options.store ?? createFileStore(), now);
+    const ctx = contextFor(config, transport, store, now);
     // one pass: chain files and responder certificates read and parsed once (pipeline/pass-memo.ts)
     ctx.pass = new PassMemo();
     if (options.verdicts) ctx.verdicts = options.verdicts;
@@ -263,62 +290,13 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       },
       () => report.stopped,
     );
-    report.outcomes = outcomes.filter((o) => o !== undefined);
-    if (!options.dryRun) await recordMarks(config, report.outcomes, ctx.store, now(), options.onNotice);
+    return outcomes.filter((o) => o !== undefined);
   } finally {
     // written while the staple folder's lock is held
     options.verdicts?.flush();
     if (fleet) report.fleet = fleet.health();
     if (fleet && !options.fleet) await fleet.close();
-    await ownTransport?.close();
-    await lock?.release();
   }
-
-  for (const o of report.outcomes) {
-    if (o.revoked) report.revoked++;
-    if (o.result === 'updated') report.updated++;
-    else if (o.result === 'failed') report.failed++;
-    else if (o.result === 'skipped') report.skipped++;
-    else report.unchanged++;
-  }
-
-  if (!options.dryRun && s.haproxy.length > 0) {
-    // Hand good staples whose bytes HAProxy has not had yet to its runtime API (docs/servers.md); a failed
-    // push counts like a failed hook (exit 255) and is retried at the next run.
-    const pushed = await pushToHaproxy(s.haproxy, report.outcomes, {
-      stateDir: s.ocspFolder,
-      ...(options.store ? { store: options.store } : {}),
-      ...(options.onNotice ? { onNotice: options.onNotice } : {}),
-    });
-    for (const f of pushed.failed)
-      report.hookErrors.push({ event: 'haproxy', code: 'PUSH_FAILED', message: f.message });
-  }
-
-  if (!options.dryRun) {
-    const hooks = s.hooks;
-    const changed = report.outcomes.filter((o) => o.result === 'updated');
-    const failed = report.outcomes.filter((o) => o.result === 'failed');
-    const revoked = report.outcomes.filter((o) => o.revoked);
-    const runs: Array<[Parameters<typeof runHook>[0], typeof hooks.onChange, TargetOutcome[]]> = [
-      ['on_change', hooks.onChange, changed],
-      ['on_failure', hooks.onFailure, failed],
-      ['on_revoked', hooks.onRevoked, revoked],
-    ];
-    for (const [event, hook, items] of runs) {
-      if (!hook || items.length === 0) continue;
-      try {
-        const r = await runHook(event, hook, items.map(hookItem), {
-          env: options.env ?? process.env,
-          cwd: configFolder(config),
-        });
-        if (r.stdout.trim()) options.onNotice?.(`${event} hook: ${r.stdout.trim()}`);
-      } catch (e) {
-        const err = toStapleError(e);
-        report.hookErrors.push({ event, code: err.code, message: err.message });
-      }
-    }
-  }
-  return report;
 }
 
 /** Opens the fleet of `fleet:` (src/fleet) for one run; a store that is down is said once and the run goes on. */
@@ -364,31 +342,9 @@ export function crlWatchFor(
   });
 }
 
-/**
- * Records revoked answers (and good ones that clear an earlier mark) in the
- * revocation marks of the configuration (revocation/marks.ts), so that
- * `check`, `list` and the daemon know them even when nothing was written
- * over the staple. Called with the lock held; a failure is a notice.
- */
-export async function recordMarks(
-  config: LoadedConfig,
-  outcomes: readonly TargetOutcome[],
-  store: StapleStore,
-  now: Date,
-  onNotice?: (message: string) => void,
-): Promise<void> {
-  const changes = markChanges(outcomes, now);
-  if (changes.length === 0) return;
-  try {
-    await updateMarks(config.settings.ocspFolder, changes, store);
-  } catch (e) {
-    onNotice?.(`cannot record revocations in ${marksPath(config.settings.ocspFolder)}: ${toStapleError(e).message}`);
-  }
-}
-
 /** The ocspbot-compatible exit code of a run: failures 255, else the renewal count capped at 250. */
 export function exitCodeOf(report: RunReport): number {
   // a revocation is never hidden: even when on_revoked_write stored the revoked response, the run fails
-  if (report.failed > 0 || report.revoked > 0 || report.hookErrors.length > 0) return 255;
-  return Math.min(report.updated, 250);
+  if (report.failed > 0 || report.revoked > 0 || report.hookErrors.length > 0) return EXIT.RETRIEVAL;
+  return Math.min(report.updated, EXIT.RENEWED_MAX);
 }

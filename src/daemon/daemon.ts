@@ -34,7 +34,6 @@ import { constants } from 'node:fs';
 import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { configFolder } from '../config/index.js';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { failureLine, shortUrl } from '../core/message.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
@@ -44,9 +43,9 @@ import type { Fleet, FleetHealth } from '../fleet/contract.js';
 import type { HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from '../io/store.js';
 import { VERSION } from '../version.js';
-import { runHook, type HookItem } from '../outputs/hooks.js';
-import { acquireLock, describeHolder, type HeldLock } from '../batch/lock.js';
-import { contextFor, crlWatchFor, recordMarks, toTarget, transportFor } from '../batch/run.js';
+import type { HeldLock } from '../batch/lock.js';
+import { contextFor, crlWatchFor, toTarget, transportFor } from '../batch/run.js';
+import { runBatchStep } from '../batch/step.js';
 import {
   EXPIRY_MARGIN_MS,
   HostBackoff,
@@ -702,40 +701,59 @@ export class StapleDaemon {
     }
   }
 
-  /** Batches: take the lock, run workers until the queue is empty, release, run hooks. */
+  /** Batches (batch/step.ts): take the lock, run workers until the queue is empty, release, push and run hooks. */
   private async pump(): Promise<void> {
     while (this.queue.size > 0 && !this.stopping) {
-      const folder = this.settings.ocspFolder;
-      let lock: HeldLock;
-      try {
-        lock = await acquireLock(folder, this.settings.lockTimeoutMs, (pid) =>
-          this.log({ level: 'info', msg: `waiting for ${describeHolder(pid)} to finish with ${folder}` }),
-        );
-      } catch (e) {
-        const err = toStapleError(e);
-        const retry = new Date(this.clock.now().getTime() + Math.round(jitter(LOCK_RETRY_MS, this.random)));
-        this.log({
-          level: 'error',
-          code: err.code,
-          msg: `${err.message}; ${this.queue.size} certificate(s) will be retried at ${retry.toISOString()}`,
-        });
-        for (const id of this.queue.keys()) this.schedule.set(id, retry);
-        this.queue.clear();
-        return;
-      }
+      let locked = false;
       this.batchOutcomes = [];
       try {
-        if (!this.stopping) await this.drain(lock);
-        await recordMarks(this.source.config, this.batchOutcomes, this.store, this.clock.now(), (m) =>
-          this.log({ level: 'error', code: 'FILE_WRITE', msg: m }),
-        );
-      } finally {
-        this.lock = undefined;
-        this.onDrained = undefined;
-        await lock.release().catch(() => undefined);
+        await runBatchStep({
+          config: this.source.config,
+          store: this.store,
+          now: () => this.clock.now(),
+          ...(this.options.env ? { env: this.options.env } : {}),
+          onLockWait: (m) => this.log({ level: 'info', msg: m }),
+          onMarksFailure: (m) => this.log({ level: 'error', code: 'FILE_WRITE', msg: m }),
+          onNotice: (m) => this.log({ level: 'info', msg: m }),
+          onHookRan: (event, count, stdout) =>
+            this.log({
+              level: 'info',
+              msg: `${event} hook ran for ${count} certificate(s)${stdout ? `: ${stdout}` : ''}`,
+            }),
+          onFailure: (f) =>
+            this.log({
+              level: 'error',
+              code: f.code,
+              msg: f.event === 'haproxy' ? f.message : `${f.event} hook: ${f.message}`,
+            }),
+          process: async (lock) => {
+            locked = true;
+            try {
+              if (lock && !this.stopping) await this.drain(lock);
+            } finally {
+              this.lock = undefined;
+              this.onDrained = undefined;
+            }
+            return this.batchOutcomes;
+          },
+        });
+      } catch (e) {
+        const err = toStapleError(e);
+        if (locked) {
+          // drain never throws; this guards the bookkeeping around it
+          this.log({ level: 'error', code: err.code, msg: `internal error in a batch: ${err.message}` });
+        } else {
+          const retry = new Date(this.clock.now().getTime() + Math.round(jitter(LOCK_RETRY_MS, this.random)));
+          this.log({
+            level: 'error',
+            code: err.code,
+            msg: `${err.message}; ${this.queue.size} certificate(s) will be retried at ${retry.toISOString()}`,
+          });
+          for (const id of this.queue.keys()) this.schedule.set(id, retry);
+          this.queue.clear();
+          return;
+        }
       }
-      await this.pushToHaproxy(this.batchOutcomes).catch(() => undefined);
-      await this.runHooks(this.batchOutcomes).catch(() => undefined);
       this.batchOutcomes = [];
       this.closeRetiredTransports();
       if (this.queue.size > 0 && !this.stopping) await new Promise((r) => setTimeout(r, LOCK_FAIRNESS_MS));
@@ -1125,52 +1143,6 @@ export class StapleDaemon {
         reason: plan.reason,
       },
     });
-  }
-
-  /** Hands the batch's good staples to HAProxy's runtime API (docs/servers.md), as `run` does; only changed bytes are sent. */
-  private async pushToHaproxy(outcomes: TargetOutcome[]): Promise<void> {
-    const targets = this.settings.haproxy;
-    if (targets.length === 0 || outcomes.length === 0) return;
-    const { pushToHaproxy } = await import('../outputs/haproxy.js');
-    const report = await pushToHaproxy(targets, outcomes, {
-      stateDir: this.settings.ocspFolder,
-      store: this.store,
-      onNotice: (m) => this.log({ level: 'info', msg: m }),
-    });
-    for (const f of report.failed) this.log({ level: 'error', code: 'PUSH_FAILED', msg: f.message });
-  }
-
-  private async runHooks(outcomes: TargetOutcome[]): Promise<void> {
-    if (outcomes.length === 0) return;
-    const hooks = this.settings.hooks;
-    const item = (o: TargetOutcome): HookItem => {
-      const i: HookItem = { id: o.id, certPath: o.certPath, staplePath: o.staplePath, result: o.result };
-      if (o.error) i.error = o.error;
-      if (o.revoked) i.revoked = o.revoked;
-      if (o.staple) i.nextUpdate = o.staple.nextUpdate;
-      return i;
-    };
-    const runs: Array<[Parameters<typeof runHook>[0], typeof hooks.onChange, TargetOutcome[]]> = [
-      ['on_change', hooks.onChange, outcomes.filter((o) => o.result === 'updated')],
-      ['on_failure', hooks.onFailure, outcomes.filter((o) => o.result === 'failed')],
-      ['on_revoked', hooks.onRevoked, outcomes.filter((o) => o.revoked)],
-    ];
-    for (const [event, hook, items] of runs) {
-      if (!hook || items.length === 0) continue;
-      try {
-        const r = await runHook(event, hook, items.map(item), {
-          env: this.options.env ?? process.env,
-          cwd: configFolder(this.source.config),
-        });
-        this.log({
-          level: 'info',
-          msg: `${event} hook ran for ${items.length} certificate(s)${r.stdout.trim() ? `: ${r.stdout.trim()}` : ''}`,
-        });
-      } catch (e) {
-        const err = toStapleError(e);
-        this.log({ level: 'error', code: err.code, msg: `${event} hook: ${err.message}` });
-      }
-    }
   }
 
   private closeRetiredTransports(): void {

@@ -1,9 +1,19 @@
 /**
  * Stapling built into a Node.js TLS server, the way certmagic does it for Go
  * servers: {@link attachStapling} answers the server's `OCSPRequest` event
- * from an in-memory staple that the same engine keeps fresh in the
- * background (fetch and verification of pipeline/responder.ts and core/verify.ts,
- * the refresh point of core/policy.ts).
+ * from an in-memory staple that the pipeline of `run` and the daemon keeps
+ * fresh in the background.
+ *
+ * This module holds only what is particular to a TLS server: the handshake
+ * cache (the DER served on `OCSPRequest`, one per certificate) and the timers.
+ * Everything else is the pipeline's: each refresh is one
+ * {@link processTarget} call (load → judge → decide → fetch → verify →
+ * accept: the monotonic rule → store) on a {@link Target} that carries the
+ * handshake's certificate in memory, against a staple store in memory (with a
+ * disk copy under `cacheDir`); the first look at a disk copy is the
+ * pipeline's judge step ({@link judgeTarget}); retries are planned by pipeline/backoff.ts's
+ * {@link planNextAttempt} and wait on the injected clock's timers (io/clock.ts);
+ * "may this be stapled now" is core/usability.ts's {@link usableAt}.
  *
  * The promises (docs/ARCHITECTURE.md):
  * - A handshake never waits for the network. With no usable staple the
@@ -16,136 +26,63 @@
  * - A failed refresh keeps the current staple, served while it is valid, and
  *   is retried with backoff: 1 min, doubling, at most 1 h (with ±10 % jitter,
  *   so that a fleet does not retry in step).
- * - A staple only gets better (core/compare.ts): an answer that verifies but
- *   is older or shorter than the current valid staple (or carries answers for
- *   other certificates too) is not adopted; it is reported as `kept` and
- *   retried with the same backoff. The disk copy is adopted on the same rule.
+ * - A staple only gets better (core/compare.ts, applied by the pipeline): an
+ *   answer that verifies but is older or shorter than the current valid
+ *   staple (or carries answers for other certificates too) is not adopted; it
+ *   is reported as `kept` and retried with the same backoff.
  * - Each certificate has its own staple, keyed by the SHA-256 of its DER:
  *   the event hands over the DER of the certificate in use, so SNI contexts
  *   and a certificate swapped with `server.setSecureContext()` work without
  *   configuration. A certificate that no handshake asked for since its last
  *   refresh is forgotten instead of refreshed (its cache file stays).
  */
-import { createHash, randomInt } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
 import { type Certificate, loadCertificates, parseCertificate } from '../core/certs.js';
 import { StapleError, toStapleError } from '../core/errors.js';
-import { cacheDeadline, DEFAULT_POLICY, refreshPoint, type RefreshPolicy } from '../core/policy.js';
-import { compareStaples, keptMessage, rankOfVerified } from '../core/compare.js';
-import type { CertIdHash } from '../core/request.js';
+import { DEFAULT_POLICY } from '../core/policy.js';
 import { usableAt } from '../core/usability.js';
-import type { Clock } from '../io/clock.js';
-import { DEFAULT_SKEW_MS, assertGood, verifyResponse, type VerifiedResponse } from '../core/verify.js';
+import { assertGood } from '../core/verify.js';
+import { systemClock } from '../io/clock.js';
 import { createHttpTransport, type HttpTransport } from '../io/http.js';
 import { createFileStore, type StapleStore } from '../io/store.js';
 import { USER_AGENT } from '../version.js';
-import { fetchResponse, type MethodChoice } from '../pipeline/responder.js';
+import { planNextAttempt, type BackoffShape } from '../pipeline/backoff.js';
 import { IssuerResolver, pickLeaf } from '../pipeline/issuer.js';
-import { stapleBytes } from '../pipeline/judge.js';
+import {
+  summarize,
+  type EngineContext,
+  type StapleSummary,
+  type Target,
+  type TargetOutcome,
+} from '../pipeline/context.js';
+import { judgeTarget, stapleBytes, type TargetJudgement } from '../pipeline/judge.js';
+import { processTarget } from '../pipeline/process.js';
+import type { StaplingEvent, StaplingHandle, StaplingOptions, StaplingStatus } from './types.js';
 
-/** Options of {@link attachStapling}. */
-export interface StaplingOptions {
-  /**
-   * A folder for a disk copy of each staple (`<sha256 of the certificate>.ocsp`),
-   * written atomically through the {@link StapleStore}; after a restart the
-   * first handshake is stapled from it without waiting for a responder.
-   */
-  cacheDir?: string;
-  /** Where the cache files live (default: the file store). */
-  store?: StapleStore;
-  /** HTTP transport (default: a new one, closed by `close()`). */
-  transport?: HttpTransport;
-  /** Whole-exchange timeout of the default transport (default 10 s). */
-  timeoutMs?: number;
-  /** When to refresh (default: halfway through the validity, as certmagic). */
-  policy?: RefreshPolicy;
-  /** Responder URLs to use instead of each certificate's AIA, tried in order. */
-  responderUrls?: string[];
-  /**
-   * Issuer certificates (PEM text or DER) for certificates whose issuer the
-   * server context does not carry. Node passes the issuer it found in the
-   * context's chain (`cert` bundle or `ca`) with each event; the AIA
-   * caIssuers URL is the last resort.
-   */
-  issuers?: Array<string | Buffer>;
-  /** Folders of CA certificates searched for issuers. */
-  caDirs?: string[];
-  method?: MethodChoice;
-  hash?: CertIdHash;
-  /** Clock-skew tolerance (default 5 min). */
-  skewMs?: number;
-  /** Retry after failures: `initialMs` (1 min) doubling up to `maxMs` (1 h), ± `jitter` (0.1). */
-  backoff?: { initialMs?: number; maxMs?: number; jitter?: number };
-  /** The clock's time (only its `now` is used; timers are the system's). */
-  clock?: Clock;
-  /** The older form of `clock` (tests); used when both are given. */
-  now?: () => Date;
-  /** Told about fetches, failures, cache loads and forgotten certificates. */
-  onEvent?: (event: StaplingEvent) => void;
-}
+export type { StaplingEvent, StaplingHandle, StaplingOptions, StaplingStatus } from './types.js';
 
-/** Something worth logging. */
-export type StaplingEvent =
-  | {
-      type: 'fetched';
-      key: string;
-      subject: string;
-      url: string;
-      thisUpdate: Date;
-      nextUpdate: Date;
-      nextRefresh: Date;
-    }
-  | { type: 'cache-loaded'; key: string; subject: string; path: string; nextUpdate: Date }
-  | { type: 'cache-error'; key: string; subject: string; path: string; error: StapleError }
-  | { type: 'error'; key: string; subject: string; error: StapleError; failures: number; retryAt: Date }
-  /** The responder's verified answer was not better than the current staple, which is kept (core/compare.ts). */
-  | { type: 'kept'; key: string; subject: string; message: string; failures: number; retryAt: Date }
-  | { type: 'revoked'; key: string; subject: string; revocationTime?: Date; revocationReason?: string }
-  | { type: 'forgotten'; key: string; subject: string; reason: string };
-
-/** The state of one certificate, for logs and health endpoints. */
-export interface StaplingStatus {
-  /** SHA-256 of the certificate DER, hex. */
-  key: string;
-  subject: string;
-  serialHex: string;
-  /** True when a handshake now would get a staple. */
-  servable: boolean;
-  staple?: { status: string; thisUpdate: string; nextUpdate: string; producedAt: string; usableUntil: string };
-  nextRefresh?: string;
-  fetching: boolean;
-  failures: number;
-  lastError?: { code: string; message: string };
-}
-
-/** What {@link attachStapling} returns. */
-export interface StaplingHandle {
-  /** Stops every timer and detaches from the server (also done when the server emits `close`). */
-  close(): Promise<void>;
-  /** Fetches a new staple for every known certificate now, ignoring the refresh point and the backoff. */
-  refresh(): Promise<void>;
-  /** The state of each known certificate. */
-  status(): StaplingStatus[];
-  /** Resolves when no fetch or cache read is running. */
-  idle(): Promise<void>;
-  /**
-   * Starts looking after a certificate before any handshake (PEM bundle or
-   * DER; the issuer may follow the leaf in the bundle), so that the first
-   * client already gets a staple. Such a certificate is never forgotten.
-   * Resolves when its first staple is there or the first attempt failed.
-   */
-  add(certificate: string | Buffer): Promise<void>;
+/** What a handshake gets: the DER of a good staple and the facts {@link usableAt} checks at each handshake. */
+interface Served {
+  der: Buffer;
+  summary: StapleSummary;
+  status: 'good';
+  thisUpdate: Date;
+  nextUpdate: Date;
+  usableUntil: Date;
 }
 
 interface Entry {
   key: string;
   cert: Certificate;
-  /** Issuer candidates from the event or the bundle given to add(). */
+  /** Issuer candidates from the events or the bundle given to add() (the target's `bundle`: the same array). */
   candidates: Certificate[];
-  issuer?: Certificate;
-  staple?: VerifiedResponse;
-  /** Refresh point of the current staple (ms). */
+  /** What the pipeline works on: this certificate, in memory; its staple in the store at `staplePath`. */
+  target: Target;
+  /** The handshake cache. */
+  served?: Served;
+  /** The refresh point the pipeline gave for the staple in use (ms). */
   refreshAt?: number;
   /** No fetch before this (backoff, ms). */
   retryAt: number;
@@ -162,31 +99,8 @@ interface Entry {
   pinned: boolean;
 }
 
-const MINUTE = 60_000;
-/** Never schedule a refresh sooner than this after a success (a responder with a tiny window must not make us spin). */
-const MIN_REFRESH_DELAY = MINUTE;
 /** The longest a handshake waits for the disk cache the first time a certificate is seen. */
 const CACHE_WAIT_MS = 500;
-/** setTimeout's limit; longer waits are chained. */
-const MAX_TIMER = 2 ** 31 - 1;
-
-function sha256(der: Buffer): string {
-  return createHash('sha256').update(der).digest('hex');
-}
-
-/** A timer that does not keep the process alive, with chaining past ~24.8 days. */
-function unrefTimer(ms: number, fn: () => void): () => void {
-  let handle: NodeJS.Timeout;
-  const arm = (left: number): void => {
-    handle = setTimeout(
-      () => (left > MAX_TIMER ? arm(left - MAX_TIMER) : fn()),
-      Math.min(Math.max(0, left), MAX_TIMER),
-    );
-    handle.unref();
-  };
-  arm(ms);
-  return () => clearTimeout(handle);
-}
 
 function parseIssuers(list: Array<string | Buffer> | undefined): Certificate[] {
   const out: Certificate[] = [];
@@ -196,28 +110,63 @@ function parseIssuers(list: Array<string | Buffer> | undefined): Certificate[] {
 }
 
 /**
+ * The embedded stapler's staple store: every staple in memory (`staples`, by
+ * path), with a copy on `disk` when there is a cache folder. A read that
+ * memory cannot answer goes to the disk once something is there; a disk
+ * write that fails is reported and does not undo the one in memory (the staple
+ * is served all the same). Only OCSP responses are ever replaced on disk, and
+ * the cache folder is created below its existing parent.
+ */
+function handshakeStore(
+  staples: Map<string, Buffer>,
+  disk: StapleStore | undefined,
+  cacheDir: string | undefined,
+  onDiskError: (path: string, error: StapleError) => void,
+): StapleStore {
+  return {
+    async read(path) {
+      const held = staples.get(path);
+      if (held !== undefined || !disk) return held;
+      const data = await disk.read(path);
+      if (data !== undefined) staples.set(path, data);
+      return data;
+    },
+    async write(path, data) {
+      staples.set(path, Buffer.from(data));
+      if (disk && cacheDir !== undefined) {
+        try {
+          await disk.write(path, data, { createBelow: dirname(resolve(cacheDir)) });
+        } catch (err) {
+          onDiskError(path, toStapleError(err));
+        }
+      }
+      return { path, pruned: [] };
+    },
+  };
+}
+
+/**
  * Makes `server` staple OCSP responses. See the module comment for the
  * guarantees. Call it before `listen()` or at any time after; handshakes
  * before the first staple simply go without one.
  */
 export function attachStapling(server: TlsServer, options: StaplingOptions = {}): StaplingHandle {
-  const clock = options.clock;
-  const now = options.now ?? (clock ? () => clock.now() : () => new Date());
-  const store = options.store ?? createFileStore();
+  const clock = options.clock ?? systemClock;
+  const now = options.now ?? (() => clock.now());
   const ownTransport = options.transport
     ? undefined
     : createHttpTransport({ timeoutMs: options.timeoutMs ?? 10_000, userAgent: USER_AGENT });
   const transport = (options.transport ?? ownTransport) as HttpTransport;
-  const policy = options.policy ?? DEFAULT_POLICY;
-  const skewMs = options.skewMs ?? DEFAULT_SKEW_MS;
-  const initialMs = options.backoff?.initialMs ?? MINUTE;
-  const maxMs = options.backoff?.maxMs ?? 60 * MINUTE;
-  const jitter = options.backoff?.jitter ?? 0.1;
+  const skewMs = options.skewMs;
+  const backoff: BackoffShape = {};
+  if (options.backoff?.initialMs !== undefined) backoff.baseMs = options.backoff.initialMs;
+  if (options.backoff?.maxMs !== undefined) backoff.maxMs = options.backoff.maxMs;
+  if (options.backoff?.jitter !== undefined) backoff.jitter = options.backoff.jitter;
   const extraIssuers = parseIssuers(options.issuers);
-  const resolver = new IssuerResolver({ caDirs: options.caDirs ?? [], transport });
   // For the handshake path: local sources only, so that finding an issuer never waits for a download.
   const localResolver = new IssuerResolver({ caDirs: options.caDirs ?? [] });
   const entries = new Map<string, Entry>();
+  const staples = new Map<string, Buffer>();
   let closed = false;
 
   const emit = (e: StaplingEvent): void => {
@@ -228,33 +177,82 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
     }
   };
 
-  const cachePath = (e: Entry): string | undefined =>
-    options.cacheDir ? join(options.cacheDir, `${e.key}.ocsp`) : undefined;
+  const store = handshakeStore(
+    staples,
+    options.cacheDir !== undefined ? (options.store ?? createFileStore()) : undefined,
+    options.cacheDir,
+    (path, error) => {
+      const e = [...entries.values()].find((x) => x.target.staplePath === path);
+      if (e) emit({ type: 'cache-error', key: e.key, subject: e.cert.subject, path, error });
+    },
+  );
+  const ctx: EngineContext = {
+    store,
+    transport,
+    resolver: new IssuerResolver({ caDirs: options.caDirs ?? [], transport }),
+    now,
+    policy: options.policy ?? DEFAULT_POLICY,
+    // a certificate without a responder is an error to report, as it always was here
+    strictOcsp: true,
+    stapleName: 'the staple in use',
+  };
+  if (skewMs !== undefined) ctx.skewMs = skewMs;
+  if (options.method) ctx.method = options.method;
+  if (options.hash) ctx.hash = options.hash;
 
   /** The DER to staple now, or undefined: only good and current responses (checked at each handshake). */
   function servable(e: Entry, at: number): Buffer | undefined {
-    const s = e.staple;
-    if (!s || !usableAt(s, new Date(at), { cert: e.cert, skewMs })) return undefined;
+    const s = e.served;
+    if (!s || !usableAt(s, new Date(at), { cert: e.cert, ...(skewMs !== undefined ? { skewMs } : {}) }))
+      return undefined;
     return s.der;
+  }
+
+  /** Serves the staple the pipeline left in the store (described by `summary`), if it is good. */
+  function serve(e: Entry, summary: StapleSummary | undefined): void {
+    const data = summary?.status === 'good' ? staples.get(e.target.staplePath) : undefined;
+    if (!summary || data === undefined) {
+      e.served = undefined;
+      return;
+    }
+    e.served = {
+      der: stapleBytes(data, e.target.staplePath),
+      summary,
+      status: 'good',
+      thisUpdate: new Date(summary.thisUpdate),
+      nextUpdate: new Date(summary.nextUpdate),
+      usableUntil: new Date(summary.usableUntil),
+    };
   }
 
   function entryFor(certDer: Buffer, issuerDer: Buffer | null | undefined): Entry {
     const key = sha256(certDer);
     let e = entries.get(key);
     if (!e) {
+      const cert = parseCertificate(certDer);
+      const candidates: Certificate[] = [];
       e = {
         key,
-        cert: parseCertificate(certDer),
-        candidates: [],
+        cert,
+        candidates,
+        target: {
+          id: key,
+          certPath: `the certificate "${cert.subject}" (SHA-256 ${key})`,
+          staplePath: options.cacheDir !== undefined ? join(options.cacheDir, `${key}.ocsp`) : `${key}.ocsp`,
+          certificate: { leaf: cert, bundle: candidates, chain: extraIssuers },
+          ...(options.responderUrls && options.responderUrls.length > 0
+            ? { responderUrls: options.responderUrls }
+            : {}),
+        },
         retryAt: 0,
         failures: 0,
-        cacheChecked: !options.cacheDir,
+        cacheChecked: options.cacheDir === undefined,
         used: false,
         pinned: false,
       };
       entries.set(key, e);
     }
-    if (issuerDer && issuerDer.length > 0 && !e.issuer && !e.candidates.some((c) => c.der.equals(issuerDer))) {
+    if (issuerDer && issuerDer.length > 0 && !e.candidates.some((c) => c.der.equals(issuerDer))) {
       try {
         e.candidates.push(parseCertificate(issuerDer));
       } catch {
@@ -264,40 +262,32 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
     return e;
   }
 
-  async function issuerOf(e: Entry, local: boolean): Promise<Certificate> {
-    if (e.issuer) return e.issuer;
-    const issuer = await (local ? localResolver : resolver).resolve(e.cert, {
-      bundle: e.candidates,
-      chain: extraIssuers,
-    });
-    e.issuer = issuer;
-    return issuer;
-  }
-
-  function adopt(e: Entry, v: VerifiedResponse, cacheUntil?: Date): void {
-    e.staple = v;
-    const at = refreshPoint({ ...v, ...(cacheUntil ? { cacheUntil } : {}) }, e.cert, policy).getTime();
-    e.refreshAt = at;
-  }
-
-  /** Reads and verifies the disk copy; adopts it when it is good and current. Never throws. */
-  async function loadCache(e: Entry, local: boolean): Promise<void> {
-    const path = cachePath(e);
-    if (!path || e.cacheChecked) return;
+  /**
+   * The first look at the disk copy: the pipeline's load and judge steps;
+   * served when it verifies and says good. Never throws. A certificate whose
+   * issuer cannot be found here is left to the refresh, which reports it (and,
+   * on the handshake path, may download the issuer).
+   */
+  async function loadCache(e: Entry, resolver: IssuerResolver): Promise<void> {
+    if (e.cacheChecked) return;
+    let judged: TargetJudgement;
     try {
-      const issuer = await issuerOf(e, local);
-      e.cacheChecked = true;
-      const data = await store.read(path);
-      if (data === undefined) return;
-      const v = verifyResponse(stapleBytes(data, path), { cert: e.cert, issuer, now: now(), skewMs });
+      judged = await judgeTarget(e.target, { ...ctx, resolver });
+    } catch {
+      return;
+    }
+    e.cacheChecked = true;
+    const path = e.target.staplePath;
+    try {
+      if (judged.state.kind === 'missing') return;
+      if (judged.state.kind === 'invalid') throw new StapleError(judged.state.error.code, judged.state.error.message);
+      const v = judged.verified;
+      if (!v) return;
       assertGood(v);
-      if (!e.staple || compareStaples(rankOfVerified(e.staple), rankOfVerified(v)).better) {
-        adopt(e, v);
-        emit({ type: 'cache-loaded', key: e.key, subject: e.cert.subject, path, nextUpdate: v.nextUpdate });
-      }
+      if (e.served) return;
+      serve(e, summarize(v));
+      emit({ type: 'cache-loaded', key: e.key, subject: e.cert.subject, path, nextUpdate: v.nextUpdate });
     } catch (err) {
-      if (local && isStapleError(err, 'NO_ISSUER')) return; // the background attempt may download the issuer
-      e.cacheChecked = true;
       emit({ type: 'cache-error', key: e.key, subject: e.cert.subject, path, error: toStapleError(err) });
     }
   }
@@ -306,153 +296,104 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
     e.cancelTimer?.();
     if (closed) return;
     e.timerAt = at;
-    e.cancelTimer = unrefTimer(at - now().getTime(), () => {
-      e.cancelTimer = undefined;
-      e.timerAt = undefined;
-      onTimer(e);
-    });
+    e.cancelTimer = clock.setTimer(
+      at - now().getTime(),
+      () => {
+        e.cancelTimer = undefined;
+        e.timerAt = undefined;
+        onTimer(e);
+      },
+      { unref: true },
+    );
+  }
+
+  function forget(e: Entry, reason: string): void {
+    e.cancelTimer?.();
+    entries.delete(e.key);
+    staples.delete(e.target.staplePath);
+    emit({ type: 'forgotten', key: e.key, subject: e.cert.subject, reason });
   }
 
   function onTimer(e: Entry): void {
     if (closed || entries.get(e.key) !== e) return;
-    if (!e.pinned && !e.used && e.staple) {
-      // No handshake asked for it since the last refresh: the server no longer uses this certificate.
-      entries.delete(e.key);
-      emit({
-        type: 'forgotten',
-        key: e.key,
-        subject: e.cert.subject,
-        reason: 'no handshake asked for its staple since the last refresh',
-      });
+    // No handshake asked for it since the last refresh: the server no longer uses this certificate.
+    if (!e.pinned && !e.used && e.served) forget(e, 'no handshake asked for its staple since the last refresh');
+    else void maintain(e, false);
+  }
+
+  /** Takes in what the pipeline did: the staple to serve, the next attempt, the events. */
+  function settle(e: Entry, o: TargetOutcome): void {
+    const at = now();
+    // the pipeline judged the staple in the store (decision set): serve what it found there
+    if (o.staple || o.decision) serve(e, o.staple);
+    const expiresAt = e.served?.usableUntil;
+    if (o.result === 'failed' || o.kept) {
+      e.failures++;
+      const code = o.error?.code ?? 'OCSP_STALE'; // a kept answer retries as the daemon retries it
+      if (o.error) e.lastError = new StapleError(o.error.code, o.error.message);
+      const plan = planNextAttempt(
+        { ok: false, code, failures: e.failures, ...(expiresAt ? { expiresAt } : {}) },
+        at,
+        Math.random,
+        backoff,
+      );
+      e.retryAt = plan.at.getTime();
+      schedule(e, e.retryAt);
+      if (o.revoked?.source === 'ocsp') {
+        const ev: StaplingEvent = { type: 'revoked', key: e.key, subject: e.cert.subject };
+        if (o.revoked.time) ev.revocationTime = new Date(o.revoked.time);
+        if (o.revoked.reason) ev.revocationReason = o.revoked.reason;
+        emit(ev);
+      }
+      const failure = { key: e.key, subject: e.cert.subject, failures: e.failures, retryAt: plan.at };
+      if (o.kept) emit({ type: 'kept', ...failure, message: o.kept.message });
+      else emit({ type: 'error', ...failure, error: e.lastError as StapleError });
       return;
     }
-    void maintain(e, false);
+    const previous = e.refreshAt;
+    e.refreshAt = o.nextRefresh ? Date.parse(o.nextRefresh) : at.getTime();
+    // a Cache-Control deadline given with the staple in use is not forgotten by a later "keep"
+    if (o.result !== 'updated' && previous !== undefined && previous < e.refreshAt) e.refreshAt = previous;
+    e.failures = 0;
+    e.lastError = undefined;
+    e.retryAt = 0;
+    // the refresh point itself, not jittered (as it always was here); at least a minute away
+    const plan = planNextAttempt(
+      { ok: true, refreshAt: new Date(e.refreshAt), ...(expiresAt ? { expiresAt } : {}) },
+      at,
+      Math.random,
+      { ...backoff, jitter: 0 },
+    );
+    schedule(e, plan.at.getTime());
+    if (o.result !== 'updated' || !o.staple) return;
+    e.used = false;
+    emit({
+      type: 'fetched',
+      key: e.key,
+      subject: e.cert.subject,
+      url: o.url ?? '',
+      thisUpdate: new Date(o.staple.thisUpdate),
+      nextUpdate: new Date(o.staple.nextUpdate),
+      nextRefresh: plan.at,
+    });
   }
 
-  function backoffMs(failures: number): number {
-    const base = Math.min(initialMs * 2 ** Math.min(failures - 1, 30), maxMs);
-    if (jitter <= 0) return base;
-    const spread = Math.floor(base * jitter);
-    return base + (spread > 0 ? randomInt(-spread, spread + 1) : 0);
-  }
-
-  /** Loads the cache, then fetches when due (or forced). One at a time per certificate. Never rejects. */
+  /**
+   * One refresh through the pipeline: renewed when it decides so, when the
+   * refresh point it gave last time has passed, or when forced. One at a time
+   * per certificate. Never rejects.
+   */
   function maintain(e: Entry, force: boolean): Promise<void> {
     if (e.busy) return e.busy;
     const run = async (): Promise<void> => {
-      const t0 = now().getTime();
-      if (e.cert.notAfter.getTime() <= t0) {
-        e.cancelTimer?.();
-        entries.delete(e.key);
-        emit({
-          type: 'forgotten',
-          key: e.key,
-          subject: e.cert.subject,
-          reason: `the certificate expired at ${e.cert.notAfter.toISOString()}`,
-        });
+      if (e.cert.notAfter.getTime() <= now().getTime()) {
+        forget(e, `the certificate expired at ${e.cert.notAfter.toISOString()}`);
         return;
       }
-      try {
-        const issuer = await issuerOf(e, false);
-        await loadCache(e, false);
-        if (
-          !force &&
-          e.staple &&
-          e.refreshAt !== undefined &&
-          e.refreshAt > now().getTime() &&
-          servable(e, now().getTime())
-        ) {
-          schedule(e, e.refreshAt);
-          return;
-        }
-        const started = now();
-        const fopts: Parameters<typeof fetchResponse>[0] = {
-          cert: e.cert,
-          issuer,
-          urls: options.responderUrls && options.responderUrls.length > 0 ? options.responderUrls : e.cert.ocspUrls,
-          transport,
-          now,
-          skewMs,
-        };
-        if (options.method) fopts.method = options.method;
-        if (options.hash) fopts.hash = options.hash;
-        const fetched = await fetchResponse(fopts);
-        const v = fetched.response;
-        if (v.status === 'revoked') {
-          const ev: StaplingEvent = { type: 'revoked', key: e.key, subject: e.cert.subject };
-          if (v.revocationTime) ev.revocationTime = v.revocationTime;
-          if (v.revocationReason) ev.revocationReason = v.revocationReason;
-          emit(ev);
-        }
-        assertGood(v, `the certificate "${e.cert.subject}"`);
-        if (closed) return;
-        if (e.staple && servable(e, now().getTime())) {
-          const current = rankOfVerified(e.staple);
-          const candidate = rankOfVerified(v);
-          const verdict = compareStaples(current, candidate);
-          if (!verdict.better) {
-            // not an error: the current staple stays and is served; retried like a failure
-            e.failures++;
-            const retryAt = now().getTime() + backoffMs(e.failures);
-            e.retryAt = retryAt;
-            schedule(e, retryAt);
-            emit({
-              type: 'kept',
-              key: e.key,
-              subject: e.cert.subject,
-              message: keptMessage(current, candidate, verdict.reason, 'the staple in use'),
-              failures: e.failures,
-              retryAt: new Date(retryAt),
-            });
-            return;
-          }
-        }
-        adopt(
-          e,
-          v,
-          fetched.maxAgeMs !== undefined ? cacheDeadline(started, fetched.maxAgeMs, v.usableUntil) : undefined,
-        );
-        e.failures = 0;
-        e.lastError = undefined;
-        e.retryAt = 0;
-        e.used = false;
-        const next = Math.max(e.refreshAt ?? 0, now().getTime() + MIN_REFRESH_DELAY);
-        schedule(e, next);
-        emit({
-          type: 'fetched',
-          key: e.key,
-          subject: e.cert.subject,
-          url: fetched.url,
-          thisUpdate: v.thisUpdate,
-          nextUpdate: v.nextUpdate,
-          nextRefresh: new Date(next),
-        });
-        const path = cachePath(e);
-        if (path) {
-          try {
-            // the cache folder is created (below its existing parent); only OCSP responses are replaced in it
-            await store.write(path, v.der, { createBelow: dirname(resolve(path, '..')) });
-          } catch (err) {
-            emit({ type: 'cache-error', key: e.key, subject: e.cert.subject, path, error: toStapleError(err) });
-          }
-        }
-      } catch (err) {
-        if (closed) return;
-        const error = toStapleError(err);
-        e.failures++;
-        e.lastError = error;
-        const retryAt = now().getTime() + backoffMs(e.failures);
-        e.retryAt = retryAt;
-        schedule(e, retryAt);
-        emit({
-          type: 'error',
-          key: e.key,
-          subject: e.cert.subject,
-          error,
-          failures: e.failures,
-          retryAt: new Date(retryAt),
-        });
-      }
+      await loadCache(e, ctx.resolver);
+      const due = e.refreshAt !== undefined && e.refreshAt <= now().getTime();
+      const o = await processTarget(e.target, ctx, { force: force || due });
+      if (!closed) settle(e, o);
     };
     e.busy = run().finally(() => {
       e.busy = undefined;
@@ -460,7 +401,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
     return e.busy;
   }
 
-  /** A handshake found no usable staple, or one past its refresh point: fetch in the background unless backing off. */
+  /** A handshake found no usable staple, or one past its refresh point: refresh in the background unless backing off. */
   function kick(e: Entry, at: number): void {
     if (closed || e.busy || at < e.retryAt) return;
     void maintain(e, false);
@@ -492,7 +433,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
     }
     if (!e.cacheChecked && !e.busy) {
       // First sight of this certificate: a local disk read (never the network), bounded in time.
-      const loading = loadCache(e, true);
+      const loading = loadCache(e, localResolver);
       let answered = false;
       const answer = (): void => {
         if (answered) return;
@@ -542,14 +483,9 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
           fetching: e.busy !== undefined,
           failures: e.failures,
         };
-        if (e.staple) {
-          s.staple = {
-            status: e.staple.status,
-            thisUpdate: e.staple.thisUpdate.toISOString(),
-            nextUpdate: e.staple.nextUpdate.toISOString(),
-            producedAt: e.staple.producedAt.toISOString(),
-            usableUntil: e.staple.usableUntil.toISOString(),
-          };
+        if (e.served) {
+          const { status, thisUpdate, nextUpdate, producedAt, usableUntil } = e.served.summary;
+          s.staple = { status, thisUpdate, nextUpdate, producedAt, usableUntil };
         }
         if (e.timerAt !== undefined) s.nextRefresh = new Date(e.timerAt).toISOString();
         if (e.lastError) s.lastError = { code: e.lastError.code, message: e.lastError.message };
@@ -584,6 +520,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
   return handle;
 }
 
-function isStapleError(e: unknown, code: string): boolean {
-  return e instanceof StapleError && e.code === code;
+/** The key of a certificate: the SHA-256 of its DER (hex), taken before it is parsed. */
+function sha256(der: Buffer): string {
+  return createHash('sha256').update(der).digest('hex');
 }

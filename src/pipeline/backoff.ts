@@ -92,13 +92,26 @@ export function jitter(ms: number, random: RandomSource, fraction = JITTER_FRACT
 }
 
 /**
- * The un-jittered wait after `failures` consecutive failures (1 = the first):
- * 1, 2, 4, 8, 16, 32 min, then 1 h for good.
+ * The shape of the backoff, for a caller that sets its own (the embedded
+ * stapler's `backoff` option); every field defaults to the daemon's.
  */
-export function backoffDelay(failures: number): number {
+export interface BackoffShape {
+  /** The first retry after a failure (default {@link BACKOFF_BASE_MS}). */
+  baseMs?: number;
+  /** The longest retry interval (default {@link BACKOFF_MAX_MS}). */
+  maxMs?: number;
+  /** ± this fraction of each wait (default {@link JITTER_FRACTION}). */
+  jitter?: number;
+}
+
+/**
+ * The un-jittered wait after `failures` consecutive failures (1 = the first):
+ * 1, 2, 4, 8, 16, 32 min, then 1 h for good (or from `shape`'s base, doubling up to its cap).
+ */
+export function backoffDelay(failures: number, shape: BackoffShape = {}): number {
   const n = Math.max(1, Math.floor(failures));
   // 2^(n-1) overflows nothing: beyond n = 7 the cap applies anyway
-  return Math.min(BACKOFF_BASE_MS * 2 ** Math.min(n - 1, 30), BACKOFF_MAX_MS);
+  return Math.min((shape.baseMs ?? BACKOFF_BASE_MS) * 2 ** Math.min(n - 1, 30), shape.maxMs ?? BACKOFF_MAX_MS);
 }
 
 /** Why the next attempt is when it is. Stable strings (shown in `/status` and debug logs). */
@@ -148,32 +161,38 @@ export interface PlannedAttempt {
  *   disk expires (except after `tryLater`: the responder asked us to stay
  *   away, and asking again sooner only adds load), and never sooner than
  *   {@link MIN_DELAY_MS}.
+ * - `shape` changes the backoff's base, cap and jitter (the embedded
+ *   stapler's `backoff` option); the daemon uses the defaults.
  */
-export function planNextAttempt(attempt: AttemptSummary, now: Date, random: RandomSource): PlannedAttempt {
+export function planNextAttempt(
+  attempt: AttemptSummary,
+  now: Date,
+  random: RandomSource,
+  shape: BackoffShape = {},
+): PlannedAttempt {
   const t = now.getTime();
+  const fraction = shape.jitter ?? JITTER_FRACTION;
+  const spread = (ms: number): number => jitter(ms, random, fraction);
   let delay: number;
   let reason: NextAttemptReason;
   if (attempt.ok) {
     const left = attempt.refreshAt.getTime() - t;
     if (left > 0) {
-      delay = jitter(left, random);
+      delay = spread(left);
       reason = 'refresh';
     } else {
-      delay = jitter(PAST_REFRESH_DELAY_MS, random);
+      delay = spread(PAST_REFRESH_DELAY_MS);
       reason = 'past-refresh';
     }
   } else if (attempt.code === 'OCSP_TRY_LATER') {
     // at least 30 min: only upward jitter on the floor
-    delay = Math.max(
-      jitter(backoffDelay(attempt.failures), random),
-      TRY_LATER_MIN_MS * (1 + JITTER_FRACTION * random()),
-    );
+    delay = Math.max(spread(backoffDelay(attempt.failures, shape)), TRY_LATER_MIN_MS * (1 + fraction * random()));
     reason = 'try-later';
   } else if (PERMANENT_CODES.has(attempt.code)) {
-    delay = jitter(BACKOFF_MAX_MS, random);
+    delay = spread(shape.maxMs ?? BACKOFF_MAX_MS);
     reason = 'permanent';
   } else {
-    delay = jitter(backoffDelay(attempt.failures), random);
+    delay = spread(backoffDelay(attempt.failures, shape));
     reason = 'backoff';
   }
   const tryLater = !attempt.ok && attempt.code === 'OCSP_TRY_LATER';
@@ -184,7 +203,8 @@ export function planNextAttempt(attempt: AttemptSummary, now: Date, random: Rand
       reason = 'expiring';
     }
   }
-  delay = Math.max(delay, MIN_DELAY_MS);
+  // never sooner than a minute (or than a shorter base the caller chose)
+  delay = Math.max(delay, Math.min(MIN_DELAY_MS, shape.baseMs ?? MIN_DELAY_MS));
   return { at: new Date(t + Math.round(delay)), reason };
 }
 

@@ -34,6 +34,13 @@ export interface Target {
   responderUrls?: string[];
   /** Do not maintain this staple. */
   disabled?: boolean;
+  /**
+   * The certificate, already parsed (the embedded stapler has it from the TLS
+   * handshake): nothing is read for it, `certPath` only names it, and its
+   * issuer is looked for in `bundle`, then `chain`, then the resolver's CA
+   * folders and caIssuers URL. Such a target never uses the staple-folder cache.
+   */
+  certificate?: { leaf: Certificate; bundle?: Certificate[]; chain?: Certificate[] };
 }
 
 /** Shared dependencies of the engine. */
@@ -53,6 +60,8 @@ export interface EngineContext {
   onRevokedWrite?: boolean;
   /** Maps an AIA URL to an override URL or 'disabled'. */
   urlOverrides?: Record<string, string>;
+  /** How messages name the current staple (default "the staple on disk"; the embedded stapler: "the staple in use"). */
+  stapleName?: string;
   /** Overall time to obtain a staple for one certificate (default 2 × the default HTTP timeout; pipeline/responder.ts). */
   fetchDeadlineMs?: number;
   /**

@@ -29,9 +29,8 @@ import {
   type TargetOutcome,
 } from './context.js';
 import {
-  judgeStaple,
+  judgeTarget,
   loadFromSources,
-  readStapleFile,
   readStapleFileAsync,
   readStapleFileSync,
   type LoadResult,
@@ -141,7 +140,7 @@ async function processEnabled(
   out: TargetOutcome,
   notice: (m: string) => void,
 ): Promise<TargetOutcome> {
-  const slot = ctx.verdicts?.forStaple(target.staplePath);
+  const slot = target.certificate ? undefined : ctx.verdicts?.forStaple(target.staplePath);
   let fleetJob: FleetJob | 'done' | undefined;
   try {
     slot?.folder.touch(slot.name, !options.dryRun);
@@ -150,7 +149,7 @@ async function processEnabled(
     // certificate is parsed; otherwise the order is the ordinary one (load,
     // then read the staple), so a certificate that fails to load never
     // touches the staple file.
-    const sources = readSourcesSync(target, ctx.pass);
+    const sources = target.certificate ? undefined : readSourcesSync(target, ctx.pass);
     const record = slot && sources ? slot.folder.get(slot.name) : undefined;
     let stapleRead: StapleRead | undefined;
     let stapleHash: string | undefined;
@@ -188,12 +187,12 @@ async function processEnabled(
         responderUrls(target, { ocspUrls: hit.ocspUrls ?? [] }, ctx.urlOverrides),
       );
     } else {
-      load = await loadFromSources(target, ctx.resolver, sources, ctx);
+      const current = await judgeTarget(target, ctx, { sources, read: stapleRead });
+      load = current.load;
       const cert = load.loaded.cert;
-      out.triage = triageOf(cert, responderUrls(target, cert, ctx.urlOverrides));
-      stapleRead ??= await readStapleFile(ctx.store, target.staplePath);
-      now = ctx.now();
-      const current = await judgeStaple(stapleRead, target.staplePath, load.loaded, now, ctx.skewMs, ctx);
+      out.triage = current.triage;
+      stapleRead = current.read;
+      now = current.now;
       state = current.state;
       currentDecoded = current.decoded;
       if (current.verified) {

@@ -117,7 +117,7 @@ export async function renew(input: RenewInput): Promise<TargetOutcome> {
   };
   const verdict = compareStaples(currentRank, candidateRank);
   const keep = (): TargetOutcome => {
-    const message = keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason);
+    const message = keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason, ctx.stapleName);
     out.kept = { reason: verdict.reason, message };
     out.result = 'unchanged';
     notice(message);
@@ -134,7 +134,7 @@ export async function renew(input: RenewInput): Promise<TargetOutcome> {
       out.staple = summarize(v); // the staple now on disk is the revoked response
       remember();
     } else if (ctx.onRevokedWrite) {
-      notice(keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason));
+      notice(keptMessage(currentRank as RankedStaple, candidateRank, verdict.reason, ctx.stapleName));
     }
   }
   assertGood(v, `the certificate "${loaded.cert.subject}"`);

@@ -26,10 +26,11 @@ import type { Server as TlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
 import { attachStapling, type StaplingEvent, type StaplingHandle } from '../../src/embed/stapling.js';
+import type { Clock } from '../../src/io/clock.js';
 import type { HttpRequest, HttpTransport } from '../../src/io/http.js';
 import { ROOT, assertBuilt, requestedSerial } from '../helpers/cli-harness.js';
 import { decodeGetPath, startEvilResponder, type EvilResponder } from '../helpers/evil-responder.js';
-import { buildTestPki, goodResponseFor, type TestPki } from '../helpers/mint.js';
+import { buildTestPki, goodResponseFor, mintOcspResponse, type TestPki } from '../helpers/mint.js';
 import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { sClient } from '../helpers/s-client.js';
@@ -458,6 +459,73 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  /** A clock whose timers fire only when the test says so; it records how each was asked for. */
+  function manualClock(): Clock & {
+    timers: Array<{ at: number; fn: () => void; unref: boolean; cancelled: boolean }>;
+  } {
+    const timers: Array<{ at: number; fn: () => void; unref: boolean; cancelled: boolean }> = [];
+    return {
+      timers,
+      now,
+      setTimer(ms, fn, opts) {
+        const timer = { at: t + ms, fn, unref: opts?.unref === true, cancelled: false };
+        timers.push(timer);
+        return () => {
+          timer.cancelled = true;
+        };
+      },
+    };
+  }
+
+  it("waits on the injected clock's timers (unref'd), with the daemon's backoff: tryLater at least 30 min", async () => {
+    t = pki.now.getTime();
+    const clock = manualClock();
+    const server = fakeServer();
+    const tryLater = mintOcspResponse({ status: 3, signer: pki.root, producedAt: new Date(t), singles: [] });
+    const tr = transport(() => tryLater);
+    const events: StaplingEvent[] = [];
+    const handle = attachStapling(server, {
+      transport: tr,
+      clock,
+      backoff: { jitter: 0 },
+      onEvent: (e) => events.push(e),
+    });
+    expect(await handshake(server)).toBeNull();
+    await handle.idle();
+    expect(events.at(-1)).toMatchObject({ type: 'error', error: { code: 'OCSP_TRY_LATER' }, failures: 1 });
+    const retry = Date.parse(handle.status()[0]!.nextRefresh!);
+    expect(retry - t).toBe(30 * MIN); // not the 1 min of an ordinary failure: the responder asked us to stay away
+    const live = clock.timers.filter((x) => !x.cancelled);
+    expect(live).toHaveLength(1);
+    expect(live[0]).toMatchObject({ at: retry, unref: true });
+    // the clock fires the retry: one more request
+    t = retry;
+    live[0]!.fn();
+    await handle.idle();
+    expect(tr.calls).toBe(2);
+    expect(Date.parse(handle.status()[0]!.nextRefresh!) - t).toBe(30 * MIN);
+    await handle.close();
+  });
+
+  it('retries a failure only the operator can fix (an unusable responder URL) at the backoff cap, not every minute', async () => {
+    t = pki.now.getTime();
+    const server = fakeServer();
+    const tr = transport(() => Buffer.alloc(0));
+    const handle = attachStapling(server, {
+      transport: tr,
+      now,
+      responderUrls: ['ftp://127.0.0.1/ocsp'],
+      backoff: { jitter: 0, maxMs: 20 * MIN },
+    });
+    await handshake(server);
+    await handle.idle();
+    const s = handle.status()[0]!;
+    expect(s).toMatchObject({ failures: 1, lastError: { code: 'HTTP_BAD_URL' } });
+    expect(Date.parse(s.nextRefresh!) - t).toBe(20 * MIN);
+    expect(tr.calls).toBe(0);
+    await handle.close();
   });
 
   it('gives no staple and no error for a certificate it cannot read, and nothing after close()', async () => {

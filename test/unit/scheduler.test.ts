@@ -103,7 +103,7 @@ describe('planNextAttempt after a success', () => {
 
 describe('planNextAttempt after a failure', () => {
   it('backs off 1, 2, 4, 8, 16, 32 min, then hourly', () => {
-    expect([1, 2, 3, 4, 5, 6, 7, 8, 20, 1000].map(backoffDelay)).toEqual([
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 20, 1000].map((n) => backoffDelay(n))).toEqual([
       1 * MIN,
       2 * MIN,
       4 * MIN,
