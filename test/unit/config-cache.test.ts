@@ -1,22 +1,13 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, unlink, utimes, writeFile, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, mkdir, readdir, readFile, rm, unlink, utimes, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { hash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { configCacheDir, configCacheStats, isPlainJson } from '../../src/config/config-cache.js';
 import { loadConfig, type LoadedConfig } from '../../src/config/index.js';
 import { isStapleError } from '../../src/core/errors.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
-const roots: string[] = [];
-afterAll(async () => {
-  await Promise.all(roots.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function temp(prefix: string): Promise<string> {
-  const d = await mkdtemp(path.join(os.tmpdir(), prefix));
-  roots.push(d);
-  return d;
-}
+afterAll(cleanUp);
 
 async function put(root: string, files: Record<string, string>): Promise<void> {
   for (const [rel, text] of Object.entries(files)) {
@@ -52,7 +43,7 @@ hooks:
 `;
 
 async function project(): Promise<{ root: string; cache: string }> {
-  const root = await temp('sk-cc-');
+  const root = await tempDir('sk-cc-');
   await put(root, {
     'sk.yaml': MAIN,
     'certs/a.pem': 'a',
@@ -61,7 +52,7 @@ async function project(): Promise<{ root: string; cache: string }> {
     'certs/chain.pem': 'chain',
     'conf.d/c.yaml': 'domains:\n  c.example:\n    cert: certs/c.pem\n    ocsp: c.der\n',
   });
-  return { root, cache: await temp('sk-cc-dir-') };
+  return { root, cache: await tempDir('sk-cc-dir-') };
 }
 
 /** Loads with the cache (filling it), then checks that it is used and equals a load without it. */
@@ -144,8 +135,8 @@ describe('configuration cache: a result is reused only while it holds', () => {
   });
 
   it('scans are made again at every load; the files themselves come from the cache', async () => {
-    const root = await temp('sk-cc-scan-');
-    const cache = await temp('sk-cc-dir-');
+    const root = await tempDir('sk-cc-scan-');
+    const cache = await tempDir('sk-cc-dir-');
     await put(root, {
       'sk.yaml': 'ocsp_folder: out\nscan_keys:\n  - folder: keys\n',
       'keys/one.pem': '1',
@@ -236,7 +227,7 @@ describe('configuration cache: where it lives', () => {
 
   it('creates its folder private (0700) and its file 0600', async () => {
     const { root } = await project();
-    const cache = path.join(await temp('sk-cc-parent-'), 'nested', 'cache');
+    const cache = path.join(await tempDir('sk-cc-parent-'), 'nested', 'cache');
     await outcome('sk.yaml', root, cache);
     await new Promise((r) => setImmediate(r)); // the write follows the load at the next turn
     expect((await stat(cache)).mode & 0o777).toBe(0o700);
@@ -255,7 +246,7 @@ describe('configuration cache: where it lives', () => {
 
 describe('certificate kinds from a folder listing', () => {
   it('a folder of many certificates gives the kinds stat gives: links followed, folders and absences named', async () => {
-    const root = await temp('sk-kinds-');
+    const root = await tempDir('sk-kinds-');
     const { symlink } = await import('node:fs/promises');
     const files: Record<string, string> = {};
     const domains: string[] = [];
