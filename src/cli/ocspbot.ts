@@ -67,7 +67,6 @@ export async function ocspbotCli(argv: string[], io: CliIo): Promise<number> {
       verbose: false,
       prog: 'ocspbot',
       ocspbot: true,
-      signatures: loaded.signatures,
       // ocspbot fails a certificate without an OCSP URL (exit 255): the drop-in keeps that
       strictOcsp: true,
     },

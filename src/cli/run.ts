@@ -164,10 +164,9 @@ export async function loadConfigForCli(
   io: CliIo,
   fallbackNames = true,
   extra: Pick<LoadConfigOptions, 'ocspbot'> = {},
-): Promise<{ config: LoadedConfig; signatures: SignatureVerifier } | { exit: number; error: StapleError }> {
-  // every command that loads a configuration checks staples next: the signature thread starts meanwhile
-  const signatures = new SignatureVerifier({ thread: true });
-  signatures.prestart();
+): Promise<{ config: LoadedConfig } | { exit: number; error: StapleError }> {
+  // (the signature thread starts at the first signature check, so a warm run, all verdicts from the
+  // staple-folder cache, never starts it: ~10 MB and a V8 isolate less)
   try {
     let path: string | undefined;
     if (file) path = resolve(io.cwd, file);
@@ -181,7 +180,7 @@ export async function loadConfigForCli(
         ),
       };
     }
-    return { config: await loadConfig(path, { ...configLoadOptions(io), ...extra }), signatures };
+    return { config: await loadConfig(path, { ...configLoadOptions(io), ...extra }) };
   } catch (e) {
     const err = toStapleError(e, 'CONFIG_INVALID');
     const exit = err.code === 'CONFIG_YAML' || err.code === 'FILE_UNREADABLE' ? EXIT.YAML : EXIT.CONFIG;
@@ -309,8 +308,6 @@ export interface ExecuteRunOptions {
   crl?: boolean;
   /** ocspbot's log files and error lines (the `ocspbot` command; see {@link RunOutputOptions}). */
   ocspbot?: boolean;
-  /** The signature verifier started while the configuration loaded ({@link loadConfigForCli}). */
-  signatures?: SignatureVerifier;
 }
 
 /** Runs a loaded configuration and prints the results; returns the exit code. */
@@ -342,7 +339,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
         dryRun: opts.dryRun,
         // the CLI keeps the verdict cache beside the staples and checks signatures on its thread
         verdicts: new VerdictCache({ env: io.env }),
-        signatures: opts.signatures ?? new SignatureVerifier({ thread: true }),
+        signatures: new SignatureVerifier({ thread: true }),
         ...(opts.only ? { only: opts.only } : {}),
         ...(opts.strictOcsp ? { strictOcsp: true } : {}),
         ...(opts.crl ? { crl: true } : {}),
@@ -421,7 +418,6 @@ export async function runCommand(opts: RunOpts, io: CliIo): Promise<number> {
     quiet: opts.quiet,
     verbose: opts.verbose,
     prog: 'staplekeeper',
-    signatures: loaded.signatures,
   };
   if (opts.only) exec.only = opts.only;
   if (opts.crl) exec.crl = true;

@@ -441,7 +441,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
         callback(null, servable(e, now().getTime()) ?? null);
         kick(e, now().getTime());
       };
-      const timer = setTimeout(answer, CACHE_WAIT_MS);
+      const timer = setTimeout(answer, CACHE_WAIT_MS); // wall-clock on purpose: it bounds a real handshake
       void loading.finally(() => {
         clearTimeout(timer);
         answer();

@@ -9,8 +9,9 @@
  * bytes under the same key returned before (here or on the thread), and a
  * check the thread did not answer is made on the main thread.
  *
- * Who has one: `run` (the CLI creates one with the thread and starts it
- * while the configuration loads) and the daemon (one for its lifetime). A
+ * Who has one: `run`, `check` and the drop-ins (the CLI creates one with the
+ * thread, which starts at the first check, so a warm run all from the verdict
+ * cache never starts it) and the daemon (one for its lifetime). A
  * library caller of processTarget or runOnce has none unless it passes one:
  * every signature is then checked where it is needed.
  */
@@ -38,15 +39,6 @@ export class SignatureVerifier {
   /** True when checks are made ahead on a thread. */
   get threaded(): boolean {
     return this.thread !== undefined;
-  }
-
-  /**
-   * Starts the thread ahead of need (it takes ~30–50 ms to start, on the
-   * other core), so that it is ready when the first staple is checked. It
-   * stops again after a while without work. Nothing without a thread.
-   */
-  prestart(): void {
-    this.thread?.prestart();
   }
 
   /**
