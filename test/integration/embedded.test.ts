@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
 import { attachStapling, type StaplingEvent, type StaplingHandle } from '../../src/embed/stapling.js';
 import type { Clock } from '../../src/io/clock.js';
-import { ROOT, assertBuilt, requestedSerial } from '../helpers/cli-harness.js';
+import { assertBuilt, requestedSerial, ROOT } from '../helpers/cli-harness.js';
 import { decodeGetPath, startEvilResponder, type EvilResponder } from '../helpers/evil-responder.js';
 import { buildTestPki, createPki, goodResponseFor, mintOcspResponse, type Pki, type TestPki } from '../helpers/mint.js';
 import { freePort, startResponder, type Responder } from '../helpers/servers.js';

@@ -23,7 +23,7 @@ describe('run: requests in flight', () => {
     const dir = await tempDir('sk-limits-');
     dirs.push(dir);
     await mkdir(join(dir, 'certs'));
-    await mkdir(join(dir, 'staples')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+    await mkdir(join(dir, 'staples')); // the staple folder must exist (README.md, "Configuration")
     await writeFile(join(dir, 'chain.pem'), pki.root.pem);
     const domains: string[] = [];
     for (const [i, leaf] of pki.leaves.entries()) {
