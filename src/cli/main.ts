@@ -42,6 +42,7 @@ Environment:
                           proxies for responder requests (http.proxy overrides)
   NO_COLOR                no colour on a terminal`;
 import type { CliIo } from './io.js';
+import { holdYoungGeneration } from './young-generation.js';
 
 export type { CliIo } from './io.js';
 
@@ -222,6 +223,8 @@ export async function runMain(prog: 'staplekeeper' | 'ocspbot' | 'ocsprenewer', 
     isTTY: Boolean(process.stdout.isTTY),
   };
   let code: number;
+  // a warm run needs no grown young generation (young-generation.ts): ~20 MB less peak RSS
+  holdYoungGeneration();
   // Signals queued since the executable's first statement (early-signals.ts): a daemon
   // takes them over with its own handlers; any other command gets the defaults back now.
   if (prog === 'ocspbot') {

@@ -60,7 +60,10 @@ import { noOcspNotice, type Triage } from '../core/triage.js';
 import { readMarks } from '../revocation/marks.js';
 import type { EngineContext, StapleSummary, TargetOutcome } from '../pipeline/context.js';
 import type { CrlVerdict } from '../pipeline/contracts.js';
+import { PassMemo } from '../pipeline/pass-memo.js';
 import { processTarget } from '../pipeline/process.js';
+import { SignatureVerifier } from '../pipeline/signature-verifier.js';
+import { VerdictCache } from '../pipeline/verdict-cache.js';
 import {
   byUrgency,
   certificateState,
@@ -300,6 +303,12 @@ export class StapleDaemon {
   private fleet: Fleet | undefined;
   private fleetKey: string | undefined;
   private unsubscribeFleet: (() => void) | undefined;
+  /** The verdict cache beside the staples (none for a caller's own store): written when idle and at stop. */
+  private readonly verdicts: VerdictCache | undefined;
+  /** Signature checks remembered and made ahead on a thread, for the daemon's lifetime. */
+  private readonly signatures = new SignatureVerifier({ thread: true });
+  /** What a burst of work shares; dropped when the daemon goes idle (pipeline/pass-memo.ts). */
+  private readonly pass: PassMemo;
 
   private constructor(options: DaemonOptions) {
     this.options = options;
@@ -311,6 +320,8 @@ export class StapleDaemon {
     this.hostBackoff = new HostBackoff(this.random);
     this.schedule = new Schedule(this.clock, (ids) => this.onDue(ids));
     this.startedAt = this.clock.now();
+    this.verdicts = options.store ? undefined : new VerdictCache({ env: options.env ?? process.env });
+    this.pass = new PassMemo({ onIdle: () => this.verdicts?.flush() });
   }
 
   /**
@@ -389,6 +400,9 @@ export class StapleDaemon {
       );
     }
     ctx.onNotice = (id, message) => this.log({ level: 'debug', id, msg: `note: ${message}` });
+    ctx.signatures = this.signatures;
+    ctx.pass = this.pass;
+    if (this.verdicts) ctx.verdicts = this.verdicts;
     if (this.fleet) {
       ctx.fleet = this.fleet;
       ctx.fleetWait = 'defer';
@@ -1264,6 +1278,8 @@ export class StapleDaemon {
     await bounded(this.watcher?.close(), 1_000);
     this.watcher = undefined;
     await bounded(this.pumping, grace);
+    this.verdicts?.flush();
+    await bounded(this.signatures.close(), 1_000);
     if (this.lock) await this.lock.release().catch(() => undefined);
     await bounded(this.server?.close(), 1_000);
     this.server = undefined;

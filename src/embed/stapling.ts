@@ -194,7 +194,6 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
     policy: options.policy ?? DEFAULT_POLICY,
     // a certificate without a responder is an error to report, as it always was here
     strictOcsp: true,
-    cache: false,
     stapleName: 'the staple in use',
   };
   if (skewMs !== undefined) ctx.skewMs = skewMs;
@@ -442,7 +441,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
         callback(null, servable(e, now().getTime()) ?? null);
         kick(e, now().getTime());
       };
-      const timer = setTimeout(answer, CACHE_WAIT_MS);
+      const timer = setTimeout(answer, CACHE_WAIT_MS); // wall-clock on purpose: it bounds a real handshake
       void loading.finally(() => {
         clearTimeout(timer);
         answer();
