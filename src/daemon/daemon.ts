@@ -29,46 +29,35 @@
  * {@link StapleDaemon.renewAll}, {@link StapleDaemon.reload} and
  * {@link StapleDaemon.stop}, and formats {@link LogEvent}s.
  */
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, stat, unlink } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
-import { failureLine, shortUrl } from '../core/message.js';
-import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
+import { toStapleError } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
-import { describeFsError } from '../io/files.js';
 import type { Fleet, FleetHealth } from '../fleet/contract.js';
 import type { HttpTransport } from '../io/http.js';
-import { cleanStaleTemps, createFileStore, TEMP_MARKER, type StapleStore } from '../io/store.js';
+import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
 import { VERSION } from '../version.js';
 import type { HeldLock } from '../batch/lock.js';
 import { contextFor, crlWatchFor, toTarget, transportFor } from '../batch/run.js';
 import { runBatchStep } from '../batch/step.js';
-import {
-  EXPIRY_MARGIN_MS,
-  HostBackoff,
-  isHostFailure,
-  jitter,
-  planNextAttempt,
-  Schedule,
-  type NextAttemptReason,
-  type RandomSource,
-} from '../pipeline/backoff.js';
-import { noOcspNotice, type Triage } from '../core/triage.js';
+import { EXPIRY_MARGIN_MS, jitter, Schedule, type RandomSource } from '../pipeline/backoff.js';
 import { readMarks } from '../revocation/marks.js';
-import type { EngineContext, StapleSummary, TargetOutcome } from '../pipeline/context.js';
-import type { CrlVerdict } from '../pipeline/contracts.js';
+import type { EngineContext, TargetOutcome } from '../pipeline/context.js';
 import { processTarget } from '../pipeline/process.js';
+import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
+import { snapshotOf } from '../status/snapshot.js';
 import {
-  byUrgency,
-  certificateState,
-  type CertificateStatus,
-  type DaemonObserver,
-  type DaemonSnapshot,
-} from '../status/page.js';
-import { isInside, sourceFromConfig, type DaemonSource, type DiscoverResult, type DiscoveryProblem } from './watch.js';
+  newEntryState,
+  nextEntryState,
+  noteEvents,
+  type DaemonLogger,
+  type EntryOutcome,
+  type EntryState,
+} from './entry-state.js';
+import { HostHealth, type HostAttempt } from './host-health.js';
+import { sourceFromConfig, type DaemonSource, type DiscoverResult, type DiscoveryProblem } from './watch.js';
+import { proveWritable } from './writable.js';
 
 export type {
   AttemptEvent,
@@ -78,33 +67,12 @@ export type {
   DaemonSnapshot,
 } from '../status/page.js';
 export type { DaemonSource, DiscoverResult, DiscoveryProblem, WatchDir } from './watch.js';
+export type { DaemonLogger, LogEvent, LogLevel } from './entry-state.js';
 export { byUrgency, certificateState, sourceFromConfig };
 
 // ---------------------------------------------------------------------------
 // Public types
 // ---------------------------------------------------------------------------
-
-/** Severity of a {@link LogEvent}; `debug` is shown with `-v` only. */
-export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
-
-/**
- * One thing that happened, for one log line. `msg` never repeats `id` or
- * `code`: the text formatter prefixes `[id]` and `error CODE:` itself, the
- * JSON formatter puts them in fields.
- */
-export interface LogEvent {
-  level: LogLevel;
-  msg: string;
-  /** The certificate (target id) the event is about. */
-  id?: string;
-  /** A stable error code ({@link ErrorCode}) for failures. */
-  code?: string;
-  /** Extra structured facts for JSON logs. */
-  fields?: Record<string, unknown>;
-}
-
-/** Where the daemon sends its events. */
-export type DaemonLogger = (event: LogEvent) => void;
 
 /** Options of {@link StapleDaemon.start}. */
 export interface DaemonOptions {
@@ -134,93 +102,14 @@ export interface DaemonOptions {
 }
 
 // ---------------------------------------------------------------------------
-// Folder checks
-// ---------------------------------------------------------------------------
-
-/**
- * Proves that the daemon can write in each folder by creating and removing a
- * file there, so that a read-only mount or a wrong owner is reported at start
- * and not as a failure hours later when the first staple is due. Missing
- * folders inside `createWithin` (the ocsp_folder) are created, as scan_keys
- * subfolders need; others must exist.
- *
- * @throws StapleError `FILE_WRITE` naming the folder and the reason.
- */
-export async function proveWritable(dirs: Iterable<string>, createWithin?: string): Promise<void> {
-  for (const dir of new Set(dirs)) {
-    let st;
-    try {
-      st = await stat(dir);
-    } catch (e) {
-      // only subfolders below the staple folder are created, never the folder itself (a mistyped ocsp_folder)
-      if (
-        (e as NodeJS.ErrnoException).code === 'ENOENT' &&
-        createWithin &&
-        resolve(dir) !== resolve(createWithin) &&
-        isInside(dir, createWithin)
-      ) {
-        try {
-          await mkdir(dir, { recursive: true });
-          st = await stat(dir);
-        } catch (e2) {
-          throw new StapleError(
-            'FILE_WRITE',
-            `staple folder ${dir} does not exist and cannot be created: ${describeFsError(e2)}`,
-            { cause: e2 },
-          );
-        }
-      } else {
-        throw new StapleError(
-          'FILE_WRITE',
-          `staple folder ${dir} cannot be used: ${describeFsError(e)}; create it or fix the configuration`,
-          { cause: e },
-        );
-      }
-    }
-    if (!st.isDirectory()) throw new StapleError('FILE_WRITE', `staple folder ${dir} is not a folder`);
-    const probe = join(dir, `.staplekeeper-probe${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`);
-    try {
-      const fh = await open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      await fh.close();
-      await unlink(probe);
-    } catch (e) {
-      const uid = process.getuid?.();
-      throw new StapleError(
-        'FILE_WRITE',
-        `staple folder ${dir} is not writable: ${describeFsError(e)}${uid === undefined ? '' : ` (running as uid ${uid})`}; fix its owner or mode (under systemd: ReadWritePaths=)`,
-        { cause: e },
-      );
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
 // The daemon
 // ---------------------------------------------------------------------------
 
-interface Entry {
-  target: TargetConfig;
+/** A certificate in the daemon: its state (entry-state.ts) and its place in the queue. */
+interface Entry extends EntryState {
   inFlight: boolean;
   /** Asked for again while in flight (force wins). */
-  again?: Queued;
-  lastAttempt?: Date;
-  lastResult?: TargetOutcome['result'];
-  lastCode?: ErrorCode;
-  lastError?: string;
-  lastSuccess?: Date;
-  consecutiveFailures: number;
-  staple?: StapleSummary;
-  nextRefresh?: Date;
-  nextReason?: NextAttemptReason;
-  responderUrl?: string;
-  /** Responder hosts the last attempt talked to (for the per-host gate). */
-  hosts: string[];
-  /** How revocation of the certificate is published (core/triage.ts), once known. */
-  triage?: Triage;
-  /** The last CRL verdict of a `crl` certificate. */
-  crl?: CrlVerdict;
-  /** The last answer (responder or CRL) said revoked, written or not. */
-  revoked?: { time?: string; reason?: string; source?: 'ocsp' | 'crl' };
+  again?: Queued | undefined;
 }
 
 /** A queued attempt: forced (SIGUSR2), and whether a better staple from the fleet is taken even when not due. */
@@ -229,39 +118,11 @@ interface Queued {
   fleet?: boolean;
 }
 
-interface HostRecord {
-  host: string;
-  url: string;
-  /** ok: the host answered (status < 500); failed: a host-level failure; blocked: not contacted (backoff). */
-  kind: 'ok' | 'failed' | 'blocked';
-  code?: ErrorCode;
-  /** A caIssuers download (not a responder request). */
-  issuer?: boolean;
-}
-
 const SWEEP_KEY = '\u0000sweep';
-/** An urgent certificate whose host another one is probing looks again this soon. */
-const PROBE_WAIT_MS = 10_000;
 /** Pause between two lock-holding batches, longer than acquireLock's 200 ms poll, so a waiting `run` gets its turn. */
 const LOCK_FAIRNESS_MS = 300;
 /** Retry of a batch that could not get the lock. */
 const LOCK_RETRY_MS = 60_000;
-
-function hostOf(url: string): string {
-  try {
-    return new URL(url).host;
-  } catch {
-    return url;
-  }
-}
-
-/** The responder base URL of a request (a GET URL ends with the encoded request, RFC 5019 §5). */
-function baseUrlOf(method: 'GET' | 'POST', url: string): string {
-  if (method !== 'GET') return url;
-  const i = url.lastIndexOf('/');
-  const scheme = url.indexOf('//');
-  return i > scheme + 1 ? url.slice(0, i) : url;
-}
 
 /** A running daemon. Create with {@link StapleDaemon.start}. */
 export class StapleDaemon {
@@ -271,9 +132,7 @@ export class StapleDaemon {
   private readonly clock: Clock;
   private readonly random: RandomSource;
   private readonly store: StapleStore;
-  private readonly hostBackoff: HostBackoff;
-  /** Hosts an urgent probe is talking to right now (at most one probe per host). */
-  private readonly probing = new Set<string>();
+  private readonly health: HostHealth;
   private readonly schedule: Schedule;
   private readonly entries = new Map<string, Entry>();
   private readonly queue = new Map<string, Queued>();
@@ -308,7 +167,7 @@ export class StapleDaemon {
     this.clock = options.clock ?? systemClock;
     this.random = options.random ?? Math.random;
     this.store = options.store ?? createFileStore();
-    this.hostBackoff = new HostBackoff(this.random);
+    this.health = new HostHealth(() => this.clock.now(), this.random);
     this.schedule = new Schedule(this.clock, (ids) => this.onDue(ids));
     this.startedAt = this.clock.now();
   }
@@ -372,7 +231,7 @@ export class StapleDaemon {
   }
 
   private newEntry(target: TargetConfig): Entry {
-    return { target, inFlight: false, consecutiveFailures: 0, hosts: [] };
+    return { ...newEntryState(target), inFlight: false };
   }
 
   private makeContext(config: LoadedConfig): EngineContext {
@@ -388,7 +247,6 @@ export class StapleDaemon {
         (m) => this.log({ level: 'warn', msg: m }),
       );
     }
-    ctx.onNotice = (id, message) => this.log({ level: 'debug', id, msg: `note: ${message}` });
     if (this.fleet) {
       ctx.fleet = this.fleet;
       ctx.fleetWait = 'defer';
@@ -788,40 +646,6 @@ export class StapleDaemon {
     }
   }
 
-  private trackingTransport(records: HostRecord[], issuer = false, probe = false): HttpTransport {
-    const base = this.transport;
-    const tag = issuer ? { issuer } : {};
-    return {
-      send: async (req) => {
-        const host = hostOf(req.url);
-        const url = baseUrlOf(req.method, req.url);
-        // an urgent probe goes through the backoff (processOne allows one per host at a time)
-        const until = probe ? undefined : this.hostBackoff.blockedUntil(host, this.clock.now());
-        if (until) {
-          records.push({ host, url, kind: 'blocked', ...tag });
-          throw new StapleError(
-            'HTTP_NETWORK',
-            `${url}: not contacting ${host} before ${until.toISOString()}: it failed ${this.hostBackoff.failuresOf(host)} time(s) in a row (per-host backoff)`,
-          );
-        }
-        try {
-          const res = await base.send(req);
-          records.push(
-            res.status >= 500
-              ? { host, url, kind: 'failed', code: 'HTTP_STATUS', ...tag }
-              : { host, url, kind: 'ok', ...tag },
-          );
-          return res;
-        } catch (e) {
-          const err = toStapleError(e);
-          records.push({ host, url, kind: isHostFailure(err.code) ? 'failed' : 'ok', code: err.code, ...tag });
-          throw e;
-        }
-      },
-      close: async () => undefined,
-    };
-  }
-
   /**
    * One attempt for one certificate. When every responder host it used last
    * time is in backoff, it is first only judged (no fetch): a staple that is
@@ -832,18 +656,17 @@ export class StapleDaemon {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.inFlight = true;
-    const records: HostRecord[] = [];
     const t0 = performance.now();
-    let outcome: TargetOutcome;
+    let result: EntryOutcome;
+    let attempt: HostAttempt | undefined;
     let probing: string[] = [];
     try {
-      const blockedUntil = force ? undefined : this.hostsBlockedUntil(entry);
+      const blockedUntil = force ? undefined : this.health.allBlockedUntil(entry.hosts);
       // A staple that would expire while its hosts wait out their backoff gets an
       // attempt anyway: one probe per host at a time; the others look again soon.
       const urgent = blockedUntil !== undefined && this.isUrgent(entry, blockedUntil);
-      if (urgent && entry.hosts.every((h) => !this.probing.has(h))) {
+      if (urgent && this.health.startProbe(entry.hosts)) {
         probing = [...entry.hosts];
-        for (const h of probing) this.probing.add(h);
         this.log({
           level: 'info',
           id,
@@ -855,48 +678,41 @@ export class StapleDaemon {
         const fromFleet = this.fleet
           ? await processTarget(toTarget(entry.target), this.ctx, { fleetOnly: true })
           : undefined;
+        if (fromFleet && fromFleet.result !== 'updated') for (const e of noteEvents(id, fromFleet)) this.log(e);
         const judged =
           fromFleet?.result === 'updated'
             ? fromFleet
             : await processTarget(toTarget(entry.target), this.ctx, { dryRun: true });
-        if (judged !== fromFleet && judged.decision?.action === 'renew') {
-          // urgent while another certificate probes the host: look again once the probe is answered
-          const base = urgent
-            ? Math.min(blockedUntil.getTime(), this.clock.now().getTime() + PROBE_WAIT_MS)
-            : blockedUntil.getTime();
-          const until = new Date(base + Math.round(this.random() * 5_000));
-          if (this.entries.get(id) === entry) this.schedule.set(id, until);
-          entry.nextReason = 'backoff';
-          this.log({
-            level: 'debug',
-            id,
-            msg: `due (${judged.decision.reason}), but responder ${entry.hosts.join(', ')} is in backoff; next attempt at ${until.toISOString()}`,
-          });
-          return;
-        }
-        outcome = judged;
+        result =
+          judged !== fromFleet && judged.decision?.action === 'renew'
+            ? { kind: 'host-backoff', judged, blockedUntil, urgent }
+            : { kind: 'attempt', outcome: judged, forced: force };
       } else {
         // caIssuers downloads go through the per-host backoff too
-        const probe = probing.length > 0;
+        attempt = this.health.attempt(this.transport, { probe: probing.length > 0 });
         const ctx: EngineContext = {
           ...this.ctx,
-          transport: this.trackingTransport(records, false, probe),
-          resolver: this.ctx.resolver.withTransport(this.trackingTransport(records, true, probe)),
+          transport: attempt.transport,
+          resolver: this.ctx.resolver.withTransport(attempt.issuerTransport),
         };
-        outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
+        const outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
+        result = { kind: 'attempt', outcome, forced: force, hosts: attempt.hosts() };
+        const url = attempt.requestUrl();
+        if (url !== undefined) result.requestUrl = url;
       }
     } finally {
-      for (const h of probing) this.probing.delete(h);
+      this.health.endProbe(probing);
       entry.inFlight = false;
       this.requeueIfAsked(entry);
     }
     const seconds = (performance.now() - t0) / 1000;
     if (this.entries.get(id) !== entry) return; // removed meanwhile
-    this.record(entry, outcome, records, force);
+    this.apply(entry, result, attempt);
+    if (result.kind !== 'attempt') return;
+    const outcome = result.outcome;
     // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
     const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched =
-      (outcome.result === 'updated' && !fleetHit) || records.some((r) => r.kind !== 'blocked' && !r.issuer);
+    const fetched = (outcome.result === 'updated' && !fleetHit) || (attempt?.contactedResponder() ?? false);
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
@@ -905,6 +721,22 @@ export class StapleDaemon {
       }
     }
     this.batchOutcomes.push(outcome);
+  }
+
+  /** Applies an attempt (entry-state.ts): the entry's new state, the hosts' health, the timer, the log. */
+  private apply(entry: Entry, result: EntryOutcome, attempt: HostAttempt | undefined): void {
+    // CRL watch on: a `crl` certificate is looked at again every crl.interval
+    if (result.kind === 'attempt' && this.ctx.crl) result.crlIntervalMs = this.crlIntervalMs;
+    const t = nextEntryState(entry, result, this.clock.now(), this.random);
+    Object.assign(entry, t.state);
+    attempt?.settle(result.kind === 'attempt' ? result.outcome.error?.code : undefined, {
+      lifeOf: (host) => this.shortestLifeFor(host),
+      onRecovered: (host) => this.wakeWaitingOn(host, entry.target.id),
+    });
+    const id = entry.target.id;
+    if (t.next === null) this.schedule.delete(id);
+    else if (t.next) this.schedule.set(id, t.next);
+    for (const e of t.log) this.log(e);
   }
 
   /**
@@ -918,11 +750,12 @@ export class StapleDaemon {
   }
 
   /** The shortest remaining life (ms) of a usable staple served by `host`, if any. */
-  private shortestLifeFor(host: string, now: Date): number | undefined {
+  private shortestLifeFor(host: string): number | undefined {
+    const now = this.clock.now().getTime();
     let min: number | undefined;
     for (const e of this.entries.values()) {
       if (e.staple?.status !== 'good' || !e.hosts.includes(host)) continue;
-      const left = new Date(e.staple.usableUntil).getTime() - now.getTime();
+      const left = new Date(e.staple.usableUntil).getTime() - now;
       if (left > 0 && (min === undefined || left < min)) min = left;
     }
     return min;
@@ -939,15 +772,6 @@ export class StapleDaemon {
     }
   }
 
-  /** The end of the backoff of the certificate's responder hosts, when all of them are in backoff. */
-  private hostsBlockedUntil(entry: Entry): Date | undefined {
-    if (entry.hosts.length === 0) return undefined;
-    const now = this.clock.now();
-    const blocks = entry.hosts.map((h) => this.hostBackoff.blockedUntil(h, now));
-    if (blocks.some((b) => b === undefined)) return undefined;
-    return new Date(Math.min(...blocks.map((b) => (b as Date).getTime())));
-  }
-
   /** A change that arrived while the certificate was in progress is handled right after. */
   private requeueIfAsked(entry: Entry): void {
     const again = entry.again;
@@ -956,179 +780,6 @@ export class StapleDaemon {
       // after the current microtask, so that the outcome is recorded first
       queueMicrotask(() => this.enqueue(entry.target.id, again.force, again.fleet ?? false));
     }
-  }
-
-  private record(entry: Entry, o: TargetOutcome, records: HostRecord[], forced: boolean): void {
-    const now = this.clock.now();
-    const id = entry.target.id;
-    const quietAgain = entry.lastResult === 'skipped' && o.result === 'skipped';
-    entry.lastAttempt = now;
-    entry.lastResult = o.result;
-    // an attempt that failed before judging the staple on disk (certificate unreadable, no issuer) says nothing about it
-    if (o.staple || o.decision) entry.staple = o.staple;
-    if (o.triage) entry.triage = o.triage;
-    if (o.crl) entry.crl = o.crl;
-    // a revocation stays until the certificate is replaced (the entry is then new) or an answer says good
-    if (o.revoked) entry.revoked = o.revoked;
-    else if ((o.result === 'updated' && o.staple?.status === 'good') || o.crl?.status === 'good')
-      entry.revoked = undefined;
-    const contacted = records.filter((r) => r.kind !== 'blocked');
-    if (contacted.length > 0) entry.hosts = [...new Set(contacted.map((r) => r.host))];
-    else if (records.length > 0) entry.hosts = [...new Set(records.map((r) => r.host))];
-    entry.responderUrl = o.url ?? records.find((r) => !r.issuer)?.url ?? entry.responderUrl;
-
-    // per-host health: a 200 carrying tryLater or internalError is still the host failing
-    const hostLevel = o.error && (o.error.code === 'OCSP_TRY_LATER' || o.error.code === 'OCSP_INTERNAL_ERROR');
-    for (const r of contacted) {
-      const failure =
-        r.kind === 'failed' ? (r.code ?? 'HTTP_NETWORK') : hostLevel && !r.issuer ? o.error?.code : undefined;
-      if (failure) {
-        // one step per outage, capped by the shortest remaining life of the host's staples (scheduler.ts)
-        const life = this.hostBackoff.blockedUntil(r.host, now) ? undefined : this.shortestLifeFor(r.host, now);
-        this.hostBackoff.recordFailure(r.host, now, failure, life === undefined ? {} : { shortestLifeMs: life });
-      } else {
-        const wasDown = this.hostBackoff.failuresOf(r.host) > 0;
-        this.hostBackoff.recordSuccess(r.host);
-        if (wasDown) this.wakeWaitingOn(r.host, id);
-      }
-    }
-
-    if (o.result === 'skipped') {
-      const again = quietAgain;
-      entry.consecutiveFailures = 0;
-      entry.lastCode = undefined;
-      entry.lastError = undefined;
-      entry.nextRefresh = undefined;
-      entry.nextReason = undefined;
-      const noOcsp = o.triage !== undefined && o.triage.mechanism !== 'ocsp';
-      const notice = noOcsp
-        ? (o.notices.find((n) => n.startsWith('no OCSP responder')) ?? o.notices.at(-1))
-        : o.notices.at(-1);
-      if (noOcsp && o.triage?.mechanism === 'crl' && this.ctx.crl) {
-        // the CRL is looked at again at crl.interval: a new CRL can appear long before the old one's nextUpdate
-        const at = new Date(now.getTime() + Math.round(jitter(this.crlIntervalMs, this.random)));
-        entry.nextReason = 'crl';
-        this.schedule.set(id, at);
-        const crl = o.crl;
-        const crlText =
-          crl?.status === 'good'
-            ? `CRL ${crl.url}: not revoked (CRL of ${crl.thisUpdate ?? '?'})`
-            : `CRL not checked: ${crl?.error?.code ?? '?'}: ${crl?.error?.message ?? ''}`;
-        const level = crl?.status === 'unavailable' ? 'warn' : again ? 'debug' : 'info';
-        this.log({
-          level,
-          id,
-          msg: `${notice ?? 'nothing to staple'}; ${crlText}; next CRL check at ${at.toISOString()}`,
-        });
-        return;
-      }
-      this.schedule.delete(id);
-      // one notice per certificate, not one per sweep
-      this.log({ level: again ? 'debug' : 'info', id, msg: `skipped: ${notice ?? 'nothing to do'}; not scheduled` });
-      return;
-    }
-
-    const expiresAt = entry.staple?.status === 'good' ? new Date(entry.staple.usableUntil) : undefined;
-    if (o.kept) {
-      // The responder's answer was not better than the staple on disk, which was kept (core/compare.ts):
-      // not an error, but not a renewal either; retried with the failure backoff (and before it expires).
-      entry.consecutiveFailures++;
-      entry.lastError = o.kept.message;
-      entry.nextRefresh = undefined;
-      const plan = planNextAttempt(
-        { ok: false, code: 'OCSP_STALE', failures: entry.consecutiveFailures, ...(expiresAt ? { expiresAt } : {}) },
-        now,
-        this.random,
-      );
-      entry.nextReason = plan.reason;
-      this.schedule.set(id, plan.at);
-      this.log({
-        level: 'warn',
-        id,
-        msg: `${o.kept.message}; retry at ${plan.at.toISOString()} (attempt ${entry.consecutiveFailures}, ${plan.reason})`,
-        fields: { kept: o.kept.reason, nextAttempt: plan.at.toISOString(), reason: plan.reason },
-      });
-      return;
-    }
-    if (o.result === 'updated' || o.result === 'unchanged') {
-      entry.consecutiveFailures = 0;
-      entry.lastCode = undefined;
-      entry.lastError = undefined;
-      entry.lastSuccess = now;
-      entry.nextRefresh = o.nextRefresh ? new Date(o.nextRefresh) : undefined;
-      const refreshAt = entry.nextRefresh ?? new Date(now.getTime());
-      const plan = planNextAttempt({ ok: true, refreshAt, ...(expiresAt ? { expiresAt } : {}) }, now, this.random);
-      entry.nextReason = plan.reason;
-      this.schedule.set(id, plan.at);
-      if (o.result === 'updated') {
-        const s = o.staple;
-        this.log({
-          level: 'info',
-          id,
-          msg: `${forced ? 'renewed (forced)' : 'updated'} OCSP response: ${s?.status ?? '?'}, valid until ${s?.nextUpdate ?? '?'} (${o.fleet?.role === 'hit' ? (o.fleet.detail ?? 'from the fleet') : `${o.method ?? ''} ${o.url ? shortUrl(o.url) : ''}`}); next refresh around ${plan.at.toISOString()}`,
-          fields: {
-            staplePath: o.staplePath,
-            nextUpdate: s?.nextUpdate,
-            nextAttempt: plan.at.toISOString(),
-            reason: o.decision?.reason,
-          },
-        });
-        if (o.backupError) this.log({ level: 'warn', id, msg: `warning: ${o.backupError}` });
-      } else {
-        this.log({
-          level: 'debug',
-          id,
-          msg: `unchanged: ${o.decision?.detail ?? 'staple is fresh'}; next check at ${plan.at.toISOString()}`,
-          fields: { nextAttempt: plan.at.toISOString() },
-        });
-      }
-      return;
-    }
-
-    // failed
-    entry.consecutiveFailures++;
-    const code = o.error?.code ?? 'INTERNAL';
-    entry.lastCode = code;
-    entry.lastError = o.error?.message ?? '';
-    entry.nextRefresh = undefined;
-    const plan = planNextAttempt(
-      { ok: false, code, failures: entry.consecutiveFailures, ...(expiresAt ? { expiresAt } : {}) },
-      now,
-      this.random,
-    );
-    entry.nextReason = plan.reason;
-    this.schedule.set(id, plan.at);
-    const onDisk =
-      expiresAt && expiresAt.getTime() > now.getTime()
-        ? `the staple on disk stays valid until ${expiresAt.toISOString()}`
-        : 'there is no valid staple on disk';
-    const what = o.revoked
-      ? `certificate REVOKED at ${o.revoked.time ?? '?'} (reason: ${o.revoked.reason ?? 'unspecified'})${o.crl ? ` according to its CRL ${o.crl.url}` : ''}`
-      : (o.error?.message ?? 'failed');
-    const line = failureLine({
-      code,
-      message: what,
-      command: 'daemon',
-      file: entry.target.certPath,
-      after: [
-        ...(o.revoked && o.staple ? ['the current staple was kept'] : []),
-        onDisk,
-        `retry at ${plan.at.toISOString()} (failure ${entry.consecutiveFailures}, ${plan.reason})`,
-      ],
-    });
-    this.log({
-      level: 'error',
-      id,
-      code,
-      msg: line.slice(`error ${code}: `.length),
-      fields: {
-        // the full message (URLs included) for --log-format json; the text line shortens them
-        ...(o.error ? { error: o.error.message } : {}),
-        consecutiveFailures: entry.consecutiveFailures,
-        nextAttempt: plan.at.toISOString(),
-        reason: plan.reason,
-      },
-    });
   }
 
   private closeRetiredTransports(): void {
@@ -1163,7 +814,7 @@ export class StapleDaemon {
   renewAll(): void {
     if (this.stopping) return;
     this.log({ level: 'debug', msg: `renewing all ${this.entries.size} staple(s) now` });
-    this.hostBackoff.clear();
+    this.health.clear();
     for (const id of this.entries.keys()) this.enqueue(id, true);
   }
 
@@ -1306,80 +957,23 @@ export class StapleDaemon {
 
   /** The status of every certificate, most urgent first. */
   snapshot(): DaemonSnapshot {
-    const now = this.clock.now();
-    const certificates = [...this.entries.values()].map((e) => this.statusOf(e, now)).sort(byUrgency);
-    const wake = this.schedule.armedFor();
-    return {
-      version: VERSION,
-      pid: process.pid,
+    const facts = {
       source: this.source.describe,
-      startedAt: this.startedAt.toISOString(),
-      now: now.toISOString(),
+      startedAt: this.startedAt,
       alive: this.isAlive(),
-      nextWake: wake ? wake.toISOString() : null,
+      nextWake: this.schedule.armedFor(),
       inProgress: this.active,
       queued: this.queue.size,
-      hostsInBackoff: this.hostBackoff.size,
-      backoff: this.hostBackoff
-        .list(now)
-        .map((h) => ({ host: h.host, until: h.until.toISOString(), failures: h.failures })),
-      ...(this.fleet ? { fleet: this.fleet.health() } : {}),
-      certificates,
+      hostsFailing: this.health.size,
+      backoff: this.health.list(),
+      fleet: this.fleet?.health(),
+      certificates: [...this.entries.values()].map((e) => ({
+        facts: e,
+        nextAttempt: this.schedule.get(e.target.id),
+        inProgress: e.inFlight,
+      })),
     };
-  }
-
-  private statusOf(e: Entry, now: Date): CertificateStatus {
-    const s = e.staple;
-    const tri = e.triage;
-    const noOcsp =
-      tri !== undefined && tri.mechanism !== 'ocsp' && !tri.mustStaple && e.target.responder !== 'disabled';
-    const facts: Parameters<typeof certificateState>[0] = {
-      disabled: e.lastResult === 'skipped' && !noOcsp,
-      noOcsp,
-      attempted: e.lastAttempt !== undefined,
-      consecutiveFailures: e.consecutiveFailures,
-    };
-    if (s) facts.staple = s;
-    if (e.nextRefresh) facts.nextRefresh = e.nextRefresh;
-    if (e.lastCode) facts.lastCode = e.lastCode;
-    if (e.revoked) facts.revoked = true;
-    const state = certificateState(facts, now);
-    let note: string | null = null;
-    if (noOcsp && tri) {
-      note = noOcspNotice(tri);
-      if (e.crl?.status === 'good') note += `; CRL checked: not revoked (CRL of ${e.crl.thisUpdate ?? '?'})`;
-      else if (e.crl?.status === 'unavailable')
-        note += `; CRL not checked: ${e.crl.error?.code ?? ''}: ${e.crl.error?.message ?? ''}`;
-    }
-    const next = this.schedule.get(e.target.id);
-    return {
-      id: e.target.id,
-      certPath: e.target.certPath,
-      staplePath: e.target.staplePath,
-      state,
-      status: s?.status ?? null,
-      thisUpdate: s?.thisUpdate ?? null,
-      nextUpdate: s?.nextUpdate ?? null,
-      usableUntil: s?.usableUntil ?? null,
-      nextRefresh: e.nextRefresh?.toISOString() ?? null,
-      nextAttempt: next?.toISOString() ?? null,
-      nextAttemptReason: next ? (e.nextReason ?? null) : null,
-      lastAttempt: e.lastAttempt?.toISOString() ?? null,
-      lastResult: e.lastResult ?? null,
-      lastCode: e.lastCode ?? null,
-      lastError: e.lastError ?? null,
-      lastSuccess: e.lastSuccess?.toISOString() ?? null,
-      consecutiveFailures: e.consecutiveFailures,
-      responderUrl: e.responderUrl ?? null,
-      inProgress: e.inFlight,
-      mechanism: tri?.mechanism ?? null,
-      mustStaple: tri?.mustStaple ?? false,
-      crlUrls: tri?.crlUrls ?? [],
-      crlStatus: e.crl?.status ?? null,
-      revocationTime: e.revoked?.time ?? null,
-      revocationReason: e.revoked?.reason ?? null,
-      note,
-    };
+    return snapshotOf(facts, this.clock.now(), process.pid);
   }
 }
 
