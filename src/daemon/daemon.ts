@@ -39,25 +39,19 @@ import type { HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
 import { VERSION } from '../version.js';
 import type { HeldLock } from '../batch/lock.js';
-import { contextFor, crlWatchFor, toTarget, transportFor } from '../batch/run.js';
+import { contextFor, crlWatchFor, transportFor } from '../batch/run.js';
 import { runBatchStep } from '../batch/step.js';
-import { EXPIRY_MARGIN_MS, jitter, Schedule, type RandomSource } from '../pipeline/backoff.js';
+import { jitter, Schedule, type RandomSource } from '../pipeline/backoff.js';
 import { readMarks } from '../revocation/marks.js';
 import type { EngineContext, TargetOutcome } from '../pipeline/context.js';
-import { processTarget } from '../pipeline/process.js';
 import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
 import { snapshotOf } from '../status/snapshot.js';
-import {
-  newEntryState,
-  nextEntryState,
-  noteEvents,
-  type DaemonLogger,
-  type EntryOutcome,
-  type EntryState,
-} from './entry-state.js';
-import { HostHealth, type HostAttempt } from './host-health.js';
-import { sourceFromConfig, type DaemonSource, type DiscoverResult, type DiscoveryProblem } from './watch.js';
-import { proveWritable } from './writable.js';
+import { newEntryState, nextEntryState, type DaemonLogger, type EntryState } from './entry-state.js';
+import { handleFileChanges, ProblemLog, proveStapleFolders, rediscover, type DiscoveryContext } from './discovery.js';
+import { attemptCertificate, shortestLife, wakeWaiting, type AttemptRun } from './attempt.js';
+import { FleetLink } from './fleet-link.js';
+import { HostHealth } from './host-health.js';
+import { sourceFromConfig, type DaemonSource, type DiscoverResult, type FileEvent } from './watch.js';
 
 export type {
   AttemptEvent,
@@ -137,7 +131,6 @@ export class StapleDaemon {
   private readonly entries = new Map<string, Entry>();
   private readonly queue = new Map<string, Queued>();
   private readonly observers = new Set<DaemonObserver>();
-  private readonly reportedProblems = new Set<string>();
   private transport!: HttpTransport;
   private retiredTransports: HttpTransport[] = [];
   private ctx!: EngineContext;
@@ -155,10 +148,8 @@ export class StapleDaemon {
   private batchOutcomes: TargetOutcome[] = [];
   private idleWaiters: Array<() => void> = [];
   private reloading: Promise<boolean> | undefined;
-  /** Fleet mode (src/fleet, docs/fleet.md). */
-  private fleet: Fleet | undefined;
-  private fleetKey: string | undefined;
-  private unsubscribeFleet: (() => void) | undefined;
+  private readonly fleetLink: FleetLink;
+  private readonly problems: ProblemLog;
 
   private constructor(options: DaemonOptions) {
     this.options = options;
@@ -170,6 +161,19 @@ export class StapleDaemon {
     this.health = new HostHealth(() => this.clock.now(), this.random);
     this.schedule = new Schedule(this.clock, (ids) => this.onDue(ids));
     this.startedAt = this.clock.now();
+    this.problems = new ProblemLog(this.log);
+    this.fleetLink = new FleetLink(
+      this.log,
+      {
+        onStaple: (ids) => {
+          for (const id of ids) this.enqueue(id, false, true);
+        },
+        onReconnect: () => {
+          for (const id of this.entries.keys()) this.enqueue(id, false, true);
+        },
+      },
+      options.fleet,
+    );
   }
 
   /**
@@ -198,15 +202,15 @@ export class StapleDaemon {
 
   private async setUp(): Promise<void> {
     const found = await this.source.discover();
-    await this.checkFolders(this.source, found.targets);
+    await proveStapleFolders(this.source, found.targets);
     this.transport = this.options.transport ?? transportFor(this.source.config);
-    await this.openFleet();
+    await this.fleetLink.follow(this.settings);
     this.ctx = this.makeContext(this.source.config);
     // temporary files left by an interrupted process, as `run` does
     for (const dir of new Set(found.targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
     await this.openStatusServer();
     await this.openWatcher();
-    this.reportProblems(found.problems);
+    this.problems.report(found.problems);
     for (const t of found.targets) this.entries.set(t.id, this.newEntry(t));
     this.log({
       level: 'info',
@@ -254,86 +258,14 @@ export class StapleDaemon {
     return ctx;
   }
 
-  // ------------------------------------------------------------------ fleet
-
-  /**
-   * Fleet mode: connects to the fleet of `fleet:` (a store that is down is
-   * logged, not fatal), and subscribes: a publication for a certificate this
-   * daemon manages queues it at once to take the staple; a reconnection after
-   * the store was down reconciles everything (publications missed meanwhile).
-   * Called at start and by a reload that changes the section.
-   */
-  private async openFleet(): Promise<void> {
-    const settings = this.settings.fleet;
-    const key = settings ? JSON.stringify(settings) : undefined;
-    if (key === this.fleetKey && (this.fleet !== undefined || key === undefined)) return;
-    await this.closeFleet();
-    this.fleetKey = key;
-    if (!settings) return;
-    const degraded = (redis: string, detail: string): string =>
-      `fleet degraded: ${redis} cannot be reached (${detail}); ${settings.fetch ? 'fetching directly after a bounded wait' : 'fetch is false: keeping the staples on disk'}`;
-    let fleet = this.options.fleet;
-    if (!fleet) {
-      const { openFleet } = await import('../fleet/index.js');
-      fleet = await openFleet(settings, {
-        httpTimeoutMs: this.settings.http.timeoutMs,
-        onHealth: (up, detail) => {
-          const redis = fleet?.health().redis ?? 'Redis';
-          if (up) this.log({ level: 'info', msg: `fleet: ${redis} answers again` });
-          else this.log({ level: 'warn', code: 'FLEET_UNAVAILABLE', msg: degraded(redis, detail) });
-        },
-      });
-    }
-    this.fleet = fleet;
-    const h = fleet.health();
-    if (h.up) {
-      this.log({
-        level: 'info',
-        msg: `fleet: ${h.redis} (prefix ${h.prefix}; ${h.fetch ? 'fetching when due' : 'fetch is false: taking staples from the fleet only'})`,
-      });
-    } else {
-      this.log({ level: 'warn', code: 'FLEET_UNAVAILABLE', msg: degraded(h.redis, h.lastError ?? 'no answer') });
-    }
-    this.unsubscribeFleet = fleet.subscribe({
-      onStaple: (ids) => {
-        for (const id of ids) this.enqueue(id, false, true);
-      },
-      onReconnect: () => {
-        this.log({ level: 'info', msg: 'fleet: reconciling every certificate with the fleet' });
-        for (const id of this.entries.keys()) this.enqueue(id, false, true);
-      },
-      onDown: () => undefined, // logged by onHealth
-    });
-  }
-
-  private async closeFleet(): Promise<void> {
-    this.unsubscribeFleet?.();
-    this.unsubscribeFleet = undefined;
-    const f = this.fleet;
-    this.fleet = undefined;
-    if (f && f !== this.options.fleet) await f.close().catch(() => undefined);
-  }
-
   /** Fleet mode: how the fleet is (null without one). */
   fleetHealth(): FleetHealth | null {
     return this.fleet?.health() ?? null;
   }
 
-  private async checkFolders(source: DaemonSource, targets: TargetConfig[]): Promise<void> {
-    const folder = source.config.settings.ocspFolder;
-    await proveWritable([folder, ...targets.map((t) => dirname(t.staplePath))], folder);
-  }
-
-  private reportProblems(problems: DiscoveryProblem[]): void {
-    const now = new Set<string>();
-    for (const p of problems) {
-      const key = `${p.code}\u0000${p.message}`;
-      now.add(key);
-      if (this.reportedProblems.has(key)) continue;
-      this.reportedProblems.add(key);
-      this.log({ level: 'error', code: p.code, msg: p.message, fields: p.path ? { path: p.path } : {} });
-    }
-    for (const key of this.reportedProblems) if (!now.has(key)) this.reportedProblems.delete(key);
+  /** Fleet mode (src/fleet, docs/fleet.md): the open fleet, if any. */
+  private get fleet(): Fleet | undefined {
+    return this.fleetLink.current;
   }
 
   // ----------------------------------------------------------- status server
@@ -376,101 +308,36 @@ export class StapleDaemon {
     });
   }
 
-  private onFileEvents(events: Array<{ path: string; kind: 'add' | 'change' | 'unlink' }>): void {
+  private onFileEvents(events: FileEvent[]): void {
     if (this.stopping) return;
-    void this.handleFileEvents(events).catch((e) => {
+    void handleFileChanges(this.discovery(), events).catch((e) => {
       const err = toStapleError(e);
       this.log({ level: 'error', code: err.code, msg: `handling file changes: ${err.message}` });
     });
   }
 
-  private async handleFileEvents(events: Array<{ path: string; kind: 'add' | 'change' | 'unlink' }>): Promise<void> {
-    const changed = new Set<string>();
-    let rediscover = false;
-    const byStaple = new Map([...this.entries.values()].map((e) => [e.target.staplePath, e]));
-    for (const ev of events) {
-      const staple = byStaple.get(ev.path);
-      if (staple) {
-        // our own writes are changes; only a staple removed behind our back needs action
-        if (ev.kind === 'unlink') {
-          this.log({
-            level: 'warn',
-            id: staple.target.id,
-            msg: `the staple ${ev.path} was removed; fetching a new one now`,
-          });
-          this.enqueue(staple.target.id, false);
-        }
-        continue;
-      }
-      if (!this.source.isRelevant(ev.path)) continue;
-      changed.add(ev.path);
-      rediscover = true;
-    }
-    if (!rediscover) return;
-    const touched = await this.rediscover('change');
-    for (const e of this.entries.values()) {
-      const t = e.target;
-      if (touched.has(t.id)) continue;
-      if ([t.certPath, t.chainPath, t.rootchainPath].some((p) => p !== undefined && changed.has(p))) {
-        this.log({ level: 'info', id: t.id, msg: `certificate changed: ${t.certPath}; checking its staple now` });
-        this.enqueue(t.id, false);
-      }
-    }
-  }
-
-  /**
-   * Re-runs discovery and brings the set of certificates in line: new ones
-   * are added and checked at once, changed definitions are checked at once,
-   * vanished ones are dropped from the schedule. Returns the ids it queued.
-   */
-  private async rediscover(why: 'change' | 'sweep' | 'reload'): Promise<Set<string>> {
-    const found = await this.source.discover();
-    this.reportProblems(found.problems);
-    const queued = new Set<string>();
-    const ids = new Set(found.targets.map((t) => t.id));
-    const folder = this.settings.ocspFolder;
-    for (const t of found.targets) {
-      const e = this.entries.get(t.id);
-      if (!e || !sameTarget(e.target, t)) {
-        // a certificate in a new scan subfolder gets a new staple subfolder, as at start
-        await proveWritable([dirname(t.staplePath)], folder).catch((err: unknown) => {
-          const x = toStapleError(err);
-          this.log({ level: 'error', id: t.id, code: x.code, msg: x.message });
-        });
-      }
-      if (!e) {
-        this.entries.set(t.id, this.newEntry(t));
-        this.log({
-          level: 'info',
-          id: t.id,
-          msg: `new certificate ${t.certPath}; fetching its staple now`,
-          fields: { certPath: t.certPath, staplePath: t.staplePath },
-        });
-        this.enqueue(t.id, false);
-        queued.add(t.id);
-      } else if (!sameTarget(e.target, t)) {
-        e.target = t;
-        this.log({
-          level: 'info',
-          id: t.id,
-          msg: `certificate definition changed (${t.certPath} → ${t.staplePath}); checking now`,
-        });
-        this.enqueue(t.id, false);
-        queued.add(t.id);
-      }
-    }
-    for (const [id, e] of this.entries) {
-      if (ids.has(id)) continue;
-      this.entries.delete(id);
-      this.queue.delete(id);
-      this.schedule.delete(id);
-      this.log({
-        level: 'info',
-        id,
-        msg: `certificate ${e.target.certPath} is gone${why === 'reload' ? ' from the configuration' : ''}; no longer scheduled`,
-      });
-    }
-    return queued;
+  /** How discovery (discovery.ts) sees and changes the certificates of this daemon. */
+  private discovery(): DiscoveryContext {
+    return {
+      source: this.source,
+      problems: this.problems,
+      log: this.log,
+      certificates: {
+        targetOf: (id) => this.entries.get(id)?.target,
+        targets: () => [...this.entries.values()].map((e) => e.target),
+        add: (t) => this.entries.set(t.id, this.newEntry(t)),
+        replace: (t) => {
+          const e = this.entries.get(t.id);
+          if (e) e.target = t;
+        },
+        drop: (id) => {
+          this.entries.delete(id);
+          this.queue.delete(id);
+          this.schedule.delete(id);
+        },
+        check: (id) => this.enqueue(id, false),
+      },
+    };
   }
 
   // ------------------------------------------------------------- scheduling
@@ -507,7 +374,7 @@ export class StapleDaemon {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
       // CA folders are read again, so that an issuer added since is found
       this.ctx.resolver.refresh();
-      const queued = await this.rediscover('sweep');
+      const queued = await rediscover(this.discovery(), 'sweep');
       // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
       for (const [id, e] of this.entries)
         if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false, this.fleet !== undefined);
@@ -646,73 +513,31 @@ export class StapleDaemon {
     }
   }
 
-  /**
-   * One attempt for one certificate. When every responder host it used last
-   * time is in backoff, it is first only judged (no fetch): a staple that is
-   * still fresh, or a replaced certificate that needs nothing, is handled at
-   * once; only a renewal waits for the host.
-   */
+  /** One attempt for one certificate (attempt.ts), applied to its entry and told to the observers. */
   private async processOne(id: string, force: boolean, fleet = false): Promise<void> {
     const entry = this.entries.get(id);
     if (!entry) return;
     entry.inFlight = true;
     const t0 = performance.now();
-    let result: EntryOutcome;
-    let attempt: HostAttempt | undefined;
-    let probing: string[] = [];
+    let run: AttemptRun;
     try {
-      const blockedUntil = force ? undefined : this.health.allBlockedUntil(entry.hosts);
-      // A staple that would expire while its hosts wait out their backoff gets an
-      // attempt anyway: one probe per host at a time; the others look again soon.
-      const urgent = blockedUntil !== undefined && this.isUrgent(entry, blockedUntil);
-      if (urgent && this.health.startProbe(entry.hosts)) {
-        probing = [...entry.hosts];
-        this.log({
-          level: 'info',
-          id,
-          msg: `the staple expires soon; probing responder ${entry.hosts.join(', ')} despite its backoff`,
-        });
-      }
-      if (blockedUntil && probing.length === 0) {
-        // fleet mode: another node may hold the staple this one cannot fetch now
-        const fromFleet = this.fleet
-          ? await processTarget(toTarget(entry.target), this.ctx, { fleetOnly: true })
-          : undefined;
-        if (fromFleet && fromFleet.result !== 'updated') for (const e of noteEvents(id, fromFleet)) this.log(e);
-        const judged =
-          fromFleet?.result === 'updated'
-            ? fromFleet
-            : await processTarget(toTarget(entry.target), this.ctx, { dryRun: true });
-        result =
-          judged !== fromFleet && judged.decision?.action === 'renew'
-            ? { kind: 'host-backoff', judged, blockedUntil, urgent }
-            : { kind: 'attempt', outcome: judged, forced: force };
-      } else {
-        // caIssuers downloads go through the per-host backoff too
-        attempt = this.health.attempt(this.transport, { probe: probing.length > 0 });
-        const ctx: EngineContext = {
-          ...this.ctx,
-          transport: attempt.transport,
-          resolver: this.ctx.resolver.withTransport(attempt.issuerTransport),
-        };
-        const outcome = await processTarget(toTarget(entry.target), ctx, { force, fleetApply: fleet });
-        result = { kind: 'attempt', outcome, forced: force, hosts: attempt.hosts() };
-        const url = attempt.requestUrl();
-        if (url !== undefined) result.requestUrl = url;
-      }
+      run = await attemptCertificate(
+        entry,
+        { force, fleet },
+        { ctx: this.ctx, transport: this.transport, health: this.health, now: () => this.clock.now(), log: this.log },
+      );
     } finally {
-      this.health.endProbe(probing);
       entry.inFlight = false;
       this.requeueIfAsked(entry);
     }
     const seconds = (performance.now() - t0) / 1000;
     if (this.entries.get(id) !== entry) return; // removed meanwhile
-    this.apply(entry, result, attempt);
-    if (result.kind !== 'attempt') return;
-    const outcome = result.outcome;
+    this.apply(entry, run);
+    if (run.result.kind !== 'attempt') return;
+    const outcome = run.result.outcome;
     // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
     const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched = (outcome.result === 'updated' && !fleetHit) || (attempt?.contactedResponder() ?? false);
+    const fetched = (outcome.result === 'updated' && !fleetHit) || (run.hosts?.contactedResponder() ?? false);
     for (const o of this.observers) {
       try {
         o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
@@ -724,52 +549,20 @@ export class StapleDaemon {
   }
 
   /** Applies an attempt (entry-state.ts): the entry's new state, the hosts' health, the timer, the log. */
-  private apply(entry: Entry, result: EntryOutcome, attempt: HostAttempt | undefined): void {
+  private apply(entry: Entry, { result, hosts }: AttemptRun): void {
     // CRL watch on: a `crl` certificate is looked at again every crl.interval
     if (result.kind === 'attempt' && this.ctx.crl) result.crlIntervalMs = this.crlIntervalMs;
-    const t = nextEntryState(entry, result, this.clock.now(), this.random);
+    const now = this.clock.now();
+    const t = nextEntryState(entry, result, now, this.random);
     Object.assign(entry, t.state);
-    attempt?.settle(result.kind === 'attempt' ? result.outcome.error?.code : undefined, {
-      lifeOf: (host) => this.shortestLifeFor(host),
-      onRecovered: (host) => this.wakeWaitingOn(host, entry.target.id),
+    hosts?.settle(result.kind === 'attempt' ? result.outcome.error?.code : undefined, {
+      lifeOf: (host) => shortestLife(this.entries.values(), host, now),
+      onRecovered: (host) => wakeWaiting(this.entries.values(), host, entry.target.id, this.schedule, now, this.random),
     });
     const id = entry.target.id;
     if (t.next === null) this.schedule.delete(id);
     else if (t.next) this.schedule.set(id, t.next);
     for (const e of t.log) this.log(e);
-  }
-
-  /**
-   * True when the certificate's usable staple would be within
-   * {@link EXPIRY_MARGIN_MS} of expiring by the time its hosts' backoff ends.
-   */
-  private isUrgent(entry: Entry, blockedUntil: Date): boolean {
-    if (entry.staple?.status !== 'good') return false;
-    const expires = new Date(entry.staple.usableUntil).getTime();
-    return expires > this.clock.now().getTime() && expires - EXPIRY_MARGIN_MS <= blockedUntil.getTime();
-  }
-
-  /** The shortest remaining life (ms) of a usable staple served by `host`, if any. */
-  private shortestLifeFor(host: string): number | undefined {
-    const now = this.clock.now().getTime();
-    let min: number | undefined;
-    for (const e of this.entries.values()) {
-      if (e.staple?.status !== 'good' || !e.hosts.includes(host)) continue;
-      const left = new Date(e.staple.usableUntil).getTime() - now;
-      if (left > 0 && (min === undefined || left < min)) min = left;
-    }
-    return min;
-  }
-
-  /** A host answered again after an outage: the certificates waiting for it try again within seconds. */
-  private wakeWaitingOn(host: string, except: string): void {
-    const now = this.clock.now().getTime();
-    for (const [id, e] of this.entries) {
-      if (id === except || e.inFlight || !e.hosts.includes(host) || !this.schedule.has(id)) continue;
-      if (e.nextReason !== 'backoff' && e.nextReason !== 'expiring' && e.lastResult !== 'failed') continue;
-      const at = now + Math.round(this.random() * 5_000);
-      if ((this.schedule.get(id)?.getTime() ?? 0) > at) this.schedule.set(id, new Date(at));
-    }
   }
 
   /** A change that arrived while the certificate was in progress is handled right after. */
@@ -840,7 +633,7 @@ export class StapleDaemon {
     try {
       next = this.options.reload ? await this.options.reload() : this.source;
       found = await next.discover();
-      await this.checkFolders(next, found.targets);
+      await proveStapleFolders(next, found.targets);
     } catch (e) {
       const err = toStapleError(e, 'CONFIG_INVALID');
       this.log({
@@ -858,7 +651,7 @@ export class StapleDaemon {
       this.retiredTransports.push(this.transport);
       this.transport = transportFor(next.config);
     }
-    await this.openFleet();
+    await this.fleetLink.follow(this.settings);
     this.ctx = this.makeContext(next.config);
     if (this.watcher) {
       await this.watcher.close().catch(() => undefined);
@@ -880,7 +673,7 @@ export class StapleDaemon {
       }
     }
     this.scheduleSweep();
-    const queued = await this.rediscover('reload');
+    const queued = await rediscover(this.discovery(), 'reload');
     for (const [id, e] of this.entries) if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false);
     this.closeRetiredTransports();
     this.log({
@@ -918,7 +711,7 @@ export class StapleDaemon {
     if (this.lock) await this.lock.release().catch(() => undefined);
     await bounded(this.server?.close(), 1_000);
     this.server = undefined;
-    await bounded(this.closeFleet(), 1_000);
+    await bounded(this.fleetLink.close(), 1_000);
     const transports = [
       ...this.retiredTransports,
       ...(this.transport && !this.options.transport ? [this.transport] : []),
@@ -975,14 +768,4 @@ export class StapleDaemon {
     };
     return snapshotOf(facts, this.clock.now(), process.pid);
   }
-}
-
-function sameTarget(a: TargetConfig, b: TargetConfig): boolean {
-  return (
-    a.certPath === b.certPath &&
-    a.staplePath === b.staplePath &&
-    a.chainPath === b.chainPath &&
-    a.rootchainPath === b.rootchainPath &&
-    a.responder === b.responder
-  );
 }
