@@ -1,5 +1,10 @@
 // Throwaway PKIs for tests and the demo, minted with the `openssl` CLI.
 //
+// Which minter is for what: this one makes real openssl artefacts on disk (CA folder, index.txt
+// for `openssl ocsp`, `openssl ca -gencrl` CRLs) for the demo and the end-to-end tests, which reach
+// it through test/helpers/mint.ts (the tests' one door, which also mints in-process for unit and
+// hostile tests); scripts/lib/bench-pki.mjs is the benchmark's fast in-process minter, bench only.
+//
 // Plain JavaScript (ESM + JSDoc) so that `node scripts/demo.mjs` can use it without a build step;
 // TypeScript code gets its types from pki.d.mts next to this file.
 //

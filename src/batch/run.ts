@@ -4,6 +4,7 @@
  * failing certificate never stops the others unless `stop_on_error`; the
  * staple folder is locked against overlapping runs; hooks run at the end.
  */
+import { EXIT } from '../core/exit-codes.js';
 import { stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Clock } from '../io/clock.js';
@@ -327,6 +328,6 @@ export function crlWatchFor(
 /** The ocspbot-compatible exit code of a run: failures 255, else the renewal count capped at 250. */
 export function exitCodeOf(report: RunReport): number {
   // a revocation is never hidden: even when on_revoked_write stored the revoked response, the run fails
-  if (report.failed > 0 || report.revoked > 0 || report.hookErrors.length > 0) return 255;
-  return Math.min(report.updated, 250);
+  if (report.failed > 0 || report.revoked > 0 || report.hookErrors.length > 0) return EXIT.RETRIEVAL;
+  return Math.min(report.updated, EXIT.RENEWED_MAX);
 }

@@ -9,7 +9,8 @@
  */
 import { parseDuration } from '../config/duration.js';
 import { toStapleError } from '../core/errors.js';
-import { CHECK_EXIT, checkStaples, formatSpan, type CheckReport } from '../status/check.js';
+import { CHECK_EXIT } from '../core/exit-codes.js';
+import { checkStaples, formatSpan, type CheckReport } from '../status/check.js';
 import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
 import { loadConfigForCli } from './run.js';

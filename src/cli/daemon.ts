@@ -196,7 +196,7 @@ export async function runUntilStopped(
     signals.uninstall();
   }
   log({ level: 'info', msg: 'stopped' });
-  return 0;
+  return EXIT.OK;
 }
 
 /** Runs `staplekeeper daemon`; returns the exit code once it has stopped. */

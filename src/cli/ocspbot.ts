@@ -13,7 +13,8 @@
 import { VERSION } from '../version.js';
 import { escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
-import { RUN_EXIT, executeRun, loadConfigForCli } from './run.js';
+import { EXIT } from '../core/exit-codes.js';
+import { executeRun, loadConfigForCli } from './run.js';
 
 const HELP = `usage: ocspbot [<config file>] [-h | -help | --help] [-v | -version | --version]
 
@@ -31,23 +32,23 @@ export async function ocspbotCli(argv: string[], io: CliIo): Promise<number> {
   for (const a of argv) {
     if (a === '-h' || a === '-help' || a === '--help') {
       io.stdout.write(HELP);
-      return 0;
+      return EXIT.OK;
     }
     if (a === '-v' || a === '-version' || a === '--version') {
       io.stdout.write(`ocspbot (staplekeeper) ${VERSION}\n`);
-      return 0;
+      return EXIT.OK;
     }
   }
   for (const a of argv) {
     if (a.startsWith('-') && a !== '-') {
       io.stderr.write(`ocspbot: error BAD_ARGUMENTS: unknown option "${a}"\n${HELP}`);
-      return RUN_EXIT.ARGS;
+      return EXIT.USAGE;
     }
     if (config !== undefined) {
       io.stderr.write(
         `ocspbot: error BAD_ARGUMENTS: only one configuration file may be given (got "${config}" and "${a}")\n`,
       );
-      return RUN_EXIT.ARGS;
+      return EXIT.USAGE;
     }
     config = a;
   }

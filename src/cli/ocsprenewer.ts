@@ -14,6 +14,7 @@
  * Exit codes: 0 success; 1 failure (a certificate failed, the output folder is
  * unusable, a bad `-timer-t1`); 2 unparseable flags.
  */
+import { OCSPRENEWER_EXIT } from '../core/exit-codes.js';
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { StapleError, toStapleError } from '../core/errors.js';
@@ -369,22 +370,22 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
   if (!parsed.ok) {
     if (parsed.help) {
       io.stderr.write(usageText());
-      return 0;
+      return OCSPRENEWER_EXIT.OK;
     }
     err(parsed.error);
     io.stderr.write(usageText());
-    return 2;
+    return OCSPRENEWER_EXIT.USAGE;
   }
   const f = parsed.flags;
   if (f.version) {
     out(`ocsprenewer (staplekeeper ${VERSION}): drop-in replacement for go.pennock.tech/ocsprenewer`);
-    return 0;
+    return OCSPRENEWER_EXIT.OK;
   }
 
   const engine = await import('../discovery/ocsprenewer.js');
   const fail = (message: string): number => {
     err(`configuring OCSP renewer failed: ${message}`);
-    return 1;
+    return OCSPRENEWER_EXIT.FAILURE;
   };
   if (parsed.args.length === 0) return fail('no input paths to examine');
   let timerT1: number;
@@ -468,9 +469,9 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
   } catch (e) {
     const x = toStapleError(e);
     err(`renewing failed: error ${x.code}: ${x.message}`);
-    return 1;
+    return OCSPRENEWER_EXIT.FAILURE;
   }
-  return failed > 0 ? 1 : 0;
+  return failed > 0 ? OCSPRENEWER_EXIT.FAILURE : OCSPRENEWER_EXIT.OK;
 }
 
 async function persist(
@@ -496,6 +497,6 @@ async function persist(
     signals.uninstall();
     const x = toStapleError(e);
     log({ level: 'error', code: x.code, msg: `cannot start: ${x.message}` });
-    return 1;
+    return OCSPRENEWER_EXIT.FAILURE;
   }
 }

@@ -14,15 +14,12 @@ import { findDefaultConfig, loadConfig } from '../config/load.js';
 import type { LoadConfigOptions } from '../config/load.js';
 import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
+import { EXIT } from '../core/exit-codes.js';
 import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
-import { prestartCheckThread } from '../pipeline/signature-thread.js';
 import { exitCodeOf, runOnce, type RunReport } from '../batch/run.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { escapeControls, escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
-
-/** ocspbot-compatible exit codes. */
-export const RUN_EXIT = { RETRIEVAL: 255, YAML: 254, CONFIG: 253, ARGS: 252, MAX_COUNT: 250 } as const;
 
 interface RunOpts {
   config?: string;
@@ -166,15 +163,15 @@ export async function loadConfigForCli(
   fallbackNames = true,
   extra: Pick<LoadConfigOptions, 'ocspbot'> = {},
 ): Promise<{ config: LoadedConfig } | { exit: number; error: StapleError }> {
-  // every command that loads a configuration checks staples next: the check thread starts meanwhile
-  prestartCheckThread();
+  // (the check thread starts at the first signature check, so a warm run, all verdicts from the
+  // staple-folder cache, never starts it: ~10 MB and a V8 isolate less)
   try {
     let path: string | undefined;
     if (file) path = resolve(io.cwd, file);
     else if (fallbackNames) path = findDefaultConfig(io.cwd);
     if (!path) {
       return {
-        exit: RUN_EXIT.CONFIG,
+        exit: EXIT.CONFIG,
         error: new StapleError(
           'CONFIG_INVALID',
           `no configuration file: neither staplekeeper.yaml nor ocspbot.yaml in ${io.cwd}; use -c FILE`,
@@ -184,7 +181,7 @@ export async function loadConfigForCli(
     return { config: await loadConfig(path, { ...configLoadOptions(io), ...extra }) };
   } catch (e) {
     const err = toStapleError(e, 'CONFIG_INVALID');
-    const exit = err.code === 'CONFIG_YAML' || err.code === 'FILE_UNREADABLE' ? RUN_EXIT.YAML : RUN_EXIT.CONFIG;
+    const exit = err.code === 'CONFIG_YAML' || err.code === 'FILE_UNREADABLE' ? EXIT.YAML : EXIT.CONFIG;
     return { exit, error: err };
   }
 }
@@ -319,7 +316,7 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
   } catch (e) {
     const err = toStapleError(e);
     io.stderr.write(`${opts.prog}: error ${err.code}: ${escapeLines(err.message)}\n`);
-    return RUN_EXIT.YAML;
+    return EXIT.YAML;
   }
   // no colour codes in log files
   const colour = io.isTTY && !opts.json && !io.env.NO_COLOR && !config.settings.outputLog && !config.settings.errorLog;
@@ -369,8 +366,8 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
       const err = toStapleError(e);
       output.err(`${opts.prog}: error ${err.code}: ${err.message}`);
       if (opts.verbose && e instanceof Error) for (const l of (e.stack ?? '').split('\n')) output.err(l);
-      if (err.code === 'CONFIG_INVALID') return RUN_EXIT.CONFIG; // a missing ocsp_folder
-      return err.code === 'BAD_ARGUMENTS' ? RUN_EXIT.ARGS : RUN_EXIT.RETRIEVAL;
+      if (err.code === 'CONFIG_INVALID') return EXIT.CONFIG; // a missing ocsp_folder
+      return err.code === 'BAD_ARGUMENTS' ? EXIT.USAGE : EXIT.RETRIEVAL;
     }
     if (progress) io.stderr.write('\r\u001b[K');
     for (const h of report.hookErrors) output.err(`${opts.prog}: error ${h.code}: ${h.message}`);

@@ -33,6 +33,7 @@
  * 0700 and the files with 0600 (a configuration may hold a proxy password).
  * Files not rewritten for 30 days are removed when another one is written.
  */
+import { createHash } from 'node:crypto';
 import {
   closeSync,
   fstatSync,
@@ -43,7 +44,7 @@ import {
   renameSync,
   statSync,
   unlinkSync,
-  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import path from 'node:path';
 import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
@@ -51,11 +52,25 @@ import type { ConfigProblem, ConfigSource, KeyPath } from './problems.js';
 import type { LoadedConfig } from './types.js';
 
 const FORMAT_NAME = 'staplekeeper-config-cache';
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 const RETENTION_MS = 30 * 86_400_000;
 
 /** The modules whose output an entry stands for. */
-const CONFIG_MODULES = ['./schema', './yaml-source', './parse', './problems', './duration', './load', './config-cache'];
+const CONFIG_MODULES = [
+  './schema',
+  './yaml-source',
+  './parse',
+  './fast-domains',
+  './problems',
+  './duration',
+  './settings',
+  './load',
+  './fs-kinds',
+  './targets',
+  './templates',
+  './scan',
+  './config-cache',
+];
 
 let codeFingerprintValue: string | undefined;
 function codeFingerprint(): string {
@@ -194,10 +209,17 @@ function privateTo(mode: number, uid: number): boolean {
   return (me === undefined || uid === me) && (mode & 0o022) === 0;
 }
 
-/** What a whole load read: each file with the SHA-256 of its text, and the files each include folder listed. */
+/**
+ * What a whole load read: each file with the SHA-256 of its text, the files
+ * each include folder listed, the digest of what each scan observed
+ * (config/scan.ts scanWitness), and how many targets (the last ones) the
+ * scans found.
+ */
 export interface LoadDeps {
   files: Array<[string, string]>;
   includeDirs: Array<[string, string[]]>;
+  scans: string[];
+  scanned: number;
 }
 
 /** Writes deferred by {@link ConfigCache.saveSoon}, by cache file. */
@@ -223,6 +245,9 @@ function isResult(r: unknown): r is CachedResult {
     o.deps.files.every((f) => Array.isArray(f) && typeof f[0] === 'string' && typeof f[1] === 'string') &&
     Array.isArray(o.deps.includeDirs) &&
     o.deps.includeDirs.every((d) => Array.isArray(d) && typeof d[0] === 'string' && Array.isArray(d[1])) &&
+    Array.isArray(o.deps.scans) &&
+    o.deps.scans.every((d) => typeof d === 'string') &&
+    Number.isSafeInteger(o.deps.scanned) &&
     typeof c === 'object' &&
     c !== null &&
     typeof c.file === 'string' &&
@@ -232,7 +257,10 @@ function isResult(r: unknown): r is CachedResult {
     Array.isArray(c.targets) &&
     c.targets.every((t) => typeof t === 'object' && t !== null && typeof t.certPath === 'string') &&
     Array.isArray(c.scans) &&
-    c.scans.length === 0
+    c.scans.every((x) => typeof x === 'object' && x !== null && typeof x.folder === 'string') &&
+    o.deps.scans.length === c.scans.length &&
+    o.deps.scanned >= 0 &&
+    o.deps.scanned <= c.targets.length
   );
 }
 
@@ -251,7 +279,7 @@ export class ConfigCache {
   private result: CachedResult | undefined;
   private dirty = false;
   /** What the current load read (load.ts records it). */
-  readonly deps: LoadDeps = { files: [], includeDirs: [] };
+  readonly deps: LoadDeps = { files: [], includeDirs: [], scans: [], scanned: 0 };
 
   private constructor(
     private readonly dir: string,
@@ -379,20 +407,26 @@ export class ConfigCache {
   save(): void {
     if (!this.dirty) return;
     this.dirty = false;
-    const body = Buffer.from(
-      `${JSON.stringify(Object.fromEntries(this.used))}\n${JSON.stringify(this.result ?? null)}`,
-      'utf8',
-    );
+    // written in pieces (a 100,000-domain result is ~40 MB of JSON: never one string, one buffer and
+    // a copy of both at once), hashed as they go
+    const parts = [JSON.stringify(Object.fromEntries(this.used)), '\n', ...resultParts(this.result)];
+    const sha = createHash('sha256');
+    for (const part of parts) sha.update(part, 'utf8');
     const header = JSON.stringify({
       format: FORMAT_NAME,
       version: FORMAT_VERSION,
       code: codeFingerprint(),
-      sha256: contentHash(body),
+      sha256: sha.digest('base64url'),
     });
     const tmp = `${this.file}.tmp-${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      writeFileSync(tmp, Buffer.concat([Buffer.from(`${header}\n`, 'utf8'), body]), { mode: 0o600, flag: 'wx' });
+      const fd = openSync(tmp, 'wx', 0o600);
+      try {
+        for (const part of [`${header}\n`, ...parts]) writeAll(fd, Buffer.from(part, 'utf8'));
+      } finally {
+        closeSync(fd);
+      }
       renameSync(tmp, this.file);
     } catch {
       try {
@@ -420,6 +454,33 @@ export class ConfigCache {
       // pruning is housekeeping
     }
   }
+}
+
+/** Writes all of `data` (a write may take less than it is given). */
+function writeAll(fd: number, data: Buffer): void {
+  for (let done = 0; done < data.length;) done += writeSync(fd, data, done);
+}
+
+/** Targets per piece of {@link resultParts}. */
+const TARGETS_PER_PART = 2048;
+
+/**
+ * The JSON of a whole result in pieces whose concatenation is
+ * `JSON.stringify(result ?? null)` up to the order of the keys: the targets
+ * go last, a few thousand per piece.
+ */
+function resultParts(result: CachedResult | undefined): string[] {
+  if (result === undefined) return ['null'];
+  const { targets, ...rest } = result.config;
+  const head = JSON.stringify({ cwd: result.cwd, deps: result.deps, config: rest });
+  // `head` ends with the two closing braces of `config` and of the result; `rest` is never empty (file, settings)
+  const parts = [`${head.slice(0, -2)},"targets":[`];
+  for (let i = 0; i < targets.length; i += TARGETS_PER_PART) {
+    const piece = JSON.stringify(targets.slice(i, i + TARGETS_PER_PART));
+    parts.push(`${i === 0 ? '' : ','}${piece.slice(1, -1)}`);
+  }
+  parts.push(']}}');
+  return parts;
 }
 
 /** True for the signal of a cached source that needs the parser. */

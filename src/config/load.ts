@@ -12,19 +12,29 @@
  * message holds one problem per line, in file order; `details.problems` holds
  * them as {@link ConfigProblem} objects for `--json`.
  */
-import { accessSync, constants, existsSync, readdirSync, realpathSync, statSync, type Dirent } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describeFsError, readBounded } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 import { StapleError, type ErrorCode } from '../core/errors.js';
-import { DEFAULT_MASKS, DOMAIN_PLACEHOLDER, scanFolder, type ScanOptions } from './scan.js';
+import { scanTargets, scanWitness, witnessDigest } from './scan.js';
 import type { RawIncludeConfig, RawMainConfig } from './schema.js';
 import { defineSettings } from './settings.js';
 import { closestMatch } from './suggest.js';
-import type { LoadedConfig, ScanConfig, TargetConfig } from './types.js';
+import type { LoadedConfig, ScanConfig } from './types.js';
 import { CachedSource, ConfigCache, countResultHit, needsParser, type FileRole } from './config-cache.js';
+import { clearFsKinds, fsKind, prefetchKinds } from './fs-kinds.js';
 import { displayPath, formatProblem, type ConfigProblem, type ConfigSource, type KeyPath } from './problems.js';
+import {
+  applyResponders,
+  checkStaplePaths,
+  domainTargets,
+  relativeNote,
+  resolveScan,
+  type Contributor,
+  type Placed,
+} from './targets.js';
 import type { ReadFile } from './parse.js';
 
 /**
@@ -53,95 +63,9 @@ export function findDefaultConfig(cwd: string): string | undefined {
   return undefined;
 }
 
-/**
- * The placeholders of output names (`domains.*.ocsp` and `scan_keys[].ocsp_mask`),
- * so that each server's naming convention is one line of configuration:
- * HAProxy loads `<crt file>.ocsp` beside the certificate, so `ocsp: "{cert}.ocsp"`;
- * nginx and Exim read any name. A name that is absolute after substitution is
- * used as is; a relative one lies under `ocsp_folder` (and, for a scan, the
- * certificate's subfolder), exactly as a name without placeholders does.
- */
-export const OUTPUT_PLACEHOLDERS = {
-  '{cert}': 'the certificate path',
-  '{cert_dir}': "the certificate's folder",
-  '{cert_name}': "the certificate's file name",
-  '{cert_stem}': "the certificate's file name without its extension",
-  '{domain}': 'the domain identifier (for a scan: the {domain} of cert_mask)',
-} as const;
-
-/** Placeholders whose value differs between certificates, so each certificate gets its own staple. */
-const DISTINCT_PLACEHOLDERS = ['{domain}', '{cert}', '{cert_name}', '{cert_stem}'] as const;
-
-/** `{word}` tokens of a template that are not known placeholders. */
-function unknownPlaceholders(template: string): string[] {
-  return [...template.matchAll(/\{[A-Za-z_][A-Za-z0-9_]*\}/g)]
-    .map((m) => m[0])
-    .filter((p) => !(p in OUTPUT_PLACEHOLDERS));
-}
-
-/** True when `template` uses any placeholder other than ocspbot's `{domain}`. */
-export function hasCertPlaceholder(template: string): boolean {
-  return ['{cert}', '{cert_dir}', '{cert_name}', '{cert_stem}'].some((p) => template.includes(p));
-}
-
-/**
- * Fills the placeholders of an output name. `certPath` should be absolute
- * (as in a loaded configuration); the result is not resolved here.
- */
-export function expandOutputTemplate(template: string, vars: { certPath: string; domain: string }): string {
-  if (!template.includes('{')) return template;
-  const name = path.basename(vars.certPath);
-  const values: Record<keyof typeof OUTPUT_PLACEHOLDERS, string> = {
-    '{cert}': vars.certPath,
-    '{cert_dir}': path.dirname(vars.certPath),
-    '{cert_name}': name,
-    '{cert_stem}': path.parse(name).name,
-    '{domain}': vars.domain,
-  };
-  // one pass, so that a value containing "{domain}" (a file name can) is never expanded again
-  return template.replace(/\{(?:cert|cert_dir|cert_name|cert_stem|domain)\}/g, (p) => values[p as keyof typeof values]);
-}
-
-/** The problem with an output template, if any (unknown placeholders, with a suggestion). */
-function templateProblem(template: string): string | undefined {
-  if (!template.includes('{')) return undefined;
-  const unknown = unknownPlaceholders(template);
-  if (unknown.length === 0) return undefined;
-  const first = unknown[0] as string;
-  const suggestion = closestMatch(first, Object.keys(OUTPUT_PLACEHOLDERS));
-  return (
-    `unknown placeholder ${first}` +
-    (suggestion === undefined ? '' : `; did you mean ${suggestion}?`) +
-    ` (placeholders: ${Object.keys(OUTPUT_PLACEHOLDERS).join(' ')})`
-  );
-}
-
-/**
- * The staple path of a scanned target under a mask with certificate
- * placeholders. The target id is `<relative subfolder>/<domain>`, and the
- * staple keeps that subfolder below `ocsp_folder`, as ocspbot does.
- */
-function scannedStaplePath(target: TargetConfig, ocspMask: string, ocspFolder: string): string {
-  const cut = target.id.lastIndexOf('/');
-  const domain = target.id.slice(cut + 1);
-  const rel = cut < 0 ? [] : target.id.slice(0, cut).split('/');
-  return path.resolve(ocspFolder, ...rel, expandOutputTemplate(ocspMask, { certPath: target.certPath, domain }));
-}
-
-/**
- * {@link scanFolder} with the output placeholders of {@link OUTPUT_PLACEHOLDERS}
- * applied to `ocsp_mask`. The daemon's re-scans use this so that they name
- * staples exactly as {@link loadConfig} did.
- */
-export async function scanTargets(
-  scan: ScanConfig,
-  ocspFolder: string,
-  options: ScanOptions = {},
-): Promise<TargetConfig[]> {
-  const targets = await scanFolder(scan, ocspFolder, options);
-  if (!hasCertPlaceholder(scan.ocspMask)) return targets;
-  return targets.map((t) => ({ ...t, staplePath: scannedStaplePath(t, scan.ocspMask, ocspFolder) }));
-}
+export { expandOutputTemplate, hasCertPlaceholder, OUTPUT_PLACEHOLDERS } from './templates.js';
+export { scanTargets } from './scan.js';
+export { relativeNote } from './targets.js';
 
 /** Options for {@link loadConfig}. */
 export interface LoadConfigOptions {
@@ -241,90 +165,6 @@ async function readValidated(
   return read;
 }
 
-type FsKind = 'file' | 'folder' | 'other' | 'missing' | `unusable: ${string}`;
-
-const fsKinds = new Map<string, FsKind>();
-/** {@link fsKindOnce}, once per path and load (a shared chain file is named by thousands of domains). */
-function fsKind(p: string): FsKind {
-  let k = fsKinds.get(p);
-  if (k === undefined) {
-    k = fsKindOnce(p);
-    fsKinds.set(p, k);
-  }
-  return k;
-}
-
-function fsKindOnce(p: string): FsKind {
-  // synchronous: one stat is ~3 µs; 20,000 of them through the thread pool, awaited one by one, take ~0.5 s
-  try {
-    const s = statSync(p);
-    return s.isFile() ? 'file' : s.isDirectory() ? 'folder' : 'other';
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    // a symlink loop or a permission problem is not "not found": say what it is
-    return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : `unusable: ${describeFsError(e)}`;
-  }
-}
-
-/** Below this many paths in one folder, {@link prefetchKinds} stats them one by one. */
-const LIST_THRESHOLD = 16;
-
-/**
- * Learns the kinds of many paths at once: for a folder that holds at least
- * {@link LIST_THRESHOLD} of them (10,000 certificates in one folder), one
- * listing tells which names are regular files, folders or absent, where a
- * `stat` per file costs ~4 µs each. Only answers a listing gives for sure
- * are taken from it: a regular file or a folder. A symbolic link, an entry
- * of unknown type, a name not listed, or a folder that cannot be listed or
- * searched is left to {@link fsKindOnce}, so every kind is the one `stat`
- * would give.
- */
-function prefetchKinds(paths: Iterable<string>): void {
-  // paths are absolute and resolved: the folder is everything before the last separator
-  const byDir = new Map<string, Map<string, string>>();
-  for (const p of paths) {
-    if (fsKinds.has(p)) continue;
-    const cut = p.lastIndexOf(path.sep);
-    const dir = cut <= 0 ? path.sep : p.slice(0, cut);
-    let names = byDir.get(dir);
-    if (names === undefined) byDir.set(dir, (names = new Map()));
-    names.set(p.slice(cut + 1), p);
-  }
-  for (const [dir, group] of byDir) {
-    if (group.size < LIST_THRESHOLD) continue;
-    let entries: Dirent[];
-    try {
-      // stat needs search permission on the folder, a listing only read permission
-      accessSync(dir, constants.X_OK);
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    // a name the listing lacks is left to stat too: it decides what "missing" is (and how names compare)
-    for (const d of entries) {
-      const p = group.get(d.name);
-      if (p === undefined) continue;
-      if (d.isFile()) fsKinds.set(p, 'file');
-      else if (d.isDirectory()) fsKinds.set(p, 'folder');
-    }
-  }
-}
-
-/** A file whose `domains` and `scan_keys` contribute targets. */
-interface Contributor {
-  source: ConfigSource;
-  raw: RawMainConfig | RawIncludeConfig;
-}
-
-/** A target with the place in the YAML that defines it, for follow-up messages. */
-interface Placed {
-  target: TargetConfig;
-  source: ConfigSource;
-  at: KeyPath;
-  /** Names the target in "first defined at …" messages. */
-  where: string;
-}
-
 /**
  * Reads the included folders: every `*.yml`/`*.yaml` file in each, in name
  * order. Files are read from the include folder itself; ocspbot 0.9.3 tested
@@ -386,266 +226,6 @@ async function includeFiles(dir: string, mainFile: string): Promise<string[] | N
   return names.map((name) => path.join(dir, name)).filter((file) => file !== mainFile && fsKind(file) === 'file');
 }
 
-/** The kinds of certificate files a domain names, for messages. */
-const FILE_KEYS = [
-  ['cert', 'certificate'],
-  ['chain', 'chain'],
-  ['rootchain', 'rootchain'],
-] as const;
-
-/**
- * Builds the `domains` targets of one file. Certificate, chain and root chain
- * paths resolve against the working directory and must exist; the staple
- * resolves against `ocsp_folder` (an absolute `ocsp` is kept) and need not
- * exist yet: the writer reports a folder it cannot write to.
- */
-/**
- * For a "not found" message: a relative path resolves against the working
- * directory (as in ocspbot), which is `/` under cron and systemd.
- */
-export function relativeNote(given: string, cwd: string): string {
-  if (path.isAbsolute(given)) return '';
-  return ` (a relative path: resolved against the working directory ${cwd}; cron and systemd start in /, so give an absolute path)`;
-}
-
-function domainTargets(
-  { source, raw }: Contributor,
-  cwd: string,
-  ocspFolder: string,
-  problems: ConfigProblem[],
-  perTarget = false,
-): Placed[] {
-  const placed: Placed[] = [];
-  const files: Array<{
-    id: string;
-    at: KeyPath;
-    key: (typeof FILE_KEYS)[number][0];
-    what: string;
-    abs: string;
-    given: string;
-  }> = [];
-  for (const [id, domain] of Object.entries(raw.domains ?? {})) {
-    const at: KeyPath = ['domains', id];
-    if (id.trim() === '') {
-      problems.push(source.problem(at, 'a domain identifier must not be empty', true));
-      continue;
-    }
-    const resolved: Partial<Record<(typeof FILE_KEYS)[number][0], string>> = {};
-    for (const [key, what] of FILE_KEYS) {
-      const given = domain[key];
-      if (given === undefined) continue;
-      const abs = path.resolve(cwd, given);
-      resolved[key] = abs;
-      files.push({ id, at, key, what, abs, given });
-    }
-    const certPath = resolved.cert ?? path.resolve(cwd, domain.cert);
-    const ocspProblem = templateProblem(domain.ocsp);
-    if (ocspProblem !== undefined) problems.push(source.problem([...at, 'ocsp'], ocspProblem));
-    const target: TargetConfig = {
-      id,
-      certPath,
-      staplePath: path.resolve(ocspFolder, expandOutputTemplate(domain.ocsp, { certPath, domain: id })),
-      responder: domain.ocsp_responder_uri ?? 'certificate',
-      origin: source.origin(at, true),
-    };
-    if (resolved.chain !== undefined) target.chainPath = resolved.chain;
-    if (resolved.rootchain !== undefined) target.rootchainPath = resolved.rootchain;
-    placed.push({ target, source, at, where: target.origin });
-  }
-  // with certFilesPerTarget, a file that is not there is that certificate's failure when it is processed
-  if (perTarget) return placed;
-  prefetchKinds(files.map((f) => f.abs));
-  for (const { id, at, key, what, abs, given } of files) {
-    const kind = fsKind(abs);
-    if (kind === 'missing') {
-      problems.push(
-        source.problem([...at, key], `${what} file not found: ${abs} (domain ${id})${relativeNote(given, cwd)}`),
-      );
-    } else if (kind.startsWith('unusable: ')) {
-      problems.push(
-        source.problem([...at, key], `${what} file cannot be used: ${abs}: ${kind.slice(10)} (domain ${id})`),
-      );
-    } else if (kind !== 'file') {
-      problems.push(source.problem([...at, key], `${what} path is not a file: ${abs} (domain ${id})`));
-    }
-  }
-  return placed;
-}
-
-/**
- * Resolves one `scan_keys` entry (ocspbot defaults; the folder relative to the
- * working directory) and checks what can be checked before scanning.
- */
-async function resolveScan(
-  source: ConfigSource,
-  at: KeyPath,
-  raw: NonNullable<RawMainConfig['scan_keys']>[number],
-  cwd: string,
-  problems: ConfigProblem[],
-): Promise<ScanConfig | undefined> {
-  const scan: ScanConfig = {
-    folder: path.resolve(cwd, raw.folder ?? ''),
-    recursive: raw.recursive ?? true,
-    certMask: raw.cert_mask ?? DEFAULT_MASKS.certMask,
-    chainMask: raw.chain_mask ?? DEFAULT_MASKS.chainMask,
-    rootchainMask: raw.rootchain_mask ?? DEFAULT_MASKS.rootchainMask,
-    ocspMask: raw.ocsp_mask ?? DEFAULT_MASKS.ocspMask,
-    origin: source.origin(at),
-  };
-  const before = problems.length;
-  if (!scan.certMask.includes(DOMAIN_PLACEHOLDER)) {
-    problems.push(source.problem([...at, 'cert_mask'], `the mask must contain ${DOMAIN_PLACEHOLDER}`));
-  } else if (scan.certMask.includes('/') || scan.certMask.includes(path.sep)) {
-    problems.push(
-      source.problem(
-        [...at, 'cert_mask'],
-        'the mask is matched against file names and must not contain a path separator',
-      ),
-    );
-  }
-  const maskProblem = templateProblem(scan.ocspMask);
-  if (maskProblem !== undefined) {
-    problems.push(source.problem([...at, 'ocsp_mask'], maskProblem));
-  } else if (!DISTINCT_PLACEHOLDERS.some((p) => scan.ocspMask.includes(p))) {
-    problems.push(
-      source.problem(
-        [...at, 'ocsp_mask'],
-        scan.ocspMask.includes('{cert_dir}')
-          ? `the mask must contain ${DOMAIN_PLACEHOLDER} (or {cert}, {cert_name} or {cert_stem}), or every certificate would share one staple file`
-          : `the mask must contain ${DOMAIN_PLACEHOLDER}, or every certificate would share one staple file`,
-      ),
-    );
-  }
-  const folderAt: KeyPath = raw.folder === undefined ? at : [...at, 'folder'];
-  const kind = fsKind(scan.folder);
-  if (kind === 'missing')
-    problems.push(
-      source.problem(folderAt, `scan folder not found: ${scan.folder}${relativeNote(raw.folder ?? '', cwd)}`),
-    );
-  else if (kind !== 'folder') problems.push(source.problem(folderAt, `scan folder is not a folder: ${scan.folder}`));
-  return problems.length === before ? scan : undefined;
-}
-
-/** Applies `responders:` and returns the URL-keyed and the id-keyed overrides. */
-function applyResponders(
-  main: ConfigSource,
-  raw: RawMainConfig,
-  placed: readonly Placed[],
-  problems: ConfigProblem[],
-): { byUrl: Record<string, string>; byId: Record<string, string> } {
-  // names are keys: null-prototype objects (a domain may be called `constructor` or `__proto__`)
-  const byUrl = Object.create(null) as Record<string, string>;
-  const byId = Object.create(null) as Record<string, string>;
-  const targetsById = new Map(placed.map((p) => [p.target.id, p]));
-  for (const [key, value] of Object.entries(raw.responders ?? {})) {
-    const at: KeyPath = ['responders', key];
-    if (/^https?:\/\//i.test(key)) {
-      byUrl[key] = value;
-      continue;
-    }
-    const p = targetsById.get(key);
-    if (p === undefined) {
-      const suggestion = closestMatch(key, targetsById.keys());
-      problems.push(
-        main.problem(
-          at,
-          `no domain has the identifier ${JSON.stringify(key)}` +
-            (suggestion === undefined ? '' : `; did you mean \`${suggestion}\`?`) +
-            ' (a key here is either a responder URL from a certificate, starting with http:// or https://, or a domain identifier)',
-          true,
-        ),
-      );
-      continue;
-    }
-    const current = p.target.responder;
-    if (current !== 'certificate' && current !== value) {
-      problems.push(
-        main.problem(
-          at,
-          `domain ${key} already sets ocsp_responder_uri: ${current} at ${p.source.origin([...p.at, 'ocsp_responder_uri'])}; keep one of the two`,
-          true,
-        ),
-      );
-      continue;
-    }
-    p.target.responder = value;
-    byId[key] = value;
-  }
-  return { byUrl, byId };
-}
-
-/**
- * The identity of a file for {@link checkStaplePaths}: device and inode when
- * it exists (a chain reached through a symlinked folder, a hard link), else
- * the real path of its folder and its name. Path strings alone are not enough.
- */
-function fileIdentity(file: string, seen: Map<string, string>): string {
-  let id = seen.get(file);
-  if (id !== undefined) return id;
-  try {
-    const st = statSync(file);
-    id = `i:${st.dev}:${st.ino}`;
-  } catch {
-    const dir = path.dirname(file);
-    let real = seen.get(`\0${dir}`);
-    if (real === undefined) {
-      try {
-        real = realpathSync(dir);
-      } catch {
-        real = dir;
-      }
-      seen.set(`\0${dir}`, real);
-    }
-    id = `p:${path.join(real, path.basename(file))}`;
-  }
-  seen.set(file, id);
-  return id;
-}
-
-/**
- * Two targets writing one staple file would overwrite each other's staple;
- * a staple path that is a certificate file would overwrite the certificate
- * with a DER response. Both are configuration errors. Files are compared by
- * identity ({@link fileIdentity}), not by the path strings.
- */
-function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]): void {
-  const staples = new Map<string, Placed>();
-  const inputs = new Map<string, Placed>();
-  const seen = new Map<string, string>();
-  for (const p of placed) {
-    for (const file of [p.target.certPath, p.target.chainPath, p.target.rootchainPath]) {
-      if (file === undefined) continue;
-      const id = fileIdentity(file, seen);
-      if (!inputs.has(id)) inputs.set(id, p);
-    }
-  }
-  for (const p of placed) {
-    const staple = p.target.staplePath;
-    const stapleId = fileIdentity(staple, seen);
-    const ocspAt: KeyPath = p.at[0] === 'domains' ? [...p.at, 'ocsp'] : p.at;
-    const other = staples.get(stapleId);
-    if (other !== undefined) {
-      problems.push(
-        p.source.problem(
-          ocspAt,
-          `staple file ${staple} of domain ${p.target.id} is also the staple file of domain ${other.target.id} (${other.where})`,
-        ),
-      );
-    } else {
-      staples.set(stapleId, p);
-    }
-    const input = inputs.get(stapleId);
-    if (input !== undefined) {
-      problems.push(
-        p.source.problem(
-          ocspAt,
-          `staple file ${staple} of domain ${p.target.id} is a certificate file of domain ${input.target.id} (${input.where}); writing the staple would destroy it`,
-        ),
-      );
-    }
-  }
-}
-
 /**
  * Loads, validates and resolves a configuration file.
  *
@@ -660,9 +240,14 @@ function checkStaplePaths(placed: readonly Placed[], problems: ConfigProblem[]):
  *   line per problem.
  */
 export async function loadConfig(file: string, opts: LoadConfigOptions = {}): Promise<LoadedConfig> {
-  const loaded = await loadConfigOnce(file, opts);
-  if (opts.ocspbot) checkStaplesAreFiles(loaded);
-  return loaded;
+  try {
+    const loaded = await loadConfigOnce(file, opts);
+    if (opts.ocspbot) checkStaplesAreFiles(loaded);
+    return loaded;
+  } finally {
+    // the kinds of 30,000 paths are not kept past the load (a daemon would hold them for good)
+    clearFsKinds();
+  }
 }
 
 async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<LoadedConfig> {
@@ -678,9 +263,9 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
     if (known !== undefined) return known;
     try {
       const loaded = await loadOnce(mainFile, cwd, cache, ocspbot, true, perTarget);
-      // a scan's targets depend on the folder's contents: only a load without scans is kept whole;
-      // nor one that went without a missing include folder, which may appear by the next run
-      if (loaded.scans.length === 0 && loaded.warnings === undefined) cache.putResult(cwd, loaded);
+      // (a scan's targets are kept with the digest of what it observed, cachedResult observes it again);
+      // not kept: a load that went without a missing include folder, which may appear by the next run
+      if (loaded.warnings === undefined) cache.putResult(cwd, loaded);
       cache.saveSoon();
       return loaded;
     } catch (e) {
@@ -706,15 +291,14 @@ async function loadConfigOnce(file: string, opts: LoadConfigOptions): Promise<Lo
  */
 function checkStaplesAreFiles(config: LoadedConfig): void {
   const lines: string[] = [];
+  // what `stat` says of each staple, for most of them from their folder's listing (fs-kinds.ts)
+  clearFsKinds();
+  prefetchKinds(config.targets.map((t) => t.staplePath));
   for (const t of config.targets) {
-    let st;
-    try {
-      st = statSync(t.staplePath);
-    } catch {
-      continue; // missing (it is created) or unusable (the write reports it), as ocspbot's exists()
-    }
-    if (st.isFile()) continue;
-    const what = st.isDirectory() ? 'a folder' : 'not a regular file';
+    const kind = fsKind(t.staplePath);
+    // missing (it is created) or unusable (the write reports it), as ocspbot's exists()
+    if (kind === 'file' || kind === 'missing' || kind.startsWith('unusable: ')) continue;
+    const what = kind === 'folder' ? 'a folder' : 'not a regular file';
     lines.push(
       `${t.origin} domain ${t.id}: the staple file ${t.staplePath} exists, but is ${what}; a staple cannot be written there`,
     );
@@ -734,7 +318,7 @@ function checkStaplesAreFiles(config: LoadedConfig): void {
 async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConfig | undefined> {
   const result = cache.getResult(cwd);
   if (result === undefined) return undefined;
-  fsKinds.clear();
+  clearFsKinds();
   for (const [file, textHash] of result.deps.files) {
     let text: string;
     try {
@@ -749,8 +333,14 @@ async function cachedResult(cache: ConfigCache, cwd: string): Promise<LoadedConf
     if (!Array.isArray(now) || now.length !== files.length || now.some((f, i) => f !== files[i])) return undefined;
   }
   const { config } = result;
+  // a scan's targets are what it observed: observed again, they are again what a scan finds (the
+  // listing says which of their certificate, chain and root chain files are regular files)
+  if (result.deps.scans.length !== config.scans.length) return undefined;
+  for (const [i, scan] of config.scans.entries()) {
+    if ((await scanWitness(scan)) !== result.deps.scans[i]) return undefined;
+  }
   const paths: string[] = [];
-  for (const t of config.targets) {
+  for (const t of config.targets.slice(0, config.targets.length - result.deps.scanned)) {
     paths.push(t.certPath);
     if (t.chainPath !== undefined) paths.push(t.chainPath);
     if (t.rootchainPath !== undefined) paths.push(t.rootchainPath);
@@ -770,7 +360,7 @@ async function loadOnce(
   fast = false,
   perTarget = false,
 ): Promise<LoadedConfig> {
-  fsKinds.clear();
+  clearFsKinds();
   // 1. Shape: the main file, then the included ones.
   const read = await readValidated(mainFile, cwd, 'main', cache, fast);
   if (!('value' in read)) fail('CONFIG_INVALID', read.problems);
@@ -841,7 +431,13 @@ async function loadOnce(
       const scan = await resolveScan(source, at, entry, cwd, problems);
       if (scan === undefined) continue;
       scans.push(scan);
-      for (const target of await scanTargets(scan, ocspFolder)) {
+      const witness = cache === undefined ? undefined : [];
+      const found = await scanTargets(scan, ocspFolder, { witness });
+      if (cache !== undefined && witness !== undefined) {
+        cache.deps.scans.push(witnessDigest(witness));
+        cache.deps.scanned += found.length;
+      }
+      for (const target of found) {
         addTarget(
           { target, source, at, where: `${scan.origin} (scan of ${target.certPath})` },
           (first) =>

@@ -11,8 +11,7 @@
  * accept: the monotonic rule → store) on a {@link Target} that carries the
  * handshake's certificate in memory, against a staple store in memory (with a
  * disk copy under `cacheDir`); the first look at a disk copy is the
- * pipeline's load and judge steps ({@link loadTargetCert},
- * {@link readStapleState}); retries are planned by pipeline/backoff.ts's
+ * pipeline's judge step ({@link judgeTarget}); retries are planned by pipeline/backoff.ts's
  * {@link planNextAttempt} and wait on the injected clock's timers (io/clock.ts);
  * "may this be stapled now" is core/usability.ts's {@link usableAt}.
  *
@@ -58,7 +57,7 @@ import {
   type Target,
   type TargetOutcome,
 } from '../pipeline/context.js';
-import { loadTargetCert, readStapleState, stapleBytes } from '../pipeline/judge.js';
+import { judgeTarget, stapleBytes, type TargetJudgement } from '../pipeline/judge.js';
 import { processTarget } from '../pipeline/process.js';
 import type { StaplingEvent, StaplingHandle, StaplingOptions, StaplingStatus } from './types.js';
 
@@ -272,15 +271,14 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
    */
   async function loadCache(e: Entry, resolver: IssuerResolver): Promise<void> {
     if (e.cacheChecked) return;
-    let loaded;
+    let judged: TargetJudgement;
     try {
-      loaded = await loadTargetCert(e.target, resolver);
+      judged = await judgeTarget(e.target, { ...ctx, resolver });
     } catch {
       return;
     }
     e.cacheChecked = true;
     const path = e.target.staplePath;
-    const judged = await readStapleState(store, path, loaded, now(), skewMs);
     try {
       if (judged.state.kind === 'missing') return;
       if (judged.state.kind === 'invalid') throw new StapleError(judged.state.error.code, judged.state.error.message);
@@ -444,7 +442,7 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
         callback(null, servable(e, now().getTime()) ?? null);
         kick(e, now().getTime());
       };
-      const timer = setTimeout(answer, CACHE_WAIT_MS);
+      const timer = setTimeout(answer, CACHE_WAIT_MS); // wall-clock on purpose: it bounds a real handshake
       void loading.finally(() => {
         clearTimeout(timer);
         answer();

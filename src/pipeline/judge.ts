@@ -12,12 +12,13 @@ import { type Certificate, decodePem, loadCertificates } from '../core/certs.js'
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
 import type { StapleFacts, StapleState } from '../core/policy.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
+import { triage as triageOf, type Triage } from '../core/triage.js';
 import { verifyResponse, type VerifiedResponse } from '../core/verify.js';
 import { readInputFile } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 import type { StapleStore } from '../io/store.js';
 import { checkAhead, leafChecks, responseChecks } from './check-ahead.js';
-import type { LoadedCert, Target } from './context.js';
+import { responderUrls, type EngineContext, type LoadedCert, type Target } from './context.js';
 import type { SyncReadableStore } from './contracts.js';
 import { pickLeaf, type IssuerResolver } from './issuer.js';
 import { readRegularFileSync, type SourceFile, type SourceSet } from './verdict-cache.js';
@@ -181,6 +182,42 @@ export function factsOf(v: VerifiedResponse): StapleFacts {
     producedAt: v.producedAt,
     usableUntil: v.usableUntil,
   };
+}
+
+/** What the judge step found for one target. */
+export interface TargetJudgement extends StapleJudgement {
+  /** The certificate, its issuer and the other certificates of its files. */
+  load: LoadResult;
+  /** How revocation of the certificate is published, after responder overrides (core/triage.ts). */
+  triage: Triage;
+  /** The staple file as read. */
+  read: StapleRead;
+  /** The time the staple was judged at. */
+  now: Date;
+}
+
+/**
+ * The judge step of the pipeline, and all of it: load the target's
+ * certificate and find its issuer, triage it, read its staple from the store
+ * and judge it at `ctx.now()`. It never asks a responder (the issuer is
+ * downloaded only when the resolver has a transport). Used by
+ * {@link processTarget} before it decides, by `check` (status/check.ts) as its
+ * whole look at a staple, and by the embedded stapler for its first look at
+ * a disk copy. Throws what loading the certificate throws; the staple is then
+ * not read. `pre`: files already read (the staple-folder cache's look-up).
+ */
+export async function judgeTarget(
+  target: Target,
+  ctx: Pick<EngineContext, 'store' | 'resolver' | 'now' | 'skewMs' | 'urlOverrides'>,
+  pre: { sources?: SourceSet | undefined; read?: StapleRead | undefined } = {},
+): Promise<TargetJudgement> {
+  const load = await loadFromSources(target, ctx.resolver, pre.sources);
+  const cert = load.loaded.cert;
+  const triage = triageOf(cert, responderUrls(target, cert, ctx.urlOverrides));
+  const read = pre.read ?? (await readStapleFile(ctx.store, target.staplePath));
+  const now = ctx.now();
+  const judged = await judgeStaple(read, target.staplePath, load.loaded, now, ctx.skewMs);
+  return { ...judged, load, triage, read, now };
 }
 
 /** Reads and verifies the staple on disk. */

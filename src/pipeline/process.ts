@@ -29,9 +29,8 @@ import {
   type TargetOutcome,
 } from './context.js';
 import {
-  judgeStaple,
+  judgeTarget,
   loadFromSources,
-  readStapleFile,
   readStapleFileAsync,
   readStapleFileSync,
   type LoadResult,
@@ -196,12 +195,12 @@ async function processEnabled(
         responderUrls(target, { ocspUrls: hit.ou ?? [] }, ctx.urlOverrides),
       );
     } else {
-      load = await loadFromSources(target, ctx.resolver, sources);
+      const current = await judgeTarget(target, ctx, { sources, read: stapleRead });
+      load = current.load;
       const cert = load.loaded.cert;
-      out.triage = triageOf(cert, responderUrls(target, cert, ctx.urlOverrides));
-      stapleRead ??= await readStapleFile(ctx.store, target.staplePath);
-      now = ctx.now();
-      const current = await judgeStaple(stapleRead, target.staplePath, load.loaded, now, ctx.skewMs);
+      out.triage = current.triage;
+      stapleRead = current.read;
+      now = current.now;
       state = current.state;
       currentDecoded = current.decoded;
       if (current.verified) {

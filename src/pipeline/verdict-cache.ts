@@ -407,6 +407,27 @@ export function formatRecordLine(name: string, r: CacheRecord): string | undefin
   return `${body}\t${recordMac(key, body)}`;
 }
 
+// What a parsed record keeps is its own: a record's fields must not keep the whole file's text alive
+// (fields split from a line are slices of it: 40 MB at 100,000 records), and the few values most records
+// share (the status, the responder's name) are one string each.
+
+/** `s` copied out of the text it was cut from (a 43-character hash: a slice of a 44-character copy). */
+function own(s: string | undefined): string | undefined {
+  return s === undefined ? undefined : ` ${s}`.slice(1);
+}
+
+const STATUSES = new Map<string, string>(['good', 'revoked', 'unknown'].map((x) => [x, x]));
+
+/** Responder names seen, each kept once (bounded: a folder has a few responders). */
+const signers = new Map<string, string>();
+function sharedSigner(s: string | undefined): string | undefined {
+  if (s === undefined) return undefined;
+  const known = signers.get(s);
+  if (known !== undefined) return known;
+  if (signers.size < 256) signers.set(s, s);
+  return s;
+}
+
 /** Parses a record line; undefined for anything malformed, or whose MAC does not verify (or no secret). */
 export function parseRecordLine(line: string): { name: string; record: CacheRecord } | undefined {
   const key = verdictSecret();
@@ -423,19 +444,19 @@ export function parseRecordLine(line: string): { name: string; record: CacheReco
     return undefined;
   }
   const record: Record<string, unknown> = {
-    c: f[1],
-    s: f[2],
+    c: own(f[1]),
+    s: own(f[2]),
     seen: num(f[3]),
     nb: num(f[4]),
     na: num(f[5]),
-    st: f[6],
+    st: STATUSES.get(f[6] as string) ?? f[6],
     tu: num(f[7]),
     nu: num(f[8]),
     pa: num(f[9]),
     uu: num(f[10]),
     dlg: num(f[11]),
     subj: str(f[16]),
-    rsp: str(f[17]),
+    rsp: sharedSigner(str(f[17])),
     w,
   };
   const optional: Array<[string, unknown]> = [

@@ -33,137 +33,42 @@
  */
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
+import { CHECK_EXIT } from '../core/exit-codes.js';
 import { failureLine } from '../core/message.js';
-import type { RefreshPolicy, StapleFacts } from '../core/policy.js';
+import type { StapleFacts } from '../core/policy.js';
 import { classifyStaple, usableUntil } from '../core/usability.js';
-import type { Clock } from '../io/clock.js';
-import { createFileStore, type StapleStore } from '../io/store.js';
+import { createFileStore } from '../io/store.js';
 import { IssuerResolver } from '../pipeline/issuer.js';
 import { forEachLimited } from '../pipeline/limit.js';
-import type { HttpTransport } from '../io/http.js';
 import { crlWatchFor, policyOf, toTarget, transportFor } from '../batch/run.js';
-import { mustStapleAdvice, mustStapleStranded, noOcspNotice, triage, type Triage } from '../core/triage.js';
-import { readMarks, type Marks } from '../revocation/marks.js';
-import { certFingerprint, responderUrls, type LoadedCert } from '../pipeline/context.js';
+import { mustStapleAdvice, mustStapleStranded, noOcspNotice, type Triage } from '../core/triage.js';
+import { readMarks } from '../revocation/marks.js';
+import { certFingerprint, type LoadedCert } from '../pipeline/context.js';
 import type { CrlChecker } from '../pipeline/contracts.js';
-import { loadTargetCert, readStapleState } from '../pipeline/judge.js';
+import { judgeTarget, type TargetJudgement } from '../pipeline/judge.js';
+import type {
+  CertCheck,
+  CheckLevel,
+  CheckOptions,
+  CheckReport,
+  CheckTargetContext,
+  Thresholds,
+} from './check-types.js';
 
-/** A Nagios plugin state. */
-export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';
+export type {
+  CertCheck,
+  CheckLevel,
+  CheckOptions,
+  CheckReport,
+  CheckState,
+  CheckTargetContext,
+  Thresholds,
+} from './check-types.js';
 
-/** The plugin exit code of each state (Nagios plugin API). */
-export const CHECK_EXIT: Record<CheckLevel, 0 | 1 | 2 | 3> = { ok: 0, warning: 1, critical: 2, unknown: 3 };
+/** The plugin exit code of each state: core/exit-codes.ts, the one table. */
+export { CHECK_EXIT };
 
 const RANK: Record<CheckLevel, number> = { ok: 0, unknown: 1, warning: 2, critical: 3 };
-
-/** Why a certificate got its state. Stable strings, for `--json` consumers. */
-export type CheckState =
-  | 'good' // valid, before its refresh point, not close to expiry
-  | 'due' // valid but past its refresh point: renewal is failing
-  | 'expiring' // valid for less than the warning or critical threshold
-  | 'missing' // no staple file
-  | 'invalid' // fails verification (damaged, for another certificate, badly signed, …)
-  | 'expired' // nextUpdate has passed
-  | 'revoked' // the responder says revoked
-  | 'unknown-status' // the responder says unknown
-  | 'cert-expired' // the certificate itself expired
-  | 'no-ocsp' // no responder (triage crl or none): nothing to staple, not a failure
-  | 'must-staple-no-responder' // must-staple, but no responder: the server cannot staple
-  | 'crl-unavailable' // a crl certificate whose CRL could not be fetched or verified (WARNING)
-  | 'cert-expiring' // the certificate itself expires within the certificate thresholds (14 d / 3 d)
-  | 'unjudgeable'; // the certificate or its issuer could not be loaded
-
-/** The judgement of one certificate's staple. */
-export interface CertCheck {
-  id: string;
-  certPath: string;
-  staplePath: string;
-  level: CheckLevel;
-  state: CheckState;
-  /** One short phrase for the status line, e.g. `expires in 20h`. */
-  reason: string;
-  /** The error code behind an invalid or unjudgeable staple. */
-  code?: string;
-  status?: 'good' | 'revoked' | 'unknown';
-  thisUpdate?: string;
-  nextUpdate?: string;
-  producedAt?: string;
-  /** When the staple stops being usable (nextUpdate, capped by a delegated signer). */
-  usableUntil?: string;
-  /** The thresholds applied to this staple (seconds of remaining usability). */
-  warnSeconds?: number;
-  critSeconds?: number;
-  /** Seconds until `usableUntil` (0 for missing, invalid or revoked staples; absent when unjudgeable). */
-  expiresInSeconds?: number;
-  /** The refresh point under the configured policy. */
-  refreshAt?: string;
-  revocationTime?: string;
-  revocationReason?: string;
-  responder?: string;
-  /** How revocation of the certificate is published (core/triage.ts). */
-  mechanism?: 'ocsp' | 'crl' | 'none';
-  mustStaple?: boolean;
-  /** The certificate's CRL distribution points, when it has any. */
-  crlUrls?: string[];
-  /** The certificate's notAfter (absent when it could not be loaded). */
-  certNotAfter?: string;
-  /** CRL watch: the distribution point asked, its verdict and the CRL's times. */
-  crlUrl?: string;
-  crlStatus?: 'good' | 'revoked' | 'unavailable';
-  crlThisUpdate?: string;
-  crlNextUpdate?: string;
-}
-
-/** The result of a check. */
-export interface CheckReport {
-  level: CheckLevel;
-  exitCode: 0 | 1 | 2 | 3;
-  checkedAt: string;
-  /** `relative`: per staple from its validity window (the default); `absolute`: --warn/--crit. */
-  thresholds: 'relative' | 'absolute';
-  /** The absolute thresholds; with relative ones, those of the staple that stops being usable first (absent when none was judged). */
-  warnSeconds?: number;
-  critSeconds?: number;
-  certs: CertCheck[];
-  /** `noOcsp`: certificates without a responder (nothing to staple); they are not counted as staples. */
-  counts: { certs: number; ok: number; warning: number; critical: number; unknown: number; noOcsp: number };
-  /** The smallest `expiresInSeconds` among judged certificates; absent when none was judged. */
-  expiryMinSeconds?: number;
-  /** The plugin output line: `STAPLEKEEPER STATE - text | perfdata`. */
-  line: string;
-}
-
-/** What {@link checkStaples} needs. */
-export interface CheckOptions {
-  /** WARNING below this many ms of remaining validity (default: relative, see {@link relativeThresholds}). */
-  warnMs?: number;
-  /** CRITICAL below this many ms (default: relative). */
-  critMs?: number;
-  /** The time the staples are judged at (default: `clock`, else the system clock). */
-  now?: Date;
-  clock?: Clock;
-  store?: StapleStore;
-  /** Default: issuers from the files and `ca_dirs` only, with no HTTP transport. */
-  resolver?: IssuerResolver;
-  /**
-   * Watch the CRLs of `crl` certificates (the only thing a check downloads;
-   * conditional GETs against the disk cache). Default: on unless
-   * `crl.watch: false`.
-   */
-  crl?: boolean;
-  /** The transport for CRL downloads (default: one built from the settings). */
-  transport?: HttpTransport;
-  /** Certificate-expiry thresholds (default 14 days and 3 days). */
-  certWarnMs?: number;
-  certCritMs?: number;
-}
-
-/** The thresholds for one staple, in ms of remaining usability, and the grace past its refresh point. */
-export interface Thresholds {
-  warnMs: number;
-  critMs: number;
-  graceMs: number;
-}
 
 /** The absolute thresholds used for the one of --warn/--crit that is not given when the other one is. */
 export const DEFAULT_WARN_MS = 3 * 86_400_000;
@@ -204,23 +109,6 @@ export function formatSpan(ms: number): string {
   return shown.length > 0 ? shown.join(' ') : '0s';
 }
 
-/** What {@link checkTarget} works with. */
-export interface CheckTargetContext {
-  store: StapleStore;
-  resolver: IssuerResolver;
-  policy: RefreshPolicy;
-  now: Date;
-  warnMs?: number;
-  critMs?: number;
-  urlOverrides?: Record<string, string>;
-  marks?: Marks;
-  crl?: CrlChecker;
-  /** WARNING when the certificate itself expires within this many ms (default 14 days). */
-  certWarnMs?: number;
-  /** CRITICAL when it expires within this many ms (default 3 days). */
-  certCritMs?: number;
-}
-
 /** The default certificate-expiry thresholds of `check`. */
 export const DEFAULT_CERT_WARN_MS = 14 * 86_400_000;
 export const DEFAULT_CERT_CRIT_MS = 3 * 86_400_000;
@@ -231,7 +119,7 @@ export const DEFAULT_CERT_CRIT_MS = 3 * 86_400_000;
  * within `certCritMs`, whichever of the two judgements is worse. Never throws.
  */
 export async function checkTarget(target: TargetConfig, ctx: CheckTargetContext): Promise<CertCheck> {
-  const c = await judgeTarget(target, ctx);
+  const c = await judgeOne(target, ctx);
   if (c.certNotAfter === undefined || c.state === 'cert-expired') return c;
   const left = Date.parse(c.certNotAfter) - ctx.now.getTime();
   if (left <= 0) return c;
@@ -246,32 +134,18 @@ export async function checkTarget(target: TargetConfig, ctx: CheckTargetContext)
   return { ...c, reason: c.reason ? `${c.reason}; ${note}` : note };
 }
 
-async function judgeTarget(
-  target: TargetConfig,
-  ctx: {
-    store: StapleStore;
-    resolver: IssuerResolver;
-    policy: RefreshPolicy;
-    now: Date;
-    /** Absolute thresholds; absent: relative to each staple's window. */
-    warnMs?: number;
-    critMs?: number;
-    /** Responder overrides by AIA URL (settings). */
-    urlOverrides?: Record<string, string>;
-    /** Revocation marks of the configuration (revocation/marks.ts). */
-    marks?: Marks;
-    /** Watches the CRLs of `crl` certificates (absent: not watched). */
-    crl?: CrlChecker;
-  },
-): Promise<CertCheck> {
+/**
+ * One certificate through the pipeline's judge step ({@link judgeTarget}:
+ * load, triage, read and verify the staple; never a responder), then the
+ * revocation marks, the triage and the one usability classifier
+ * (core/usability.ts) reduced to a plugin state.
+ */
+async function judgeOne(target: TargetConfig, ctx: CheckTargetContext): Promise<CertCheck> {
   const base = { id: target.id, certPath: target.certPath, staplePath: target.staplePath };
   const { now } = ctx;
-  let loaded;
+  let judged: TargetJudgement;
   try {
-    loaded = await loadTargetCert(
-      { id: target.id, certPath: target.certPath, staplePath: target.staplePath, ...paths(target) },
-      ctx.resolver,
-    );
+    judged = await judgeTarget(toTarget(target), { ...ctx, now: () => now });
   } catch (e) {
     const err = toStapleError(e);
     // A missing staple is critical whatever else is wrong; only a present one needs the issuer to be judged.
@@ -301,9 +175,10 @@ async function judgeTarget(
       reason: `cannot judge the staple: ${line.slice(`error ${err.code}: `.length)}`,
     };
   }
+  const loaded = judged.load.loaded;
   const cert = loaded.cert;
   Object.assign(base, { certNotAfter: cert.notAfter.toISOString() });
-  const tri = triage(cert, responderUrls(toTarget(target), cert, ctx.urlOverrides));
+  const tri = judged.triage;
   const triaged = {
     mechanism: tri.mechanism,
     mustStaple: tri.mustStaple,
@@ -313,28 +188,22 @@ async function judgeTarget(
   // a revoked answer recorded by a run or the daemon, written over the staple or not (src/revocation/marks.ts)
   const mark = ctx.marks?.[target.id];
   if (mark && mark.certificate === certFingerprint(cert)) {
-    const when = mark.time ? ` at ${mark.time}` : '';
-    const why = mark.reason ? ` (${mark.reason})` : '';
     const from =
       mark.source === 'crl' ? `its CRL ${mark.url ?? ''}`.trim() : `the OCSP responder ${mark.url ?? ''}`.trim();
+    const r = revocation(mark.time, mark.reason);
     return {
       ...base,
+      ...r.fields,
       level: 'critical',
       state: 'revoked',
-      reason: `REVOKED${when}${why} according to ${from}; replace the certificate`,
+      reason: `${r.phrase} according to ${from}; replace the certificate`,
       code: mark.source === 'crl' ? 'CRL_REVOKED' : 'OCSP_REVOKED',
       expiresInSeconds: 0,
-      ...(mark.time ? { revocationTime: mark.time } : {}),
-      ...(mark.reason ? { revocationReason: mark.reason } : {}),
     };
   }
-  const current = await readStapleState(ctx.store, target.staplePath, loaded, now);
   if (tri.mechanism !== 'ocsp' && cert.notAfter.getTime() > now.getTime()) {
     if (mustStapleStranded(tri)) {
-      const until =
-        current.state.kind === 'valid'
-          ? (current.state.facts.usableUntil ?? current.state.facts.nextUpdate)
-          : undefined;
+      const until = judged.state.kind === 'valid' ? usableUntil(judged.state.facts) : undefined;
       return {
         ...base,
         level: 'critical',
@@ -348,9 +217,9 @@ async function judgeTarget(
     return { ...base, level: 'ok', state: 'no-ocsp', reason: noOcspNotice(tri) };
   }
   // the thresholds depend on the staple's validity window: thisUpdate to the end of its usability
-  const th = current.state.kind === 'valid' ? thresholdsFor(current.state.facts, ctx) : undefined;
+  const th = judged.state.kind === 'valid' ? thresholdsFor(judged.state.facts, ctx) : undefined;
   const u = classifyStaple(
-    current.state,
+    judged.state,
     cert,
     ctx.policy,
     now,
@@ -366,11 +235,11 @@ async function judgeTarget(
       expiresInSeconds,
     };
   }
-  if (current.state.kind === 'missing') {
+  if (judged.state.kind === 'missing') {
     return { ...base, level: 'critical', state: 'missing', reason: 'no staple', expiresInSeconds };
   }
-  if (current.state.kind === 'invalid') {
-    const { code, message } = current.state.error;
+  if (judged.state.kind === 'invalid') {
+    const { code, message } = judged.state.error;
     const expired = u.health === 'expired';
     return {
       ...base,
@@ -381,8 +250,8 @@ async function judgeTarget(
       code,
     };
   }
-  const v = current.verified;
-  const facts = current.state.facts;
+  const v = judged.verified;
+  const facts = judged.state.facts;
   const out: CertCheck = {
     ...base,
     level: 'ok',
@@ -399,11 +268,8 @@ async function judgeTarget(
   const left = u.leftMs ?? 0;
   switch (u.health) {
     case 'revoked': {
-      if (v?.revocationTime) out.revocationTime = v.revocationTime.toISOString();
-      if (v?.revocationReason) out.revocationReason = v.revocationReason;
-      const when = out.revocationTime ? ` at ${out.revocationTime}` : '';
-      const why = out.revocationReason ? ` (${out.revocationReason})` : '';
-      return { ...out, level: 'critical', state: 'revoked', reason: `REVOKED${when}${why}` };
+      const r = revocation(v?.revocationTime?.toISOString(), v?.revocationReason);
+      return { ...out, ...r.fields, level: 'critical', state: 'revoked', reason: r.phrase };
     }
     case 'unknown-status':
       return {
@@ -438,6 +304,17 @@ async function judgeTarget(
   return { ...out, reason: `expires in ${formatSpan(left)}` };
 }
 
+/** `REVOKED at T (reason)`, and the fields that carry the time and the reason. */
+function revocation(
+  time: string | undefined,
+  reason: string | undefined,
+): { phrase: string; fields: Pick<CertCheck, 'revocationTime' | 'revocationReason'> } {
+  const fields: Pick<CertCheck, 'revocationTime' | 'revocationReason'> = {};
+  if (time) fields.revocationTime = time;
+  if (reason) fields.revocationReason = reason;
+  return { phrase: `REVOKED${time ? ` at ${time}` : ''}${reason ? ` (${reason})` : ''}`, fields };
+}
+
 /** The thresholds of one valid staple: the absolute ones when given, else relative to its window. */
 function thresholdsFor(facts: StapleFacts, ctx: { warnMs?: number; critMs?: number }): Thresholds {
   const rel = relativeThresholds(usableUntil(facts).getTime() - facts.thisUpdate.getTime());
@@ -461,18 +338,16 @@ async function crlCheck(
   if (v.thisUpdate) facts.crlThisUpdate = v.thisUpdate;
   if (v.nextUpdate) facts.crlNextUpdate = v.nextUpdate;
   if (v.status === 'revoked') {
-    const when = v.revocationTime ? ` at ${v.revocationTime}` : '';
-    const why = v.revocationReason ? ` (${v.revocationReason})` : '';
+    const r = revocation(v.revocationTime, v.revocationReason);
     return {
       ...base,
       ...facts,
+      ...r.fields,
       level: 'critical',
       state: 'revoked',
       code: 'CRL_REVOKED',
-      reason: `REVOKED${when}${why} according to its CRL ${v.url}; replace the certificate`,
+      reason: `${r.phrase} according to its CRL ${v.url}; replace the certificate`,
       expiresInSeconds: 0,
-      ...(v.revocationTime ? { revocationTime: v.revocationTime } : {}),
-      ...(v.revocationReason ? { revocationReason: v.revocationReason } : {}),
     };
   }
   if (v.status === 'unavailable') {
@@ -492,13 +367,6 @@ async function crlCheck(
     state: 'no-ocsp',
     reason: `${noOcspNotice(tri)}; not revoked (CRL of ${v.thisUpdate ?? '?'})`,
   };
-}
-
-function paths(t: TargetConfig): { chainPath?: string; rootchainPath?: string } {
-  const p: { chainPath?: string; rootchainPath?: string } = {};
-  if (t.chainPath) p.chainPath = t.chainPath;
-  if (t.rootchainPath) p.rootchainPath = t.rootchainPath;
-  return p;
 }
 
 const LIST_MAX = 5;

@@ -6,24 +6,25 @@
  * Every child is spawned through {@link spawnCli}/{@link runCli}, which keep
  * it in a registry; {@link killAllChildren} (call it in `afterAll`) SIGKILLs
  * whatever is still running, and every {@link runCli} has its own hard
- * timeout. Temporary folders made with {@link tempDir} are removed by
- * {@link removeTempDirs}.
+ * timeout. Temporary folders come from temp.ts (re-exported here).
  *
  * The binary imports `dist/`: run `npm run build` first (`npm test` does).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { lstat, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { OCSPRequest } from '@peculiar/asn1-ocsp';
 import { stringify } from 'yaml';
 import { OCSP_CONTENT_TYPE, decodeGetPath } from './evil-responder.js';
-import { certIdFor, mintOcspResponse, type MintedCert, type TestPki } from './mint.js';
+import { buildTestPki, certIdFor, goodResponseFor, mintOcspResponse, type MintedCert, type TestPki } from './mint.js';
+import { cleanUp as cleanUpAll, onCleanup, tempDir } from './temp.js';
+
+export { cleanUp, onCleanup, removeTempDirs, tempDir } from './temp.js';
 
 /** The repository root. */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -138,6 +139,12 @@ export async function killAllChildren(): Promise<void> {
   await Promise.all(waits);
 }
 
+/** A finished child for an assertion message: PID, exit (or signal), time, and both streams. */
+export function showResult(r: CliResult): string {
+  const end = r.signal ? `signal ${r.signal}` : `exit ${r.code}`;
+  return `pid ${r.pid} ${end} after ${r.ms} ms${r.timedOut ? ' (killed at its timeout)' : ''}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+}
+
 /** Lines of `--json` output, parsed (other lines are ignored). */
 export function jsonLines(stdout: string): Array<Record<string, unknown>> {
   const out: Array<Record<string, unknown>> = [];
@@ -174,25 +181,50 @@ export function outcomesById(stdout: string): Map<string, JsonOutcome> {
 
 // ---------------------------------------------------------------- files
 
-const dirs = new Set<string>();
-
-/** A fresh temporary folder, removed by {@link removeTempDirs}. */
-export async function tempDir(prefix = 'sk-cli-'): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), prefix));
-  dirs.add(d);
-  return d;
-}
-
-/** Removes every folder made by {@link tempDir}. */
-export async function removeTempDirs(): Promise<void> {
-  for (const d of dirs) await rm(d, { recursive: true, force: true }).catch(() => undefined);
-  dirs.clear();
-}
-
 /** Writes a YAML configuration file and returns its path. */
 export async function writeConfig(path: string, config: Record<string, unknown>): Promise<string> {
   await writeFile(path, stringify(config));
   return path;
+}
+
+/** How {@link writeDomains} names and fills each domain. */
+export interface DomainsOptions {
+  /** Id of the i-th leaf: `${prefix}${i}` (default `leaf`). */
+  prefix?: string;
+  /** `ocsp_responder_uri` of every domain. */
+  responderUrl?: string;
+  /** Writes a good staple for every leaf first (valid now), as a previous run would have. */
+  withStaples?: boolean;
+}
+
+/**
+ * Writes every leaf of `pki` into `folder` ({@link writeCert}) and returns the
+ * `domains` block naming them (`<id>.der` staples in the staple folder) and
+ * the staple paths, in leaf order.
+ */
+export async function writeDomains(
+  folder: string,
+  pki: TestPki,
+  options: DomainsOptions = {},
+): Promise<{ domains: Record<string, Record<string, string>>; staples: string[] }> {
+  const domains: Record<string, Record<string, string>> = {};
+  const staples: string[] = [];
+  for (const [i, leaf] of pki.leaves.entries()) {
+    const id = `${options.prefix ?? 'leaf'}${i}`;
+    const files = await writeCert(folder, id, leaf, pki.root);
+    domains[id] = { ...files, ocsp: `${id}.der` };
+    if (options.responderUrl !== undefined) domains[id].ocsp_responder_uri = options.responderUrl;
+    staples.push(join(folder, `${id}.der`));
+    if (options.withStaples) await writeFile(join(folder, `${id}.der`), goodResponseFor(pki, leaf, new Date()));
+  }
+  return { domains, staples };
+}
+
+/** A subfolder of `dir`, made now. */
+export async function subfolder(dir: string, name: string): Promise<string> {
+  const folder = join(dir, name);
+  await mkdir(folder, { recursive: true });
+  return folder;
 }
 
 /** Writes `<name>.pem` (the leaf alone) and `<name>-chain.pem` (its issuer); returns both paths. */
@@ -359,7 +391,7 @@ export async function startGoodResponder(
         const now = new Date();
         const thisUpdate = new Date(now.getTime() - 60_000);
         // Each answer for a certificate is valid a little longer than the one before (times are whole
-        // seconds): a staple only gets better (issue 11), so two forced runs within one second must
+        // seconds): a staple only gets better (docs/SECURITY.md), so two forced runs within one second must
         // still get a better answer to write, as from a responder that signs fresh responses.
         const nextUpdateMs = Math.max(now.getTime() + 7 * 86_400_000, (lastNextUpdate.get(serial) ?? 0) + 1000);
         lastNextUpdate.set(serial, nextUpdateMs);
@@ -407,4 +439,45 @@ export async function startGoodResponder(
         server.close(() => r());
       }),
   };
+}
+
+// ---------------------------------------------------------------- the usual set-up of a CLI test file
+
+/** What {@link startCliBench} made. */
+export interface CliBench {
+  /** A temporary folder for the file's tests. */
+  dir: string;
+  /** An in-process PKI: a root that signs the leaves and (by default) their responses itself. */
+  pki: TestPki;
+  /** A good responder for every leaf of `pki`. */
+  responder: GoodResponder;
+}
+
+/**
+ * The set-up most CLI test files share: the CLI is built, a temporary folder
+ * (`prefix`), a P-256 PKI of `leafCount` leaves and a {@link startGoodResponder}
+ * for them; the responder is closed and the folder removed by `cleanUp()`.
+ *
+ * ```ts
+ * beforeAll(async () => ({ dir, pki, responder } = await startCliBench('sk-x-', 3)));
+ * afterAll(endCliBench);
+ * ```
+ */
+export async function startCliBench(
+  prefix: string,
+  leafCount: number,
+  options: { delegated?: boolean; delayMs?: number; jitterMs?: number } = {},
+): Promise<CliBench> {
+  assertBuilt();
+  const dir = await tempDir(prefix);
+  const pki = buildTestPki({ keyType: 'ec-p256', delegated: options.delegated ?? false, now: new Date(), leafCount });
+  const responder = await startGoodResponder(pki, pki.leaves, options);
+  onCleanup(() => responder.close());
+  return { dir, pki, responder };
+}
+
+/** Ends a file's CLI tests: kills the children still running, then `cleanUp()` (responders, folders). */
+export async function endCliBench(): Promise<void> {
+  await killAllChildren();
+  await cleanUpAll();
 }

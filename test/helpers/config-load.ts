@@ -6,13 +6,13 @@
  * every configuration test is also a test that the cache never changes a
  * result (config/config-cache.ts).
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, expect } from 'vitest';
 import { configCacheStats } from '../../src/config/config-cache.js';
 import { loadConfig, type LoadConfigOptions, type LoadedConfig } from '../../src/config/index.js';
 import { isStapleError, type StapleError } from '../../src/core/errors.js';
+import { tempDir } from './temp.js';
 
 const cacheDirs: string[] = [];
 afterAll(async () => {
@@ -25,7 +25,7 @@ afterAll(async () => {
  * contents do.
  */
 export async function tree(files: Record<string, string>): Promise<string> {
-  const root = await mkdtemp(path.join(os.tmpdir(), 'sk-config-'));
+  const root = await tempDir('sk-config-');
   cacheDirs.push(root);
   for (const [rel, content] of Object.entries(files)) {
     const file = path.join(root, rel);
@@ -83,18 +83,15 @@ function describeOutcome(o: Outcome): unknown {
 
 /** {@link loadConfig} (without a cache), after checking that the cache gives the same outcome cold and warm. */
 export async function loadChecked(file: string, opts: { cwd: string }): Promise<LoadedConfig> {
-  const cacheDir = await mkdtemp(path.join(os.tmpdir(), 'sk-config-cache-'));
+  const cacheDir = await tempDir('sk-config-cache-');
   cacheDirs.push(cacheDir);
   const plain = await settle(file, opts);
   const cold = await settle(file, { ...opts, cacheDir });
   const before = configCacheStats();
   const warm = await settle(file, { ...opts, cacheDir });
   const after = configCacheStats();
-  if (warm.ok) {
-    // the cache was used: the whole result without scans, every file with them
-    if (warm.config.scans.length === 0) expect(after.results).toBe(before.results + 1);
-    else expect(after.files).toBeGreaterThan(before.files);
-  }
+  // the cache was used: the whole result (a scan's too, observed again: config/scan.ts scanWitness)
+  if (warm.ok) expect(after.results).toBe(before.results + 1);
   const again = await settle(file, { ...opts, cacheDir });
   const expected = describeOutcome(plain);
   expect(describeOutcome(cold)).toEqual(expected);

@@ -797,7 +797,7 @@ export function scenario(name: string): Scenario {
 }
 
 // ---------------------------------------------------------------------------
-// Worse but valid (issue 11): answers that verify, but must not replace the staple on disk
+// Worse but valid (docs/SECURITY.md, "A staple only gets better"): answers that verify, but must not replace the staple on disk
 // ---------------------------------------------------------------------------
 
 /**

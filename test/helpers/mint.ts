@@ -1,15 +1,27 @@
 /**
- * Test-only minting of keys, X.509 certificates and OCSP responses, entirely in-process.
+ * The tests' one door to test PKIs. Two minters, for two needs:
  *
- * Why in-process: the unit, hostile-responder and fuzz tests need hundreds of
- * certificates and responses with precise defects, and the benchmark needs
- * 10,000 certificates; spawning `openssl` for each would dominate the run time
- * and could not produce most of the defects anyway.
+ * - **In-process** (this file): keys, X.509 certificates, OCSP responses and
+ *   CRLs built here with @peculiar/asn1-* and node:crypto. For the unit,
+ *   hostile-responder and fuzz tests, which need hundreds of certificates and
+ *   responses with precise defects: spawning `openssl` for each would
+ *   dominate the run time and could not produce most of the defects anyway.
+ *   Answered by cli-harness.ts `startGoodResponder` or evil-responder.ts.
+ * - **On disk, by the openssl CLI** (`createPki`, `addLeaf`, `revokeLeaf`,
+ *   `genCrl`, re-exported below from scripts/lib/pki.mjs, which the demo
+ *   shares): a CA folder with an `index.txt` that a real `openssl ocsp`
+ *   answers (servers.ts `startOpensslPki`) and real `openssl ca -gencrl`
+ *   CRLs. For the end-to-end tests, where an independent implementation
+ *   checks ours.
  *
- * Structures are encoded with @peculiar/asn1-x509 / asn1-ocsp (through
+ * The benchmark has its own, third minter, scripts/lib/bench-pki.mjs: plain
+ * JavaScript (the bench runs without a build), hand-framed DER for ~10,000
+ * certificates a second, and nothing a test needs; tests do not use it.
+ *
+ * Structures here are encoded with @peculiar/asn1-x509 / asn1-ocsp (through
  * AsnConvert); only the outermost "TBS + algorithm + signature" wrappers are
  * concatenated by hand with {@link tlv}, so that the bytes we sign are exactly
- * the bytes we emit and the TBS is serialised only once (the hot path of the bench).
+ * the bytes we emit and the TBS is serialised only once.
  *
  * Nothing here is used by src/: it is a tool for producing inputs, including
  * deliberately wrong ones, and it never validates what the caller asks for.
@@ -56,6 +68,17 @@ import {
   id_pkix_ocsp_basic,
   id_pkix_ocsp_nonce,
 } from '@peculiar/asn1-ocsp';
+
+export {
+  addLeaf,
+  createPki,
+  genCrl,
+  revokeLeaf,
+  type CreatePkiOptions,
+  type Leaf,
+  type LeafOptions,
+  type Pki,
+} from '../../scripts/lib/pki.mjs';
 
 // ---------------------------------------------------------------------------
 // Object identifiers used below (named so tests can refer to them too)

@@ -4,7 +4,7 @@
  * Readiness is taken from a PING answered with `redis-cli`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { freePort } from '../../scripts/lib/responder.mjs';
+import { freePort } from './servers.js';
 import { assertInstalled, skipWithout } from './tools.js';
 
 export const REDIS_FOUND = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;

@@ -6,16 +6,16 @@
  * (test/helpers/shipped-cli.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm, symlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { expect, it } from 'vitest';
 import { bundle } from '../../scripts/bundle.mjs';
 import { VERSION } from '../../src/version.js';
 import { linkDropIns, shippedCliCases } from '../helpers/shipped-cli.js';
+import { tempDir } from '../helpers/temp.js';
 
 shippedCliCases('the one file: node staplekeeper.mjs', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'sk-bundle-'));
+  const dir = await tempDir('sk-bundle-');
   const { path } = await bundle({ format: 'esm', outfile: join(dir, 'staplekeeper.mjs') });
   await linkDropIns(path);
   return {
@@ -29,7 +29,7 @@ shippedCliCases('the one file: node staplekeeper.mjs', async () => {
 });
 
 it('the one file: a link named ocsprenewer.mjs is the drop-in, another name is staplekeeper', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'sk-bundle-names-'));
+  const dir = await tempDir('sk-bundle-names-');
   try {
     const { path } = await bundle({ format: 'esm', outfile: join(dir, 'staplekeeper.mjs') });
     await symlink(path, join(dir, 'ocsprenewer.mjs'));

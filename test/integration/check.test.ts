@@ -7,9 +7,10 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { assertBuilt, runCli, writeConfig } from '../helpers/cli-harness.js';
+import type { Pki } from '../helpers/mint.js';
+import { startOpensslPki, freePort, type Responder, startResponder } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
 describe('staplekeeper check (binary, real responder)', () => {
   let dir: string;
@@ -18,24 +19,23 @@ describe('staplekeeper check (binary, real responder)', () => {
 
   beforeAll(async () => {
     assertBuilt();
-    dir = await tempDir('sk-check-');
-    pki = await createPki({
-      dir: join(dir, 'pki'),
-      ocspUrl: `http://127.0.0.1:${await freePort()}`,
-      leaves: [{ name: 'www' }, { name: 'mail' }, { name: 'bad', status: 'revoked' }],
-    });
     // a week of validity, as public CAs give
-    responder = await startResponder({ pki, nmin: 7 * 24 * 60 });
+    ({
+      root: dir,
+      pki,
+      responder,
+    } = await startOpensslPki(
+      'sk-check-',
+      { leaves: [{ name: 'www' }, { name: 'mail' }, { name: 'bad', status: 'revoked' }] },
+      { nmin: 7 * 24 * 60 },
+    ));
   });
 
-  afterAll(async () => {
-    await responder?.stop();
-    await removeTempDirs();
-  });
+  afterAll(cleanUp);
 
   it('reports OK, CRITICAL for revoked and missing staples, and UNKNOWN for a broken configuration, without fetching', async () => {
     const leaves = pki.leaves;
-    await mkdir(join(dir, 'staples'), { recursive: true }); // the staple folder must exist (issue 11, point 7)
+    await mkdir(join(dir, 'staples'), { recursive: true }); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
       ocsp_folder: join(dir, 'staples'),
       on_revoked_write: true, // so that a revoked staple lies on disk for the check to find
@@ -93,7 +93,7 @@ describe('staplekeeper check (binary, real responder)', () => {
     expect(responder.requests.length).toBe(asked);
 
     await writeFile(join(dir, 'broken.yaml'), 'domains:\n  www:\n    cert: nowhere.pem\n    ocsp: www.der\n');
-    // a missing certificate file is CRITICAL for that certificate (issue 11); a broken configuration is UNKNOWN
+    // a missing certificate file is CRITICAL for that certificate (docs/SECURITY.md "One bad certificate never stops the others"); a broken configuration is UNKNOWN
     const broken = await runCli(['check', '-c', 'broken.yaml'], { cwd: dir });
     expect(broken.code).toBe(2);
     expect(broken.stdout).toMatch(/^STAPLEKEEPER CRITICAL - 1 of 1 staple critical: www /);
@@ -109,7 +109,7 @@ describe('staplekeeper check (binary, real responder)', () => {
   it('is OK for a freshly fetched 3-day staple with the default thresholds (no false alarm)', async () => {
     const short = await startResponder({ pki, port: await freePort(), nmin: 3 * 24 * 60 });
     try {
-      await mkdir(join(dir, 'three'), { recursive: true }); // the staple folder must exist (issue 11, point 7)
+      await mkdir(join(dir, 'three'), { recursive: true }); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
       const config = await writeConfig(join(dir, 'three.yaml'), {
         ocsp_folder: join(dir, 'three'),
         domains: { www: { cert: pki.leaves.www!.bundle, ocsp: 'www.der', ocsp_responder_uri: short.url } },

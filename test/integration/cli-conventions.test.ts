@@ -5,25 +5,21 @@
  * (the plugin convention); `--version`/`-V` and `ocspbot -v` print the
  * version; every command's `--help` lists its exit codes.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
 import { ocspbotCli } from '../../src/cli/ocspbot.js';
 import { VERSION } from '../../src/version.js';
 import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 /** The CLI's streams in memory, with an empty environment. */
 const memoryIo = (cwd: string): MemoryIo => sharedMemoryIo(cwd, {});
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-conv-'));
+  dir = await tempDir('sk-conv-');
 });
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 describe('bad arguments', () => {
   const cases: Array<[string, string[], number]> = [

@@ -9,7 +9,7 @@
  * `CRASH_KILLS` sets the number of kills (default 200), `CRASH_SEED` the
  * random seed (printed, so a failure can be replayed).
  */
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCertificates, type Certificate } from '../../src/core/certs.js';
@@ -23,11 +23,11 @@ import {
   spawnCli,
   startGoodResponder,
   tempDir,
-  writeCert,
   writeConfig,
   type GoodResponder,
+  writeDomains,
 } from '../helpers/cli-harness.js';
-import { buildTestPki, goodResponseFor, type TestPki } from '../helpers/mint.js';
+import { buildTestPki, type TestPki } from '../helpers/mint.js';
 
 const CERTS = 20;
 const KILLS = Number(process.env.CRASH_KILLS ?? 200);
@@ -73,17 +73,12 @@ beforeAll(async () => {
     const dir = await tempDir(`sk-crash-${lane}-`);
     // a little jitter spreads each run's 20 writes over ~100 ms, so kills land between writes
     const responder = await startGoodResponder(pki, pki.leaves, { jitterMs: 100 });
-    const domains: Record<string, unknown> = {};
-    const staples: string[] = [];
-    for (const [i, leaf] of pki.leaves.entries()) {
-      const files = await writeCert(dir, `d${i}`, leaf, pki.root);
-      domains[`d${i}`] = { ...files, ocsp: `d${i}.der`, ocsp_responder_uri: responder.url };
-      const staple = join(dir, `d${i}.der`);
-      const first = goodResponseFor(pki, leaf, new Date());
-      await writeFile(staple, first);
-      initial.set(`${lane}/${parsed[i]!.serial}`, first);
-      staples.push(staple);
-    }
+    const { domains, staples } = await writeDomains(dir, pki, {
+      prefix: 'd',
+      responderUrl: responder.url,
+      withStaples: true,
+    });
+    for (const [i, staple] of staples.entries()) initial.set(`${lane}/${parsed[i]!.serial}`, await readFile(staple));
     const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
       ocsp_folder: dir,
       http: { timeout: '5s' },

@@ -1,27 +1,33 @@
 /**
- * Issue 13, CRL watch: real CRLs from `openssl ca -gencrl` served by a local
+ * CRL watch (README.md "Certificates without OCSP"): real CRLs from `openssl ca -gencrl` served by a local
  * HTTP server on 127.0.0.1 (with ETag / Last-Modified), a mixed configuration
  * (OCSP, CRL-only, must-staple) through `run`, `check` and the daemon, a
  * revocation between two checks, and CRLs that must never say OK or revoked
  * falsely: wrong key, expired, another issuer, truncated, over the size cap;
  * plus a huge (1,000,000-entry) CRL minted in-process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, genCrl, revokeLeaf, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
 import { cli } from '../../src/cli/main.js';
 import type { DaemonSnapshot } from '../../src/daemon/daemon.js';
-import { hugeCrlEntries, hugeCrlSerial, mintCert, mintCrl, sharedKey, toPem } from '../helpers/mint.js';
+import {
+  genCrl,
+  hugeCrlEntries,
+  hugeCrlSerial,
+  mintCert,
+  mintCrl,
+  revokeLeaf,
+  sharedKey,
+  toPem,
+  type Pki,
+} from '../helpers/mint.js';
 import { memoryIo } from '../helpers/memory-io.js';
+import { startStatusDaemon, startOpensslPki } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'bin/staplekeeper');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const DAY = 86_400_000;
 
@@ -66,37 +72,28 @@ async function startCrlServer(): Promise<CrlServer> {
 
 let root: string;
 let pki: Pki;
-let responder: Responder;
 let crls: CrlServer;
-let daemon: ChildProcess | undefined;
 
 beforeAll(async () => {
-  root = await mkdtemp(path.join(tmpdir(), 'sk-crlwatch-'));
   crls = await startCrlServer();
-  const port = await freePort();
-  pki = await createPki({
-    dir: path.join(root, 'pki'),
-    ocspUrl: `http://127.0.0.1:${port}`,
-    leaves: [
-      { name: 'ocsp' },
-      { name: 'ms', mustStaple: true },
-      { name: 'le1', noOcspUrl: true, crlUrl: `${crls.url}/ca.crl` },
-      { name: 'le2', noOcspUrl: true, crlUrl: `${crls.url}/ca.crl` },
-    ],
-  });
-  responder = await startResponder({ pki, port, nmin: 7 * 24 * 60 });
+  ({ root, pki } = await startOpensslPki(
+    'sk-crlwatch-',
+    {
+      leaves: [
+        { name: 'ocsp' },
+        { name: 'ms', mustStaple: true },
+        { name: 'le1', noOcspUrl: true, crlUrl: `${crls.url}/ca.crl` },
+        { name: 'le2', noOcspUrl: true, crlUrl: `${crls.url}/ca.crl` },
+      ],
+    },
+    { nmin: 7 * 24 * 60 },
+  ));
   crls.bodies.set('/ca.crl', await readFile(await genCrl(pki, { out: path.join(root, 'ca1.crl') })));
 }, 60_000);
 
 afterAll(async () => {
-  if (daemon && daemon.exitCode === null) {
-    const exited = new Promise((r) => daemon!.once('exit', r));
-    daemon.kill('SIGKILL');
-    await exited;
-  }
-  await responder?.stop();
   await new Promise((r) => crls?.server.close(r));
-  if (root) await rm(root, { recursive: true, force: true });
+  await cleanUp();
 });
 
 async function mixedConfig(name: string, extra: string[] = []): Promise<string> {
@@ -285,19 +282,9 @@ describe('the daemon watches CRLs at crl.interval', () => {
     const dir = await mixedConfig('daemon', ['crl:', '  interval: 2s']);
     // le2 is revoked already (test above); revoke le1 only after the daemon has started
     crls.bodies.set('/ca.crl', await readFile(await genCrl(pki, { out: path.join(root, 'ca3.crl') })));
-    let output = '';
-    daemon = spawn(process.execPath, [BIN, 'daemon', '-c', 'staplekeeper.yaml', '--listen', '0'], {
-      cwd: dir,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    daemon.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    daemon.stderr?.on('data', (d: Buffer) => (output += d.toString()));
     const end = Date.now() + 40_000;
-    while (!/listening on (http:\/\/\S+)/.test(output)) {
-      if (Date.now() > end || daemon.exitCode !== null) throw new Error(`the daemon did not start:\n${output}`);
-      await sleep(50);
-    }
-    const url = /listening on (http:\/\/\S+)/.exec(output)![1]!;
+    const daemon = await startStatusDaemon(dir);
+    const url = daemon.url;
     const states = async (): Promise<Record<string, DaemonSnapshot['certificates'][number]>> => {
       const snap = (await (await fetch(`${url}/status`)).json()) as DaemonSnapshot;
       return Object.fromEntries(snap.certificates.map((c) => [c.id, c]));
@@ -305,7 +292,7 @@ describe('the daemon watches CRLs at crl.interval', () => {
     for (;;) {
       const s = await states();
       if (s.le1?.crlStatus === 'good' && s.le2?.state === 'revoked' && s.ocsp?.state === 'good') break;
-      if (Date.now() > end) throw new Error(`never settled: ${JSON.stringify(s)}\n${output}`);
+      if (Date.now() > end) throw new Error(`never settled: ${JSON.stringify(s)}\n${daemon.output()}`);
       await sleep(100);
     }
     let s = await states();
@@ -317,7 +304,7 @@ describe('the daemon watches CRLs at crl.interval', () => {
     for (;;) {
       s = await states();
       if (s.le1?.state === 'revoked') break;
-      if (Date.now() > end + 20_000) throw new Error(`le1 never revoked: ${JSON.stringify(s.le1)}\n${output}`);
+      if (Date.now() > end + 20_000) throw new Error(`le1 never revoked: ${JSON.stringify(s.le1)}\n${daemon.output()}`);
       await sleep(200);
     }
     expect(s.le1).toMatchObject({ revocationReason: 'cessationOfOperation', crlStatus: 'revoked' });

@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 9, the daemon as a real process: a responder blip must not
+ * docs/SECURITY.md, the daemon as a real process: a responder blip must not
  * starve it. Twenty certificates whose staples have 7 minutes left; the
  * responder answers 503 for 30 s, then recovers. Each failed request used to
  * bump the per-host backoff, which reached its 1-hour cap within a second and
@@ -46,7 +46,7 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-describe('issue 11 point 9: a responder blip does not starve the daemon', () => {
+describe('a responder blip does not starve the daemon (docs/SECURITY.md)', () => {
   it('20 staples with 7 minutes left, responder 503 for 30 s then back: every staple renewed before it expires', async () => {
     const bySerial = new Map(pki.leaves.map((l) => [l.serial.toString('hex').toUpperCase(), l]));
     let outageEnds = Number.POSITIVE_INFINITY;

@@ -3,13 +3,13 @@
  * hooks (as `runOnce`'s `env` does), and a caIssuers download goes through
  * the same per-host backoff as responder requests.
  */
-import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { StapleDaemon, sourceFromConfig, type LogEvent } from '../../src/daemon/daemon.js';
 import { buildTestPki, mintCert } from '../helpers/mint.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 describe('daemon seams (in process)', () => {
   let dir: string;
@@ -17,11 +17,11 @@ describe('daemon seams (in process)', () => {
   const logs: LogEvent[] = [];
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sk-seams-'));
+    dir = await tempDir('sk-seams-');
   });
   afterAll(async () => {
     await daemon?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await cleanUp();
   });
 
   it('runs hooks with the env it was given, and counts a failed caIssuers host in the host backoff', async () => {

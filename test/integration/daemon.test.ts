@@ -5,15 +5,15 @@
  * Needs `npm run build` first (it runs bin/staplekeeper → dist/).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rename, rm, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addLeaf, createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { addLeaf, createPki, type Pki } from '../helpers/mint.js';
+import { freePort, startResponder, type Responder } from '../helpers/servers.js';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin/staplekeeper');
@@ -158,7 +158,7 @@ describe('staplekeeper daemon (real process, real responder)', () => {
     ].join('\n');
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'sk-daemon-'));
+    dir = await tempDir('sk-daemon-');
     certs = path.join(dir, 'certs');
     ocsp = path.join(dir, 'ocsp');
     await mkdir(certs);
@@ -189,7 +189,7 @@ describe('staplekeeper daemon (real process, real responder)', () => {
     for (const s of sockets) s.destroy();
     await new Promise((r) => hang?.close(r));
     await responder?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await cleanUp();
   });
 
   it('checks every certificate at start, keeps going past a failing one, and serves its status', async () => {

@@ -1,19 +1,19 @@
 /**
- * Issue 18: the last differences of the drop-ins from the originals, each
+ * The differences of the drop-ins from the originals (docs/migrating.md), each
  * through the real command (`bin/ocspbot`, `bin/ocsprenewer` as child
  * processes) against a real `openssl ocsp` responder. Each test shows the
  * behaviour chosen for one item of the issue; docs/migrating.md lists the
  * differences that remain on purpose. Needs `npm run build` first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, copyFile, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import type { Pki } from '../helpers/mint.js';
 import { assertBuilt, cleanEnv } from '../helpers/cli-harness.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { startOpensslPki, freePort, type Responder } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -59,21 +59,17 @@ let responder: Responder;
 
 beforeAll(async () => {
   assertBuilt();
-  root = await mkdtemp(path.join(tmpdir(), 'sk-dropin18-'));
-  const port = await freePort();
-  pki = await createPki({
-    dir: path.join(root, 'pki'),
-    ocspUrl: `http://127.0.0.1:${port}`,
-    leaves: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
-  });
   // a week of validity, so that ocspbot's minimum_validity keeps a fresh staple
-  responder = await startResponder({ pki, port, nmin: 7 * 24 * 60 });
+  ({ root, pki, responder } = await startOpensslPki(
+    'sk-dropin18-',
+    { leaves: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] },
+    { nmin: 7 * 24 * 60 },
+  ));
 }, 60_000);
 
 afterAll(async () => {
   for (const c of children) c.kill('SIGKILL');
-  await responder?.stop();
-  if (root) await rm(root, { recursive: true, force: true });
+  await cleanUp();
 });
 
 let n = 0;
@@ -87,7 +83,7 @@ async function modeOf(p: string): Promise<number> {
   return (await stat(p)).mode & 0o777;
 }
 
-describe('ocsprenewer drop-in: the differences of issue 18', () => {
+describe('ocsprenewer drop-in: the differences docs/migrating.md lists', () => {
   it('7: the same file twice, the same folder twice, x.crt and x.pem with one certificate: renewed once, exit 0', async () => {
     const wd = await workdir();
     await mkdir(path.join(wd, 'certs'));
@@ -226,10 +222,10 @@ async function deadUrl(): Promise<string> {
   return `http://127.0.0.1:${await freePort()}`;
 }
 
-describe('ocspbot drop-in: the differences of issue 18', () => {
+describe('ocspbot drop-in: the differences docs/migrating.md lists', () => {
   it('1: stop_on_error with the default parallel_threads (1) goes one at a time and writes nothing after the first failure', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     await writeFile(
       path.join(wd, 'ocspbot.yaml'),
       [
@@ -264,7 +260,7 @@ describe('ocspbot drop-in: the differences of issue 18', () => {
 
   it('2 and 3: output_log holds the ERROR lines too, and a fixed name is started afresh at each run', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     const dead = await deadUrl();
     await writeFile(
       path.join(wd, 'ocspbot.yaml'),
@@ -340,7 +336,7 @@ describe('ocspbot drop-in: the differences of issue 18', () => {
 
   it('4: a missing includes folder is a warning ("Cannot find include file"); the rest is renewed, exit as ocspbot', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     await mkdir(path.join(wd, 'conf.d'));
     await writeFile(
       path.join(wd, 'conf.d', 'x.yml'),
@@ -407,7 +403,7 @@ describe('ocspbot drop-in: the differences of issue 18', () => {
 
   it('12: backups are stamped in UTC whatever the local time zone (ocspbot used local time)', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (issue 11, point 7)
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     await writeFile(
       path.join(wd, 'ocspbot.yaml'),
       [

@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 13: signals during start-up. SIGHUP/SIGUSR2 must not kill a
+ * Signals during start-up (docs/SECURITY.md). SIGHUP/SIGUSR2 must not kill a
  * daemon that is still loading, SIGUSR1 must never open Node's inspector,
  * and a command that is not a daemon still ends on SIGTERM.
  *
@@ -103,7 +103,7 @@ async function waitUntil(what: string, cond: () => boolean, timeoutMs: number, c
   }
 }
 
-describe('issue 11 point 13: signals during start-up', () => {
+describe('signals during start-up (docs/SECURITY.md)', () => {
   it('a daemon signalled with SIGHUP, SIGUSR2 and SIGUSR1 while it loads survives, opens no inspector, and renews', async () => {
     const pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date() });
     responder = await startGoodResponder(pki, [pki.leaves[0]!]);

@@ -17,10 +17,9 @@
 import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { createServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -30,10 +29,10 @@ import type { Clock } from '../../src/io/clock.js';
 import type { HttpRequest, HttpTransport } from '../../src/io/http.js';
 import { ROOT, assertBuilt, requestedSerial } from '../helpers/cli-harness.js';
 import { decodeGetPath, startEvilResponder, type EvilResponder } from '../helpers/evil-responder.js';
-import { buildTestPki, goodResponseFor, mintOcspResponse, type TestPki } from '../helpers/mint.js';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { buildTestPki, createPki, goodResponseFor, mintOcspResponse, type Pki, type TestPki } from '../helpers/mint.js';
+import { freePort, startResponder, type Responder } from '../helpers/servers.js';
 import { sClient } from '../helpers/s-client.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -53,13 +52,6 @@ async function tlsOptions(pki: Pki, name: string): Promise<{ key: Buffer; cert: 
   return { key: await readFile(leaf.key), cert: await readFile(leaf.bundle) };
 }
 
-const dirs: string[] = [];
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'sk-embed-'));
-  dirs.push(d);
-  return d;
-}
-
 // ---------------------------------------------------------------- real server, real responder, real client
 
 describe('attachStapling on a real https.Server', () => {
@@ -71,7 +63,7 @@ describe('attachStapling on a real https.Server', () => {
   let hanging: EvilResponder | undefined;
 
   beforeAll(async () => {
-    dir = await tempDir();
+    dir = await tempDir('sk-embed-');
     pki = await createPki({
       dir: join(dir, 'pki'),
       ocspUrl: `http://127.0.0.1:${await freePort()}`,
@@ -85,7 +77,7 @@ describe('attachStapling on a real https.Server', () => {
     for (const s of servers) await closeServer(s);
     await responder?.stop();
     await hanging?.close();
-    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+    await cleanUp();
   });
 
   it('staples, keeps serving through an outage, follows a setSecureContext swap, and restarts from the cache', async () => {

@@ -19,41 +19,19 @@
  * Debian-exim), so the test must run as root to start it, and the files must
  * be readable by that user.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeResponse } from '../../src/core/response.js';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
-import { assertBuilt, isRoot, removeTempDirs, runCli, tempDir } from '../helpers/cli-harness.js';
+import { type Pki } from '../helpers/mint.js';
+import { findProgram, freePort, startOpensslPki, startServer, thisUpdateOf, waitForPort } from '../helpers/servers.js';
+import type { ServerProcess } from '../helpers/servers.js';
+import { assertBuilt, cleanUp, isRoot, runCli } from '../helpers/cli-harness.js';
 import { sClient, type StatusView } from '../helpers/s-client.js';
 import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
-const EXIM =
-  spawnSync('sh', ['-c', 'command -v exim4 || ls /usr/sbin/exim4 || command -v exim'], { encoding: 'utf8' })
-    .stdout.trim()
-    .split('\n')[0] ?? '';
+const EXIM = findProgram('exim4') || findProgram('exim');
 const INSTALL = 'apt-get install exim4-daemon-light';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function thisUpdateOf(der: Buffer): Date {
-  const single = decodeResponse(der).basic?.singles[0];
-  if (!single) throw new Error('no single response');
-  return single.thisUpdate;
-}
-
-async function listening(port: number): Promise<boolean> {
-  return new Promise<boolean>((r) => {
-    const s = connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      r(true);
-    });
-    s.once('error', () => r(false));
-  });
-}
 
 /** Exim with -C needs root; outside CI a non-root run skips, saying so (in CI it fails in beforeAll). */
 function skipNotRoot(): boolean {
@@ -65,9 +43,7 @@ function skipNotRoot(): boolean {
 describe.skipIf(skipWithout('Exim', Boolean(EXIM), INSTALL) || skipNotRoot())('Exim with tls_ocsp_file', () => {
   let dir: string;
   let pki: Pki;
-  let responder: Responder;
-  let exim: ChildProcess | undefined;
-  let eximOut = '';
+  let exim: ServerProcess | undefined;
   let port: number;
   let staple: string;
   let config: string;
@@ -75,22 +51,8 @@ describe.skipIf(skipWithout('Exim', Boolean(EXIM), INSTALL) || skipNotRoot())('E
   const mainlog = (): Promise<string> => readFile(join(dir, 'log', 'mainlog'), 'utf8').catch(() => '');
 
   async function startExim(): Promise<void> {
-    exim = spawn(EXIM, ['-C', join(dir, 'exim.conf'), '-bdf', '-oX', String(port)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    exim.stdout?.on('data', (d: Buffer) => (eximOut += d.toString()));
-    exim.stderr?.on('data', (d: Buffer) => (eximOut += d.toString()));
-    await waitListening();
-  }
-
-  async function waitListening(): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
-      if (exim?.exitCode !== null) throw new Error(`exim exited (${exim?.exitCode}): ${eximOut}\n${await mainlog()}`);
-      if (await listening(port)) return;
-      await sleep(50);
-    }
-    throw new Error(`exim does not listen on 127.0.0.1:${port}: ${eximOut}\n${await mainlog()}`);
+    exim = startServer(EXIM, ['-C', join(dir, 'exim.conf'), '-bdf', '-oX', String(port)], mainlog);
+    await waitForPort(port, exim);
   }
 
   /** s_client until it shows `expected` as This Update (or the deadline passes); every view seen. */
@@ -114,17 +76,11 @@ describe.skipIf(skipWithout('Exim', Boolean(EXIM), INSTALL) || skipNotRoot())('E
     assertInstalled('Exim', Boolean(EXIM), INSTALL);
     if (!isRoot()) throw new Error('the Exim test starts exim4 -C, which needs root (CI runs as root)');
     assertBuilt();
-    dir = await tempDir('sk-exim-');
+    ({ root: dir, pki } = await startOpensslPki('sk-exim-', { leaves: [{ name: 'mail' }] }, { nmin: 7 * 24 * 60 }));
     // Exim runs as its own user (Debian-exim): it must reach the certificate, key and staple
     await chmod(dir, 0o755);
-    pki = await createPki({
-      dir: join(dir, 'pki'),
-      ocspUrl: `http://127.0.0.1:${await freePort()}`,
-      leaves: [{ name: 'mail' }],
-    });
     await chmod(join(dir, 'pki'), 0o755);
     await chmod(pki.leaves.mail!.key, 0o644); // a throwaway test key; on a server: group Debian-exim, 0640
-    responder = await startResponder({ pki, nmin: 7 * 24 * 60 });
     port = await freePort();
     staple = join(dir, 'staples', 'mail.der');
     for (const d of ['staples', 'spool', 'log']) await mkdir(join(dir, d));
@@ -165,17 +121,7 @@ describe.skipIf(skipWithout('Exim', Boolean(EXIM), INSTALL) || skipNotRoot())('E
     );
   });
 
-  afterAll(async () => {
-    if (exim && exim.exitCode === null && exim.signalCode === null) {
-      const gone = new Promise((r) => exim!.once('exit', r));
-      exim.kill('SIGTERM');
-      const t = setTimeout(() => exim?.kill('SIGKILL'), 3000);
-      await gone;
-      clearTimeout(t);
-    }
-    await responder?.stop();
-    await removeTempDirs();
-  });
+  afterAll(cleanUp);
 
   it('serves the staple run wrote, the renewed one without a signal, and at once after a SIGHUP hook', async () => {
     // 1. the first staple, then Exim
@@ -184,7 +130,7 @@ describe.skipIf(skipWithout('Exim', Boolean(EXIM), INSTALL) || skipNotRoot())('E
     expect(first.code).toBe(1);
     const t1 = thisUpdateOf(await readFile(staple));
     await startExim();
-    const pid = exim!.pid;
+    const pid = exim!.child.pid;
     const v1 = await sClient(port, 'mail.test', { starttls: 'smtp' });
     expect(v1.out).toContain('250'); // it spoke SMTP before STARTTLS
     expect(v1.responseStatus).toBe('successful');
@@ -206,8 +152,8 @@ describe.skipIf(skipWithout('Exim', Boolean(EXIM), INSTALL) || skipNotRoot())('E
       expect(v.certStatus).toBe('good');
       expect([t1.getTime(), t2.getTime()]).toContain(v.thisUpdate?.getTime());
     }
-    expect(exim!.pid).toBe(pid);
-    expect(exim!.exitCode).toBeNull();
+    expect(exim!.child.pid).toBe(pid);
+    expect(exim!.child.exitCode).toBeNull();
 
     // 3. with an on_change hook sending SIGHUP (what `systemctl reload exim4` does), the next connection has it
     await writeFile(config, `${await readFile(config, 'utf8')}hooks:\n  on_change: [kill, -HUP, '${pid}']\n`);
@@ -218,7 +164,7 @@ describe.skipIf(skipWithout('Exim', Boolean(EXIM), INSTALL) || skipNotRoot())('E
     const t3 = thisUpdateOf(await readFile(staple));
     expect(t3.getTime()).toBeGreaterThan(t2.getTime());
     await sleep(200); // Exim re-executes itself on SIGHUP
-    await waitListening();
+    await waitForPort(port, exim!);
     const v3 = await sClient(port, 'mail.test', { starttls: 'smtp' });
     expect(v3.certStatus).toBe('good');
     expect(v3.thisUpdate?.getTime()).toBe(t3.getTime());

@@ -4,15 +4,15 @@
  * and unknown certificates), and the OpenSSL cross-check of what we write.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { createPki, type Pki } from '../helpers/mint.js';
+import { freePort, startResponder, type Responder } from '../helpers/servers.js';
 import { memoryIo } from '../helpers/memory-io.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const run = promisify(execFile);
 
@@ -26,7 +26,7 @@ const setups: Setup[] = [];
 let dir: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-fetch-'));
+  dir = await tempDir('sk-fetch-');
   for (const [keyType, signer] of [
     ['ec', 'delegated'],
     ['rsa', 'issuer'],
@@ -45,7 +45,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(setups.map((s) => s.responder.stop()));
-  await rm(dir, { recursive: true, force: true });
+  await cleanUp();
 });
 
 describe.each([0, 1])('setup %i', (i) => {
@@ -171,7 +171,7 @@ describe('fetch errors', () => {
 
   it('reports a certificate without an OCSP URL', async () => {
     const { pki } = setups[0]!;
-    const { addLeaf } = await import('../../scripts/lib/pki.mjs');
+    const { addLeaf } = await import('../helpers/mint.js');
     const leaf = await addLeaf(pki, { name: 'no-ocsp', noOcspUrl: true });
     const io = memoryIo(dir);
     expect(await cli(['fetch', '--cert', leaf.bundle, '--out', join(dir, 'no-ocsp.der')], io)).toBe(1);

@@ -4,7 +4,6 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +17,7 @@ import {
   type SignerMode,
 } from '../../scripts/lib/pki.mjs';
 import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { cleanUp, tempDir } from '../helpers/temp.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -60,9 +60,8 @@ const setups: Array<{ keyType: KeyType; signer: SignerMode }> = [
   { keyType: 'rsa', signer: 'issuer' },
 ];
 
-const tempDirs: string[] = [];
 afterAll(async () => {
-  await Promise.all(tempDirs.map((d) => fs.rm(d, { recursive: true, force: true })));
+  await cleanUp();
 });
 
 for (const { keyType, signer } of setups) {
@@ -71,8 +70,7 @@ for (const { keyType, signer } of setups) {
     let responder: Responder | undefined;
 
     beforeAll(async () => {
-      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sk-'));
-      tempDirs.push(dir);
+      const dir = await tempDir('sk-fixtures-');
       const port = await freePort();
       pki = await createPki({ dir, keyType, ocspUrl: `http://127.0.0.1:${port}`, responder: signer });
       responder = await startResponder({ pki, port });
@@ -152,8 +150,7 @@ describe('responder details', () => {
   let responder: Responder | undefined;
 
   beforeAll(async () => {
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sk-'));
-    tempDirs.push(dir);
+    const dir = await tempDir('sk-fixtures-');
     // No explicit port anywhere: the responder takes the one in the PKI's OCSP URL.
     pki = await createPki({
       dir,

@@ -1,5 +1,5 @@
 /**
- * Fleet mode with daemons (issue 14's "done when"): three `staplekeeper
+ * Fleet mode with daemons (docs/fleet.md): three `staplekeeper
  * daemon` processes with the same five certificates and separate staple
  * folders, one real `openssl ocsp` responder whose requests are counted, one
  * real `redis-server`. One fetch per certificate; a `run` on a fourth folder
@@ -10,17 +10,17 @@
  * staple lost, no storm). Needs `npm run build` first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import type { Pki } from '../helpers/mint.js';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import { BIN, assertBuilt, cleanEnv, runCli } from '../helpers/cli-harness.js';
 import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.js';
+import { startOpensslPki, type Responder } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
 const NAMES = ['a', 'b', 'c', 'd', 'e'];
 const PREFIX = 'skd:';
@@ -217,15 +217,12 @@ describe.skipIf(skipWithoutRedis())('fleet mode: three daemons, one responder, o
 
   beforeAll(async () => {
     assertBuilt();
-    dir = await mkdtemp(path.join(tmpdir(), 'sk-fleet-daemon-'));
-    const port = await freePort();
-    pki = await createPki({
-      dir: path.join(dir, 'pki'),
-      ocspUrl: `http://127.0.0.1:${port}`,
-      leaves: NAMES.map((name) => ({ name })),
-    });
-    responder = await startResponder({ pki, port });
-    proxy = await startProxy(port);
+    ({
+      root: dir,
+      pki,
+      responder,
+    } = await startOpensslPki('sk-fleet-daemon-', { leaves: NAMES.map((name) => ({ name })) }));
+    proxy = await startProxy(responder.port);
     redis = await startRedis();
     ca = loadCertificates(await readFile(pki.ca.cert), 'ca')[0]!;
     for (const n of NAMES) certs.set(n, loadCertificates(await readFile(pki.leaves[n]!.cert), n)[0]!);
@@ -234,9 +231,8 @@ describe.skipIf(skipWithoutRedis())('fleet mode: three daemons, one responder, o
   afterAll(async () => {
     for (const d of daemons) await d.kill();
     await proxy?.close();
-    await responder?.stop();
     await redis?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await cleanUp();
   });
 
   it('three daemons: every folder has five verified staples and the responder saw exactly five requests', async () => {

@@ -6,18 +6,18 @@
  * and a run waiting for another node's lease. Needs `npm run build` first.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import type { Pki } from '../helpers/mint.js';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import { fleetKeyOf } from '../../src/fleet/key.js';
 import { ROOT, assertBuilt, cleanEnv, killAllChildren, runCli } from '../helpers/cli-harness.js';
 import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.js';
+import { startOpensslPki, freePort, type Responder } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
 const NAMES = ['a', 'b', 'c', 'd', 'e'];
 
@@ -79,22 +79,18 @@ describe.skipIf(skipWithoutRedis())('fleet mode: staplekeeper run', () => {
 
   beforeAll(async () => {
     assertBuilt();
-    dir = await mkdtemp(path.join(tmpdir(), 'sk-fleet-run-'));
-    const port = await freePort();
-    pki = await createPki({
-      dir: path.join(dir, 'pki'),
-      ocspUrl: `http://127.0.0.1:${port}`,
-      leaves: NAMES.map((name) => ({ name })),
-    });
-    responder = await startResponder({ pki, port });
+    ({
+      root: dir,
+      pki,
+      responder,
+    } = await startOpensslPki('sk-fleet-run-', { leaves: NAMES.map((name) => ({ name })) }));
     redis = await startRedis();
   }, 60_000);
 
   afterAll(async () => {
     await killAllChildren();
-    await responder?.stop();
     await redis?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await cleanUp();
   });
 
   it('fetches each certificate once: a second folder gets all five staples from Redis, with no request', async () => {

@@ -14,23 +14,19 @@
  *    sending the master SIGUSR2 (what `systemctl reload haproxy` does), and
  *    a push through the master CLI (`-S`), which needs the `@1` routing.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeResponse } from '../../src/core/response.js';
 import { HAPROXY_STATE_NAME, pushToHaproxy } from '../../src/outputs/haproxy.js';
-import { assertBuilt, removeTempDirs, runCli, spawnCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
-import { addLeaf, createPki, type Leaf, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { assertBuilt, cleanUp, runCli, spawnCli, writeConfig } from '../helpers/cli-harness.js';
+import { addLeaf, type Leaf, type Pki } from '../helpers/mint.js';
+import { findProgram, freePort, startOpensslPki, startServer, thisUpdateOf, waitForPort } from '../helpers/servers.js';
+import type { ServerProcess } from '../helpers/servers.js';
 import { sClient, type StatusView } from '../helpers/s-client.js';
 import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
-const HAPROXY =
-  spawnSync('sh', ['-c', 'command -v haproxy || ls /usr/sbin/haproxy'], { encoding: 'utf8' })
-    .stdout.trim()
-    .split('\n')[0] ?? '';
+const HAPROXY = findProgram('haproxy');
 
 // ---------------------------------------------------------------- helpers
 
@@ -44,52 +40,8 @@ async function sClientUntil(port: number, thisUpdate: Date, tries = 50): Promise
   return view;
 }
 
-interface Server {
-  child: ChildProcess;
-  log: () => string;
-}
-
-function startHaproxy(args: string[]): Server {
-  const child = spawn(HAPROXY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stdout?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-65536)));
-  child.stderr?.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-65536)));
-  return { child, log: () => log };
-}
-
-async function waitForPort(port: number, server: Server): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (server.child.exitCode !== null)
-      throw new Error(`haproxy exited with ${server.child.exitCode}:\n${server.log()}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        r(true);
-      });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after 10 s:\n${server.log()}`);
-}
-
-async function stop(server: Server | undefined): Promise<void> {
-  const child = server?.child;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await gone;
-  clearTimeout(timer);
-}
-
-function thisUpdateOf(der: Buffer): Date {
-  const single = decodeResponse(der).basic?.singles[0];
-  if (!single) throw new Error('no single response');
-  return single.thisUpdate;
+function startHaproxy(args: string[]): ServerProcess {
+  return startServer(HAPROXY, args);
 }
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 1100)); // openssl ocsp stamps whole seconds
@@ -122,26 +74,14 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
   () => {
     let dir: string;
     let pki: Pki;
-    let responder: Responder;
-    const servers: Server[] = [];
 
     beforeAll(async () => {
       assertInstalled('haproxy', Boolean(HAPROXY), 'apt-get install haproxy');
       assertBuilt();
-      dir = await tempDir('sk-haproxy-');
-      pki = await createPki({
-        dir: join(dir, 'pki'),
-        ocspUrl: `http://127.0.0.1:${await freePort()}`,
-        leaves: [{ name: 'site' }],
-      });
-      responder = await startResponder({ pki });
+      ({ root: dir, pki } = await startOpensslPki('sk-haproxy-', { leaves: [{ name: 'site' }] }));
     });
 
-    afterAll(async () => {
-      for (const s of servers) await stop(s);
-      await responder?.stop();
-      await removeTempDirs();
-    });
+    afterAll(cleanUp);
 
     it('is HAProxy 2.6 or later', () => {
       const v = spawnSync(HAPROXY, ['-v'], { encoding: 'utf8' }).stdout;
@@ -157,7 +97,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const socket = join(dir, 'admin.sock');
       const port = await freePort();
       await writeCrt(crt, leaf);
-      await mkdir(join(dir, 'state')); // the staple folder must exist (issue 11, point 7)
+      await mkdir(join(dir, 'state')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
       const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
         ocsp_folder: join(dir, 'state'),
         domains: { site: { cert: crt, ocsp: '{cert}.ocsp' } },
@@ -177,7 +117,6 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const cfg = join(dir, 'haproxy.cfg');
       await writeFile(cfg, haproxyConfig({ port, crt, socket }));
       const haproxy = startHaproxy(['-db', '-f', cfg]);
-      servers.push(haproxy);
       await waitForPort(port, haproxy);
       const atStart = await sClient(port);
       expect(atStart.responseStatus, atStart.out).toBe('successful');
@@ -211,7 +150,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       expect(after.certStatus).toBe('good');
       expect(after.thisUpdate).toEqual(renewed);
       expect(haproxy.child.exitCode).toBeNull();
-      expect(haproxy.log()).not.toMatch(/reload/i);
+      expect(await haproxy.log()).not.toMatch(/reload/i);
     });
 
     it('the daemon pushes the pending staple and its forced renewals over the stats socket', async () => {
@@ -220,7 +159,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const socket = join(dir, 'daemon-admin.sock');
       const port = await freePort();
       await writeCrt(crt, leaf);
-      await mkdir(join(dir, 'daemon-state')); // the staple folder must exist (issue 11, point 7)
+      await mkdir(join(dir, 'daemon-state')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
       const config = await writeConfig(join(dir, 'daemon.yaml'), {
         ocsp_folder: join(dir, 'daemon-state'),
         domains: { daemonsite: { cert: crt, ocsp: '{cert}.ocsp' } },
@@ -232,7 +171,6 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const cfg = join(dir, 'daemon-haproxy.cfg');
       await writeFile(cfg, haproxyConfig({ port, crt, socket }));
       const haproxy = startHaproxy(['-db', '-f', cfg]);
-      servers.push(haproxy);
       await waitForPort(port, haproxy);
       const atStart = await sClient(port);
       expect(atStart.certStatus, atStart.out).toBe('good');
@@ -280,14 +218,13 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const cfg = join(dir, 'reload.cfg');
       await writeFile(cfg, haproxyConfig({ port, crt, socket }));
       const haproxy = startHaproxy(['-W', '-db', '-f', cfg, '-S', master, '-p', pidFile]);
-      servers.push(haproxy);
       await waitForPort(port, haproxy);
       const before = await sClient(port);
       expect(before.certStatus, before.out).toBe('good');
 
       // The documented reload hook for a master-worker HAProxy without systemd: SIGUSR2 to the master.
       await tick();
-      await mkdir(join(dir, 'reload-state')); // the staple folder must exist (issue 11, point 7)
+      await mkdir(join(dir, 'reload-state')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
       const config = await writeConfig(join(dir, 'reload.yaml'), {
         ocsp_folder: join(dir, 'reload-state'),
         domains: { reload: { cert: crt, ocsp: '{cert}.ocsp' } },
@@ -300,7 +237,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const after = await sClientUntil(port, renewed);
       expect(after.certStatus, after.out).toBe('good');
       expect(after.thisUpdate).toEqual(renewed);
-      expect(haproxy.log()).toMatch(/Reloading HAProxy/);
+      expect(await haproxy.log()).toMatch(/Reloading HAProxy/);
 
       // The master CLI has no `set ssl`; the push is routed to the worker with `@1`.
       await tick();

@@ -6,7 +6,7 @@
  * mtime and inode), the reported code is the scenario's, the exit code says
  * failure (run 255, fetch 1) and the process ends within its timeouts.
  *
- * Then the security rules of issue 5 that need a real process: only http(s)
+ * Then the rules of docs/SECURITY.md ("The network", "Hooks and shells") that need a real process: only http(s)
  * URLs (responder, AIA and caIssuers), bounded redirects, nothing from a
  * certificate or a responder ever reaching a shell, and a revoked
  * certificate never hidden.
@@ -31,6 +31,7 @@ import {
   writeCert,
   writeConfig,
   type CliResult,
+  showResult,
 } from '../helpers/cli-harness.js';
 import {
   OCSP_CONTENT_TYPE,
@@ -53,7 +54,7 @@ const slots = semaphore(4);
 let dir: string;
 let ctx: ScenarioContext;
 let goodStaple: Buffer;
-/** A valid staple older than what the accepted scenarios answer: a staple only gets better (issue 11). */
+/** A valid staple older than what the accepted scenarios answer: a staple only gets better (docs/SECURITY.md). */
 let olderStaple: Buffer;
 let certPath: string;
 let chainPath: string;
@@ -150,10 +151,6 @@ function expectValidStaple(bytes: Buffer): void {
 }
 
 /** Failure context for an assertion message. */
-function show(r: CliResult): string {
-  return `exit ${r.code} signal ${r.signal} after ${r.ms} ms\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-}
-
 const failing = SCENARIOS.filter((s) => s.expectedCode !== 'OK');
 const accepted = SCENARIOS.filter((s) => s.expectedCode === 'OK');
 
@@ -169,12 +166,12 @@ describe('hostile responders through `staplekeeper run`', () => {
       try {
         const { r, staple } = await runOne(scenario.name, responder.url);
         const before = goodStaple;
-        expect(r.timedOut, show(r)).toBe(false);
-        expect(r.code, show(r)).toBe(255);
+        expect(r.timedOut, showResult(r)).toBe(false);
+        expect(r.code, showResult(r)).toBe(255);
         const outcome = outcomesById(r.stdout).get('leaf');
-        expect(outcome, show(r)).toBeDefined();
+        expect(outcome, showResult(r)).toBeDefined();
         expect(outcome?.result).toBe('failed');
-        expect(outcome?.error?.code, show(r)).toBe(scenario.expectedCode);
+        expect(outcome?.error?.code, showResult(r)).toBe(scenario.expectedCode);
         const summary = jsonLines(r.stdout).find((o) => o.type === 'summary');
         expect(summary?.failed).toBe(1);
         expect(summary?.exitCode).toBe(255);
@@ -185,7 +182,7 @@ describe('hostile responders through `staplekeeper run`', () => {
         // revoked answer (not written) is remembered in the revocation marks
         const left = (await readdir(join(staple, '..'))).filter((n) => n !== 'leaf.der' && n !== 'staplekeeper.yaml');
         expect(left).toEqual(scenario.name === 'status-revoked' ? ['.staplekeeper-revoked.json'] : []);
-        expect(r.ms, show(r)).toBeLessThan(MAX_RUN_MS);
+        expect(r.ms, showResult(r)).toBeLessThan(MAX_RUN_MS);
       } finally {
         await responder.close();
       }
@@ -197,7 +194,7 @@ describe('hostile responders through `staplekeeper run`', () => {
       const responder = await startScenarioResponder(scenario, ctx);
       try {
         const { r, staple } = await runOne(scenario.name, responder.url, {}, olderStaple);
-        expect(r.code, show(r)).toBe(1); // one staple renewed
+        expect(r.code, showResult(r)).toBe(1); // one staple renewed
         expect(outcomesById(r.stdout).get('leaf')?.result).toBe('updated');
         const after = await readFile(staple);
         expect(after.equals(olderStaple)).toBe(false);
@@ -215,14 +212,14 @@ describe('hostile responders through `staplekeeper fetch`', () => {
       const responder = await startScenarioResponder(scenario, ctx);
       try {
         const { r, staple } = await fetchOne(scenario.name, responder.url);
-        expect(r.timedOut, show(r)).toBe(false);
-        expect(r.code, show(r)).toBe(1);
-        expect(r.stderr, show(r)).toContain(`staplekeeper: error ${scenario.expectedCode}: `);
+        expect(r.timedOut, showResult(r)).toBe(false);
+        expect(r.code, showResult(r)).toBe(1);
+        expect(r.stderr, showResult(r)).toContain(`staplekeeper: error ${scenario.expectedCode}: `);
         expect(r.stderr).toContain('was left untouched');
         const after = await snapshot(staple);
         expect(after.bytes.equals(goodStaple)).toBe(true);
         expect(after.mtimeMs).toBeLessThan(Date.now() - 3_000_000);
-        expect(r.ms, show(r)).toBeLessThan(MAX_RUN_MS);
+        expect(r.ms, showResult(r)).toBeLessThan(MAX_RUN_MS);
       } finally {
         await responder.close();
       }
@@ -234,7 +231,7 @@ describe('hostile responders through `staplekeeper fetch`', () => {
       const responder = await startScenarioResponder(scenario, ctx);
       try {
         const { r, staple } = await fetchOne(scenario.name, responder.url, olderStaple);
-        expect(r.code, show(r)).toBe(0);
+        expect(r.code, showResult(r)).toBe(0);
         const after = await readFile(staple);
         expect(after.equals(olderStaple)).toBe(false);
         expectValidStaple(after);
@@ -267,7 +264,7 @@ describe('security: URLs, redirects and bounds', () => {
       const staple = join(dir, `badurl-${encodeURIComponent(url).slice(0, 20)}.der`);
       await plantStaple(staple);
       const r = await runCli(['fetch', '--cert', certPath, '--chain', chainPath, '--url', url, '--out', staple]);
-      expect(r.code, show(r)).toBe(1);
+      expect(r.code, showResult(r)).toBe(1);
       expect(r.stderr).toContain('error HTTP_BAD_URL');
       expect((await readFile(staple)).equals(goodStaple)).toBe(true);
     });
@@ -276,7 +273,7 @@ describe('security: URLs, redirects and bounds', () => {
   it('a responder URL in a configuration must be http(s): exit 253, nothing fetched', async () => {
     await withSlot(async () => {
       const { r } = await runOne('cfg-ftp-url', 'ftp://127.0.0.1/ocsp');
-      expect(r.code, show(r)).toBe(253);
+      expect(r.code, showResult(r)).toBe(253);
       expect(r.stderr).toMatch(/ocsp_responder_uri: expected an http:\/\/ or https:\/\/ URL/);
     });
   });
@@ -298,7 +295,7 @@ describe('security: URLs, redirects and bounds', () => {
         domains: { aia: { cert, chain, ocsp: 'aia.der' } },
       });
       const r = await runCli(['run', '-c', cfg, '--force', '--json']);
-      expect(r.code, show(r)).toBe(255);
+      expect(r.code, showResult(r)).toBe(255);
       const o = outcomesById(r.stdout).get('aia');
       expect(o?.error?.code).toBe('HTTP_BAD_URL');
       expect(o?.error?.message).toContain('ldap://127.0.0.1/ocsp');
@@ -320,7 +317,7 @@ describe('security: URLs, redirects and bounds', () => {
         );
         try {
           const staple = join(dir, `redirect-${hops}.der`);
-          await plantStaple(staple, olderStaple); // the answer must be better to be written (issue 11)
+          await plantStaple(staple, olderStaple); // the answer must be better to be written (docs/SECURITY.md)
           const r = await runCli([
             'fetch',
             '--cert',
@@ -336,7 +333,7 @@ describe('security: URLs, redirects and bounds', () => {
             '--timeout',
             '2s',
           ]);
-          expect(r.code, show(r)).toBe(code);
+          expect(r.code, showResult(r)).toBe(code);
           if (code === 1) {
             expect(r.stderr).toContain('error HTTP_REDIRECT');
             expect(r.stderr).toContain('more than 3 redirects');
@@ -362,7 +359,7 @@ describe('security: URLs, redirects and bounds', () => {
         );
         try {
           const { r, staple } = await fetchOne(`redir-${encodeURIComponent(target).slice(0, 12)}`, responder.url);
-          expect(r.code, show(r)).toBe(1);
+          expect(r.code, showResult(r)).toBe(1);
           expect(r.stderr).toContain('error HTTP_REDIRECT');
           expect((await readFile(staple)).equals(goodStaple)).toBe(true);
         } finally {
@@ -377,7 +374,7 @@ describe('security: URLs, redirects and bounds', () => {
       const responder = await startEvilResponder(() => ({ kind: 'redirect', location: 'http://[not a host' }));
       try {
         const { r } = await fetchOne('redir-invalid', responder.url);
-        expect(r.code, show(r)).toBe(1);
+        expect(r.code, showResult(r)).toBe(1);
         expect(r.stderr).toContain('error HTTP_REDIRECT');
       } finally {
         await responder.close();
@@ -405,7 +402,7 @@ describe('security: URLs, redirects and bounds', () => {
         }));
         try {
           const { r, staple } = await fetchOne(`cap-${size}-${chunked}`, responder.url);
-          expect(r.code, show(r)).toBe(1);
+          expect(r.code, showResult(r)).toBe(1);
           expect(r.stderr).toContain(`error ${code}`);
           expect((await readFile(staple)).equals(goodStaple)).toBe(true);
         } finally {
@@ -420,7 +417,7 @@ describe('security: URLs, redirects and bounds', () => {
       const responder = await startEvilResponder(() => ({ kind: 'slow', bytes: ctx.good(), intervalMs: 300 }));
       try {
         const { r } = await fetchOne('trickle-300', responder.url);
-        expect(r.code, show(r)).toBe(1);
+        expect(r.code, showResult(r)).toBe(1);
         expect(r.stderr).toContain('error HTTP_TIMEOUT');
         expect(r.ms).toBeLessThan(HTTP_TIMEOUT_MS + 5000);
       } finally {
@@ -458,7 +455,7 @@ describe('security: URLs, redirects and bounds', () => {
     it('only http(s) caIssuers URLs are fetched; others are named in the NO_ISSUER error', async () => {
       await withSlot(async () => {
         const { r, folder } = await caIssuersRun('ca-schemes', ['file:///etc/passwd', 'ldap://127.0.0.1/cn=ca']);
-        expect(r.code, show(r)).toBe(255);
+        expect(r.code, showResult(r)).toBe(255);
         const o = outcomesById(r.stdout).get('leaf');
         expect(o?.error?.code).toBe('NO_ISSUER');
         expect(o?.error?.message).toContain(
@@ -486,16 +483,16 @@ describe('security: URLs, redirects and bounds', () => {
           const ok = await caIssuersRun('ca-ok', [`${ca.url.replace('/ocsp', '')}/ca.der`]);
           // the OCSP responder of this helper knows no leaves, so the fetch fails after the issuer was found
           const okOutcome = outcomesById(ok.r.stdout).get('leaf');
-          expect(okOutcome?.error?.code, show(ok.r)).toBe('HTTP_STATUS');
+          expect(okOutcome?.error?.code, showResult(ok.r)).toBe('HTTP_STATUS');
 
           const huge = await caIssuersRun('ca-huge', [`${ca.url.replace('/ocsp', '')}/huge.der`]);
           const hugeOutcome = outcomesById(huge.r.stdout).get('leaf');
-          expect(hugeOutcome?.error?.code, show(huge.r)).toBe('NO_ISSUER');
+          expect(hugeOutcome?.error?.code, showResult(huge.r)).toBe('NO_ISSUER');
           expect(hugeOutcome?.error?.message).toMatch(/cap/);
 
           const silent = await caIssuersRun('ca-silent', [`${ca.url.replace('/ocsp', '')}/silent.der`]);
           const silentOutcome = outcomesById(silent.r.stdout).get('leaf');
-          expect(silentOutcome?.error?.code, show(silent.r)).toBe('NO_ISSUER');
+          expect(silentOutcome?.error?.code, showResult(silent.r)).toBe('NO_ISSUER');
           expect(silentOutcome?.error?.message).toMatch(/within 2000 ms/);
           expect(silent.r.ms).toBeLessThan(HTTP_TIMEOUT_MS + 6000);
         } finally {
@@ -563,8 +560,8 @@ describe('security: hooks never interpolate certificate or responder values into
           domains,
         });
         const r = await runCli(['run', '-c', cfg, '--force']);
-        expect(r.code, show(r)).toBe(255);
-        expect(await exists(pwned), `a payload was executed\n${show(r)}`).toBe(false);
+        expect(r.code, showResult(r)).toBe(255);
+        expect(await exists(pwned), `a payload was executed\n${showResult(r)}`).toBe(false);
         // every hook ran and received the hostile strings verbatim, as data
         const change = JSON.parse(await readFile(join(folder, 'change.json'), 'utf8'));
         expect(change.event).toBe('on_change');
@@ -598,7 +595,7 @@ describe('security: hooks never interpolate certificate or responder values into
           domains: { leaf: { cert: certPath, chain: chainPath, ocsp: 'leaf.der', ocsp_responder_uri: responder.url } },
         });
         const r = await runCli(['run', '-c', cfg, '--force']);
-        expect(r.code, show(r)).toBe(1);
+        expect(r.code, showResult(r)).toBe(1);
         expect(JSON.parse(await readFile(out, 'utf8'))).toEqual([`$(touch ${pwned})`, '; touch PWNED']);
         expect(await exists(pwned)).toBe(false);
       } finally {
@@ -649,9 +646,9 @@ describe('security: a revoked certificate is never hidden', () => {
     it(`${label}: logged as an error with time and reason, in --json, in the exit code, on_revoked runs`, async () => {
       await withSlot(async () => {
         const { text, json, folder, oldStaple, hookOut, revokedLeaf } = await revokedRun(mode);
-        for (const r of [text, json]) expect(r.code, show(r)).toBe(255);
+        for (const r of [text, json]) expect(r.code, showResult(r)).toBe(255);
         // text: an error line on stderr naming the revocation time and reason
-        expect(text.stderr, show(text)).toMatch(
+        expect(text.stderr, showResult(text)).toMatch(
           /\[revoked\] error OCSP_REVOKED: .*REVOKED at \d{4}-\d\d-\d\dT.* \(reason: keyCompromise\)/,
         );
         expect(text.stdout).toMatch(/^Failure: /m);

@@ -2,10 +2,9 @@
  * Every misbehaviour of the test responder, through the engine with a real
  * HTTP transport: each is rejected with its code, and the good staple already
  * on disk stays byte-identical with its mtime unchanged. The "worse but
- * valid" answers (issue 11) verify, and still never replace a better staple.
+ * valid" answers (docs/SECURITY.md) verify, and still never replace a better staple.
  */
-import { mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IssuerResolver } from '../../src/pipeline/issuer.js';
@@ -25,6 +24,7 @@ import {
   type ScenarioContext,
 } from '../helpers/evil-responder.js';
 import { buildTestPki } from '../helpers/mint.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 let dir: string;
 let ctx: ScenarioContext;
@@ -33,7 +33,7 @@ let goodStaple: Buffer;
 let olderStaple: Buffer;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-hostile-'));
+  dir = await tempDir('sk-hostile-');
   ctx = makeScenarioContext(buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date() }));
   await writeFile(join(dir, 'leaf.pem'), ctx.leaf.pem + ctx.issuer.pem);
   goodStaple = ctxStandardStaple(ctx);
@@ -44,9 +44,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 function engine(now: Date, timeoutMs: number): { ctx: EngineContext; close: () => Promise<void> } {
   const transport = createHttpTransport({ timeoutMs, userAgent: 'staplekeeper-test' });
@@ -101,7 +99,7 @@ describe('hostile responder scenarios through the engine', () => {
   });
 });
 
-describe('worse but valid answers never replace a better staple (issue 11)', () => {
+describe('worse but valid answers never replace a better staple (docs/SECURITY.md)', () => {
   async function play(name: string, behaviour: (c: ScenarioContext) => Behaviour, onDisk: Buffer) {
     const staple = join(dir, `worse-${name}.der`);
     await writeFile(staple, onDisk);

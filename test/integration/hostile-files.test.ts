@@ -50,8 +50,8 @@ import {
   trySync,
   writeCert,
   writeConfig,
-  type CliResult,
   type GoodResponder,
+  showResult,
 } from '../helpers/cli-harness.js';
 import { buildTestPki, goodResponseFor, toPem, type MintedCert, type TestPki } from '../helpers/mint.js';
 
@@ -76,10 +76,6 @@ afterAll(async () => {
   await responder?.close();
   await removeTempDirs();
 });
-
-function show(r: CliResult): string {
-  return `exit ${r.code} after ${r.ms} ms\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-}
 
 function verifyFor(leaf: MintedCert, bytes: Buffer): string {
   const [cert] = loadCertificates(leaf.der);
@@ -138,9 +134,9 @@ describe('hostile certificate and chain files', () => {
     }
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const out = outcomesById(r.stdout);
-    expect(out.get('fine')?.result, show(r)).toBe('updated');
+    expect(out.get('fine')?.result, showResult(r)).toBe('updated');
     expect(verifyFor(fine, await readFile(join(dir, 'fine.der')))).toBe('good');
     const expectations: Record<string, RegExp> = {
       empty: /the file is empty/,
@@ -177,9 +173,9 @@ describe('hostile certificate and chain files', () => {
     }
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const out = outcomesById(r.stdout);
-    expect(out.get('fine')?.result, show(r)).toBe('updated');
+    expect(out.get('fine')?.result, showResult(r)).toBe('updated');
     for (const [name] of cases) {
       const o = out.get(name);
       expect(o?.error?.code, name).toBe('NOT_A_CERTIFICATE');
@@ -202,10 +198,10 @@ describe('hostile certificate and chain files', () => {
       domains: { fine: await domain(dir, 'fine', fine), isdir: a, loop: b },
     });
     const r = await runCli(['run', '-c', cfg]);
-    // One bad certificate never stops the others (issue 11): a certificate path
+    // One bad certificate never stops the others (docs/SECURITY.md): a certificate path
     // that is not a readable file fails that certificate, naming the file and why;
     // the good one is still renewed, and the run fails (255).
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     expect(r.stderr).toContain(`[isdir] error FILE_UNREADABLE: ${a.cert}: cannot read certificate: is a directory`);
     expect(r.stderr).toMatch(/\[loop\] error FILE_UNREADABLE: .*loop.*symbolic links/);
     expect(r.stderr).toContain(b.cert);
@@ -222,7 +218,7 @@ describe('hostile certificate and chain files', () => {
       ['l1.pem', 'symlink loop'],
     ] as const) {
       const r = await runCli(['fetch', '--cert', join(dir, file), '--url', responder.url, '--out', join(dir, 'x.der')]);
-      expect(r.code, show(r)).toBe(1);
+      expect(r.code, showResult(r)).toBe(1);
       expect(r.stderr).toContain(`error FILE_UNREADABLE: ${join(dir, file)}: cannot read certificate: `);
       expect(r.stderr).toContain(reason);
     }
@@ -242,14 +238,14 @@ describe('hostile certificate and chain files', () => {
     await mkdir(join(certs, 'isdir.pem'));
     await symlink(join(certs, 'nothing-here.pem'), join(certs, 'dangling.pem'));
     await symlink(join(certs, 'loop.pem'), join(certs, 'loop.pem'));
-    await mkdir(join(dir, 'ocsp')); // the staple folder must exist (issue 11, point 7)
+    await mkdir(join(dir, 'ocsp')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     const cfg = await writeConfig(join(dir, 'c.yaml'), {
       ocsp_folder: join(dir, 'ocsp'),
       scan_keys: [{ folder: certs }],
       responders: { fine: responder.url },
     });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     expect([...outcomesById(r.stdout).keys()]).toEqual(['fine']);
   });
 
@@ -267,9 +263,9 @@ describe('hostile certificate and chain files', () => {
     if (isRoot()) await chown(dir, NOBODY.uid, NOBODY.gid); // nobody writes the staples and the lock
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains: { fine: a, locked: b } });
     const r = await runCli(['run', '-c', cfg, '--json'], isRoot() ? { as: NOBODY } : {});
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const out = outcomesById(r.stdout);
-    expect(out.get('fine')?.result, show(r)).toBe('updated');
+    expect(out.get('fine')?.result, showResult(r)).toBe('updated');
     expect(out.get('locked')?.error?.code).toBe('FILE_UNREADABLE');
     expect(out.get('locked')?.error?.message).toBe(`${b.cert}: cannot read certificate: permission denied`);
   });
@@ -294,7 +290,7 @@ describe('hostile staple files', () => {
     }
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains });
     const r = await runCli(['run', '-c', cfg, '--json']); // no --force: a bad staple must be renewed on its own
-    expect(r.code, show(r)).toBe(cases.length);
+    expect(r.code, showResult(r)).toBe(cases.length);
     const out = outcomesById(r.stdout);
     for (const [name] of cases) {
       const o = out.get(name);
@@ -307,7 +303,7 @@ describe('hostile staple files', () => {
     }
   });
 
-  it('a staple path holding something else is never replaced on its own: a certificate or key never, other content only with overwrite_non_ocsp (issue 11, points 4 and 10)', async () => {
+  it('a staple path holding something else is never replaced on its own: a certificate or key never, other content only with overwrite_non_ocsp (docs/SECURITY.md)', async () => {
     const dir = await folder('not-staples');
     const domains: Record<string, unknown> = {};
     const cases: Array<[string, Buffer | string, 'input' | 'other']> = [
@@ -332,7 +328,7 @@ describe('hostile staple files', () => {
     for (const [name] of cases) before.set(name, await readFile(join(dir, `${name}.der`)));
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const out = outcomesById(r.stdout);
     for (const [name, , kind] of cases) {
       const o = out.get(name);
@@ -373,7 +369,7 @@ describe('hostile staple files', () => {
       domains: { fine: await domain(dir, 'fine', fine), isdir: a, loop: b },
     });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const out = outcomesById(r.stdout);
     expect(out.get('fine')?.result).toBe('updated');
     expect(out.get('isdir')?.error?.code).toBe('FILE_WRITE');
@@ -400,7 +396,7 @@ describe('hostile staple files', () => {
     if (isRoot()) await chown(dir, NOBODY.uid, NOBODY.gid);
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains: { locked: a } });
     const r = await runCli(['run', '-c', cfg, '--json'], isRoot() ? { as: NOBODY } : {});
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     const o = outcomesById(r.stdout).get('locked');
     expect(o?.notices?.join('\n')).toContain(`${staple}: cannot read the staple: permission denied`);
   });
@@ -445,11 +441,11 @@ describe('read-only and full staple folders', () => {
       const before = await snapshot(b.ocsp);
       const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains: { fine: a, ro: b } });
       const r = await runCli(['run', '-c', cfg, '--force', '--json']);
-      expect(r.code, show(r)).toBe(255);
+      expect(r.code, showResult(r)).toBe(255);
       const out = outcomesById(r.stdout);
       expect(out.get('fine')?.result).toBe('updated');
       const e = out.get('ro')?.error;
-      expect(e?.code, `${ro.how}\n${show(r)}`).toBe('FILE_WRITE');
+      expect(e?.code, `${ro.how}\n${showResult(r)}`).toBe('FILE_WRITE');
       expect(e?.message).toContain(b.ocsp);
       expect(e?.message).toMatch(ro.how === 'read-only bind mount' ? /read-only file system/ : /permission denied/);
       expect(e?.message).toContain('the old staple was kept');
@@ -476,7 +472,7 @@ describe('read-only and full staple folders', () => {
     try {
       const count = responder.count();
       const r = await runCli(['run', '-c', cfg, '--force']);
-      expect(r.code, show(r)).toBe(255);
+      expect(r.code, showResult(r)).toBe(255);
       expect(r.stderr).toMatch(
         /error FILE_WRITE: .*\.staplekeeper\.lock: cannot create the lock file: (read-only file system|permission denied)/,
       );
@@ -527,11 +523,11 @@ describe('read-only and full staple folders', () => {
       const before = await snapshot(b.ocsp);
       const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains: { fine: a, full: b } });
       const r = await runCli(['run', '-c', cfg, '--force', '--json']);
-      expect(r.code, show(r)).toBe(255);
+      expect(r.code, showResult(r)).toBe(255);
       const out = outcomesById(r.stdout);
       expect(out.get('fine')?.result).toBe('updated');
       const e = out.get('full')?.error;
-      expect(e?.code, show(r)).toBe('FILE_WRITE');
+      expect(e?.code, showResult(r)).toBe('FILE_WRITE');
       expect(e?.message).toContain(b.ocsp);
       expect(e?.message).toContain('no space left on device');
       expect(e?.message).toContain('the old staple was kept');
@@ -560,7 +556,7 @@ describe('symlinked staples', () => {
     const targetBefore = await snapshot(target);
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains: { linked: a } });
     const r = await runCli(['run', '-c', cfg, '--force', '--json']);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     const linkAfter = await lstat(join(dir, a.ocsp));
     expect(linkAfter.isSymbolicLink()).toBe(true);
     expect(linkAfter.ino).toBe(linkBefore.ino);
@@ -579,7 +575,7 @@ describe('symlinked staples', () => {
     await symlink(join(dir, 'real', 'new.der'), join(dir, a.ocsp));
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains: { dangling: a } });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     expect((await lstat(join(dir, a.ocsp))).isSymbolicLink()).toBe(true);
     expect(verifyFor(other, await readFile(join(dir, 'real', 'new.der')))).toBe('good');
   });
@@ -601,7 +597,7 @@ describe('stale temporary files', () => {
     for (const n of stale) await utimes(join(dir, n), old, old);
     const cfg = await writeConfig(join(dir, 'c.yaml'), { ocsp_folder: dir, domains: { fine: a } });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     const left = await readdir(dir);
     for (const n of stale) expect(left).not.toContain(n);
     expect(left).toContain(livePid);

@@ -8,9 +8,8 @@
  * does not have, nothing said twice, nothing contradictory, the advice for
  * that command, and a readable length.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
@@ -24,6 +23,7 @@ import {
 } from '../helpers/evil-responder.js';
 import { buildTestPki, mintCert, type TestPki } from '../helpers/mint.js';
 import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const MAX_LINE = 400;
 
@@ -121,7 +121,7 @@ async function deadPort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-msg-'));
+  dir = await tempDir('sk-msg-');
   pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date() });
   await writeFile(join(dir, 'leaf.pem'), pki.leaves[0]!.pem);
   await writeFile(join(dir, 'bundle.pem'), pki.leaves[0]!.pem + pki.root.pem);
@@ -148,9 +148,7 @@ beforeAll(async () => {
   await writeFile(join(dir, 'expired.pem'), expired.pem + pki.root.pem);
 });
 
-afterAll(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 describe('every error code through run and fetch follows the message rules', () => {
   // one hostile scenario per code it reaches

@@ -10,65 +10,24 @@
  * renewed staple reach clients; the test checks that the client then sees
  * the new thisUpdate.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeResponse } from '../../src/core/response.js';
-import { assertBuilt, removeTempDirs, runCli, tempDir, writeConfig } from '../helpers/cli-harness.js';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { assertBuilt, cleanUp, runCli, writeConfig } from '../helpers/cli-harness.js';
+import { type Pki } from '../helpers/mint.js';
+import { findProgram, freePort, startOpensslPki, startServer, thisUpdateOf, waitForPort } from '../helpers/servers.js';
+import type { ServerProcess } from '../helpers/servers.js';
 import { sClient } from '../helpers/s-client.js';
 import { assertInstalled, skipWithout } from '../helpers/tools.js';
 
-const NGINX =
-  spawnSync('sh', ['-c', 'command -v nginx || ls /usr/sbin/nginx'], { encoding: 'utf8' })
-    .stdout.trim()
-    .split('\n')[0] ?? '';
-
-// ---------------------------------------------------------------- helpers
-
-async function waitForPort(port: number, child: ChildProcess, log: () => Promise<string>): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the server exited with ${child.exitCode}:\n${await log()}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        r(true);
-      });
-      s.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on 127.0.0.1:${port} after 10 s:\n${await log()}`);
-}
-
-async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await gone;
-  clearTimeout(timer);
-}
-
-function thisUpdateOf(der: Buffer): Date {
-  const single = decodeResponse(der).basic?.singles[0];
-  if (!single) throw new Error('no single response');
-  return single.thisUpdate;
-}
+const NGINX = findProgram('nginx');
 
 // ---------------------------------------------------------------- the test
 
 describe.skipIf(skipWithout('nginx', Boolean(NGINX), 'apt-get install nginx'))('nginx with ssl_stapling_file', () => {
   let dir: string;
   let pki: Pki;
-  let responder: Responder;
-  let nginx: ChildProcess | undefined;
+  let nginx: ServerProcess;
   let port: number;
   let proxyPort: number;
   let conf: string;
@@ -78,13 +37,7 @@ describe.skipIf(skipWithout('nginx', Boolean(NGINX), 'apt-get install nginx'))('
   beforeAll(async () => {
     assertInstalled('nginx', Boolean(NGINX), 'apt-get install nginx');
     assertBuilt();
-    dir = await tempDir('sk-nginx-');
-    pki = await createPki({
-      dir: join(dir, 'pki'),
-      ocspUrl: `http://127.0.0.1:${await freePort()}`,
-      leaves: [{ name: 'site' }],
-    });
-    responder = await startResponder({ pki });
+    ({ root: dir, pki } = await startOpensslPki('sk-nginx-', { leaves: [{ name: 'site' }] }));
     port = await freePort();
     proxyPort = await freePort();
     conf = join(dir, 'nginx.conf');
@@ -132,11 +85,7 @@ describe.skipIf(skipWithout('nginx', Boolean(NGINX), 'apt-get install nginx'))('
     );
   });
 
-  afterAll(async () => {
-    await stop(nginx);
-    await responder?.stop();
-    await removeTempDirs();
-  });
+  afterAll(cleanUp);
 
   it('serves the staple staplekeeper wrote, and the renewed one after the on_change reload hook', async () => {
     const leaf = pki.leaves.site!;
@@ -146,8 +95,10 @@ describe.skipIf(skipWithout('nginx', Boolean(NGINX), 'apt-get install nginx'))('
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
 
-    nginx = spawn(NGINX, ['-p', dir, '-c', conf, '-e', errorLog, '-g', 'daemon off;'], { stdio: 'ignore' });
-    await waitForPort(port, nginx, () => readFile(errorLog, 'utf8').catch(() => ''));
+    nginx = startServer(NGINX, ['-p', dir, '-c', conf, '-e', errorLog, '-g', 'daemon off;'], () =>
+      readFile(errorLog, 'utf8').catch(() => ''),
+    );
+    await waitForPort(port, nginx);
 
     const before = await sClient(port, 'site.test');
     expect(before.responseStatus, before.out).toBe('successful');
@@ -179,7 +130,7 @@ describe.skipIf(skipWithout('nginx', Boolean(NGINX), 'apt-get install nginx'))('
     expect(after.responseStatus, after.out).toBe('successful');
     expect(after.certStatus).toBe('good');
     expect(after.thisUpdate).toEqual(renewed);
-    expect(nginx.exitCode).toBeNull(); // reloaded, not restarted
+    expect(nginx.child.exitCode).toBeNull(); // reloaded, not restarted
 
     // The Apache recipe: mod_ssl POSTs its OCSP request to SSLStaplingForceURL and gets the staple.
     const viaProxy = await fetch(`http://127.0.0.1:${proxyPort}/site.der`, {

@@ -5,14 +5,14 @@
  * of ocsprenewer's own README. Needs `npm run build` first.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addLeaf, createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { addLeaf, createPki, type Pki } from '../helpers/mint.js';
+import { freePort, startResponder, type Responder } from '../helpers/servers.js';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin/ocsprenewer');
@@ -59,7 +59,7 @@ describe('ocsprenewer drop-in (real process, real responder)', () => {
   let out: string;
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'sk-renewer-'));
+    dir = await tempDir('sk-renewer-');
     certs = path.join(dir, 'certs');
     out = path.join(dir, 'out');
     await mkdir(certs);
@@ -96,7 +96,7 @@ describe('ocsprenewer drop-in (real process, real responder)', () => {
       c.kill('SIGKILL');
     }
     await responder?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await cleanUp();
   });
 
   const readmeFlags = ['-out-dir', 'out', '-cert-extensions', '.crt', '-extension', '.ocsp.der'];

@@ -10,7 +10,7 @@
  *   the same way (when `staplekeeper daemon` exists in this build).
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCertificates, type Certificate } from '../../src/core/certs.js';
@@ -25,12 +25,12 @@ import {
   spawnCli,
   startGoodResponder,
   tempDir,
-  writeCert,
   writeConfig,
-  type CliResult,
   type GoodResponder,
+  showResult,
+  writeDomains,
 } from '../helpers/cli-harness.js';
-import { buildTestPki, goodResponseFor, type TestPki } from '../helpers/mint.js';
+import { buildTestPki, type TestPki } from '../helpers/mint.js';
 
 const CERTS = 8;
 /** Each answer is held back this long, so that a run holds the lock long enough for the other to find it taken. */
@@ -53,21 +53,14 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-function show(r: CliResult): string {
-  return `pid ${r.pid} exit ${r.code} after ${r.ms} ms\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-}
-
 /** A folder with CERTS domains and good staples; returns the config path and the staple paths. */
 async function setup(extra: Record<string, unknown> = {}): Promise<{ dir: string; config: string; staples: string[] }> {
   const dir = await tempDir('sk-overlap-');
-  const domains: Record<string, unknown> = {};
-  const staples: string[] = [];
-  for (const [i, leaf] of pki.leaves.entries()) {
-    const files = await writeCert(dir, `d${i}`, leaf, pki.root);
-    domains[`d${i}`] = { ...files, ocsp: `d${i}.der`, ocsp_responder_uri: responder.url };
-    staples.push(join(dir, `d${i}.der`));
-    await writeFile(join(dir, `d${i}.der`), goodResponseFor(pki, leaf, new Date()));
-  }
+  const { domains, staples } = await writeDomains(dir, pki, {
+    prefix: 'd',
+    responderUrl: responder.url,
+    withStaples: true,
+  });
   const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
     ocsp_folder: dir,
     http: { timeout: '10s' },
@@ -105,9 +98,9 @@ describe('two runs started at the same moment', () => {
         runCli(['run', '-c', config, '--force'], { timeoutMs: 60_000 }),
         runCli(['run', '-c', config, '--force'], { timeoutMs: 60_000 }),
       ]);
-      for (const r of [a, b]) expect(r.code, show(r)).toBe(CERTS);
+      for (const r of [a, b]) expect(r.code, showResult(r)).toBe(CERTS);
       const waiters = [a, b].filter((r) => r.stderr.includes('waiting for another staplekeeper'));
-      expect(waiters.length, `${show(a)}\n${show(b)}`).toBe(1);
+      expect(waiters.length, `${showResult(a)}\n${showResult(b)}`).toBe(1);
       const waiter = waiters[0]!;
       const holder = waiter === a ? b : a;
       expect(waiter.stderr).toContain(`waiting for another staplekeeper (PID ${holder.pid}) to finish with ${dir}`);
@@ -126,10 +119,10 @@ describe('two runs started at the same moment', () => {
       runCli(['run', '-c', config, '--force'], { timeoutMs: 60_000 }),
     ]);
     const losers = [a, b].filter((r) => r.code === 255);
-    expect(losers.length, `${show(a)}\n${show(b)}`).toBe(1);
+    expect(losers.length, `${showResult(a)}\n${showResult(b)}`).toBe(1);
     const loser = losers[0]!;
     const winner = loser === a ? b : a;
-    expect(winner.code, show(winner)).toBe(CERTS);
+    expect(winner.code, showResult(winner)).toBe(CERTS);
     expect(loser.stderr).toContain(
       `error LOCK_TIMEOUT: another staplekeeper (PID ${winner.pid}) holds ${join(dir, '.staplekeeper.lock')}`,
     );
@@ -162,7 +155,7 @@ describe('a run while the daemon works on the same folder', () => {
           await new Promise((r) => setTimeout(r, 20));
         expect(responder.times.length, daemonOut).toBeGreaterThan(before);
         const r = await runCli(['run', '-c', config, '--force'], { timeoutMs: 60_000 });
-        expect(r.code, `${show(r)}\ndaemon: ${daemonOut}`).toBe(CERTS);
+        expect(r.code, `${showResult(r)}\ndaemon: ${daemonOut}`).toBe(CERTS);
         expect(r.stderr).toContain(`waiting for another staplekeeper (PID ${daemon.pid}) to finish with ${dir}`);
         expect(responder.count()).toBeGreaterThanOrEqual(seen + 2 * CERTS);
         await expectStaplesIntact(staples);
@@ -190,7 +183,7 @@ describe('a run while the daemon works on the same folder', () => {
     daemon.stderr?.on('data', (d: Buffer) => (daemonOut += d.toString()));
     try {
       const r = await run;
-      expect(r.code, show(r)).toBe(CERTS);
+      expect(r.code, showResult(r)).toBe(CERTS);
       const until = Date.now() + 10_000;
       while (!daemonOut.includes('waiting for another staplekeeper') && Date.now() < until) {
         await new Promise((res) => setTimeout(res, 50));

@@ -10,12 +10,12 @@
  * registry is asked.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, assertBuilt } from '../helpers/cli-harness.js';
 import { VERSION } from '../../src/version.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 /** The top level of the package, as the README lists it. */
 const SHIPPED = ['CHANGELOG.md', 'LICENSE', 'README.md', 'bin', 'contrib', 'dist', 'docs', 'examples', 'package.json'];
@@ -27,7 +27,7 @@ describe('the npm package', () => {
 
   beforeAll(async () => {
     assertBuilt();
-    dir = await mkdtemp(join(tmpdir(), 'sk-pack-'));
+    dir = await tempDir('sk-pack-');
     // --ignore-scripts: prepack would build again; `npm test` has just built dist/
     const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
       cwd: ROOT,
@@ -48,9 +48,7 @@ describe('the npm package', () => {
     }
   }, 60_000);
 
-  afterAll(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(cleanUp);
 
   it('holds what the README lists: LICENSE, examples/, dist/ without source maps, no bundle or binary', async () => {
     expect([...new Set(files.map((f) => f.split('/')[0]))].sort()).toEqual(SHIPPED);

@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 6, through the real executables: one bad certificate never
+ * docs/SECURITY.md, through the real executables: one bad certificate never
  * stops the others. A certificate file that is missing or not a certificate
  * is a failure of that certificate (exit 255 at the end, on_failure, `check`
  * CRITICAL for it); every other staple is still renewed. The daemon starts,
@@ -12,41 +12,27 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ROOT,
-  assertBuilt,
   exited,
-  killAllChildren,
   outcomesById,
-  removeTempDirs,
   runCli,
   spawnCli,
-  startGoodResponder,
-  tempDir,
   writeConfig,
-  type CliResult,
   type GoodResponder,
+  showResult,
+  startCliBench,
+  endCliBench,
 } from '../helpers/cli-harness.js';
-import { buildTestPki, type TestPki } from '../helpers/mint.js';
+import { type TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;
 let responder: GoodResponder;
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-rel-badcert-');
-  pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date(), leafCount: 3 });
-  responder = await startGoodResponder(pki, pki.leaves);
+  ({ dir, pki, responder } = await startCliBench('sk-rel-badcert-', 3));
 });
 
-afterAll(async () => {
-  await killAllChildren();
-  await responder?.close();
-  await removeTempDirs();
-});
-
-function show(r: CliResult): string {
-  return `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-}
+afterAll(endCliBench);
 
 /** A folder with three domains: `good`, `missing` (no certificate file) and `junk` (not a certificate). */
 async function setup(name: string): Promise<{ folder: string; cfg: string; hookOut: string }> {
@@ -75,13 +61,13 @@ async function setup(name: string): Promise<{ folder: string; cfg: string; hookO
   return { folder, cfg, hookOut };
 }
 
-describe('issue 11 point 6: one bad certificate never stops the others', () => {
+describe('one bad certificate never stops the others (docs/SECURITY.md)', () => {
   it('`run`: the good staple is renewed, the bad certificates fail alone (exit 255, on_failure), `check` is CRITICAL for them', async () => {
     const { folder, cfg, hookOut } = await setup('run');
     const r = await runCli(['run', '-c', cfg, '--json'], { timeoutMs: 30_000 });
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const by = outcomesById(r.stdout);
-    expect(by.get('good')?.result, show(r)).toBe('updated');
+    expect(by.get('good')?.result, showResult(r)).toBe('updated');
     expect(by.get('missing')?.result).toBe('failed');
     expect(by.get('missing')?.error?.code).toBe('FILE_UNREADABLE');
     expect(by.get('missing')?.error?.message).toContain(join(folder, 'missing.pem'));
@@ -92,7 +78,7 @@ describe('issue 11 point 6: one bad certificate never stops the others', () => {
     expect((await readFile(hookOut, 'utf8')).split('\n').sort()).toEqual(['junk', 'missing']);
 
     const c = await runCli(['check', '-c', cfg], { timeoutMs: 30_000 });
-    expect(c.code, show(c)).toBe(2);
+    expect(c.code, showResult(c)).toBe(2);
     expect(c.stdout).toMatch(/^STAPLEKEEPER CRITICAL - 2 of 3 staples critical: /);
     expect(c.stdout).toContain('missing');
     expect(c.stdout).toContain('junk');
@@ -105,7 +91,7 @@ describe('issue 11 point 6: one bad certificate never stops the others', () => {
     const { rm } = await import('node:fs/promises');
     await rm(join(folder, 'missing.pem'));
     const c = await runCli(['check', '-c', cfg, '-v'], { timeoutMs: 30_000 });
-    expect(c.code, show(c)).toBe(2);
+    expect(c.code, showResult(c)).toBe(2);
     expect(c.stdout).toMatch(/\[missing\] CRITICAL: certificate unusable: .*missing\.pem/);
   });
 

@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 13, log lines forged by file names, through the real
+ * Log lines forged by file names (docs/SECURITY.md), through the real
  * executable: a scanned certificate named `x\n[other] renewed.pem` (or with
  * an ESC in its name) used to print a line of its own that looked like
  * staplekeeper's report on another certificate. Text output now escapes
@@ -16,6 +16,7 @@ import {
   tempDir,
   writeConfig,
   type CliResult,
+  showResult,
 } from '../helpers/cli-harness.js';
 import { buildTestPki, type TestPki } from '../helpers/mint.js';
 
@@ -50,33 +51,29 @@ afterAll(async () => {
   await removeTempDirs();
 });
 
-function show(r: CliResult): string {
-  return `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-}
-
 function lines(r: CliResult): string[] {
   return `${r.stdout}\n${r.stderr}`.split('\n');
 }
 
-describe('issue 11 point 13: control characters in file names', () => {
+describe('control characters in file names (docs/SECURITY.md "File names cannot forge log lines")', () => {
   it('run: no forged line, the name is shown escaped, no raw ESC', async () => {
     const r = await runCli(['run', '-c', cfg, '-v'], { timeoutMs: 60_000 });
-    expect(r.code, show(r)).toBe(255);
-    for (const l of lines(r)) expect(l.startsWith('[other]'), show(r)).toBe(false);
-    expect(r.stdout + r.stderr, show(r)).toContain(`[${ESCAPED}]`);
-    expect(r.stdout + r.stderr, show(r)).toContain('esc\\x1b[2Kcert');
+    expect(r.code, showResult(r)).toBe(255);
+    for (const l of lines(r)) expect(l.startsWith('[other]'), showResult(r)).toBe(false);
+    expect(r.stdout + r.stderr, showResult(r)).toContain(`[${ESCAPED}]`);
+    expect(r.stdout + r.stderr, showResult(r)).toContain('esc\\x1b[2Kcert');
     expect(r.stdout + r.stderr).not.toContain('\u001b');
   });
 
   it('check: no forged line either', async () => {
     const r = await runCli(['check', '-c', cfg, '-v'], { timeoutMs: 60_000 });
-    for (const l of lines(r)) expect(l.startsWith('[other]'), show(r)).toBe(false);
-    expect(r.stdout + r.stderr, show(r)).toContain(ESCAPED);
+    for (const l of lines(r)) expect(l.startsWith('[other]'), showResult(r)).toBe(false);
+    expect(r.stdout + r.stderr, showResult(r)).toContain(ESCAPED);
     expect(r.stdout + r.stderr).not.toContain('\u001b');
   });
 
   it('--json keeps the real name (JSON escapes it)', async () => {
     const r = await runCli(['run', '-c', cfg, '--json'], { timeoutMs: 60_000 });
-    expect(r.stdout, show(r)).toContain(JSON.stringify(FORGED).slice(1, -1));
+    expect(r.stdout, showResult(r)).toContain(JSON.stringify(FORGED).slice(1, -1));
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 11, through the real executable: the folder lock dies with
+ * Locks (docs/SECURITY.md), through the real executable: the folder lock dies with
  * its holder. A lock file naming a live process that is not a staplekeeper
  * (a PID reused after a crash) never blocks a run, and a holder killed with
  * SIGKILL releases the lock at that instant.
@@ -9,20 +9,18 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertBuilt,
   exited,
-  killAllChildren,
-  removeTempDirs,
   runCli,
   spawnCli,
   startGoodResponder,
-  tempDir,
-  writeCert,
   writeConfig,
-  type CliResult,
   type GoodResponder,
+  showResult,
+  startCliBench,
+  endCliBench,
+  writeDomains,
 } from '../helpers/cli-harness.js';
-import { buildTestPki, type TestPki } from '../helpers/mint.js';
+import { type TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;
@@ -31,33 +29,20 @@ let slow: GoodResponder;
 const extra: Array<{ kill(sig: NodeJS.Signals): boolean }> = [];
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-rel-locks-');
-  pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date(), leafCount: 2 });
-  fast = await startGoodResponder(pki, pki.leaves);
+  ({ dir, pki, responder: fast } = await startCliBench('sk-rel-locks-', 2));
   slow = await startGoodResponder(pki, pki.leaves, { delayMs: 20_000 });
 });
 
 afterAll(async () => {
   for (const c of extra) c.kill('SIGKILL');
-  await killAllChildren();
-  await fast?.close();
   await slow?.close();
-  await removeTempDirs();
+  await endCliBench();
 });
-
-function show(r: CliResult): string {
-  return `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-}
 
 async function folderWith(name: string, url: string): Promise<{ folder: string; cfg: string }> {
   const folder = join(dir, name);
   await mkdir(folder);
-  const domains: Record<string, unknown> = {};
-  for (const [i, leaf] of pki.leaves.entries()) {
-    const { cert, chain } = await writeCert(folder, `leaf${i}`, leaf, pki.root);
-    domains[`leaf${i}`] = { cert, chain, ocsp: `leaf${i}.der`, ocsp_responder_uri: url };
-  }
+  const { domains } = await writeDomains(folder, pki, { responderUrl: url });
   const cfg = await writeConfig(join(folder, 'staplekeeper.yaml'), {
     ocsp_folder: folder,
     lock_timeout: '0s',
@@ -67,7 +52,7 @@ async function folderWith(name: string, url: string): Promise<{ folder: string; 
   return { folder, cfg };
 }
 
-describe('issue 11 point 11: locks that die with their holder', () => {
+describe('locks that die with their holder (docs/SECURITY.md "Locks")', () => {
   it('a lock file naming a live unrelated process (sleep) does not block `run`', async () => {
     const { folder, cfg } = await folderWith('reused-pid', fast.url);
     const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
@@ -75,7 +60,7 @@ describe('issue 11 point 11: locks that die with their holder', () => {
     await new Promise((r) => sleeper.once('spawn', r));
     await writeFile(join(folder, '.staplekeeper.lock'), `${sleeper.pid}\n`);
     const r = await runCli(['run', '-c', cfg], { timeoutMs: 30_000 });
-    expect(r.code, show(r)).toBe(2); // two staples renewed
+    expect(r.code, showResult(r)).toBe(2); // two staples renewed
     expect(r.stderr).not.toContain('LOCK_TIMEOUT');
     expect(sleeper.exitCode).toBeNull(); // and the sleeper was left alone
     sleeper.kill('SIGKILL');
@@ -95,7 +80,7 @@ describe('issue 11 point 11: locks that die with their holder', () => {
     }
     // while it lives, it excludes others (lock_timeout 0s: fails at once, naming it)
     const blocked = await runCli(['run', '-c', cfg], { timeoutMs: 30_000 });
-    expect(blocked.code, show(blocked)).toBe(255);
+    expect(blocked.code, showResult(blocked)).toBe(255);
     expect(blocked.stderr).toContain(`LOCK_TIMEOUT: another staplekeeper (PID ${holder.pid})`);
     holder.kill('SIGKILL');
     await exited(holder);
@@ -116,6 +101,6 @@ describe('issue 11 point 11: locks that die with their holder', () => {
       ),
     });
     const r = await runCli(['run', '-c', cfg], { timeoutMs: 30_000 });
-    expect(r.code, show(r)).toBe(2);
+    expect(r.code, showResult(r)).toBe(2);
   });
 });

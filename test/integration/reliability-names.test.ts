@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 13, names from Object.prototype, through the real
+ * Names from Object.prototype (docs/SECURITY.md), through the real
  * executable: a domain called `__proto__` and a scanned certificate named
  * `constructor.pem` keep their staples like any other name (they used to be
  * dropped silently: a plain object as the name map).
@@ -9,36 +9,26 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertBuilt,
-  killAllChildren,
   outcomesById,
-  removeTempDirs,
   runCli,
-  startGoodResponder,
-  tempDir,
   writeConfig,
   type GoodResponder,
+  startCliBench,
+  endCliBench,
 } from '../helpers/cli-harness.js';
-import { buildTestPki, type TestPki } from '../helpers/mint.js';
+import { type TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;
 let responder: GoodResponder;
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-rel-names-');
-  pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date(), leafCount: 3 });
-  responder = await startGoodResponder(pki, pki.leaves);
+  ({ dir, pki, responder } = await startCliBench('sk-rel-names-', 3));
 });
 
-afterAll(async () => {
-  await killAllChildren();
-  await responder?.close();
-  await removeTempDirs();
-});
+afterAll(endCliBench);
 
-describe('issue 11 point 13: names from Object.prototype', () => {
+describe('names from Object.prototype (docs/SECURITY.md "Names are keys, never properties")', () => {
   it('a domain called __proto__ and scanned constructor.pem / toString.pem are renewed, with responders: overrides', async () => {
     const scan = join(dir, 'scan');
     await mkdir(scan);

@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 13, redirects across hosts, through the real executable: a
+ * Redirects across hosts (docs/SECURITY.md), through the real executable: a
  * responder that redirects to another host (an SSRF-shaped probe of internal
  * addresses) is not followed unless `http.follow_redirects_across_hosts` says
  * so; when it is followed, the host that answered is named.
@@ -8,20 +8,18 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertBuilt,
-  killAllChildren,
   outcomesById,
-  removeTempDirs,
   runCli,
-  startGoodResponder,
-  tempDir,
   writeCert,
   writeConfig,
   type CliResult,
   type GoodResponder,
+  showResult,
+  startCliBench,
+  endCliBench,
 } from '../helpers/cli-harness.js';
 import { startEvilResponder, type EvilResponder } from '../helpers/evil-responder.js';
-import { buildTestPki, type TestPki } from '../helpers/mint.js';
+import { type TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;
@@ -29,10 +27,7 @@ let target: GoodResponder;
 let redirector: EvilResponder;
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-rel-redir-');
-  pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date(), leafCount: 1 });
-  target = await startGoodResponder(pki, pki.leaves);
+  ({ dir, pki, responder: target } = await startCliBench('sk-rel-redir-', 1));
   const other = new URL(target.url);
   redirector = await startEvilResponder((req) => ({
     kind: 'redirect',
@@ -42,15 +37,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await killAllChildren();
-  await target?.close();
   await redirector?.close();
-  await removeTempDirs();
+  await endCliBench();
 });
-
-function show(r: CliResult): string {
-  return `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-}
 
 async function runWith(name: string, http: Record<string, unknown>): Promise<CliResult> {
   const folder = join(dir, name);
@@ -64,13 +53,13 @@ async function runWith(name: string, http: Record<string, unknown>): Promise<Cli
   return runCli(['run', '-c', cfg, '--json', '-v'], { timeoutMs: 30_000 });
 }
 
-describe('issue 11 point 13: redirects to another host', () => {
+describe('redirects to another host (docs/SECURITY.md)', () => {
   it('are not followed by default: HTTP_REDIRECT naming both hosts, the other host never contacted', async () => {
     const before = target.count();
     const r = await runWith('default', {});
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const o = outcomesById(r.stdout).get('leaf');
-    expect(o?.error?.code, show(r)).toBe('HTTP_REDIRECT');
+    expect(o?.error?.code, showResult(r)).toBe('HTTP_REDIRECT');
     expect(o?.error?.message).toContain(`redirected to another host (${new URL(target.url).host})`);
     expect(o?.error?.message).toContain('follow_redirects_across_hosts');
     expect(target.count()).toBe(before);
@@ -78,9 +67,9 @@ describe('issue 11 point 13: redirects to another host', () => {
 
   it('are followed with http.follow_redirects_across_hosts: true, and the answering host is named', async () => {
     const r = await runWith('allowed', { follow_redirects_across_hosts: true });
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     const o = outcomesById(r.stdout).get('leaf');
-    expect(o?.result, show(r)).toBe('updated');
+    expect(o?.result, showResult(r)).toBe('updated');
     expect(JSON.stringify(o?.notices)).toContain(`answered by ${new URL(target.url).host} after a redirect`);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * Issue 11, points 2 and 12, through the real executable: times a responder
+ * Sanity on times (docs/SECURITY.md), through the real executable: times a responder
  * controls (producedAt, thisUpdate, the length of the validity window) can
  * never push the next refresh out of the response's own window, nor months
  * away, and absurd times are refused.
@@ -18,6 +18,7 @@ import {
   writeCert,
   writeConfig,
   type CliResult,
+  showResult,
 } from '../helpers/cli-harness.js';
 import {
   OCSP_CONTENT_TYPE,
@@ -44,10 +45,6 @@ afterAll(async () => {
   await killAllChildren();
   await removeTempDirs();
 });
-
-function show(r: CliResult): string {
-  return `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-}
 
 /** `run --json` over one domain whose responder answers `answer` (and an optional staple on disk first). */
 async function runWith(
@@ -83,13 +80,13 @@ async function runWith(
   }
 }
 
-describe('issue 11 point 2: producedAt sanity', () => {
+describe('producedAt sanity (docs/SECURITY.md "Sanity on times")', () => {
   it('a response with producedAt in 2099 is refused (OCSP_NOT_YET_VALID), nothing written', async () => {
     const answer = ctx.good({ producedAt: new Date('2099-01-01T00:00:00Z') });
     const { r, staple } = await runWith('produced-2099', answer);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const o = outcomesById(r.stdout).get('leaf');
-    expect(o?.error?.code, show(r)).toBe('OCSP_NOT_YET_VALID');
+    expect(o?.error?.code, showResult(r)).toBe('OCSP_NOT_YET_VALID');
     expect(o?.error?.message).toContain('producedAt');
     await expect(readFile(staple)).rejects.toThrow();
   });
@@ -98,10 +95,10 @@ describe('issue 11 point 2: producedAt sanity', () => {
     const planted = ctx.good({ producedAt: new Date('2099-01-01T00:00:00Z') });
     const good = ctx.good();
     const { r, staple, hits } = await runWith('produced-2099-disk', good, planted);
-    expect(r.code, show(r)).toBe(1); // ocspbot: the number of staples renewed
+    expect(r.code, showResult(r)).toBe(1); // ocspbot: the number of staples renewed
     expect(hits).toBeGreaterThan(0);
     const o = outcomesById(r.stdout).get('leaf');
-    expect(o?.result, show(r)).toBe('updated');
+    expect(o?.result, showResult(r)).toBe('updated');
     expect(o?.decision?.reason).toBe('invalid');
     expect((await readFile(staple)).equals(good)).toBe(true);
     expect(r.stdout).not.toContain('2063');
@@ -112,32 +109,32 @@ describe('issue 11 point 2: producedAt sanity', () => {
     const thisUpdate = new Date(ctx.now.getTime() - 3_600_000);
     const answer = ctx.good({ producedAt: new Date('1990-01-01T00:00:00Z') });
     const { r } = await runWith('produced-1990', answer);
-    expect(r.code, show(r)).toBe(1); // ocspbot: the number of staples renewed
+    expect(r.code, showResult(r)).toBe(1); // ocspbot: the number of staples renewed
     const o = outcomesById(r.stdout).get('leaf');
-    expect(o?.result, show(r)).toBe('updated');
+    expect(o?.result, showResult(r)).toBe('updated');
     const next = Date.parse(String(o?.nextRefresh));
     // not due at once (producedAt taken as no earlier than thisUpdate), and inside the window
-    expect(next, show(r)).toBeGreaterThan(Date.now() + DAY);
+    expect(next, showResult(r)).toBeGreaterThan(Date.now() + DAY);
     expect(next).toBeGreaterThanOrEqual(thisUpdate.getTime() - 1000);
     expect(next).toBeLessThanOrEqual(Date.now() + 7 * DAY);
   });
 });
 
-describe('issue 11 point 12: sanity on lifetimes', () => {
+describe('sanity on lifetimes (docs/SECURITY.md "Sanity on times")', () => {
   it('a response valid for 10 years is refreshed within 4 days of its thisUpdate, not years away', async () => {
     const now = Date.now();
     const answer = ctx.good({ single: { nextUpdate: new Date(now + 3650 * DAY) } });
     const { r, staple } = await runWith('ten-years', answer);
-    expect(r.code, show(r)).toBe(1); // ocspbot: the number of staples renewed
+    expect(r.code, showResult(r)).toBe(1); // ocspbot: the number of staples renewed
     const o = outcomesById(r.stdout).get('leaf');
-    expect(o?.result, show(r)).toBe('updated');
+    expect(o?.result, showResult(r)).toBe('updated');
     const next = Date.parse(String(o?.nextRefresh));
-    expect(next, show(r)).toBeLessThanOrEqual(now + 4 * DAY);
+    expect(next, showResult(r)).toBeLessThanOrEqual(now + 4 * DAY);
     expect(next).toBeGreaterThan(now - 2 * 3_600_000);
     // and a later run judges the staple on disk the same way (keep, due within 4 days)
     const again = await runWith('ten-years', answer, await readFile(staple), ['--dry-run']);
     const d = outcomesById(again.r.stdout).get('leaf');
-    expect(d?.decision?.action, show(again.r)).toBe('keep');
+    expect(d?.decision?.action, showResult(again.r)).toBe('keep');
     expect(Date.parse(String(d?.nextRefresh))).toBeLessThanOrEqual(now + 4 * DAY);
   });
 
@@ -148,9 +145,9 @@ describe('issue 11 point 12: sanity on lifetimes', () => {
       single: { thisUpdate: new Date('1950-01-01T00:00:00Z') },
     });
     const { r, staple } = await runWith('this-1950', answer, planted, ['--force']);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const o = outcomesById(r.stdout).get('leaf');
-    expect(o?.error?.code, show(r)).toBe('OCSP_STALE');
+    expect(o?.error?.code, showResult(r)).toBe('OCSP_STALE');
     expect(o?.error?.message).toContain('366 days');
     expect((await snapshot(staple)).bytes.equals(planted)).toBe(true);
   });

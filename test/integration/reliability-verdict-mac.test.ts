@@ -1,5 +1,5 @@
 /**
- * Issue 11 point 13, a tampered `.staplekeeper-cache.json`, through the real
+ * A tampered `.staplekeeper-cache.json` (docs/SECURITY.md), through the real
  * executable: whoever can write the staple folder could edit a cached
  * verdict (another certificate's staple, "good until 2063") with a valid
  * checksum, and `run` kept the wrong staple. Records now carry an
@@ -13,19 +13,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { contentHash } from '../../src/io/fingerprint.js';
 import {
-  assertBuilt,
-  killAllChildren,
   outcomesById,
-  removeTempDirs,
   runCli,
-  startGoodResponder,
   tempDir,
   writeCert,
   writeConfig,
   type CliResult,
   type GoodResponder,
+  showResult,
+  startCliBench,
+  endCliBench,
+  writeDomains,
 } from '../helpers/cli-harness.js';
-import { buildTestPki, type TestPki } from '../helpers/mint.js';
+import { type TestPki } from '../helpers/mint.js';
 
 const COUNT = 8; // a folder gets a cache file from 8 staples on
 let dir: string;
@@ -34,15 +34,8 @@ let responder: GoodResponder;
 let cfg: string;
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-rel-mac-');
-  pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date(), leafCount: COUNT });
-  responder = await startGoodResponder(pki, pki.leaves);
-  const domains: Record<string, unknown> = {};
-  for (const [i, leaf] of pki.leaves.entries()) {
-    const { cert, chain } = await writeCert(dir, `leaf${i}`, leaf, pki.root);
-    domains[`leaf${i}`] = { cert, chain, ocsp: `leaf${i}.der` };
-  }
+  ({ dir, pki, responder } = await startCliBench('sk-rel-mac-', COUNT));
+  const { domains } = await writeDomains(dir, pki);
   cfg = await writeConfig(join(dir, 'sk.yaml'), {
     ocsp_folder: dir,
     responders: Object.fromEntries(Object.keys(domains).map((d) => [d, responder.url])),
@@ -50,27 +43,19 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await killAllChildren();
-  await responder?.close();
-  await removeTempDirs();
-});
-
-function show(r: CliResult): string {
-  return `exit ${r.code}\nstdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-}
+afterAll(endCliBench);
 
 const run = (): Promise<CliResult> => runCli(['run', '-c', cfg, '--json'], { timeoutMs: 60_000 });
 
-describe('issue 11 point 13: a tampered verdict cache', () => {
+describe('a tampered verdict cache (docs/SECURITY.md "Cached verdicts are signed")', () => {
   it('an edited record (another staple, good until 2063, checksum recomputed) is ignored', async () => {
     const first = await run();
-    expect(first.code, show(first)).toBe(COUNT);
+    expect(first.code, showResult(first)).toBe(COUNT);
     const cachePath = join(dir, '.staplekeeper-cache.json');
-    expect((await stat(cachePath)).isFile(), show(first)).toBe(true);
+    expect((await stat(cachePath)).isFile(), showResult(first)).toBe(true);
     // the cache holds the verdicts now
     const second = await run();
-    expect(second.code, show(second)).toBe(0);
+    expect(second.code, showResult(second)).toBe(0);
 
     // the attacker: leaf1's staple in leaf0's place, and leaf0's record says its bytes are good until 2063
     const foreign = await readFile(join(dir, 'leaf1.der'));
@@ -101,8 +86,8 @@ describe('issue 11 point 13: a tampered verdict cache', () => {
     // the decision a run without cache makes: leaf0's staple is for another certificate, so it is replaced
     const third = await run();
     const o = outcomesById(third.stdout).get('leaf0');
-    expect(o?.result, show(third)).toBe('updated');
-    expect(third.code, show(third)).toBe(1);
+    expect(o?.result, showResult(third)).toBe('updated');
+    expect(third.code, showResult(third)).toBe(1);
     expect(Buffer.compare(await readFile(join(dir, 'leaf0.der')), foreign)).not.toBe(0);
   });
 
@@ -123,9 +108,9 @@ describe('issue 11 point 13: a tampered verdict cache', () => {
     });
     const env = { STAPLEKEEPER_CACHE_DIR: keys };
     const a = await runCli(['run', '-c', c, '--json'], { timeoutMs: 60_000, env });
-    expect(a.code, show(a)).toBe(COUNT);
+    expect(a.code, showResult(a)).toBe(COUNT);
     const b = await runCli(['run', '-c', c, '--json'], { timeoutMs: 60_000, env });
-    expect(b.code, show(b)).toBe(0); // correct, only slower
+    expect(b.code, showResult(b)).toBe(0); // correct, only slower
     expect(existsSync(join(folder, '.staplekeeper-cache.json'))).toBe(false);
   });
 

@@ -1,5 +1,5 @@
 /**
- * Issue 11 (first half), through the real `bin/staplekeeper`: a staple only
+ * Reliability (docs/SECURITY.md), through the real `bin/staplekeeper`: a staple only
  * gets better; a write that happened is reported as one; only regular files
  * holding staples are replaced; input reads are bounded; a mistyped folder is
  * not created; an input file is never written over. Each test here fails on
@@ -30,7 +30,7 @@ import {
   tempDir,
   writeCert,
   writeConfig,
-  type CliResult,
+  showResult,
 } from '../helpers/cli-harness.js';
 import {
   WORSE_SCENARIOS,
@@ -67,10 +67,6 @@ afterAll(async () => {
   for (const r of responders) await r.close();
   await removeTempDirs();
 });
-
-function show(r: CliResult): string {
-  return `exit ${r.code} signal ${r.signal} after ${r.ms} ms\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
-}
 
 async function responder(behaviour: (c: ScenarioContext) => Behaviour): Promise<EvilResponder> {
   const r = await startEvilResponder(() => behaviour(ctx));
@@ -118,7 +114,7 @@ function expectGood(bytes: Buffer): void {
   expect(verifyResponse(bytes, { cert: cert!, issuer: issuer!, now: new Date() }).status).toBe('good');
 }
 
-describe('point 1 and 8: a staple only gets better', () => {
+describe('a staple only gets better', () => {
   it.each(WORSE_SCENARIOS.map((s) => [s.name, s] as const))(
     'run, due by minimum_validity: a %s answer is kept byte-for-byte, reported, not renewed (exit 0, no on_change)',
     async (name, scenario) => {
@@ -126,8 +122,8 @@ describe('point 1 and 8: a staple only gets better', () => {
       const { staple, cfg, hookLog } = await setup(`run-${name}`, r0.url, { minimum_validity: '8d' });
       const before = await snapshot(staple);
       const r = await runCli(['run', '-c', cfg]);
-      expect(r.code, show(r)).toBe(0);
-      expect(r.stderr, show(r)).toMatch(/\[leaf\] kept: the responder's answer \(valid until \S+/);
+      expect(r.code, showResult(r)).toBe(0);
+      expect(r.stderr, showResult(r)).toMatch(/\[leaf\] kept: the responder's answer \(valid until \S+/);
       expect(r.stdout).toContain('Success: 1 unchanged OCSP responses, 0 updated OCSP responses and 0 failures.');
       const after = await snapshot(staple);
       expect(after.bytes.equals(before.bytes)).toBe(true);
@@ -143,7 +139,7 @@ describe('point 1 and 8: a staple only gets better', () => {
     const r0 = await responder((c) => worse.build(c));
     const { staple, cfg } = await setup('force', r0.url);
     const r = await runCli(['run', '-c', cfg, '--force', '--json']);
-    expect(r.code, show(r)).toBe(0);
+    expect(r.code, showResult(r)).toBe(0);
     const o = outcomesById(r.stdout).get('leaf') as unknown as { result: string; kept?: { reason: string } };
     expect(o.result).toBe('unchanged');
     expect(o.kept?.reason).toBe('shorter');
@@ -155,7 +151,7 @@ describe('point 1 and 8: a staple only gets better', () => {
     const r0 = await responder((c) => multi.build(c));
     const { staple, cfg } = await setup('multi', r0.url);
     const r = await runCli(['run', '-c', cfg, '--force']);
-    expect(r.code, show(r)).toBe(0);
+    expect(r.code, showResult(r)).toBe(0);
     expect(r.stderr).toMatch(/kept: .* holds 2 answers, which HAProxy refuses/);
     expect((await readFile(staple)).equals(goodStaple)).toBe(true);
   });
@@ -166,13 +162,13 @@ describe('point 1 and 8: a staple only gets better', () => {
     const { staple } = await setup('fetch', bad.url);
     const args = ['fetch', '--cert', certPath, '--chain', chainPath, '--out', staple, '--timeout', '3s'];
     const r = await runCli([...args, '--url', bad.url]);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     expect(r.stderr).toMatch(/^staplekeeper: kept: the responder's answer .* is shorter than the staple on disk/);
     expect(r.stderr).toContain('was left untouched');
     expect((await readFile(staple)).equals(goodStaple)).toBe(true);
     const good = await responder(better);
     const ok = await runCli([...args, '--url', good.url]);
-    expect(ok.code, show(ok)).toBe(0);
+    expect(ok.code, showResult(ok)).toBe(0);
     expectGood(await readFile(staple));
     expect((await readFile(staple)).equals(goodStaple)).toBe(false);
   });
@@ -220,7 +216,7 @@ describe('point 1 and 8: a staple only gets better', () => {
   });
 });
 
-describe('point 3: a write that happened is reported as a write', () => {
+describe('a write that happened is reported as a write', () => {
   it('a backup that fails after the staple was written: a warning, counted as renewed, on_change runs', async () => {
     const good = await responder(better);
     const { folder, staple, cfg, hookLog } = await setup('backup', good.url, { make_backups: true });
@@ -233,7 +229,7 @@ describe('point 3: a write that happened is reported as a write', () => {
       await mkdir(join(folder, `leaf.der-${stamp}`), { recursive: true });
     }
     const r = await runCli(['run', '-c', cfg, '--force']);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     expect(r.stderr).toMatch(
       /\[leaf\] updated OCSP response: .*warning: .*the staple was written, but its backup failed/,
     );
@@ -247,7 +243,7 @@ describe('point 3: a write that happened is reported as a write', () => {
     const r0 = await responder(hugeMaxAge);
     const { staple, cfg, hookLog } = await setup('max-age', r0.url);
     const r = await runCli(['run', '-c', cfg, '--force', '--json']);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     const o = outcomesById(r.stdout).get('leaf') as unknown as { result: string; nextRefresh: string; error?: unknown };
     expect(o.result).toBe('updated');
     expect(o.error).toBeUndefined();
@@ -258,7 +254,7 @@ describe('point 3: a write that happened is reported as a write', () => {
   });
 });
 
-describe('point 4: only regular files are replaced', () => {
+describe('only regular files are replaced', () => {
   it('a staple path that is a FIFO, a symlink to one, or a unix socket is refused and stays what it is', async () => {
     const good = await responder(better);
     const { folder, cfg } = await setup('special', good.url, {}, null);
@@ -266,7 +262,7 @@ describe('point 4: only regular files are replaced', () => {
     execFileSync('mkfifo', [fifo]);
     const r = await runCli(['run', '-c', cfg, '--force', '--json'], { timeoutMs: 20_000 });
     expect(r.timedOut).toBe(false);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const o = outcomesById(r.stdout).get('leaf');
     expect(o?.error?.code).toBe('FILE_WRITE');
     expect(o?.error?.message).toContain(`${fifo}: is a FIFO (named pipe), not a regular file`);
@@ -279,7 +275,7 @@ describe('point 4: only regular files are replaced', () => {
     const linked = await setup('special-link', good.url, {}, null);
     await symlink(target, linked.staple);
     const r2 = await runCli(['run', '-c', linked.cfg, '--force', '--json'], { timeoutMs: 20_000 });
-    expect(r2.code, show(r2)).toBe(255);
+    expect(r2.code, showResult(r2)).toBe(255);
     expect(outcomesById(r2.stdout).get('leaf')?.error?.message).toContain('FIFO');
     expect((await lstat(target)).isFIFO()).toBe(true);
     expect((await lstat(linked.staple)).isSymbolicLink()).toBe(true);
@@ -289,7 +285,7 @@ describe('point 4: only regular files are replaced', () => {
     await new Promise<void>((res) => server.listen(sock.staple, () => res()));
     try {
       const r3 = await runCli(['run', '-c', sock.cfg, '--force', '--json'], { timeoutMs: 20_000 });
-      expect(r3.code, show(r3)).toBe(255);
+      expect(r3.code, showResult(r3)).toBe(255);
       expect(outcomesById(r3.stdout).get('leaf')?.error?.message).toContain('is a socket');
       expect((await lstat(sock.staple)).isSocket()).toBe(true);
     } finally {
@@ -307,7 +303,7 @@ describe('point 4: only regular files are replaced', () => {
       const s = await setup('chardev', good.url, {}, null);
       await symlink(node, s.staple);
       const r = await runCli(['run', '-c', s.cfg, '--force', '--json']);
-      expect(r.code, show(r)).toBe(255);
+      expect(r.code, showResult(r)).toBe(255);
       expect(outcomesById(r.stdout).get('leaf')?.error?.message).toContain('is a character device');
       expect((await lstat(node)).isCharacterDevice()).toBe(true);
     },
@@ -317,27 +313,27 @@ describe('point 4: only regular files are replaced', () => {
     const good = await responder(better);
     const s = await setup('notes', good.url, {}, Buffer.from('notes, not a staple\n'));
     const r = await runCli(['run', '-c', s.cfg, '--json']);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     expect(outcomesById(r.stdout).get('leaf')?.error?.code).toBe('STAPLE_PATH_REFUSED');
     expect(await readFile(s.staple, 'utf8')).toBe('notes, not a staple\n');
     const args = ['fetch', '--cert', certPath, '--chain', chainPath, '--url', good.url, '--out', s.staple];
     const f = await runCli(args);
-    expect(f.code, show(f)).toBe(1);
+    expect(f.code, showResult(f)).toBe(1);
     expect(f.stderr).toContain('error STAPLE_PATH_REFUSED');
     expect(await readFile(s.staple, 'utf8')).toBe('notes, not a staple\n');
     const f2 = await runCli([...args, '--overwrite']);
-    expect(f2.code, show(f2)).toBe(0);
+    expect(f2.code, showResult(f2)).toBe(0);
     expectGood(await readFile(s.staple));
   });
 });
 
-describe('point 5: bounded reads', () => {
+describe('bounded reads', () => {
   it('fetch --cert FIFO errors at once (no writer needed)', async () => {
     const fifo = join(await tempDir('sk-fifo-cert-'), 'cert.pem');
     execFileSync('mkfifo', [fifo]);
     const r = await runCli(['fetch', '--cert', fifo, '--out', join(dir, 'never.der')], { timeoutMs: 15_000 });
-    expect(r.timedOut, show(r)).toBe(false);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.timedOut, showResult(r)).toBe(false);
+    expect(r.code, showResult(r)).toBe(1);
     expect(r.stderr).toContain(`${fifo}: cannot read certificate: it is a FIFO (named pipe), not a regular file`);
   });
 
@@ -358,13 +354,13 @@ describe('point 5: bounded reads', () => {
     await truncate(sparse, 2 * 1024 ** 3);
     const started = Date.now();
     const i = await runCli(['inspect', sparse], { timeoutMs: 15_000 });
-    expect(i.code, show(i)).toBe(1);
+    expect(i.code, showResult(i)).toBe(1);
     expect(i.stderr).toContain(`${sparse}: cannot read staple: it is larger than 4194304 bytes (2147483648 bytes)`);
     const f = await runCli(['fetch', '--cert', sparse, '--out', join(dir, 'never.der')], { timeoutMs: 15_000 });
-    expect(f.code, show(f)).toBe(1);
+    expect(f.code, showResult(f)).toBe(1);
     expect(f.stderr).toContain('it is larger than 4194304 bytes');
     const c = await runCli(['run', '-c', sparse], { timeoutMs: 15_000 });
-    expect(c.code, show(c)).toBe(254);
+    expect(c.code, showResult(c)).toBe(254);
     expect(c.stderr).toContain('cannot read the configuration file: it is larger than');
     expect(Date.now() - started).toBeLessThan(40_000);
   });
@@ -373,13 +369,13 @@ describe('point 5: bounded reads', () => {
     const fifo = join(await tempDir('sk-fifo-cfg-'), 'staplekeeper.yaml');
     execFileSync('mkfifo', [fifo]);
     const r = await runCli(['run', '-c', fifo], { timeoutMs: 15_000 });
-    expect(r.timedOut, show(r)).toBe(false);
-    expect(r.code, show(r)).toBe(254);
+    expect(r.timedOut, showResult(r)).toBe(false);
+    expect(r.code, showResult(r)).toBe(254);
     expect(r.stderr).toContain('cannot read the configuration file: it is a FIFO (named pipe), not a regular file');
   });
 });
 
-describe("point 7: don't create what the operator mistyped", () => {
+describe("don't create what the operator mistyped", () => {
   it('a missing ocsp_folder stops run (253) naming it, and nothing is created', async () => {
     const good = await responder(better);
     const s = await setup('mistyped', good.url);
@@ -389,7 +385,7 @@ describe("point 7: don't create what the operator mistyped", () => {
       domains: { leaf: { cert: certPath, chain: chainPath, ocsp: 'leaf.der', ocsp_responder_uri: good.url } },
     });
     const r = await runCli(['run', '-c', cfg]);
-    expect(r.code, show(r)).toBe(253);
+    expect(r.code, showResult(r)).toBe(253);
     expect(r.stderr).toContain(
       `ocsp_folder: the staple folder ${typo} does not exist (create it, or correct the path)`,
     );
@@ -411,7 +407,7 @@ describe("point 7: don't create what the operator mistyped", () => {
       '--out',
       join(missing, 'leaf.der'),
     ]);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     expect(r.stderr).toContain(`the folder ${missing} does not exist`);
     expect(existsSync(missing)).toBe(false);
 
@@ -427,12 +423,12 @@ describe("point 7: don't create what the operator mistyped", () => {
       responders: { 'sub/x': good.url },
     });
     const s = await runCli(['run', '-c', cfg]);
-    expect(s.code, show(s)).toBe(1);
+    expect(s.code, showResult(s)).toBe(1);
     expect((await stat(join(root, 'ocsp', 'sub'))).isDirectory()).toBe(true);
   });
 });
 
-describe('point 10: never write over an input', () => {
+describe('never write over an input', () => {
   it('a staple path that is an issuer file in ca_dirs is refused; the issuer survives', async () => {
     const good = await responder(better);
     const folder = await tempDir('sk-cadir-');
@@ -447,7 +443,7 @@ describe('point 10: never write over an input', () => {
       domains: { leaf: { cert: join(folder, 'leaf.pem'), ocsp: issuerFile, ocsp_responder_uri: good.url } },
     });
     const r = await runCli(['run', '-c', cfg, '--json']);
-    expect(r.code, show(r)).toBe(255);
+    expect(r.code, showResult(r)).toBe(255);
     const o = outcomesById(r.stdout).get('leaf');
     expect(o?.error?.code).toBe('STAPLE_PATH_REFUSED');
     expect(o?.error?.message).toContain('holds a certificate; a staple never replaces an input file');
@@ -472,7 +468,7 @@ describe('point 10: never write over an input', () => {
       issuer,
       '--overwrite',
     ]);
-    expect(r.code, show(r)).toBe(1);
+    expect(r.code, showResult(r)).toBe(1);
     expect(r.stderr).toContain('error STAPLE_PATH_REFUSED');
     expect(await readFile(issuer, 'utf8')).toBe(ctx.issuer.pem);
   });
@@ -490,7 +486,7 @@ describe('point 10: never write over an input', () => {
       },
     });
     const r = await runCli(['run', '-c', cfg]);
-    expect(r.code, show(r)).toBe(253);
+    expect(r.code, showResult(r)).toBe(253);
     expect(r.stderr).toContain('is a certificate file of domain leaf');
     expect(await readFile(join(folder, 'real', 'chain.pem'), 'utf8')).toBe(ctx.issuer.pem);
   });

@@ -1,19 +1,16 @@
 /**
- * Issue 13: revocation is a first-class state. A certificate revoked at its
+ * Revocation is a first-class state (docs/SECURITY.md "Revoked certificates"). A certificate revoked at its
  * real `openssl ocsp` responder between two runs, with `on_revoked_write`
  * false (the revoked answer is not written) and true (it is), through `run`
  * (text and --json), the on_revoked hook, `check`, and a daemon's `/status`,
  * `/metrics` and status page in headless Chromium.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, revokeLeaf, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { revokeLeaf, type Pki } from '../helpers/mint.js';
 import { cli } from '../../src/cli/main.js';
 import { decodeResponse } from '../../src/core/response.js';
 import type { DaemonSnapshot } from '../../src/daemon/daemon.js';
@@ -21,31 +18,24 @@ import { STATE_COLOURS } from '../../src/status/page.js';
 import { readMarks } from '../../src/revocation/marks.js';
 import { memoryIo } from '../helpers/memory-io.js';
 import { skipWithout } from '../helpers/tools.js';
+import { startOpensslPki, startStatusDaemon } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'bin/staplekeeper');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 let root: string;
 let pki: Pki;
-let responder: Responder;
 
 beforeAll(async () => {
-  root = await mkdtemp(path.join(tmpdir(), 'sk-revoked-'));
-  const port = await freePort();
-  pki = await createPki({
-    dir: path.join(root, 'pki'),
-    ocspUrl: `http://127.0.0.1:${port}`,
-    leaves: [{ name: 'fine' }, { name: 'gone' }, { name: 'gone2' }],
-  });
-  responder = await startResponder({ pki, port, nmin: 7 * 24 * 60 });
+  ({ root, pki } = await startOpensslPki(
+    'sk-revoked-',
+    { leaves: [{ name: 'fine' }, { name: 'gone' }, { name: 'gone2' }] },
+    { nmin: 7 * 24 * 60 },
+  ));
 }, 60_000);
 
-afterAll(async () => {
-  await responder?.stop();
-  if (root) await rm(root, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 async function setUp(name: string, revokedLeaf: string, write: boolean): Promise<{ dir: string; log: string }> {
   const dir = path.join(root, name);
@@ -139,15 +129,6 @@ describe('a certificate revoked between two runs', () => {
 describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install chromium, or set CHROMIUM_PATH'))(
   'the daemon after a revocation that was not written',
   () => {
-    let daemon: ChildProcess | undefined;
-    afterAll(async () => {
-      if (daemon && daemon.exitCode === null) {
-        const exited = new Promise((r) => daemon!.once('exit', r));
-        daemon.kill('SIGKILL');
-        await exited;
-      }
-    });
-
     it('/status, /metrics and the page agree: revoked, first in the list, its own colour', async () => {
       // the on_revoked_write: false directory of the test above, or a fresh one
       const dir = path.join(root, 'write-false');
@@ -156,26 +137,16 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
         await revokeLeaf(pki, 'gone');
         await cli(['run'], memoryIo(dir));
       }
-      let output = '';
-      daemon = spawn(process.execPath, [BIN, 'daemon', '-c', 'staplekeeper.yaml', '--listen', '0'], {
-        cwd: dir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      daemon.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-      daemon.stderr?.on('data', (d: Buffer) => (output += d.toString()));
       const end = Date.now() + 30_000;
-      while (!/listening on (http:\/\/\S+)/.test(output)) {
-        if (Date.now() > end || daemon.exitCode !== null) throw new Error(`the daemon did not start:\n${output}`);
-        await sleep(50);
-      }
-      const url = /listening on (http:\/\/\S+)/.exec(output)![1]!;
+      const daemon = await startStatusDaemon(dir, 30_000);
+      const url = daemon.url;
       let snap: DaemonSnapshot;
       for (;;) {
         snap = (await (await fetch(`${url}/status`)).json()) as DaemonSnapshot;
         const gone = snap.certificates.find((c) => c.id === 'gone');
         const fine = snap.certificates.find((c) => c.id === 'fine');
         if (gone?.state === 'revoked' && gone.lastAttempt && fine?.state === 'good') break;
-        if (Date.now() > end) throw new Error(`states never settled: ${JSON.stringify(snap)}\n${output}`);
+        if (Date.now() > end) throw new Error(`states never settled: ${JSON.stringify(snap)}\n${daemon.output()}`);
         await sleep(100);
       }
       const gone = snap.certificates[0]!;
@@ -188,7 +159,9 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
       expect(gone.revocationTime).toBe(pki.leaves.gone!.revokedAt!.toISOString());
       // the good staple still on disk is what /status reports as the staple: never "good" as the state
       expect(gone.status).toBe('good');
-      expect(output).toMatch(/\[gone\] error OCSP_REVOKED: certificate REVOKED at .*; the current staple was kept/);
+      expect(daemon.output()).toMatch(
+        /\[gone\] error OCSP_REVOKED: certificate REVOKED at .*; the current staple was kept/,
+      );
 
       const metrics = await (await fetch(`${url}/metrics`)).text();
       expect(metrics).toMatch(/^staplekeeper_certificate_revoked\{id="gone"\} 1$/m);

@@ -6,14 +6,14 @@
  * so instead of succeeding silently; "not found" for a relative path names
  * the working directory it was resolved against.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
 import { buildTestPki } from '../helpers/mint.js';
 import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 /** The CLI's streams in memory, with an empty environment. */
 const memoryIo = (cwd: string): MemoryIo => sharedMemoryIo(cwd, {});
@@ -21,7 +21,7 @@ const memoryIo = (cwd: string): MemoryIo => sharedMemoryIo(cwd, {});
 let dir: string;
 let dead: number;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-runout-'));
+  dir = await tempDir('sk-runout-');
   const pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date() });
   await writeFile(join(dir, 'a.pem'), pki.leaves[0]!.pem + pki.root.pem);
   await writeFile(join(dir, 'b.pem'), pki.leaves[1]!.pem + pki.root.pem);
@@ -33,9 +33,7 @@ beforeAll(async () => {
   );
   await new Promise((r) => srv.close(r));
 });
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 async function config(name: string, lines: string[]): Promise<string> {
   await writeFile(join(dir, name), `${lines.join('\n')}\n`);

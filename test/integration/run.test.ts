@@ -5,17 +5,17 @@
  * --dry-run, hooks and overlapping runs.
  */
 import { execFile, spawn } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { copyFile, mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
 import { ocspbotCli } from '../../src/cli/ocspbot.js';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import type { Pki } from '../helpers/mint.js';
 import { memoryIo } from '../helpers/memory-io.js';
+import { startOpensslPki, freePort, type Responder } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
 const exec = promisify(execFile);
 const BIN = join(import.meta.dirname, '..', '..', 'bin');
@@ -25,22 +25,15 @@ let pki: Pki;
 let responder: Responder;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'sk-run-'));
-  const port = await freePort();
-  pki = await createPki({
-    dir: join(root, 'pki'),
-    keyType: 'ec',
-    ocspUrl: `http://127.0.0.1:${port}`,
-    leaves: [{ name: 'a' }, { name: 'b' }, { name: 'c' }, { name: 'revoked', status: 'revoked' }],
-  });
   // one week of validity, so that ocspbot's "3d" minimum validity leaves room
-  responder = await startResponder({ pki, port, nmin: 7 * 24 * 60 });
+  ({ root, pki, responder } = await startOpensslPki(
+    'sk-run-',
+    { keyType: 'ec', leaves: [{ name: 'a' }, { name: 'b' }, { name: 'c' }, { name: 'revoked', status: 'revoked' }] },
+    { nmin: 7 * 24 * 60 },
+  ));
 });
 
-afterAll(async () => {
-  await responder.stop();
-  await rm(root, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 async function workdir(name: string): Promise<string> {
   const d = join(root, name);
@@ -263,7 +256,7 @@ describe('staplekeeper run', () => {
     const io = memoryIo(wd);
     const code = await cli(['run'], io);
     expect(io.err()).toMatch(
-      // the file holds no staple: never "the current staple was kept" (issue 13)
+      // the file holds no staple: never "the current staple was kept" (docs/SECURITY.md "Revoked certificates")
       /\[gone\] error OCSP_REVOKED: certificate REVOKED at .* \(reason: keyCompromise\) \(certificate .*\); replace the certificate now; no usable staple is on disk \(the file was not touched\)/,
     );
     expect(code).toBe(255);
@@ -318,7 +311,7 @@ describe('configuration errors', () => {
     expect(responder.requests.length).toBe(before);
   });
 
-  // issue 11: a missing certificate file is that certificate's failure, not a configuration error
+  // a missing certificate file is that certificate's failure (docs/SECURITY.md "One bad certificate never stops the others"), not a configuration error
   it('a missing certificate fails that certificate alone (exit 255, the file named), not the configuration', async () => {
     const wd = await workdir(`cfg-missing-${Math.random().toString(16).slice(2)}`);
     await writeFile(join(wd, 'staplekeeper.yaml'), 'domains:\n  site:\n    cert: missing.pem\n    ocsp: s.der\n');
@@ -389,7 +382,7 @@ describe('overlapping runs', () => {
         p.on('close', (code) => resolve({ code, out, err }));
       });
     const [r1, r2] = await Promise.all([start(), start()]);
-    // The run that gets the lock second asks again; a staple only gets better (issue 11): an answer from the
+    // The run that gets the lock second asks again; a staple only gets better (docs/SECURITY.md): an answer from the
     // same second as the one on disk is no newer and is kept (reported "kept:"), a newer one is written.
     for (const r of [r1, r2]) {
       const kept = (r.err.match(/\] kept: the responder's answer/g) ?? []).length;
@@ -407,7 +400,7 @@ describe('overlapping runs', () => {
   it('with lock_timeout 0s the second run gives up with 255 naming the holder PID', async () => {
     const wd = await workdir('locked');
     await mkdir(join(wd, 'out'));
-    // a real holder: the lock is the kernel's (issue 11), a PID in the file alone blocks nobody
+    // a real holder: the lock is the kernel's (docs/SECURITY.md "Locks"), a PID in the file alone blocks nobody
     const lockModule = pathToFileURL(join(import.meta.dirname, '../../dist/batch/lock.js')).href;
     const holder = spawn(process.execPath, [
       '--input-type=module',

@@ -8,17 +8,16 @@
  * is never skipped.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { buildSea } from '../../scripts/sea.mjs';
 import { linkDropIns, shippedCliCases } from '../helpers/shipped-cli.js';
+import { tempDir } from '../helpers/temp.js';
 
 shippedCliCases(
   'the one binary: a single executable application, no node on PATH',
   async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sk-sea-'));
+    const dir = await tempDir('sk-sea-');
     const { path } = await buildSea({ out: join(dir, 'staplekeeper'), work: join(dir, 'build') });
     await linkDropIns(path);
     const env = { PATH: dir };

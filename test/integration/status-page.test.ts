@@ -7,21 +7,21 @@
  * counts and the filters checked). Needs `npm run build` first and /usr/bin/chromium (.ci/run
  * installs it).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import { createPki, type Pki } from '../helpers/mint.js';
 import type { DaemonSnapshot } from '../../src/daemon/daemon.js';
 import { byUrgency, STATE_COLOURS, type CertificateStatus } from '../../src/status/page.js';
 import { startStatusServer, type StatusServer } from '../../src/status/server.js';
 import { assertInstalled, skipWithout } from '../helpers/tools.js';
+import { startStatusDaemon, freePort, startResponder, type Responder } from '../helpers/servers.js';
+import { cleanUp, tempDir } from '../helpers/temp.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin/staplekeeper');
@@ -51,10 +51,8 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
     let short: Responder;
     let hang: Server;
     const sockets = new Set<Socket>();
-    let daemon: ChildProcess | undefined;
     let browser: Browser | undefined;
     let url = '';
-    let output = '';
 
     beforeAll(async () => {
       assertInstalled(
@@ -62,7 +60,7 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
         existsSync(CHROMIUM),
         'apt-get install chromium, or set CHROMIUM_PATH',
       );
-      dir = await mkdtemp(path.join(tmpdir(), 'sk-page-'));
+      dir = await tempDir('sk-page-');
       const ocsp = path.join(dir, 'ocsp');
       await mkdir(ocsp);
       const port = await freePort();
@@ -137,18 +135,9 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
         ].join('\n'),
       );
 
-      daemon = spawn(process.execPath, [BIN, 'daemon', '-c', 'staplekeeper.yaml', '--listen', '0'], {
-        cwd: dir,
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      daemon.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-      daemon.stderr?.on('data', (d: Buffer) => (output += d.toString()));
       const end = Date.now() + 15_000;
-      while (!/listening on (http:\/\/\S+)/.test(output)) {
-        if (Date.now() > end || daemon.exitCode !== null) throw new Error(`the daemon did not start:\n${output}`);
-        await sleep(50);
-      }
-      url = /listening on (http:\/\/\S+)/.exec(output)![1]!;
+      const daemon = await startStatusDaemon(dir, 15_000);
+      url = daemon.url;
       // wait until every certificate has reached the state the test expects
       const want = {
         good: 'good',
@@ -162,7 +151,7 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
         const snap = (await (await fetch(`${url}/status`)).json()) as DaemonSnapshot;
         const states = Object.fromEntries(snap.certificates.map((c) => [c.id, c.state]));
         if (JSON.stringify(states, Object.keys(want).sort()) === JSON.stringify(want, Object.keys(want).sort())) break;
-        if (Date.now() > end) throw new Error(`states never settled: ${JSON.stringify(states)}\n${output}`);
+        if (Date.now() > end) throw new Error(`states never settled: ${JSON.stringify(states)}\n${daemon.output()}`);
         await sleep(100);
       }
       browser = await chromium.launch({
@@ -182,16 +171,11 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
 
     afterAll(async () => {
       await browser?.close().catch(() => undefined);
-      if (daemon && daemon.exitCode === null) {
-        const exited = new Promise((r) => daemon!.once('exit', r));
-        daemon.kill('SIGKILL');
-        await exited;
-      }
       for (const s of sockets) s.destroy();
       await new Promise((r) => hang?.close(r));
       await long?.stop();
       await short?.stop();
-      if (dir) await rm(dir, { recursive: true, force: true });
+      await cleanUp();
     });
 
     it('shows every certificate most urgent first, coloured by state, with time left and the last error', async () => {
@@ -250,7 +234,7 @@ describe.skipIf(skipWithout('chromium', existsSync(CHROMIUM), 'apt-get install c
       expect(by.good!.left).toMatch(/^in 2d 2[23]h$/);
       expect(by.good!.last).toMatch(/^updated/);
       expect(by.due!.last).toMatch(/^(not checked yet|first attempt in progress)$/);
-      // a certificate without a responder is not a failure: its one notice, not an error (issue 13)
+      // a certificate without a responder is not a failure: its one notice, not an error (README.md "Certificates without OCSP")
       expect(by['site2']!.last).toMatch(/^no OCSP responder: nothing to staple; /);
 
       // colours differ between states, so the page reads at a glance

@@ -1,45 +1,40 @@
 /**
- * Issue 13, triage and no false alarms: a configuration mixing an OCSP
+ * Triage and no false alarms (README.md "Certificates without OCSP"): a configuration mixing an OCSP
  * certificate, a CRL-only one, one with neither, and must-staple ones with
  * and without a responder, through `run`, `check` and the ocspbot drop-in,
  * against a real `openssl ocsp` responder.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
 import { ocspbotCli } from '../../src/cli/ocspbot.js';
-import { createPki, type Pki } from '../../scripts/lib/pki.mjs';
-import { freePort, startResponder, type Responder } from '../../scripts/lib/responder.mjs';
+import type { Pki } from '../helpers/mint.js';
 import { memoryIo } from '../helpers/memory-io.js';
+import { startOpensslPki } from '../helpers/servers.js';
+import { cleanUp } from '../helpers/temp.js';
 
 let root: string;
 let pki: Pki;
-let responder: Responder;
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'sk-triage-'));
-  const port = await freePort();
-  pki = await createPki({
-    dir: join(root, 'pki'),
-    keyType: 'ec',
-    ocspUrl: `http://127.0.0.1:${port}`,
-    leaves: [
-      { name: 'ocsp' },
-      { name: 'crlonly', noOcspUrl: true, crlUrl: 'http://127.0.0.1:9/ca.crl' },
-      { name: 'bare', noOcspUrl: true },
-      { name: 'ms', mustStaple: true },
-      { name: 'msx', mustStaple: true, noOcspUrl: true, crlUrl: 'http://127.0.0.1:9/ca.crl' },
-    ],
-  });
-  responder = await startResponder({ pki, port, nmin: 7 * 24 * 60 });
+  ({ root, pki } = await startOpensslPki(
+    'sk-triage-',
+    {
+      keyType: 'ec',
+      leaves: [
+        { name: 'ocsp' },
+        { name: 'crlonly', noOcspUrl: true, crlUrl: 'http://127.0.0.1:9/ca.crl' },
+        { name: 'bare', noOcspUrl: true },
+        { name: 'ms', mustStaple: true },
+        { name: 'msx', mustStaple: true, noOcspUrl: true, crlUrl: 'http://127.0.0.1:9/ca.crl' },
+      ],
+    },
+    { nmin: 7 * 24 * 60 },
+  ));
 });
 
-afterAll(async () => {
-  await responder.stop();
-  await rm(root, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 async function configFor(name: string, leaves: string[]): Promise<{ dir: string; file: string }> {
   const dir = join(root, name);

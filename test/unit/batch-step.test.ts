@@ -5,8 +5,7 @@
  * failed delivery is reported, never thrown; a dry run touches nothing.
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defineConfig, defineSettings, type SettingsInput } from '../../src/config/index.js';
@@ -16,15 +15,14 @@ import type { HookCommand } from '../../src/config/types.js';
 import type { TargetOutcome } from '../../src/pipeline/context.js';
 import { marksPath } from '../../src/revocation/marks.js';
 import { createMemoryStore } from '../../src/testing/index.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 let dir: string;
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-step-'));
+  dir = await tempDir('sk-step-');
 });
-afterEach(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterEach(cleanUp);
 
 const shell = (command: string): HookCommand => ({ kind: 'shell', command: [command], timeoutMs: 10_000 });
 

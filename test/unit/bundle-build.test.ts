@@ -4,12 +4,12 @@
  * lazily through createRequire are inside, and the caches' code fingerprint
  * still changes with the code when there are no module files to read.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bundle } from '../../scripts/bundle.mjs';
 import { moduleFingerprint } from '../../src/io/fingerprint.js';
+import { tempDir } from '../helpers/temp.js';
 
 const g = globalThis as { __STAPLEKEEPER_BUILD__?: string };
 
@@ -42,7 +42,7 @@ describe('scripts/bundle.mjs', () => {
   it.each(['esm', 'cjs'] as const)(
     '%s: every dependency is inside, the lazily required ones too; the build hash is defined',
     async (format) => {
-      const dir = await mkdtemp(join(tmpdir(), 'sk-bundle-unit-'));
+      const dir = await tempDir('sk-bundle-unit-');
       dirs.push(dir);
       const r = await bundle({ format, outfile: join(dir, `sk.${format === 'esm' ? 'mjs' : 'cjs'}`) });
       for (const dep of [

@@ -7,8 +7,7 @@
  * "A new process" is simulated with resetStapleCaches() after an explicit
  * flushStapleCaches(), so nothing depends on the idle timer.
  */
-import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -35,6 +34,7 @@ import {
   type MintedCert,
   type TestPki,
 } from '../helpers/mint.js';
+import { tempDir } from '../helpers/temp.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -69,7 +69,7 @@ interface Fixture {
 async function fixture(
   pki: TestPki = buildTestPki({ keyType: 'ec-p256', delegated: true, now: T0, leafCount: COUNT }),
 ): Promise<Fixture> {
-  const dir = await mkdtemp(join(tmpdir(), 'sk-cache-'));
+  const dir = await tempDir('sk-cache-');
   dirs.push(dir);
   const staples = join(dir, 'staples');
   await mkdir(staples);

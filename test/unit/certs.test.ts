@@ -6,8 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSignedBy, loadCertificates, parseCertificate } from '../../src/core/certs.js';
@@ -16,6 +15,7 @@ import { parseCaIssuersContent } from '../../src/core/asn1.js';
 import { IssuerResolver, pickLeaf } from '../../src/pipeline/issuer.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { buildTestPki, mintCert } from '../helpers/mint.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const now = new Date();
 const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now });
@@ -97,7 +97,7 @@ describe('IssuerResolver', () => {
   let hits = 0;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sk-issuer-'));
+    dir = await tempDir('sk-issuer-');
     await writeFile(join(dir, 'ca.pem'), pki.root.pem);
     execFileSync('openssl', [
       'crl2pkcs7',
@@ -127,7 +127,7 @@ describe('IssuerResolver', () => {
   afterAll(async () => {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
-    await rm(dir, { recursive: true, force: true });
+    await cleanUp();
   });
 
   const l = parseCertificate(leaf.der);

@@ -4,8 +4,7 @@
  * status line with its perfdata, and the CLI through cli() with in-memory
  * streams (plugin exit codes 0–3, --json, usage errors).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../../src/cli/main.js';
@@ -13,22 +12,14 @@ import { loadConfig } from '../../src/config/load.js';
 import { checkStaples, formatSpan, type CheckReport } from '../../src/status/check.js';
 import { buildTestPki, goodResponseFor, mintCert, OID, type TestPki } from '../helpers/mint.js';
 import { memoryIo as sharedMemoryIo, type MemoryIo } from '../helpers/memory-io.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const H = 3_600_000;
 const D = 24 * H;
 const T0 = new Date('2026-11-20T12:00:00Z');
 const at = (ms: number): Date => new Date(T0.getTime() + ms);
 
-const dirs: string[] = [];
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function tempDir(): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'sk-check-'));
-  dirs.push(d);
-  return d;
-}
+afterAll(cleanUp);
 
 /** A folder with one certificate (`<id>.pem`, leaf + issuer) per entry and the staples given; returns the loaded config. */
 async function setup(
@@ -42,7 +33,7 @@ async function setup(
   }>,
   extraYaml = '',
 ): Promise<{ dir: string; configFile: string }> {
-  const dir = await tempDir();
+  const dir = await tempDir('sk-check-');
   const lines = ['ocsp_folder: staples', extraYaml, 'domains:'];
   for (const e of entries) {
     const leaf = e.leaf ?? pki.leaves[0]!;
@@ -382,7 +373,7 @@ describe('staplekeeper check (cli)', () => {
   });
 
   it('exits 3 (UNKNOWN) for an unreadable configuration and for usage errors, always with a status line', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('sk-check-');
     const none = memoryIo(dir);
     expect(await cli(['check'], none)).toBe(3);
     expect(none.out()).toMatch(/^STAPLEKEEPER UNKNOWN - configuration: CONFIG_INVALID: no configuration file/);

@@ -1,22 +1,13 @@
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, unlink, utimes, writeFile, stat } from 'node:fs/promises';
-import os from 'node:os';
+import { chmod, mkdir, readdir, readFile, rm, unlink, utimes, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { hash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { configCacheDir, configCacheStats, isPlainJson } from '../../src/config/config-cache.js';
 import { loadConfig, type LoadedConfig } from '../../src/config/index.js';
 import { isStapleError } from '../../src/core/errors.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
-const roots: string[] = [];
-afterAll(async () => {
-  await Promise.all(roots.map((d) => rm(d, { recursive: true, force: true })));
-});
-
-async function temp(prefix: string): Promise<string> {
-  const d = await mkdtemp(path.join(os.tmpdir(), prefix));
-  roots.push(d);
-  return d;
-}
+afterAll(cleanUp);
 
 async function put(root: string, files: Record<string, string>): Promise<void> {
   for (const [rel, text] of Object.entries(files)) {
@@ -52,7 +43,7 @@ hooks:
 `;
 
 async function project(): Promise<{ root: string; cache: string }> {
-  const root = await temp('sk-cc-');
+  const root = await tempDir('sk-cc-');
   await put(root, {
     'sk.yaml': MAIN,
     'certs/a.pem': 'a',
@@ -61,7 +52,7 @@ async function project(): Promise<{ root: string; cache: string }> {
     'certs/chain.pem': 'chain',
     'conf.d/c.yaml': 'domains:\n  c.example:\n    cert: certs/c.pem\n    ocsp: c.der\n',
   });
-  return { root, cache: await temp('sk-cc-dir-') };
+  return { root, cache: await tempDir('sk-cc-dir-') };
 }
 
 /** Loads with the cache (filling it), then checks that it is used and equals a load without it. */
@@ -143,9 +134,9 @@ describe('configuration cache: a result is reused only while it holds', () => {
     expect((fromSub as { ok: LoadedConfig }).ok.targets[0]?.certPath).toBe(path.join(sub, 'certs/a.pem'));
   });
 
-  it('scans are made again at every load; the files themselves come from the cache', async () => {
-    const root = await temp('sk-cc-scan-');
-    const cache = await temp('sk-cc-dir-');
+  it('a scan is observed again at every load; its files themselves come from the cache', async () => {
+    const root = await tempDir('sk-cc-scan-');
+    const cache = await tempDir('sk-cc-dir-');
     await put(root, {
       'sk.yaml': 'ocsp_folder: out\nscan_keys:\n  - folder: keys\n',
       'keys/one.pem': '1',
@@ -159,6 +150,124 @@ describe('configuration cache: a result is reused only while it holds', () => {
     expect(configCacheStats().files).toBe(files + 1);
     expect(c.ok.targets.map((t) => t.id)).toEqual(['one', 'two']);
     expect(c).toEqual(await outcome('sk.yaml', root));
+  });
+});
+
+describe('configuration cache: a scan result is kept whole only while a scan would find the same', () => {
+  const { symlink, rename } = {
+    symlink: async (...a: [string, string]) => (await import('node:fs/promises')).symlink(...a),
+    rename: async (...a: [string, string]) => (await import('node:fs/promises')).rename(...a),
+  };
+
+  /** Loads with the cache (filled before) and without; both must agree. True when the whole result came from the cache. */
+  async function same(root: string, cache: string, opts: { ocspbot?: boolean } = {}): Promise<boolean> {
+    const load = async (cacheDir?: string): Promise<unknown> => {
+      try {
+        return {
+          ok: await loadConfig('sk.yaml', { cwd: root, ...opts, ...(cacheDir === undefined ? {} : { cacheDir }) }),
+        };
+      } catch (e) {
+        if (!isStapleError(e)) throw e;
+        return { code: e.code, message: e.message, details: e.details };
+      }
+    };
+    const hits = configCacheStats().results;
+    const cached = await load(cache);
+    const hit = configCacheStats().results > hits;
+    expect(cached).toEqual(await load());
+    await new Promise((r) => setImmediate(r)); // the cache is written at the next turn
+    return hit;
+  }
+
+  async function scanProject(
+    yaml = 'ocsp_folder: out\nscan_keys:\n  - folder: keys\n',
+  ): Promise<{ root: string; cache: string }> {
+    const root = await tempDir('sk-cc-scanw-');
+    const cache = await tempDir('sk-cc-dir-');
+    const files: Record<string, string> = { 'sk.yaml': yaml };
+    for (const d of ['a', 'b', 'c', 'sub/d', 'sub/deeper/e']) {
+      files[`keys/${d}.pem`] = `cert ${d}`;
+      files[`keys/${d}-chain.pem`] = 'chain';
+      files[`keys/${d}-rootchain.pem`] = 'root';
+    }
+    await put(root, files);
+    expect(await same(root, cache)).toBe(false); // fills the cache
+    return { root, cache };
+  }
+
+  it('an unchanged folder gives the result from the cache; contents are not part of a scan, so edits keep it', async () => {
+    const { root, cache } = await scanProject();
+    expect(await same(root, cache)).toBe(true);
+    await writeFile(path.join(root, 'keys/a.pem'), 'other');
+    expect(await same(root, cache)).toBe(true);
+  });
+
+  it('every change to what a scan observes is a new scan, with the result of a load without cache', async () => {
+    const { root, cache } = await scanProject();
+    const k = (rel: string): string => path.join(root, 'keys', rel);
+    const steps: Array<[string, () => Promise<void>]> = [
+      ['a triple added', () => put(root, { 'keys/f.pem': 'f', 'keys/f-chain.pem': 'c', 'keys/f-rootchain.pem': 'r' })],
+      ['a chain removed', () => unlink(k('b-chain.pem'))],
+      [
+        'a certificate replaced by a folder of its name',
+        async () => (await unlink(k('c.pem')), await mkdir(k('c.pem'))),
+      ],
+      [
+        'a chain replaced by a link to a file',
+        async () => (await unlink(k('a-chain.pem')), await symlink('f-chain.pem', k('a-chain.pem'))),
+      ],
+      ['a link left dangling', () => unlink(k('f-chain.pem'))],
+      ['a subfolder triple removed', () => unlink(k('sub/deeper/e-rootchain.pem'))],
+      ['a link to a folder (a loop)', () => symlink('..', k('sub/up'))],
+      [
+        'a link to another folder',
+        async () => (
+          await put(root, { 'other/g.pem': 'g', 'other/g-chain.pem': 'c', 'other/g-rootchain.pem': 'r' }),
+          await symlink('../other', k('other'))
+        ),
+      ],
+      [
+        'the scan folder replaced by a link to a copy',
+        async () => (
+          await rename(path.join(root, 'keys'), path.join(root, 'keys-real')),
+          await symlink('keys-real', path.join(root, 'keys'))
+        ),
+      ],
+      [
+        'a triple in the linked folder',
+        () => put(root, { 'other/h.pem': 'h', 'other/h-chain.pem': 'c', 'other/h-rootchain.pem': 'r' }),
+      ],
+      ['the scan folder gone', async () => unlink(path.join(root, 'keys'))],
+    ];
+    for (const [what, change] of steps) {
+      await change();
+      // a link to a regular file is observed as what it reaches: a regular file, the same result
+      expect(await same(root, cache), what).toBe(what === 'a chain replaced by a link to a file');
+      // and unchanged since, the scan's result serves again (unless the load fails)
+      if (what !== 'the scan folder gone') expect(await same(root, cache), `${what}, again`).toBe(true);
+    }
+  });
+
+  it('a scan that is not recursive observes only its folder; domains before the scan are checked as ever', async () => {
+    const { root, cache } = await scanProject(
+      'ocsp_folder: out\ndomains:\n  x:\n    cert: certs/x.pem\n    ocsp: x.der\nscan_keys:\n  - folder: keys\n    recursive: false\n',
+    );
+    expect(await same(root, cache)).toBe(false); // certs/x.pem was missing: an error, nothing kept
+    await put(root, { 'certs/x.pem': 'x' });
+    expect(await same(root, cache)).toBe(false);
+    expect(await same(root, cache)).toBe(true);
+    await put(root, { 'keys/sub/z.pem': 'z', 'keys/sub/z-chain.pem': 'c', 'keys/sub/z-rootchain.pem': 'r' });
+    expect(await same(root, cache)).toBe(true); // not a folder this scan visits
+    await unlink(path.join(root, 'certs/x.pem'));
+    expect(await same(root, cache)).toBe(false);
+  });
+
+  it('ocspbot: a folder where a staple goes is found from a kept result too', async () => {
+    const { root, cache } = await scanProject();
+    expect(await same(root, cache, { ocspbot: true })).toBe(true);
+    await mkdir(path.join(root, 'out/sub'), { recursive: true });
+    await mkdir(path.join(root, 'out/a.ocsp-resp'));
+    expect(await same(root, cache, { ocspbot: true })).toBe(true);
   });
 });
 
@@ -189,7 +298,7 @@ describe('configuration cache: a damaged or foreign cache is ignored', () => {
       Buffer.alloc(0),
       good.subarray(0, good.length >> 1),
       Buffer.from(good.toString('utf8').replace('"concurrency":4', '"concurrency":9')), // checksum no longer matches
-      Buffer.from(good.toString('utf8').replace('"version":1', '"version":99')),
+      Buffer.from(good.toString('utf8').replace('"version":2', '"version":99')),
       Buffer.from('not json\n{}\nnull'),
     ];
     for (const v of variants) {
@@ -236,7 +345,7 @@ describe('configuration cache: where it lives', () => {
 
   it('creates its folder private (0700) and its file 0600', async () => {
     const { root } = await project();
-    const cache = path.join(await temp('sk-cc-parent-'), 'nested', 'cache');
+    const cache = path.join(await tempDir('sk-cc-parent-'), 'nested', 'cache');
     await outcome('sk.yaml', root, cache);
     await new Promise((r) => setImmediate(r)); // the write follows the load at the next turn
     expect((await stat(cache)).mode & 0o777).toBe(0o700);
@@ -255,7 +364,7 @@ describe('configuration cache: where it lives', () => {
 
 describe('certificate kinds from a folder listing', () => {
   it('a folder of many certificates gives the kinds stat gives: links followed, folders and absences named', async () => {
-    const root = await temp('sk-kinds-');
+    const root = await tempDir('sk-kinds-');
     const { symlink } = await import('node:fs/promises');
     const files: Record<string, string> = {};
     const domains: string[] = [];

@@ -1,17 +1,15 @@
-import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { StapleError } from '../../src/core/errors.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-cfgfiles-'));
+  dir = await tempDir('sk-cfgfiles-');
 });
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 describe('certificate paths that exist but cannot be used', () => {
   it('a symlink loop is named as such, not as "not found"', async () => {

@@ -1,5 +1,5 @@
 /**
- * Output naming templates (issue 7): `domains.*.ocsp` and `scan_keys[].ocsp_mask`
+ * Output naming templates (README.md "Configuration"): `domains.*.ocsp` and `scan_keys[].ocsp_mask`
  * may use {cert}, {cert_dir}, {cert_name}, {cert_stem} and {domain}, so that
  * HAProxy's `<cert file>.ocsp` beside the certificate is `ocsp: "{cert}.ocsp"`
  * and nginx or Exim get any name, while values without these placeholders

@@ -237,7 +237,7 @@ describe('loadConfig: defaults and path resolution', () => {
     expect(config.targets[0]?.certPath).toBe(path.join(root, 'a.pem'));
   });
 
-  it('stop_on_error without parallel_threads or concurrency works one at a time, as ocspbot (issue 18)', async () => {
+  it('stop_on_error without parallel_threads or concurrency works one at a time, as ocspbot (docs/migrating.md)', async () => {
     const domains = 'domains:\n  a: {cert: a.pem, ocsp: a.der}\n';
     const stop = await loadText(`stop_on_error: true\n${domains}`, { 'a.pem': '' });
     expect(stop.config.settings.concurrency).toBe(1);
@@ -312,7 +312,7 @@ describe('loadConfig: defaults and path resolution', () => {
     expect((await loadText('overwrite_non_ocsp: true\n')).config.settings.overwriteNonOcsp).toBe(true);
   });
 
-  it('a staple path that is a certificate file through a symlinked folder is refused (issue 11, point 10)', async () => {
+  it('a staple path that is a certificate file through a symlinked folder is refused (docs/SECURITY.md)', async () => {
     const root = await tree({ 'real/a.pem': 'cert', 'real/chain.pem': 'chain' });
     await symlink(path.join(root, 'real'), path.join(root, 'linked'));
     await writeFile(

@@ -3,15 +3,13 @@
  * minted in-process (test/helpers/mint.ts) for every defect and one issued by
  * `openssl ca -gencrl` (scripts/lib/pki.mjs).
  */
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createPki, genCrl, revokeLeaf } from '../../scripts/lib/pki.mjs';
-import { loadCertificates, parseCertificate, type Certificate } from '../../src/core/certs.js';
-import { countRevoked, decodeCrl, findRevoked, listRevoked, verifyCrl } from '../../src/core/crl.js';
-import { isStapleError } from '../../src/core/errors.js';
 import {
+  createPki,
+  genCrl,
+  revokeLeaf,
   OID,
   hugeCrlEntries,
   hugeCrlSerial,
@@ -21,6 +19,10 @@ import {
   tlv,
   type MintedCert,
 } from '../helpers/mint.js';
+import { loadCertificates, parseCertificate, type Certificate } from '../../src/core/certs.js';
+import { countRevoked, decodeCrl, findRevoked, listRevoked, verifyCrl } from '../../src/core/crl.js';
+import { isStapleError } from '../../src/core/errors.js';
+import { tempDir } from '../helpers/temp.js';
 
 const DAY = 86_400_000;
 const now = new Date('2026-06-01T12:00:00Z');
@@ -102,7 +104,7 @@ describe('CRL lookup', () => {
   });
 
   it('a CRL from `openssl ca -gencrl` lists the revoked leaf', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sk-crl-unit-'));
+    const dir = await tempDir('sk-crl-unit-');
     try {
       const pki = await createPki({
         dir,

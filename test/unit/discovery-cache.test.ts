@@ -7,8 +7,7 @@
  *
  * "A new process" is simulated with resetDiscoveryCaches().
  */
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -23,6 +22,7 @@ import {
   type RenewerSettings,
 } from '../../src/discovery/ocsprenewer.js';
 import { buildTestPki, mintCert, type MintedCert, type TestPki } from '../helpers/mint.js';
+import { tempDir } from '../helpers/temp.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -48,7 +48,7 @@ beforeAll(() => {
 
 /** A folder with every case discovery distinguishes. */
 async function fixture(): Promise<{ dir: string; crt: string; out: string; good: MintedCert[] }> {
-  const dir = await mkdtemp(join(tmpdir(), 'sk-discovery-'));
+  const dir = await tempDir('sk-discovery-');
   dirs.push(dir);
   const crt = join(dir, 'crt');
   const out = join(dir, 'out');

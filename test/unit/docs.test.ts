@@ -5,12 +5,12 @@
  * sections and the project's own pages, never internal documents or issue
  * numbers).
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { buildTestPki } from '../helpers/mint.js';
+import { tempDir } from '../helpers/temp.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const dirs: string[] = [];
@@ -31,7 +31,7 @@ describe('README.md', () => {
     const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
     const sample = blocks(readme, 'yaml').find((b) => b.includes('# --- ocspbot keys'));
     expect(sample, 'the sample configuration block').toBeDefined();
-    const tree = await mkdtemp(join(tmpdir(), 'sk-readme-'));
+    const tree = await tempDir('sk-readme-');
     dirs.push(tree);
     // the sample's absolute paths, moved under the temp tree
     const text = sample!.replace(/(?<=[\s[])\/(etc|var)\//g, `${tree}/$1/`);

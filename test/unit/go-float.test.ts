@@ -1,7 +1,7 @@
 /**
  * `parseGoFloat`: Go's strconv.ParseFloat syntax, which ocsprenewer's
  * `-timer-t1` goes through (flag.Float64Var). Cases from Go's own table
- * (strconv/atof_test.go) and the issue 18 reproductions.
+ * (strconv/atof_test.go) and the values of docs/migrating.md's ocsprenewer differences.
  */
 import { describe, expect, it } from 'vitest';
 import { parseGoFloat } from '../../src/cli/ocsprenewer.js';

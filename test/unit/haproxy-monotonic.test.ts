@@ -1,15 +1,15 @@
 /**
  * The HAProxy push never hands HAProxy a staple worse than the one it was
- * given (issue 11, point 1): against a stand-in runtime API socket that
+ * given (docs/SECURITY.md, "A staple only gets better"): against a stand-in runtime API socket that
  * records what it is sent and answers as HAProxy does.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pushToHaproxy } from '../../src/outputs/haproxy.js';
 import { buildTestPki, certIdFor, goodResponseFor, mintOcspResponse } from '../helpers/mint.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 let dir: string;
 let server: Server;
@@ -17,7 +17,7 @@ let socket: string;
 const received: Buffer[] = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-haproxy-mono-'));
+  dir = await tempDir('sk-haproxy-mono-');
   socket = join(dir, 'admin.sock');
   server = createServer((c) => {
     let text = '';
@@ -33,7 +33,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await new Promise<void>((r) => server.close(() => r()));
-  await rm(dir, { recursive: true, force: true });
+  await cleanUp();
 });
 
 describe('pushToHaproxy: a staple only gets better at HAProxy too', () => {

@@ -3,11 +3,11 @@
  * file named with the store's marker, so that one left by an interrupted
  * process is removed by the stale-temp clean-up (cleanStaleTemps).
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const opened: string[] = [];
 vi.mock('node:fs/promises', async (importOriginal) => {
@@ -30,7 +30,7 @@ describe('HAProxy push state file', () => {
   let socket: string;
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'sk-haproxy-state-'));
+    dir = await tempDir('sk-haproxy-state-');
     socket = join(dir, 'admin.sock');
     // a runtime API socket that accepts every staple, as HAProxy answers
     server = createServer((c) => {
@@ -41,7 +41,7 @@ describe('HAProxy push state file', () => {
   });
   afterAll(async () => {
     await new Promise((r) => server.close(r));
-    await rm(dir, { recursive: true, force: true });
+    await cleanUp();
   });
 
   it('names its temporary file with the store marker', async () => {

@@ -1,17 +1,17 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { HookCommand } from '../../src/config/types.js';
 import { StapleError } from '../../src/core/errors.js';
 import { runHook, type HookItem } from '../../src/outputs/hooks.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 let dir: string;
 const strays: number[] = [];
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-hooks-'));
+  dir = await tempDir('sk-hooks-');
 });
 afterEach(async () => {
   for (const pid of strays.splice(0)) {
@@ -21,7 +21,7 @@ afterEach(async () => {
       // already gone
     }
   }
-  await rm(dir, { recursive: true, force: true });
+  await cleanUp();
 });
 
 const argv = (command: string[], timeoutMs = 5000): HookCommand => ({ kind: 'argv', command, timeoutMs });

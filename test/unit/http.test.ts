@@ -378,7 +378,7 @@ describe('redirects', () => {
       const next: Record<string, string> = { '/a': '/b', '/b': `${other.url}/c`, '/c': '' };
       res.writeHead(302, { location: next[req.url ?? ''] ?? '' }).end();
     });
-    // /a → /b (relative) → other/c (absolute, other host:port): only when allowed (issue 11)
+    // /a → /b (relative) → other/c (absolute, other host:port): only when allowed (docs/SECURITY.md "Redirects to another host")
     const refused = await transport()
       .send({ method: 'GET', url: `${srv.url}/a` })
       .catch((e: unknown) => e);

@@ -1,11 +1,12 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, realpath, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
 import { LOCK_NAME, acquireLock, describeHolder, lockSocketName } from '../../src/batch/lock.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 let dir: string;
 const children: ChildProcess[] = [];
@@ -38,12 +39,12 @@ const canFreeze = ((): boolean => {
 })();
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'sk-lock-'));
+  dir = await tempDir('sk-lock-');
 });
 afterEach(async () => {
   for (const undo of thaw.splice(0)) undo();
   for (const c of children.splice(0)) c.kill('SIGKILL');
-  await rm(dir, { recursive: true, force: true });
+  await cleanUp();
 });
 
 const lockPath = (): string => join(dir, LOCK_NAME);

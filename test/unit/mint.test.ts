@@ -7,9 +7,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { X509Certificate, createHash, verify as cryptoVerify } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { BasicOCSPResponse, OCSPResponse, OCSPRequest } from '@peculiar/asn1-ocsp';
@@ -44,13 +43,14 @@ import {
   type Scenario,
   type ScenarioContext,
 } from '../helpers/evil-responder.js';
+import { tempDirSync } from '../helpers/temp.js';
 
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 const DAY = 86_400_000;
 
 let dir: string;
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'sk-mint-'));
+  dir = tempDirSync('sk-mint-');
 });
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });

@@ -37,7 +37,7 @@ describe('refreshPoint', () => {
   });
 });
 
-describe('refreshPoint sanity (issue 11 points 2 and 12)', () => {
+describe('refreshPoint sanity (docs/SECURITY.md "Sanity on times")', () => {
   it('never schedules later than thisUpdate + 4 days, whatever the window', () => {
     const long = { ...facts, nextUpdate: at(3650 * D) };
     expect(refreshPoint(long, cert, {})).toEqual(at(4 * D));

@@ -4,11 +4,11 @@
  * across copies, the test doubles of `testing`, `defineSettings` as the one
  * home of defaults, and `clock` accepted by the front-door functions.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import * as api from '../../src/index.js';
+import { tempDir } from '../helpers/temp.js';
 
 /** Own enumerable keys of a namespace object (`export * as x`). */
 function namespaces(m: Record<string, unknown>): Record<string, string[]> {
@@ -188,7 +188,7 @@ describe('testing', () => {
 
 describe('defineSettings', () => {
   it('gives the same settings as a configuration file that sets nothing', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sk-settings-'));
+    const dir = await tempDir('sk-settings-');
     try {
       await writeFile(join(dir, 'a.pem'), '');
       const file = join(dir, 'staplekeeper.yaml');

@@ -3,14 +3,14 @@
  * targets at once (batch/run.ts), so the bound on requests must hold on its
  * own: at most `concurrency` in flight, however many targets are due.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { runOnce } from '../../src/batch/run.js';
 import type { HttpRequest, HttpResult, HttpTransport } from '../../src/io/http.js';
 import { buildTestPki } from '../helpers/mint.js';
+import { tempDir } from '../helpers/temp.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -20,10 +20,10 @@ afterAll(async () => {
 describe('run: requests in flight', () => {
   it('never exceed `concurrency`, with 40 certificates due at once', async () => {
     const pki = buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date(), leafCount: 40 });
-    const dir = await mkdtemp(join(tmpdir(), 'sk-limits-'));
+    const dir = await tempDir('sk-limits-');
     dirs.push(dir);
     await mkdir(join(dir, 'certs'));
-    await mkdir(join(dir, 'staples')); // the staple folder must exist (issue 11, point 7)
+    await mkdir(join(dir, 'staples')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     await writeFile(join(dir, 'chain.pem'), pki.root.pem);
     const domains: string[] = [];
     for (const [i, leaf] of pki.leaves.entries()) {

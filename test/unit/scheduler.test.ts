@@ -199,7 +199,7 @@ describe('HostBackoff', () => {
     hb.recordFailure('h', t0, 'OCSP_TRY_LATER'); // 30 min
     expect(hb.recordFailure('h', at(MIN), 'HTTP_NETWORK')).toEqual(at(TRY_LATER_MIN_MS));
   });
-  it('counts outages, not requests: failures during a running backoff add no step (issue 11)', () => {
+  it('counts outages, not requests: failures during a running backoff add no step (docs/SECURITY.md)', () => {
     const hb = new HostBackoff(mid);
     // a batch of 20 requests in flight fails at once: one step
     for (let i = 0; i < 20; i++) expect(hb.recordFailure('h', at(i * 10), 'HTTP_STATUS')).toEqual(at(MIN));

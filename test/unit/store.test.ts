@@ -10,20 +10,7 @@
  * path whose folder is a regular file (ENOTDIR), and a staple path that is a directory (EISDIR on rename).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import {
-  chmod,
-  lstat,
-  mkdir,
-  mkdtemp,
-  readFile,
-  readdir,
-  readlink,
-  realpath,
-  rm,
-  stat,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, readdir, readlink, realpath, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +18,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { StapleError } from '../../src/core/errors.js';
 import { TEMP_MARKER, cleanStaleTemps, createFileStore, type StapleStore } from '../../src/io/store.js';
 import { buildTestPki, goodResponseFor, toPem } from '../helpers/mint.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const fileStore = createFileStore();
@@ -48,11 +36,11 @@ let dir: string;
 const undo: Array<() => void> = [];
 
 beforeEach(async () => {
-  dir = await realpath(await mkdtemp(join(tmpdir(), 'sk-store-')));
+  dir = await realpath(await tempDir('sk-store-'));
 });
 afterEach(async () => {
   while (undo.length > 0) undo.pop()?.();
-  await rm(dir, { recursive: true, force: true });
+  await cleanUp();
 });
 
 /** A PID that is certainly not running: a child that has already exited. */
@@ -462,7 +450,7 @@ describe('stale temporary files', () => {
   });
 });
 
-describe('only staples are replaced (issue 11, points 3, 4 and 10)', () => {
+describe('only staples are replaced (docs/SECURITY.md)', () => {
   const pki = buildTestPki({ keyType: 'ec-p256', delegated: true });
   const staple = goodResponseFor(pki, pki.leaves[0]!);
   const newer = goodResponseFor(pki, pki.leaves[0]!, new Date(pki.now.getTime() + 60_000));

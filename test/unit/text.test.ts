@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { escapeControls, escapeLines } from '../../src/core/text.js';
 
-describe('escapeControls (issue 11 point 13)', () => {
+describe('escapeControls (docs/SECURITY.md "File names cannot forge log lines")', () => {
   it('escapes C0, DEL and C1 controls and leaves printable text alone', () => {
     expect(escapeControls('x\n[other] renewed')).toBe('x\\n[other] renewed');
     expect(escapeControls('a\rb\tc\u0000d\u001b[2Ke\u007ff\u0085g')).toBe('a\\rb\\tc\\x00d\\x1b[2Ke\\x7ff\\x85g');
@@ -14,7 +14,7 @@ describe('escapeControls (issue 11 point 13)', () => {
   });
 });
 
-describe('daemon text log (issue 11 point 13)', () => {
+describe('daemon text log (docs/SECURITY.md "File names cannot forge log lines")', () => {
   it('a file name with a newline or an ESC stays on one line, escaped', async () => {
     const { createLogger } = await import('../../src/cli/daemon.js');
     const written: string[] = [];
