@@ -11,12 +11,10 @@
  * part of it: the per-host backoff is kept by the transport wrapper.
  */
 import type { TargetConfig } from '../config/types.js';
-import type { ErrorCode } from '../core/errors.js';
 import { failureLine, shortUrl } from '../core/message.js';
-import type { Triage } from '../core/triage.js';
 import { jitter, planNextAttempt, type NextAttemptReason, type RandomSource } from '../pipeline/backoff.js';
-import type { StapleSummary, TargetOutcome } from '../pipeline/context.js';
-import type { CrlVerdict } from '../pipeline/contracts.js';
+import type { TargetOutcome } from '../pipeline/context.js';
+import type { CertificateFacts } from '../status/snapshot.js';
 
 /** Severity of a {@link LogEvent}; `debug` is shown with `-v` only. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -40,25 +38,14 @@ export interface LogEvent {
 /** Where the daemon sends its events. */
 export type DaemonLogger = (event: LogEvent) => void;
 
-/** What the daemon knows about one certificate between attempts. */
-export interface EntryState {
+/**
+ * What the daemon knows about one certificate between attempts: what its
+ * status shows (status/snapshot.ts), the hosts it uses, and how it was revoked.
+ */
+export interface EntryState extends CertificateFacts {
   target: TargetConfig;
-  lastAttempt?: Date | undefined;
-  lastResult?: TargetOutcome['result'] | undefined;
-  lastCode?: ErrorCode | undefined;
-  lastError?: string | undefined;
-  lastSuccess?: Date | undefined;
-  consecutiveFailures: number;
-  staple?: StapleSummary | undefined;
-  nextRefresh?: Date | undefined;
-  nextReason?: NextAttemptReason | undefined;
-  responderUrl?: string | undefined;
   /** Responder hosts the last attempt talked to (for the per-host gate). */
   hosts: string[];
-  /** How revocation of the certificate is published (core/triage.ts), once known. */
-  triage?: Triage | undefined;
-  /** The last CRL verdict of a `crl` certificate. */
-  crl?: CrlVerdict | undefined;
   /** The last answer (responder or CRL) said revoked, written or not. */
   revoked?: { time?: string; reason?: string; source?: 'ocsp' | 'crl' } | undefined;
 }

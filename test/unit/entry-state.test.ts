@@ -16,11 +16,15 @@ import {
 } from '../../src/daemon/entry-state.js';
 import type { StapleSummary, TargetOutcome } from '../../src/pipeline/context.js';
 
+/** Chance in the middle: no jitter moves a time. */
+const mid = (): number => 0.5;
+const NOW = new Date('2026-06-01T12:00:00.000Z');
 const MIN = 60_000;
 const HOUR = 60 * MIN;
-const NOW = new Date('2026-06-01T12:00:00.000Z');
-const at = (ms: number): Date => new Date(NOW.getTime() + ms);
-const mid = (): number => 0.5;
+
+function at(ms: number): Date {
+  return new Date(NOW.getTime() + ms);
+}
 
 const target: TargetConfig = {
   id: 'site',
@@ -60,6 +64,12 @@ const crlTriage: Triage = {
   ocspUrls: [],
   crlUrls: ['http://crl.test/ca.crl'],
 };
+
+/** Due (`reason`), while the certificate's hosts are in backoff for 20 more minutes. */
+function waitForHosts(reason: 'due' | 'expired', urgent: boolean): EntryOutcome {
+  const decision = { action: 'renew' as const, reason, at: NOW, detail: reason };
+  return { kind: 'host-backoff', judged: outcome('unchanged', { decision }), blockedUntil: at(20 * MIN), urgent };
+}
 
 const lines = (log: LogEvent[]): string[] => log.map((e) => `${e.level}: ${e.msg}`);
 
@@ -230,14 +240,7 @@ describe('nextEntryState', () => {
     {
       name: 'host backoff: due, but its hosts wait; next when they are free (+ up to 5 s)',
       entry: { hosts: ['ocsp.test'] },
-      outcome: {
-        kind: 'host-backoff',
-        judged: outcome('unchanged', {
-          decision: { action: 'renew', reason: 'due', at: NOW, detail: 'due' },
-        }),
-        blockedUntil: at(20 * MIN),
-        urgent: false,
-      },
+      outcome: waitForHosts('due', false),
       failures: 0,
       reason: 'backoff',
       next: 20 * MIN + 2_500,
@@ -246,14 +249,7 @@ describe('nextEntryState', () => {
     {
       name: 'host backoff while another certificate probes the host: look again soon',
       entry: { hosts: ['ocsp.test'] },
-      outcome: {
-        kind: 'host-backoff',
-        judged: outcome('unchanged', {
-          decision: { action: 'renew', reason: 'expired', at: NOW, detail: 'expired' },
-        }),
-        blockedUntil: at(20 * MIN),
-        urgent: true,
-      },
+      outcome: waitForHosts('expired', true),
       failures: 0,
       reason: 'backoff',
       next: PROBE_WAIT_MS + 2_500,
