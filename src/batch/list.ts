@@ -14,6 +14,7 @@ import { forEachLimited } from '../pipeline/limit.js';
 import { toTarget } from './run.js';
 import { certFingerprint, responderUrls } from '../pipeline/context.js';
 import { loadTargetCert, readStapleState } from '../pipeline/judge.js';
+import { PassMemo } from '../pipeline/pass-memo.js';
 
 /** One certificate in the list. */
 export interface ListedCertificate {
@@ -51,6 +52,8 @@ export async function listCertificates(
   const now = options.now ?? new Date();
   const store = options.store ?? createFileStore();
   const resolver = new IssuerResolver({ caDirs: config.settings.caDirs });
+  // one pass: chain files read and parsed once
+  const memos = { pass: new PassMemo() };
   const marks = readMarks(config.settings.ocspFolder);
   const out: ListedCertificate[] = new Array(config.targets.length);
   await forEachLimited(config.targets, Math.max(1, config.settings.concurrency), async (t, i) => {
@@ -68,7 +71,7 @@ export async function listCertificates(
     const target = toTarget(t);
     let loaded;
     try {
-      loaded = await loadTargetCert(target, resolver);
+      loaded = await loadTargetCert(target, resolver, memos);
     } catch (e) {
       item.error = `${toStapleError(e).code}: ${toStapleError(e).message}`;
       return;
@@ -81,7 +84,7 @@ export async function listCertificates(
     item.certNotAfter = cert.notAfter.toISOString();
     item.responderUrls = tri.ocspUrls;
     item.crlUrls = tri.crlUrls;
-    const st = await readStapleState(store, t.staplePath, loaded, now);
+    const st = await readStapleState(store, t.staplePath, loaded, now, undefined, memos);
     if (st.state.kind === 'missing') item.staple = 'missing';
     else if (st.state.kind === 'invalid') item.staple = 'invalid';
     else {

@@ -21,7 +21,10 @@ import { forEachLimited, limitOverall, limitPerHost } from '../pipeline/limit.js
 import { runBatchStep } from './step.js';
 import { CRL_CACHE_DIR_NAME, CrlWatch } from '../revocation/crl-watch.js';
 import type { EngineContext, Target, TargetOutcome } from '../pipeline/context.js';
+import { PassMemo } from '../pipeline/pass-memo.js';
 import { processTarget } from '../pipeline/process.js';
+import type { SignatureVerifier } from '../pipeline/signature-verifier.js';
+import type { VerdictCache } from '../pipeline/verdict-cache.js';
 
 /** Options of one run. */
 export interface RunOptions {
@@ -45,6 +48,14 @@ export interface RunOptions {
   strictOcsp?: boolean;
   /** Watch the CRLs of `crl` certificates (`run --crl`); default: `crl.watch` of the settings, else off. */
   crl?: boolean;
+  /**
+   * The verdict cache to use (pipeline/verdict-cache.ts; flushed at the end of
+   * the run). Default none: nothing is written beside the staples. The CLI
+   * passes one.
+   */
+  verdicts?: VerdictCache;
+  /** The signature verifier to use (pipeline/signature-verifier.ts); default none. The CLI passes one with its thread. */
+  signatures?: SignatureVerifier;
 }
 
 /** The result of a run. */
@@ -251,6 +262,10 @@ async function processAll(
       for (const dir of new Set(targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
     }
     const ctx = contextFor(config, transport, store, now);
+    // one pass: chain files and responder certificates read and parsed once (pipeline/pass-memo.ts)
+    ctx.pass = new PassMemo();
+    if (options.verdicts) ctx.verdicts = options.verdicts;
+    if (options.signatures) ctx.signatures = options.signatures;
     if (options.strictOcsp) ctx.strictOcsp = true;
     else if (options.crl ?? s.crl.watch === true) ctx.crl = crlWatchFor(config, transport, ctx.store, now);
     if (!options.dryRun) fleet = options.fleet ?? (await openRunFleet(config, options));
@@ -277,6 +292,8 @@ async function processAll(
     );
     return outcomes.filter((o) => o !== undefined);
   } finally {
+    // written while the staple folder's lock is held
+    options.verdicts?.flush();
     if (fleet) report.fleet = fleet.health();
     if (fleet && !options.fleet) await fleet.close();
   }

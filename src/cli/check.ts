@@ -13,6 +13,7 @@ import { CHECK_EXIT } from '../core/exit-codes.js';
 import { checkStaples, formatSpan, type CheckReport } from '../status/check.js';
 import { escapeControls } from '../core/text.js';
 import type { CliIo } from './io.js';
+import { SignatureVerifier } from '../pipeline/signature-verifier.js';
 import { loadConfigForCli } from './run.js';
 
 interface CheckOpts {
@@ -99,6 +100,8 @@ export async function checkCommand(opts: CheckOpts, io: CliIo): Promise<number> 
       ...(certWarnMs !== undefined ? { certWarnMs } : {}),
       ...(certCritMs !== undefined ? { certCritMs } : {}),
       ...(opts.crl === false ? { crl: false } : {}),
+      // signatures checked on a thread (started at the first check) and remembered, as `run` does
+      signatures: new SignatureVerifier({ thread: true }),
     });
   } catch (e) {
     const err = toStapleError(e);

@@ -434,6 +434,8 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
 
   for (const p of found.problems) err(`failure: error ${p.code}: ${p.message}`);
   const { runOnce } = await import('../batch/run.js');
+  const { SignatureVerifier } = await import('../pipeline/signature-verifier.js');
+  const { VerdictCache } = await import('../pipeline/verdict-cache.js');
   const config = engine.renewerConfig(settings, found.targets);
   let failed = found.problems.length;
   try {
@@ -445,6 +447,9 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
     };
     const report = await runOnce(config, {
       store: await renewerStore(),
+      // the verdict cache beside the staples, signatures checked on a thread, as `staplekeeper run`
+      verdicts: new VerdictCache({ env: io.env }),
+      signatures: new SignatureVerifier({ thread: true }),
       force: f.persist ? f.now : !f.ifNeeded,
       dryRun: f.notReally,
       ...(f.notReally ? { transport: offline } : {}),

@@ -16,6 +16,8 @@ import type { LoadedConfig } from '../config/types.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { EXIT } from '../core/exit-codes.js';
 import { failureLine, shortUrl, tidyMessage } from '../core/message.js';
+import { SignatureVerifier } from '../pipeline/signature-verifier.js';
+import { VerdictCache } from '../pipeline/verdict-cache.js';
 import { exitCodeOf, runOnce, type RunReport } from '../batch/run.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { escapeControls, escapeLines } from '../core/text.js';
@@ -163,7 +165,7 @@ export async function loadConfigForCli(
   fallbackNames = true,
   extra: Pick<LoadConfigOptions, 'ocspbot'> = {},
 ): Promise<{ config: LoadedConfig } | { exit: number; error: StapleError }> {
-  // (the check thread starts at the first signature check, so a warm run, all verdicts from the
+  // (the signature thread starts at the first signature check, so a warm run, all verdicts from the
   // staple-folder cache, never starts it: ~10 MB and a V8 isolate less)
   try {
     let path: string | undefined;
@@ -335,6 +337,9 @@ export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, 
       report = await runOnce(config, {
         force: opts.force,
         dryRun: opts.dryRun,
+        // the CLI keeps the verdict cache beside the staples and checks signatures on its thread
+        verdicts: new VerdictCache({ env: io.env }),
+        signatures: new SignatureVerifier({ thread: true }),
         ...(opts.only ? { only: opts.only } : {}),
         ...(opts.strictOcsp ? { strictOcsp: true } : {}),
         ...(opts.crl ? { crl: true } : {}),

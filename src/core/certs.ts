@@ -9,7 +9,7 @@
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { DerReader, TAG, contents, decodeOid, decodeTime, whole, type Tlv } from './der.js';
 import { StapleError } from './errors.js';
-import { verifySignature } from './signature.js';
+import { verifySignature, type SignatureMemo } from './signature.js';
 
 /** The facts about one X.509 certificate that staplekeeper uses. */
 export interface Certificate {
@@ -451,38 +451,63 @@ function wrapParse(der: Buffer, name: string): Certificate {
   }
 }
 
-const keyCache = new WeakMap<Certificate, KeyObject>();
-/** Keys by SPKI bytes: one CA or responder certificate arrives in thousands of chain files and responses. */
-const keyBySpki = new Map<string, KeyObject>();
-const MAX_KEYS_BY_SPKI = 1024;
+/**
+ * Values derived from one parsed certificate object, computed when first
+ * asked and kept with it (a non-enumerable property, so the certificate's
+ * data, equality and JSON are unchanged): its public key as a KeyObject, the
+ * SHA-1 of its key (ResponderID byKey) and its CertID hashes as an issuer.
+ * Thousands of certificates share one issuer object (pipeline/pass-memo.ts
+ * parses a chain file once per pass), so each is computed once per pass.
+ * Nothing here is a table of its own: it lives and dies with the certificate.
+ */
+export class CertificateMemo {
+  key?: KeyObject;
+  keyHashSha1?: Buffer;
+  /** CertID issuer hashes by hash name. */
+  readonly issuerHashes = new Map<string, { name: Buffer; key: Buffer }>();
+}
 
-/** The certificate's public key as a node:crypto KeyObject (cached). */
-export function publicKeyOf(cert: Certificate): KeyObject {
-  let k = keyCache.get(cert);
-  if (!k) {
-    const id = cert.spkiDer.toString('base64');
-    k = keyBySpki.get(id);
-    if (!k) {
+const MEMO = Symbol('staplekeeper.certificateMemo');
+
+/** The {@link CertificateMemo} of a certificate object (a fresh, unkept one for a frozen object). */
+export function certificateMemo(cert: Certificate): CertificateMemo {
+  const own = (cert as { [MEMO]?: CertificateMemo })[MEMO];
+  if (own !== undefined) return own;
+  const memo = new CertificateMemo();
+  if (Object.isExtensible(cert)) Object.defineProperty(cert, MEMO, { value: memo });
+  return memo;
+}
+
+/**
+ * The certificate's public key as a node:crypto KeyObject (kept with the
+ * certificate object). With a {@link SignatureMemo}, every copy of a
+ * certificate gets the same KeyObject, so checks remembered under it are found.
+ */
+export function publicKeyOf(cert: Certificate, signatures?: SignatureMemo): KeyObject {
+  const memo = certificateMemo(cert);
+  if (memo.key === undefined) {
+    const create = (): KeyObject => {
       try {
-        k = createPublicKey({ key: cert.spkiDer, format: 'der', type: 'spki' });
+        return createPublicKey({ key: cert.spkiDer, format: 'der', type: 'spki' });
       } catch (e) {
         throw new StapleError('NOT_A_CERTIFICATE', `unsupported public key in certificate ${cert.subject}`, {
           cause: e,
         });
       }
-      if (keyBySpki.size >= MAX_KEYS_BY_SPKI) keyBySpki.clear();
-      keyBySpki.set(id, k);
-    }
-    keyCache.set(cert, k);
+    };
+    memo.key = signatures ? signatures.keyFor(cert.spkiDer, create) : create();
   }
-  return k;
+  return memo.key;
 }
 
-/** True when `issuer` signed `cert` (the signature over tbsCertificate verifies with the issuer's key). */
-export function isSignedBy(cert: Certificate, issuer: Certificate): boolean {
+/**
+ * True when `issuer` signed `cert` (the signature over tbsCertificate verifies
+ * with the issuer's key). `memo`: checks made before (core/signature.ts).
+ */
+export function isSignedBy(cert: Certificate, issuer: Certificate, memo?: SignatureMemo): boolean {
   if (!cert.issuerDer.equals(issuer.subjectDer)) return false;
   try {
-    return verifySignature(cert.signatureAlgorithmDer, cert.tbsDer, publicKeyOf(issuer), cert.signature);
+    return verifySignature(cert.signatureAlgorithmDer, cert.tbsDer, publicKeyOf(issuer, memo), cert.signature, memo);
   } catch {
     return false;
   }
@@ -499,25 +524,24 @@ export function couldBeIssuer(cert: Certificate, candidate: Certificate): boolea
  * Picks the issuer of `cert` from candidates: first by Authority/Subject Key
  * Identifier, then by name, and in each case only one that really signed it.
  */
-export function findIssuer(cert: Certificate, candidates: readonly Certificate[]): Certificate | undefined {
+export function findIssuer(
+  cert: Certificate,
+  candidates: readonly Certificate[],
+  memo?: SignatureMemo,
+): Certificate | undefined {
   const byKeyId = candidates.filter(
     (c) => cert.authorityKeyId && c.subjectKeyId && cert.authorityKeyId.equals(c.subjectKeyId),
   );
-  for (const c of byKeyId) if (isSignedBy(cert, c)) return c;
-  for (const c of candidates) if (!byKeyId.includes(c) && isSignedBy(cert, c)) return c;
+  for (const c of byKeyId) if (isSignedBy(cert, c, memo)) return c;
+  for (const c of candidates) if (!byKeyId.includes(c) && isSignedBy(cert, c, memo)) return c;
   return undefined;
 }
 
-const keyHashMemo = new WeakMap<Certificate, Buffer>();
-
 /** SHA-1 of the subjectPublicKey bits, as in a ResponderID byKey (RFC 6960 §4.2.1); do not modify the result. */
 export function keyHashSha1(cert: Certificate): Buffer {
-  let h = keyHashMemo.get(cert);
-  if (!h) {
-    h = createHash('sha1').update(cert.publicKeyBits).digest();
-    keyHashMemo.set(cert, h);
-  }
-  return h;
+  const memo = certificateMemo(cert);
+  memo.keyHashSha1 ??= createHash('sha1').update(cert.publicKeyBits).digest();
+  return memo.keyHashSha1;
 }
 
 /** SHA-256 fingerprint of the certificate DER, hex. */

@@ -130,39 +130,27 @@ export function whole(buf: Buffer, tlv: Tlv): Buffer {
   return buf.subarray(tlv.start, tlv.end);
 }
 
-/** Decoded OIDs by their contents (latin1), so the few dozen OIDs of certificates and responses are decoded once. */
-const oidMemo = new Map<string, string>();
-const OID_MEMO_MAX = 1024;
-
-/** Decodes an OBJECT IDENTIFIER's contents to dotted form. */
+/**
+ * Decodes an OBJECT IDENTIFIER's contents to dotted form. Built as a string
+ * directly (measured: faster than the memo by contents it replaces).
+ */
 export function decodeOid(bytes: Buffer): string {
-  if (bytes.length === 0) return '';
-  const key = bytes.length <= 32 ? bytes.toString('latin1') : undefined;
-  if (key !== undefined) {
-    const known = oidMemo.get(key);
-    if (known !== undefined) return known;
-  }
-  const parts: number[] = [];
+  let out = '';
   let value = 0;
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i] as number;
     value = value * 128 + (b & 0x7f);
     if ((b & 0x80) === 0) {
-      if (parts.length === 0) {
+      if (out === '') {
         const first = value < 80 ? Math.floor(value / 40) : 2;
-        parts.push(first, value - first * 40);
+        out = `${first}.${value - first * 40}`;
       } else {
-        parts.push(value);
+        out += `.${value}`;
       }
       value = 0;
     }
   }
-  const oid = parts.join('.');
-  if (key !== undefined) {
-    if (oidMemo.size >= OID_MEMO_MAX) oidMemo.clear();
-    oidMemo.set(key, oid);
-  }
-  return oid;
+  return out;
 }
 
 /** Parses a UTCTime or GeneralizedTime (DER forms, `Z` suffix) into a Date. */

@@ -54,26 +54,13 @@ export function oidForHashName(name: string): string {
   throw new StapleError('INTERNAL', `unknown hash ${name}`);
 }
 
-/** Parameters by AlgorithmIdentifier (latin1): a run sees a handful of distinct ones, thousands of times. */
-const paramsMemo = new Map<string, VerifyParams>();
-const PARAMS_MEMO_MAX = 256;
-
 /**
  * Translates an AlgorithmIdentifier (exact DER) into verify parameters.
- * The result is shared between calls with the same bytes: do not modify it.
+ * With a {@link SignatureMemo}, the result is shared between calls with the
+ * same bytes: do not modify it.
  */
-export function nodeVerifyParams(algIdDer: Buffer): VerifyParams {
-  const key = algIdDer.length <= 128 ? algIdDer.toString('latin1') : undefined;
-  if (key !== undefined) {
-    const known = paramsMemo.get(key);
-    if (known !== undefined) return known;
-  }
-  const params = parseVerifyParams(algIdDer);
-  if (key !== undefined) {
-    if (paramsMemo.size >= PARAMS_MEMO_MAX) paramsMemo.clear();
-    paramsMemo.set(key, params);
-  }
-  return params;
+export function nodeVerifyParams(algIdDer: Buffer, memo?: SignatureMemo): VerifyParams {
+  return memo ? memo.params(algIdDer) : parseVerifyParams(algIdDer);
 }
 
 function parseVerifyParams(algIdDer: Buffer): VerifyParams {
@@ -118,56 +105,110 @@ function pssParams(der: Buffer, seq: DerReader): VerifyParams {
   };
 }
 
-/**
- * Results of signature checks already made, per key, by (algorithm, data,
- * signature). A check is a pure function of these and costs 20–120 µs:
- * thousands of responses are signed by the same delegated responder
- * certificate, and the engine runs checks ahead on another thread
- * (pipeline/signature-thread.ts, which records its answers with {@link remember})
- * so that the synchronous rules find them done. Entries are found by the signature bytes and hold
- * copies of the algorithm and data, compared in full: no hash shortcut, so
- * no input can be mistaken for another. Bounded per key.
- */
+/** One remembered check: the exact algorithm and data, and its result. */
 interface Checked {
   alg: Buffer;
   data: Buffer;
   ok: boolean;
 }
-const checked = new WeakMap<KeyObject, Map<string, Checked[]>>();
-const MAX_CHECKED_PER_KEY = 1024;
 
-/** The result of a check made before with exactly these inputs, if it is remembered. */
-export function recall(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer): boolean | undefined {
-  const list = checked.get(key)?.get(signature.toString('latin1'));
-  if (list === undefined) return undefined;
-  for (const c of list) if (c.data.equals(data) && c.alg.equals(algIdDer)) return c.ok;
-  return undefined;
-}
+const MAX_CHECKED_PER_KEY = 1024;
+const PARAMS_MEMO_MAX = 256;
+const MAX_KEYS_BY_SPKI = 1024;
 
 /**
- * Remembers the result of a check of exactly these inputs, made with
- * `crypto.verify(params.hash, data, { key, ...params.keyOptions }, signature)`
- * for the {@link nodeVerifyParams} of `algIdDer` (pipeline/signature-thread.ts
- * makes them on another thread).
+ * Results of signature checks already made, per key, by (algorithm, data,
+ * signature), and verify parameters by AlgorithmIdentifier. A check is a
+ * pure function of its inputs and costs 20–120 µs: thousands of responses are
+ * signed by the same delegated responder certificate, and the engine runs
+ * checks ahead on another thread (pipeline/signature-thread.ts, which records
+ * its answers with {@link SignatureMemo.remember}) so that the synchronous
+ * rules find them done. Entries are found by the signature bytes and hold
+ * copies of the algorithm and data, compared in full: no hash shortcut, so no
+ * input can be mistaken for another. Bounded per key; keys are held weakly.
+ *
+ * A memo only saves work: {@link verifySignature} gives the same answer with
+ * or without one. Whoever wants one creates it (pipeline/signature-verifier.ts)
+ * and passes it down; core holds none of its own.
  */
-export function remember(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer, ok: boolean): void {
-  let m = checked.get(key);
-  if (!m) checked.set(key, (m = new Map()));
-  else if (m.size >= MAX_CHECKED_PER_KEY) m.clear();
-  const id = signature.toString('latin1');
-  const entry = { alg: Buffer.from(algIdDer), data: Buffer.from(data), ok };
-  const list = m.get(id);
-  if (list) list.push(entry);
-  else m.set(id, [entry]);
+export class SignatureMemo {
+  private readonly checked = new WeakMap<KeyObject, Map<string, Checked[]>>();
+  /** Parameters by AlgorithmIdentifier (latin1): a run sees a handful of distinct ones, thousands of times. */
+  private readonly paramsByAlg = new Map<string, VerifyParams>();
+  /** Keys by SPKI bytes: one CA or responder certificate arrives in thousands of chain files and responses. */
+  private readonly keysBySpki = new Map<string, KeyObject>();
+
+  /**
+   * One KeyObject per SubjectPublicKeyInfo, so that a check remembered under
+   * the key of one copy of a certificate is found from another copy.
+   */
+  keyFor(spkiDer: Buffer, create: () => KeyObject): KeyObject {
+    const id = spkiDer.toString('base64');
+    let k = this.keysBySpki.get(id);
+    if (k === undefined) {
+      k = create();
+      if (this.keysBySpki.size >= MAX_KEYS_BY_SPKI) this.keysBySpki.clear();
+      this.keysBySpki.set(id, k);
+    }
+    return k;
+  }
+
+  /** {@link nodeVerifyParams}, remembered by the exact bytes. */
+  params(algIdDer: Buffer): VerifyParams {
+    const key = algIdDer.length <= 128 ? algIdDer.toString('latin1') : undefined;
+    if (key !== undefined) {
+      const known = this.paramsByAlg.get(key);
+      if (known !== undefined) return known;
+    }
+    const params = parseVerifyParams(algIdDer);
+    if (key !== undefined) {
+      if (this.paramsByAlg.size >= PARAMS_MEMO_MAX) this.paramsByAlg.clear();
+      this.paramsByAlg.set(key, params);
+    }
+    return params;
+  }
+
+  /** The result of a check made before with exactly these inputs, if it is remembered. */
+  recall(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer): boolean | undefined {
+    const list = this.checked.get(key)?.get(signature.toString('latin1'));
+    if (list === undefined) return undefined;
+    for (const c of list) if (c.data.equals(data) && c.alg.equals(algIdDer)) return c.ok;
+    return undefined;
+  }
+
+  /**
+   * Remembers the result of a check of exactly these inputs, made with
+   * `crypto.verify(params.hash, data, { key, ...params.keyOptions }, signature)`
+   * for the {@link nodeVerifyParams} of `algIdDer` (pipeline/signature-thread.ts
+   * makes them on another thread).
+   */
+  remember(key: KeyObject, algIdDer: Buffer, data: Buffer, signature: Buffer, ok: boolean): void {
+    let m = this.checked.get(key);
+    if (!m) this.checked.set(key, (m = new Map()));
+    else if (m.size >= MAX_CHECKED_PER_KEY) m.clear();
+    const id = signature.toString('latin1');
+    const entry = { alg: Buffer.from(algIdDer), data: Buffer.from(data), ok };
+    const list = m.get(id);
+    if (list) list.push(entry);
+    else m.set(id, [entry]);
+  }
 }
 
 /**
  * Verifies `signature` over `data` with `key` per the AlgorithmIdentifier.
  * Returns false for a wrong signature; throws for an unsupported algorithm.
+ * With a `memo`, a check made before (here or on the signature thread) is
+ * not made again, and this one is remembered.
  */
-export function verifySignature(algIdDer: Buffer, data: Buffer, key: KeyObject, signature: Buffer): boolean {
-  const params = nodeVerifyParams(algIdDer);
-  const known = recall(key, algIdDer, data, signature);
+export function verifySignature(
+  algIdDer: Buffer,
+  data: Buffer,
+  key: KeyObject,
+  signature: Buffer,
+  memo?: SignatureMemo,
+): boolean {
+  const params = nodeVerifyParams(algIdDer, memo);
+  const known = memo?.recall(key, algIdDer, data, signature);
   if (known !== undefined) return known;
   let ok: boolean;
   try {
@@ -176,6 +217,6 @@ export function verifySignature(algIdDer: Buffer, data: Buffer, key: KeyObject, 
     // a key/algorithm mismatch (e.g. an ECDSA signature with an RSA key) is a bad signature
     ok = false;
   }
-  remember(key, algIdDer, data, signature, ok);
+  memo?.remember(key, algIdDer, data, signature, ok);
   return ok;
 }

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import {
   type Certificate,
   OID_KP_OCSP_SIGNING,
+  certificateMemo,
   isSignedBy,
   keyHashSha1,
   parseCertificate,
@@ -25,7 +26,7 @@ import {
   RESPONSE_STATUS_NAMES,
   decodeResponse,
 } from './response.js';
-import { hashNameForOid, nodeVerifyParams, verifySignature } from './signature.js';
+import { hashNameForOid, nodeVerifyParams, verifySignature, type SignatureMemo } from './signature.js';
 import { DerReader, TAG, contents } from './der.js';
 
 /** Default tolerance for clock differences: 5 minutes, as HAProxy and Exim use. */
@@ -68,6 +69,8 @@ export interface VerifyOptions {
   skewMs?: number;
   /** The nonce we sent; when given, the response must echo it. */
   nonce?: Buffer;
+  /** Signature checks made before (core/signature.ts); the answer is the same without. */
+  signatures?: SignatureMemo;
 }
 
 const KNOWN_RESPONSE_EXTENSIONS = new Set([
@@ -122,7 +125,7 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   const single = findOurSingle(basic.singles, cert, issuer);
 
   // The signature algorithm must be one we can check before anything depends on the signature.
-  const sigParams = nodeVerifyParams(basic.signatureAlgorithmDer);
+  const sigParams = nodeVerifyParams(basic.signatureAlgorithmDer, opts.signatures);
 
   // Identify the signer from the ResponderID among the issuer and the included certificates.
   const included: Certificate[] = [];
@@ -144,12 +147,12 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   function sigOk(c: Certificate): boolean {
     let key;
     try {
-      key = publicKeyOf(c);
+      key = publicKeyOf(c, opts.signatures);
     } catch {
       // an included certificate with an unusable key cannot be the signer; look at the others
       return false;
     }
-    return verifySignature(basic!.signatureAlgorithmDer, basic!.tbsDer, key, basic!.signature);
+    return verifySignature(basic!.signatureAlgorithmDer, basic!.tbsDer, key, basic!.signature, opts.signatures);
   }
 
   if (!signer) {
@@ -173,7 +176,7 @@ export function verifyResponse(input: Buffer | DecodedResponse, opts: VerifyOpti
   if (!isIssuer) {
     delegated = true;
     const who = `the response signer "${signer.subject}"`;
-    if (!signer.issuerDer.equals(issuer.subjectDer) || !isSignedBy(signer, issuer)) {
+    if (!signer.issuerDer.equals(issuer.subjectDer) || !isSignedBy(signer, issuer, opts.signatures)) {
       throw new StapleError(
         'OCSP_UNAUTHORIZED_SIGNER',
         `${who} was not issued by the certificate's issuer "${issuer.subject}"`,
@@ -295,12 +298,9 @@ export function assertGood(v: VerifiedResponse, subject = 'the certificate'): vo
   }
 }
 
-/** The CertID hashes of an issuer, by certificate object and hash: thousands of certificates share one issuer. */
-const issuerHashMemo = new WeakMap<Certificate, Map<string, { name: Buffer; key: Buffer }>>();
-
+/** The CertID hashes of an issuer, kept with the certificate object: thousands of certificates share one issuer. */
 function issuerHashes(issuer: Certificate, hashName: string): { name: Buffer; key: Buffer } {
-  let byHash = issuerHashMemo.get(issuer);
-  if (!byHash) issuerHashMemo.set(issuer, (byHash = new Map()));
+  const byHash = certificateMemo(issuer).issuerHashes;
   let h = byHash.get(hashName);
   if (!h) {
     h = {

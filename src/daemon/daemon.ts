@@ -44,6 +44,9 @@ import { runBatchStep } from '../batch/step.js';
 import { jitter, Schedule, type RandomSource } from '../pipeline/backoff.js';
 import { readMarks } from '../revocation/marks.js';
 import type { EngineContext, TargetOutcome } from '../pipeline/context.js';
+import { PassMemo } from '../pipeline/pass-memo.js';
+import { SignatureVerifier } from '../pipeline/signature-verifier.js';
+import { VerdictCache } from '../pipeline/verdict-cache.js';
 import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
 import { snapshotOf } from '../status/snapshot.js';
 import { newEntryState, nextEntryState, type DaemonLogger, type EntryState } from './entry-state.js';
@@ -150,6 +153,12 @@ export class StapleDaemon {
   private reloading: Promise<boolean> | undefined;
   private readonly fleetLink: FleetLink;
   private readonly problems: ProblemLog;
+  /** The verdict cache beside the staples (none for a caller's own store): written when idle and at stop. */
+  private readonly verdicts: VerdictCache | undefined;
+  /** Signature checks remembered and made ahead on a thread, for the daemon's lifetime. */
+  private readonly signatures = new SignatureVerifier({ thread: true });
+  /** What a burst of work shares; dropped when the daemon goes idle (pipeline/pass-memo.ts). */
+  private readonly pass: PassMemo;
 
   private constructor(options: DaemonOptions) {
     this.options = options;
@@ -161,6 +170,8 @@ export class StapleDaemon {
     this.health = new HostHealth(() => this.clock.now(), this.random);
     this.schedule = new Schedule(this.clock, (ids) => this.onDue(ids));
     this.startedAt = this.clock.now();
+    this.verdicts = options.store ? undefined : new VerdictCache({ env: options.env ?? process.env });
+    this.pass = new PassMemo({ onIdle: () => this.verdicts?.flush() });
     this.problems = new ProblemLog(this.log);
     this.fleetLink = new FleetLink(
       this.log,
@@ -251,6 +262,9 @@ export class StapleDaemon {
         (m) => this.log({ level: 'warn', msg: m }),
       );
     }
+    ctx.signatures = this.signatures;
+    ctx.pass = this.pass;
+    if (this.verdicts) ctx.verdicts = this.verdicts;
     if (this.fleet) {
       ctx.fleet = this.fleet;
       ctx.fleetWait = 'defer';
@@ -708,6 +722,8 @@ export class StapleDaemon {
     await bounded(this.watcher?.close(), 1_000);
     this.watcher = undefined;
     await bounded(this.pumping, grace);
+    this.verdicts?.flush();
+    await bounded(this.signatures.close(), 1_000);
     if (this.lock) await this.lock.release().catch(() => undefined);
     await bounded(this.server?.close(), 1_000);
     this.server = undefined;

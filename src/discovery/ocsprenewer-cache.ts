@@ -20,8 +20,9 @@
  *   word. The leaf's DER hash stands in for the DER when two files share one
  *   staple name (the same certificate in `x.crt` and `x.pem` is renewed once).
  * - The file carries a format version, a fingerprint of the parsing and
- *   discovery code and a SHA-256 of its body; anything that does not match is
- *   ignored as a whole, a malformed line alone.
+ *   discovery code and a SHA-256 of its body (the cache-file format of
+ *   io/cache-file.ts); anything that does not match is ignored as a whole, a
+ *   malformed line alone.
  *
  * Like the staple-folder cache, it is as trustworthy as the output folder:
  * whoever can write it can write the staples. It is written atomically
@@ -30,9 +31,8 @@
  * single certificate leaves nothing behind).
  */
 import { join } from 'node:path';
-import { contentHash, moduleFingerprint } from '../io/fingerprint.js';
-import { replaceCacheFileSync } from '../io/store.js';
-import { readCacheFileSync } from '../pipeline/verdict-cache.js';
+import { decodeCacheFile, readCacheFileSync, writeCacheFile, type CacheFileFormat } from '../io/cache-file.js';
+import { moduleFingerprint } from '../io/fingerprint.js';
 
 /** The file name, in the output folder. */
 export const DISCOVERY_CACHE_FILE = '.staplekeeper-discovery.json';
@@ -45,10 +45,13 @@ const RETENTION_DAYS = 30;
 
 /** The modules whose rules a recorded outcome stands for: certificate parsing, leaf choice, discovery. */
 const RULE_MODULES = ['../core/der', '../core/certs', '../pipeline/issuer', './ocsprenewer', './ocsprenewer-cache'];
-let fingerprint: string | undefined;
-function rulesFingerprint(): string {
-  fingerprint ??= moduleFingerprint(`${FORMAT_NAME}/${FORMAT_VERSION}`, import.meta.url, RULE_MODULES);
-  return fingerprint;
+/** The header its file must carry (io/cache-file.ts); the rules fingerprint is computed once per cache object. */
+function fileFormat(): CacheFileFormat {
+  return {
+    name: FORMAT_NAME,
+    version: FORMAT_VERSION,
+    rules: moduleFingerprint(`${FORMAT_NAME}/${FORMAT_VERSION}`, import.meta.url, RULE_MODULES),
+  };
 }
 
 function today(): number {
@@ -67,6 +70,7 @@ export class DiscoveryCache {
   private existed = false;
   private dirty = false;
   private lookups = 0;
+  private format: CacheFileFormat | undefined;
 
   constructor(dir: string) {
     this.path = join(dir, DISCOVERY_CACHE_FILE);
@@ -78,29 +82,15 @@ export class DiscoveryCache {
     const data = readCacheFileSync(this.path);
     if (data === undefined) return;
     this.existed = true;
-    try {
-      const nl = data.indexOf(0x0a);
-      if (nl < 0) return;
-      const header = JSON.parse(data.toString('utf8', 0, nl)) as Record<string, unknown>;
-      if (
-        header === null ||
-        typeof header !== 'object' ||
-        header.format !== FORMAT_NAME ||
-        header.version !== FORMAT_VERSION ||
-        header.rules !== rulesFingerprint()
-      )
-        return;
-      const body = data.subarray(nl + 1);
-      if (header.sha256 !== contentHash(body)) return;
-      for (const line of body.toString('utf8').split('\n')) {
-        const [file, leaf, seen] = line.split('\t');
-        const day = Number(seen);
-        if (file === undefined || leaf === undefined || !HASH.test(file) || !HASH.test(leaf) || !Number.isInteger(day))
-          continue;
-        this.entries.set(file, { leaf, seen: day });
-      }
-    } catch {
-      this.entries.clear();
+    this.format ??= fileFormat();
+    const body = decodeCacheFile(this.format, data);
+    if (body === undefined) return;
+    for (const line of body.split('\n')) {
+      const [file, leaf, seen] = line.split('\t');
+      const day = Number(seen);
+      if (file === undefined || leaf === undefined || !HASH.test(file) || !HASH.test(leaf) || !Number.isInteger(day))
+        continue;
+      this.entries.set(file, { leaf, seen: day });
     }
   }
 
@@ -138,15 +128,8 @@ export class DiscoveryCache {
     const oldest = today() - RETENTION_DAYS;
     const lines: string[] = [];
     for (const [file, e] of this.entries) if (e.seen >= oldest) lines.push(`${file}\t${e.leaf}\t${e.seen}`);
-    const body = Buffer.from(lines.length === 0 ? '' : `${lines.join('\n')}\n`, 'utf8');
-    const header = JSON.stringify({
-      format: FORMAT_NAME,
-      version: FORMAT_VERSION,
-      rules: rulesFingerprint(),
-      count: lines.length,
-      sha256: contentHash(body),
-    });
-    if (!replaceCacheFileSync(this.path, Buffer.concat([Buffer.from(`${header}\n`, 'utf8'), body]))) return false;
+    this.format ??= fileFormat();
+    if (!writeCacheFile(this.path, this.format, lines)) return false;
     this.dirty = false;
     this.existed = true;
     return true;

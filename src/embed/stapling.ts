@@ -194,7 +194,6 @@ export function attachStapling(server: TlsServer, options: StaplingOptions = {})
     policy: options.policy ?? DEFAULT_POLICY,
     // a certificate without a responder is an error to report, as it always was here
     strictOcsp: true,
-    cache: false,
     stapleName: 'the staple in use',
   };
   if (skewMs !== undefined) ctx.skewMs = skewMs;

@@ -5,14 +5,15 @@
  * discovery, verifyResponse — find them done. Nothing is decided here: a
  * check of the same inputs gives the same answer either way; this only lets
  * the checks of several certificates run on every core while the main thread
- * reads and parses the next ones.
+ * reads and parses the next ones. Without a signature verifier with a thread
+ * (pipeline/signature-verifier.ts) nothing is started ahead.
  */
 import type { KeyObject } from 'node:crypto';
-import { type Certificate, keyHashSha1, parseCertificate, publicKeyOf } from '../core/certs.js';
+import { type Certificate, keyHashSha1, publicKeyOf } from '../core/certs.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
-import { contentHash } from '../io/fingerprint.js';
 import type { HttpTransport } from '../io/http.js';
-import { checkOnThread } from './signature-thread.js';
+import type { EngineMemos } from './context.js';
+import { parseIncludedCert, type PassMemo } from './pass-memo.js';
 
 /** One signature check: data, signature, algorithm and the key to check it with. */
 export interface SignatureCheck {
@@ -22,53 +23,30 @@ export interface SignatureCheck {
   signer: Certificate;
 }
 
-/** Runs signature checks on the signature thread (see the module doc); resolves when all are done. */
-export async function checkAhead(checks: SignatureCheck[]): Promise<void> {
-  if (checks.length === 0) return;
+/**
+ * Runs signature checks on the signature thread (see the module doc);
+ * resolves when all are done. `checks` is only called when there is a thread.
+ */
+export async function checkAhead(memos: EngineMemos, checks: () => SignatureCheck[]): Promise<void> {
+  const verifier = memos.signatures;
+  if (!verifier?.threaded) return;
   const jobs: Array<Promise<void>> = [];
-  for (const c of checks) {
+  for (const c of checks()) {
     let key: KeyObject;
     try {
-      key = publicKeyOf(c.signer);
+      key = publicKeyOf(c.signer, verifier.memo);
     } catch {
       continue; // the synchronous rule reports the unusable key
     }
     // every key type: batched, even an RSA-2048 check (~20 µs) is cheaper there than here
-    jobs.push(checkOnThread(c.alg, c.data, c.signature, key));
+    jobs.push(verifier.checkAhead(c.alg, c.data, c.signature, key));
   }
   if (jobs.length > 0) await Promise.all(jobs);
 }
 
-/**
- * Certificates included in responses, parsed, by content: every staple of a
- * CA usually carries the same delegated responder certificate.
- */
-const includedCerts = new Map<string, Certificate | null>();
-const MAX_INCLUDED_CERTS = 256;
-
-/** The last included certificate parsed: a run's responses usually all carry the same one. */
-let lastIncluded: { der: Buffer; cert: Certificate | null } | undefined;
-
-export function parseIncluded(der: Buffer): Certificate | undefined {
-  if (lastIncluded !== undefined && lastIncluded.der.equals(der)) return lastIncluded.cert ?? undefined;
-  const c = parseIncludedByHash(der);
-  lastIncluded = { der: Buffer.from(der), cert: c ?? null };
-  return c;
-}
-
-function parseIncludedByHash(der: Buffer): Certificate | undefined {
-  const key = contentHash(der);
-  let c = includedCerts.get(key);
-  if (c === undefined) {
-    try {
-      c = parseCertificate(der);
-    } catch {
-      c = null; // verifyResponse ignores an unparseable included certificate too
-    }
-    if (includedCerts.size >= MAX_INCLUDED_CERTS) includedCerts.clear();
-    includedCerts.set(key, c);
-  }
-  return c ?? undefined;
+/** A certificate included in a response, parsed (once per pass with a {@link PassMemo}). */
+export function parseIncluded(der: Buffer, pass: PassMemo | undefined): Certificate | undefined {
+  return pass ? pass.included(der) : parseIncludedCert(der);
 }
 
 /** The checks issuer discovery will make: the leaf's signature under each candidate named as its issuer. */
@@ -90,14 +68,18 @@ export function leafChecks(leaf: Certificate, lists: Array<Certificate[] | undef
  * under the issuer or an included certificate named by the responder ID, and
  * an included signer's certificate under the issuer (RFC 6960 §4.2.2.2).
  */
-export function responseChecks(decoded: DecodedResponse, issuer: Certificate): SignatureCheck[] {
+export function responseChecks(
+  decoded: DecodedResponse,
+  issuer: Certificate,
+  pass: PassMemo | undefined,
+): SignatureCheck[] {
   const basic = decoded.basic;
   if (!basic) return [];
   const rid = basic.responderId;
   const out: SignatureCheck[] = [];
   const candidates: Certificate[] = [issuer];
   for (const der of basic.certs) {
-    const c = parseIncluded(der);
+    const c = parseIncluded(der, pass);
     if (c) candidates.push(c);
   }
   for (const c of candidates) {
@@ -116,7 +98,8 @@ export function responseChecks(decoded: DecodedResponse, issuer: Certificate): S
  * check thread as soon as it arrives; fetchResponse's verification then finds
  * them done. The answer itself is passed on untouched.
  */
-export function checkingAhead(transport: HttpTransport, issuer: Certificate): HttpTransport {
+export function checkingAhead(transport: HttpTransport, issuer: Certificate, memos: EngineMemos): HttpTransport {
+  if (!memos.signatures?.threaded) return transport;
   return {
     async send(req) {
       const res = await transport.send(req);
@@ -127,7 +110,7 @@ export function checkingAhead(transport: HttpTransport, issuer: Certificate): Ht
         } catch {
           // fetchResponse reports it
         }
-        if (decoded) await checkAhead(responseChecks(decoded, issuer));
+        if (decoded) await checkAhead(memos, () => responseChecks(decoded, issuer, memos.pass));
       }
       return res;
     },

@@ -17,7 +17,10 @@ import type { HttpTransport } from '../io/http.js';
 import type { StapleStore } from '../io/store.js';
 import type { CrlChecker, CrlVerdict } from './contracts.js';
 import type { IssuerResolver } from './issuer.js';
+import type { PassMemo } from './pass-memo.js';
 import type { MethodChoice } from './responder.js';
+import type { SignatureVerifier } from './signature-verifier.js';
+import type { VerdictCache } from './verdict-cache.js';
 
 /** What staplekeeper needs to know about one staple it maintains. */
 export interface Target {
@@ -82,12 +85,27 @@ export interface EngineContext {
   crl?: CrlChecker;
   onNotice?: (targetId: string, message: string) => void;
   /**
-   * Use the staple-folder cache (default true): a staple whose bytes,
+   * The verdict cache (pipeline/verdict-cache.ts): a staple whose bytes,
    * certificate and issuer files are unchanged since it was verified is not
-   * parsed or verified again; the time-dependent rules still apply at `now`.
-   * See pipeline/verdict-cache.ts for why this never changes a decision.
+   * parsed or verified again; the time-dependent rules still apply at `now`,
+   * so it never changes a decision. Absent (a library caller's default): no
+   * verdict cache, nothing written beside the staples. `run` (the CLI) and
+   * the daemon create one.
    */
-  cache?: boolean;
+  verdicts?: VerdictCache;
+  /**
+   * The signature verifier (pipeline/signature-verifier.ts): checks made once
+   * and remembered, optionally ahead on a thread. Absent: every signature is
+   * checked where it is needed.
+   */
+  signatures?: SignatureVerifier;
+  /**
+   * What one pass shares (pipeline/pass-memo.ts): chain files read and parsed
+   * once, included responder certificates parsed once. `run` makes one per
+   * run, the daemon one per burst of work. Absent: each certificate reads and
+   * parses its own files.
+   */
+  pass?: PassMemo;
   /**
    * Fleet mode (src/fleet, docs/fleet.md): asked before the responder, told
    * after a fetch. Absent: no fleet.
@@ -96,6 +114,9 @@ export interface EngineContext {
   /** With a fleet: wait for another node's publication here ('block', `run`) or report it pending ('defer', the daemon). */
   fleetWait?: 'block' | 'defer';
 }
+
+/** The memos of a context the load and judge steps use (both optional: the answers are the same without). */
+export type EngineMemos = Pick<EngineContext, 'signatures' | 'pass'>;
 
 /** Options of one {@link processTarget} call. */
 export interface ProcessOptions {

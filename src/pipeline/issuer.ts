@@ -11,6 +11,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Certificate, findIssuer, isSignedBy, loadCertificates } from '../core/certs.js';
 import { StapleError } from '../core/errors.js';
+import type { SignatureMemo } from '../core/signature.js';
 import { readInputFile } from '../io/files.js';
 import { assertHttpUrl, type HttpTransport } from '../io/http.js';
 
@@ -129,14 +130,16 @@ export class IssuerResolver {
   /**
    * Finds the issuer of `cert`. `explicit` (an --issuer file) must have signed
    * it, else `ISSUER_MISMATCH`; the other sources are searched in order.
-   * Throws `NO_ISSUER` with the list of places searched.
+   * Throws `NO_ISSUER` with the list of places searched. `signatures`: checks
+   * made before (core/signature.ts), the answer is the same without.
    */
   async resolve(
     cert: Certificate,
     sources: { explicit?: Certificate[]; bundle?: Certificate[]; chain?: Certificate[]; rootchain?: Certificate[] },
+    signatures?: SignatureMemo,
   ): Promise<Certificate> {
     if (sources.explicit && sources.explicit.length > 0) {
-      const found = findIssuer(cert, sources.explicit);
+      const found = findIssuer(cert, sources.explicit, signatures);
       if (found) return found;
       throw new StapleError(
         'ISSUER_MISMATCH',
@@ -151,12 +154,12 @@ export class IssuerResolver {
     ] as const) {
       if (!list || list.length === 0) continue;
       searched.push(name);
-      const found = findIssuer(cert, list);
+      const found = findIssuer(cert, list, signatures);
       if (found) return found;
     }
     for (const dir of this.caDirs) {
       searched.push(dir);
-      const found = findIssuer(cert, await this.loadDir(dir));
+      const found = findIssuer(cert, await this.loadDir(dir), signatures);
       if (found) return found;
     }
     const urlErrors: string[] = [];
@@ -164,7 +167,7 @@ export class IssuerResolver {
       searched.push(url);
       try {
         const list = await this.fetchUrl(url);
-        const found = list.find((c) => isSignedBy(cert, c));
+        const found = list.find((c) => isSignedBy(cert, c, signatures));
         if (found) return found;
       } catch (e) {
         urlErrors.push(`${url}: ${(e as Error).message}`);

@@ -14,22 +14,15 @@ import type { StapleFacts, StapleState } from '../core/policy.js';
 import { decodeResponse, type DecodedResponse } from '../core/response.js';
 import { triage as triageOf, type Triage } from '../core/triage.js';
 import { verifyResponse, type VerifiedResponse } from '../core/verify.js';
-import { readInputFile } from '../io/files.js';
+import { readInputFile, readRegularFileSync } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 import type { StapleStore } from '../io/store.js';
 import { checkAhead, leafChecks, responseChecks } from './check-ahead.js';
-import { responderUrls, type EngineContext, type LoadedCert, type Target } from './context.js';
+import { responderUrls, type EngineContext, type EngineMemos, type LoadedCert, type Target } from './context.js';
 import type { SyncReadableStore } from './contracts.js';
 import { pickLeaf, type IssuerResolver } from './issuer.js';
-import { readRegularFileSync, type SourceFile, type SourceSet } from './verdict-cache.js';
-
-/**
- * Parsed issuer, chain and root-chain files by content hash. Thousands of
- * certificates usually share one chain: it is parsed once, and because the
- * same {@link Certificate} objects come back, so is its public key.
- */
-const parsedLists = new Map<string, Certificate[]>();
-const MAX_PARSED_LISTS = 256;
+import type { PassMemo, SourceFile } from './pass-memo.js';
+import type { SourceSet } from './verdict-cache.js';
 
 /** Reads a certificate, issuer or chain file: the fast synchronous read, else the ordinary one (with its errors). */
 async function readSource(path: string, what: string, pre: SourceFile | undefined): Promise<Buffer> {
@@ -37,21 +30,21 @@ async function readSource(path: string, what: string, pre: SourceFile | undefine
   return readRegularFileSync(path) ?? (await readInputFile(path, what));
 }
 
+/**
+ * Reads and parses an issuer, chain or root-chain file: once per pass with a
+ * {@link PassMemo} (thousands of certificates usually share one chain, and the
+ * same Certificate objects come back, so their keys are made once too).
+ */
 async function loadList(
   path: string | undefined,
   what: string,
   pre: SourceFile | undefined,
+  pass: PassMemo | undefined,
 ): Promise<Certificate[] | undefined> {
   if (!path) return undefined;
   const data = await readSource(path, what, pre);
-  const key = pre?.hash ?? contentHash(data);
-  let list = parsedLists.get(key);
-  if (list === undefined) {
-    list = loadCertificates(data, path);
-    if (parsedLists.size >= MAX_PARSED_LISTS) parsedLists.clear();
-    parsedLists.set(key, list);
-  }
-  return list;
+  if (!pass) return loadCertificates(data, path);
+  return pass.certificates(data, pre?.hash ?? contentHash(data), path);
 }
 
 /** A loaded certificate, and whether its issuer came from the target's own files (only then may it be cached). */
@@ -62,37 +55,54 @@ export interface LoadResult {
   others: Certificate[];
 }
 
-export async function loadFromSources(target: Target, resolver: IssuerResolver, pre?: SourceSet): Promise<LoadResult> {
-  if (target.certificate) return loadGiven(target.certificate, resolver);
+/**
+ * Loads a target's certificate and finds its issuer. `pre`: the target's
+ * files read already (pipeline/verdict-cache.ts `readSourcesSync`).
+ */
+export async function loadFromSources(
+  target: Target,
+  resolver: IssuerResolver,
+  pre: SourceSet | undefined,
+  memos: EngineMemos,
+): Promise<LoadResult> {
+  if (target.certificate) return loadGiven(target.certificate, resolver, memos);
   const all = loadCertificates(await readSource(target.certPath, 'certificate', pre?.cert), target.certPath);
   const { leaf, rest } = pickLeaf(all);
   // read and parsed in order, so that the first problem reported is deterministic
-  const explicit = await loadList(target.issuerPath, 'issuer certificate', pre?.issuer);
-  const chain = await loadList(target.chainPath, 'chain', pre?.chain);
-  const rootchain = await loadList(target.rootchainPath, 'root chain', pre?.rootchain);
-  await checkAhead(leafChecks(leaf, [explicit, rest, chain, rootchain]));
+  const explicit = await loadList(target.issuerPath, 'issuer certificate', pre?.issuer, memos.pass);
+  const chain = await loadList(target.chainPath, 'chain', pre?.chain, memos.pass);
+  const rootchain = await loadList(target.rootchainPath, 'root chain', pre?.rootchain, memos.pass);
+  await checkAhead(memos, () => leafChecks(leaf, [explicit, rest, chain, rootchain]));
   const sources: Parameters<IssuerResolver['resolve']>[1] = { bundle: rest };
   if (explicit) sources.explicit = explicit;
   if (chain) sources.chain = chain;
   if (rootchain) sources.rootchain = rootchain;
-  const issuer = await resolver.resolve(leaf, sources);
+  const issuer = await resolver.resolve(leaf, sources, memos.signatures?.memo);
   const issuerFromFiles = [rest, explicit, chain, rootchain].some((l) => l?.includes(issuer) ?? false);
   const others = [...new Set([rest, explicit, chain, rootchain].flatMap((l) => l ?? []))].filter((c) => c !== issuer);
   return { loaded: { cert: leaf, issuer }, issuerFromFiles, others };
 }
 
 /** {@link loadFromSources} for a certificate given in memory ({@link Target.certificate}). */
-async function loadGiven(given: NonNullable<Target['certificate']>, resolver: IssuerResolver): Promise<LoadResult> {
+async function loadGiven(
+  given: NonNullable<Target['certificate']>,
+  resolver: IssuerResolver,
+  memos: EngineMemos,
+): Promise<LoadResult> {
   const sources: Parameters<IssuerResolver['resolve']>[1] = { bundle: given.bundle ?? [] };
   if (given.chain) sources.chain = given.chain;
-  const issuer = await resolver.resolve(given.leaf, sources);
+  const issuer = await resolver.resolve(given.leaf, sources, memos.signatures?.memo);
   const others = [...(given.bundle ?? []), ...(given.chain ?? [])].filter((c) => c !== issuer);
   return { loaded: { cert: given.leaf, issuer }, issuerFromFiles: false, others };
 }
 
-/** Loads a target's certificate and finds its issuer. */
-export async function loadTargetCert(target: Target, resolver: IssuerResolver): Promise<LoadedCert> {
-  return (await loadFromSources(target, resolver)).loaded;
+/** Loads a target's certificate and finds its issuer (`memos`: a context's signature verifier and pass memo). */
+export async function loadTargetCert(
+  target: Target,
+  resolver: IssuerResolver,
+  memos: EngineMemos = {},
+): Promise<LoadedCert> {
+  return (await loadFromSources(target, resolver, undefined, memos)).loaded;
 }
 
 /** Decodes staple file contents: DER, or PEM `OCSP RESPONSE`. */
@@ -157,7 +167,8 @@ export async function judgeStaple(
   path: string,
   loaded: LoadedCert,
   now: Date,
-  skewMs?: number,
+  skewMs: number | undefined,
+  memos: EngineMemos,
 ): Promise<StapleJudgement> {
   if (read.error !== undefined) return { state: { kind: 'invalid', error: read.error } };
   const data = read.data;
@@ -165,8 +176,9 @@ export async function judgeStaple(
   try {
     const opts: Parameters<typeof verifyResponse>[1] = { cert: loaded.cert, issuer: loaded.issuer, now };
     if (skewMs !== undefined) opts.skewMs = skewMs;
+    if (memos.signatures) opts.signatures = memos.signatures.memo;
     const decoded = decodeResponse(stapleBytes(data, path));
-    await checkAhead(responseChecks(decoded, loaded.issuer));
+    await checkAhead(memos, () => responseChecks(decoded, loaded.issuer, memos.pass));
     const verified = verifyResponse(decoded, opts);
     return { state: { kind: 'valid', facts: factsOf(verified) }, verified, decoded, bytes: data };
   } catch (e) {
@@ -208,27 +220,29 @@ export interface TargetJudgement extends StapleJudgement {
  */
 export async function judgeTarget(
   target: Target,
-  ctx: Pick<EngineContext, 'store' | 'resolver' | 'now' | 'skewMs' | 'urlOverrides'>,
+  ctx: Pick<EngineContext, 'store' | 'resolver' | 'now' | 'skewMs' | 'urlOverrides' | 'signatures' | 'pass'>,
   pre: { sources?: SourceSet | undefined; read?: StapleRead | undefined } = {},
 ): Promise<TargetJudgement> {
-  const load = await loadFromSources(target, ctx.resolver, pre.sources);
+  const load = await loadFromSources(target, ctx.resolver, pre.sources, ctx);
   const cert = load.loaded.cert;
   const triage = triageOf(cert, responderUrls(target, cert, ctx.urlOverrides));
   const read = pre.read ?? (await readStapleFile(ctx.store, target.staplePath));
   const now = ctx.now();
-  const judged = await judgeStaple(read, target.staplePath, load.loaded, now, ctx.skewMs);
+  const judged = await judgeStaple(read, target.staplePath, load.loaded, now, ctx.skewMs, ctx);
   return { ...judged, load, triage, read, now };
 }
 
-/** Reads and verifies the staple on disk. */
+/** Reads and verifies the staple on disk (`memos`: a context's signature verifier and pass memo). */
 export async function readStapleState(
   store: StapleStore,
   path: string,
   loaded: LoadedCert,
   now: Date,
   skewMs?: number,
+  memos: EngineMemos = {},
 ): Promise<{ state: StapleState; verified?: VerifiedResponse; bytes?: Buffer }> {
-  const { state, verified, bytes } = await judgeStaple(await readStapleFile(store, path), path, loaded, now, skewMs);
+  const read = await readStapleFile(store, path);
+  const { state, verified, bytes } = await judgeStaple(read, path, loaded, now, skewMs, memos);
   const result: { state: StapleState; verified?: VerifiedResponse; bytes?: Buffer } = { state };
   if (verified) result.verified = verified;
   if (bytes) result.bytes = bytes;

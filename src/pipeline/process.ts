@@ -37,26 +37,18 @@ import {
   type StapleRead,
 } from './judge.js';
 import { fleetStep, renew, type FleetJob, type RenewInput } from './renew.js';
-import {
-  beginCacheWork,
-  cacheForStaple,
-  endCacheWork,
-  noteCacheLookup,
-  readSourcesSync,
-  type CacheRecord,
-  type SourceSet,
-} from './verdict-cache.js';
+import { readSourcesSync, type SourceSet, type VerdictRecord } from './verdict-cache.js';
 import { isRecordValidAt, recordFacts, recordFor, recordSummary } from './verdict-record.js';
 
 /** Every AIA responder URL of the certificate is disabled by configuration (reported as such, not triaged). */
 function disabledByOverride(
   target: Target,
-  hit: CacheRecord | undefined,
+  hit: VerdictRecord | undefined,
   load: LoadResult | undefined,
   ctx: EngineContext,
 ): boolean {
   if (target.responderUrls && target.responderUrls.length > 0) return false;
-  const aia = hit ? (hit.ou ?? []) : (load?.loaded.cert.ocspUrls ?? []);
+  const aia = hit ? (hit.ocspUrls ?? []) : (load?.loaded.cert.ocspUrls ?? []);
   return aia.length > 0 && responderUrls(target, { ocspUrls: aia }, ctx.urlOverrides).length === 0;
 }
 
@@ -86,7 +78,7 @@ async function noResponder(
     notice(noOcspNotice(tri));
   }
   if (tri.mechanism === 'crl' && ctx.crl && !options.dryRun) {
-    load ??= await loadFromSources(target, ctx.resolver, sources);
+    load ??= await loadFromSources(target, ctx.resolver, sources, ctx);
     const verdict = await ctx.crl.check(load.loaded.cert, load.loaded.issuer, tri.crlUrls, load.others);
     out.crl = verdict;
     if (verdict.status === 'revoked') {
@@ -133,11 +125,11 @@ export async function processTarget(
     notice('OCSP is disabled for this certificate');
     return out;
   }
-  beginCacheWork();
+  ctx.pass?.begin();
   try {
     return await processEnabled(target, ctx, options, out, notice);
   } finally {
-    endCacheWork();
+    ctx.pass?.end();
   }
 }
 
@@ -148,51 +140,51 @@ async function processEnabled(
   out: TargetOutcome,
   notice: (m: string) => void,
 ): Promise<TargetOutcome> {
-  const slot = ctx.cache === false || target.certificate ? undefined : cacheForStaple(target.staplePath);
+  const slot = target.certificate ? undefined : ctx.verdicts?.forStaple(target.staplePath);
   let fleetJob: FleetJob | 'done' | undefined;
   try {
-    slot?.cache.touch(slot.name, !options.dryRun);
+    slot?.folder.touch(slot.name, !options.dryRun);
     // The certificate's files are read once, here. Only when the cache holds a
     // record for exactly these contents is the staple read before the
     // certificate is parsed; otherwise the order is the ordinary one (load,
     // then read the staple), so a certificate that fails to load never
     // touches the staple file.
-    const sources = target.certificate ? undefined : readSourcesSync(target);
-    const record = slot && sources ? slot.cache.get(slot.name) : undefined;
+    const sources = target.certificate ? undefined : readSourcesSync(target, ctx.pass);
+    const record = slot && sources ? slot.folder.get(slot.name) : undefined;
     let stapleRead: StapleRead | undefined;
     let stapleHash: string | undefined;
-    let hit: CacheRecord | undefined;
+    let hit: VerdictRecord | undefined;
     let now: Date | undefined;
-    if (record && sources && record.c === sources.key) {
+    if (record && sources && record.sourcesKey === sources.key) {
       stapleRead =
         readStapleFileSync(ctx.store, target.staplePath) ?? (await readStapleFileAsync(ctx.store, target.staplePath));
       now = ctx.now();
       if (stapleRead.data) {
         stapleHash = contentHash(stapleRead.data);
-        if (record.s === stapleHash && isRecordValidAt(record, now, ctx.skewMs)) hit = record;
+        if (record.stapleHash === stapleHash && isRecordValidAt(record, now, ctx.skewMs)) hit = record;
       }
     }
-    if (slot) noteCacheLookup(hit !== undefined);
+    ctx.verdicts?.noteLookup(hit !== undefined);
 
     let load: LoadResult | undefined;
     let state: StapleState;
     let currentDecoded: DecodedResponse | undefined;
     let window: CertWindow & { subject: string };
     if (hit) {
-      slot?.cache.markSeen(hit);
+      slot?.folder.markSeen(hit);
       state = { kind: 'valid', facts: recordFacts(hit) };
       out.staple = recordSummary(hit);
-      window = { notBefore: new Date(hit.nb), notAfter: new Date(hit.na), subject: hit.subj };
+      window = { notBefore: new Date(hit.certNotBefore), notAfter: new Date(hit.certNotAfter), subject: hit.subject };
       out.triage = triageOf(
         {
           notBefore: window.notBefore,
           notAfter: window.notAfter,
-          mustStaple: hit.ms === 1,
-          noRevAvail: hit.nra === 1,
-          crlUrls: hit.du ?? [],
+          mustStaple: hit.mustStaple === true,
+          noRevAvail: hit.noRevAvail === true,
+          crlUrls: hit.crlUrls ?? [],
           crlDistributionPoints: [],
         },
-        responderUrls(target, { ocspUrls: hit.ou ?? [] }, ctx.urlOverrides),
+        responderUrls(target, { ocspUrls: hit.ocspUrls ?? [] }, ctx.urlOverrides),
       );
     } else {
       const current = await judgeTarget(target, ctx, { sources, read: stapleRead });
@@ -212,8 +204,9 @@ async function processEnabled(
             cert,
             current.verified,
             current.decoded,
+            ctx.pass,
           );
-          if (rec) slot.cache.set(slot.name, rec);
+          if (rec) slot.folder.set(slot.name, rec);
         }
       }
       window = { notBefore: cert.notBefore, notAfter: cert.notAfter, subject: cert.subject };
@@ -236,7 +229,7 @@ async function processEnabled(
       return await noResponder(target, ctx, options, out, notice, tri, state, load, sources);
     }
     if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply || options.fleetOnly)) {
-      load ??= await loadFromSources(target, ctx.resolver, sources);
+      load ??= await loadFromSources(target, ctx.resolver, sources, ctx);
       fleetJob = await fleetStep(ctx.fleet, ctx, target, load.loaded, state, decision, options, out, notice);
       if (fleetJob === 'done') return out;
     }
@@ -254,7 +247,7 @@ async function processEnabled(
     }
 
     // Renewal needs the parsed certificate and issuer (a cache hit skipped them).
-    const loaded = (load ??= await loadFromSources(target, ctx.resolver, sources));
+    const loaded = (load ??= await loadFromSources(target, ctx.resolver, sources, ctx));
     const renewal: RenewInput = {
       target,
       ctx,
@@ -271,8 +264,8 @@ async function processEnabled(
     if (slot && sources && loaded.issuerFromFiles) {
       // What is written was verified just now: the next run can take it from the cache.
       renewal.onWritten = (v, decoded) => {
-        const rec = recordFor(sources.key, contentHash(v.der), loaded.loaded.cert, v, decoded);
-        if (rec) slot.cache.set(slot.name, rec);
+        const rec = recordFor(sources.key, contentHash(v.der), loaded.loaded.cert, v, decoded, ctx.pass);
+        if (rec) slot.folder.set(slot.name, rec);
       };
     }
     return await renew(renewal);

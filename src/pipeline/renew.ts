@@ -79,7 +79,7 @@ export async function renew(input: RenewInput): Promise<TargetOutcome> {
     cert: loaded.cert,
     issuer: loaded.issuer,
     urls,
-    transport: checkingAhead(ctx.transport, loaded.issuer),
+    transport: checkingAhead(ctx.transport, loaded.issuer, ctx),
     now: ctx.now,
     onNotice: notice,
   };
@@ -88,6 +88,7 @@ export async function renew(input: RenewInput): Promise<TargetOutcome> {
   if (ctx.nonce) fopts.nonce = ctx.nonce;
   if (ctx.skewMs !== undefined) fopts.skewMs = ctx.skewMs;
   if (ctx.fetchDeadlineMs !== undefined) fopts.deadlineMs = ctx.fetchDeadlineMs;
+  if (ctx.signatures) fopts.signatures = ctx.signatures.memo;
   const fetched = await fetchResponse(fopts);
   out.url = fetched.url;
   out.method = fetched.method;
@@ -200,7 +201,7 @@ export async function fleetStep(
     now: () => ctx.now().getTime(),
     accept: async (der, due): Promise<Verdict<VerifiedResponse>> => {
       const now = ctx.now();
-      const j = await judgeStaple({ data: der }, 'fleet staple', loaded, now, ctx.skewMs);
+      const j = await judgeStaple({ data: der }, 'fleet staple', loaded, now, ctx.skewMs, ctx);
       if (!j.verified)
         return {
           ok: false,

@@ -11,6 +11,7 @@
  */
 import type { Certificate } from '../core/certs.js';
 import { StapleError, toStapleError, type ErrorCode } from '../core/errors.js';
+import type { SignatureMemo } from '../core/signature.js';
 import { buildRequest, computeCertId, type CertIdHash } from '../core/request.js';
 import { decodeResponse } from '../core/response.js';
 import { verifyResponse, type VerifiedResponse } from '../core/verify.js';
@@ -32,6 +33,8 @@ export interface FetchOptions {
   /** Send a nonce and require it back. */
   nonce?: boolean;
   skewMs?: number;
+  /** Signature checks made before (core/signature.ts); the answer is the same without. */
+  signatures?: SignatureMemo;
   /** Called for notices (fallbacks, warnings). */
   onNotice?: (message: string) => void;
   /**
@@ -208,6 +211,7 @@ async function exchange(
   const now = opts.now();
   const vopts: Parameters<typeof verifyResponse>[1] = { cert: opts.cert, issuer: opts.issuer, now };
   if (opts.skewMs !== undefined) vopts.skewMs = opts.skewMs;
+  if (opts.signatures) vopts.signatures = opts.signatures;
   if (nonce) vopts.nonce = nonce;
   const response = verifyResponse(decoded, vopts);
   for (const w of response.warnings) opts.onNotice?.(`${url}: ${w}`);

@@ -9,7 +9,7 @@
  * event loop into one message to one worker thread, which verifies them with
  * node:crypto — the same call with the same parameters as the synchronous
  * rule — and answers with one byte per check. The answers are remembered
- * (core/signature.ts), so the synchronous rules that follow find them done.
+ * (in the thread's core/signature.ts `SignatureMemo`), so the synchronous rules that follow find them done.
  *
  * Nothing is decided here: a check of the same inputs gives the same answer
  * on either thread, and a check the thread did not answer (it could not
@@ -19,7 +19,7 @@
 import type { KeyObject } from 'node:crypto';
 import { debuglog } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { nodeVerifyParams, recall, remember, verifySignature, type VerifyParams } from '../core/signature.js';
+import { SignatureMemo, verifySignature, type VerifyParams } from '../core/signature.js';
 
 /** The worker's code: verify each check of a batch, answer 1 (good), 0 (bad) or 2 (could not check). */
 const WORKER_SOURCE = `
@@ -92,8 +92,14 @@ interface Job {
   done: () => void;
 }
 
-/** The check thread (one per process through {@link checkOnThread}; tests make their own). */
+/**
+ * The check thread: one per signature verifier that asks for it
+ * (pipeline/signature-verifier.ts); it remembers its answers in that
+ * verifier's memo.
+ */
 export class CheckThread {
+  /** Where answers are remembered (and looked up first). */
+  readonly memo: SignatureMemo;
   private worker: Worker | undefined;
   private broken = false;
   /** Keys the current worker has been sent, by id (a new worker starts with none). */
@@ -108,6 +114,10 @@ export class CheckThread {
   /** Stops an idle thread, so that a daemon between passes holds no second isolate. */
   private idleTimer: NodeJS.Timeout | undefined;
 
+  constructor(memo: SignatureMemo = new SignatureMemo()) {
+    this.memo = memo;
+  }
+
   /** True while a worker thread exists. */
   get running(): boolean {
     return this.worker !== undefined;
@@ -115,12 +125,12 @@ export class CheckThread {
 
   /** Resolves when the check's result is remembered, or when it will be left to the synchronous rule. */
   check(alg: Buffer, data: Buffer, signature: Buffer, key: KeyObject): Promise<void> {
-    if (this.broken || recall(key, alg, data, signature) !== undefined) return Promise.resolve();
+    if (this.broken || this.memo.recall(key, alg, data, signature) !== undefined) return Promise.resolve();
     // far behind: the synchronous rule checks this one on the main thread
     if (this.outstanding >= MAX_OUTSTANDING) return Promise.resolve();
     let params: VerifyParams;
     try {
-      params = nodeVerifyParams(alg);
+      params = this.memo.params(alg);
     } catch {
       return Promise.resolve(); // the synchronous rule reports the algorithm
     }
@@ -166,7 +176,7 @@ export class CheckThread {
     for (let i = 0; i < STEAL_PER_TURN && this.queue.length > 0; i++) {
       const j = this.queue.shift() as Job;
       try {
-        verifySignature(j.alg, j.data, j.key, j.signature); // remembers the result
+        verifySignature(j.alg, j.data, j.key, j.signature, this.memo); // remembers the result
       } catch {
         // an unusable algorithm or key: the synchronous rule reports it
       }
@@ -271,7 +281,7 @@ export class CheckThread {
     }
     jobs.forEach((j, i) => {
       const r = out[i];
-      if (r === 0 || r === 1) remember(j.key, j.alg, j.data, j.signature, r === 1);
+      if (r === 0 || r === 1) this.memo.remember(j.key, j.alg, j.data, j.signature, r === 1);
       j.done();
     });
     this.pump();
@@ -306,26 +316,4 @@ export class CheckThread {
     for (const j of this.queue) j.done();
     this.queue = [];
   }
-}
-
-let thread: CheckThread | undefined;
-
-/**
- * Starts the check thread ahead of need (it takes ~30–50 ms to start, on the
- * other core), so that it is ready when the first staple is checked. It
- * stops again after a while without work.
- */
-export function prestartCheckThread(): void {
-  thread ??= new CheckThread();
-  thread.prestart();
-}
-
-/**
- * Checks a signature on the check thread and remembers the result. Never
- * rejects; resolves once the result is remembered or left to the caller's
- * synchronous check.
- */
-export function checkOnThread(alg: Buffer, data: Buffer, signature: Buffer, key: KeyObject): Promise<void> {
-  thread ??= new CheckThread();
-  return thread.check(alg, data, signature, key);
 }

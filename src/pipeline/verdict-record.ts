@@ -11,7 +11,8 @@ import type { DecodedResponse } from '../core/response.js';
 import { DEFAULT_SKEW_MS, MAX_THIS_UPDATE_AGE_MS, type VerifiedResponse } from '../core/verify.js';
 import { parseIncluded } from './check-ahead.js';
 import type { StapleSummary } from './context.js';
-import type { CacheRecord } from './verdict-cache.js';
+import type { PassMemo } from './pass-memo.js';
+import type { VerdictRecord } from './verdict-cache.js';
 
 /**
  * True when every time-dependent rule of core/verify.ts `verifyResponse` holds at
@@ -22,14 +23,14 @@ import type { CacheRecord } from './verdict-cache.js';
  * not expired. When one fails, the staple is verified from scratch, so the
  * error reported is the ordinary one.
  */
-export function isRecordValidAt(r: CacheRecord, now: Date, skewMs: number = DEFAULT_SKEW_MS): boolean {
+export function isRecordValidAt(r: VerdictRecord, now: Date, skewMs: number = DEFAULT_SKEW_MS): boolean {
   const t = now.getTime();
-  if (r.dlg === 1 && ((r.sna as number) <= t || (r.snb as number) > t + skewMs)) return false;
-  if (r.tu > t + skewMs) return false;
-  if (r.tu < t - MAX_THIS_UPDATE_AGE_MS) return false;
-  if (r.pa > t + skewMs) return false;
-  if (r.nu <= t) return false;
-  if (r.na <= t) return false;
+  if (r.delegated && ((r.signerNotAfter as number) <= t || (r.signerNotBefore as number) > t + skewMs)) return false;
+  if (r.thisUpdate > t + skewMs) return false;
+  if (r.thisUpdate < t - MAX_THIS_UPDATE_AGE_MS) return false;
+  if (r.producedAt > t + skewMs) return false;
+  if (r.nextUpdate <= t) return false;
+  if (r.certNotAfter <= t) return false;
   return true;
 }
 
@@ -38,75 +39,82 @@ export function isRecordValidAt(r: CacheRecord, now: Date, skewMs: number = DEFA
  * every included certificate that could be it (same subject as the one
  * named). Being conservative only sends a staple to full verification earlier.
  */
-function signerWindow(decoded: DecodedResponse, responder: string): { snb: number; sna: number } | undefined {
-  let snb = -Infinity;
-  let sna = Infinity;
+function signerWindow(
+  decoded: DecodedResponse,
+  responder: string,
+  pass: PassMemo | undefined,
+): { notBefore: number; notAfter: number } | undefined {
+  let notBefore = -Infinity;
+  let notAfter = Infinity;
   let found = false;
   for (const der of decoded.basic?.certs ?? []) {
-    const c = parseIncluded(der);
+    const c = parseIncluded(der, pass);
     if (!c || c.subject !== responder) continue;
     found = true;
-    snb = Math.max(snb, c.notBefore.getTime());
-    sna = Math.min(sna, c.notAfter.getTime());
+    notBefore = Math.max(notBefore, c.notBefore.getTime());
+    notAfter = Math.min(notAfter, c.notAfter.getTime());
   }
-  return found ? { snb, sna } : undefined;
+  return found ? { notBefore, notAfter } : undefined;
 }
 
 /** The cache record for a verified staple, or undefined when it cannot be described safely. */
 export function recordFor(
-  key: string,
+  sourcesKey: string,
   stapleHash: string,
   cert: Certificate,
   v: VerifiedResponse,
   decoded: DecodedResponse,
-): Omit<CacheRecord, 'seen'> | undefined {
-  const r: Omit<CacheRecord, 'seen'> = {
-    c: key,
-    s: stapleHash,
-    nb: cert.notBefore.getTime(),
-    na: cert.notAfter.getTime(),
-    subj: cert.subject,
-    st: v.status,
-    tu: v.thisUpdate.getTime(),
-    nu: v.nextUpdate.getTime(),
-    pa: v.producedAt.getTime(),
-    uu: v.usableUntil.getTime(),
-    rsp: v.responder,
-    dlg: v.delegated ? 1 : 0,
-    w: [...v.warnings],
+  pass: PassMemo | undefined,
+): Omit<VerdictRecord, 'seenDay'> | undefined {
+  const r: Omit<VerdictRecord, 'seenDay'> = {
+    sourcesKey,
+    stapleHash,
+    certNotBefore: cert.notBefore.getTime(),
+    certNotAfter: cert.notAfter.getTime(),
+    subject: cert.subject,
+    status: v.status,
+    thisUpdate: v.thisUpdate.getTime(),
+    nextUpdate: v.nextUpdate.getTime(),
+    producedAt: v.producedAt.getTime(),
+    usableUntil: v.usableUntil.getTime(),
+    responder: v.responder,
+    delegated: v.delegated,
+    warnings: [...v.warnings],
   };
   if (v.delegated) {
-    const w = signerWindow(decoded, v.responder);
+    const w = signerWindow(decoded, v.responder, pass);
     if (!w) return undefined;
-    r.snb = w.snb;
-    r.sna = w.sna;
+    r.signerNotBefore = w.notBefore;
+    r.signerNotAfter = w.notAfter;
   }
-  if (v.revocationTime) r.rt = v.revocationTime.getTime();
-  if (v.revocationReason !== undefined) r.rr = v.revocationReason;
-  if (cert.ocspUrls.length > 0) r.ou = [...cert.ocspUrls];
-  if (cert.crlUrls.length > 0) r.du = [...cert.crlUrls];
-  if (cert.mustStaple) r.ms = 1;
-  if (cert.noRevAvail) r.nra = 1;
+  if (v.revocationTime) r.revocationTime = v.revocationTime.getTime();
+  if (v.revocationReason !== undefined) r.revocationReason = v.revocationReason;
+  if (cert.ocspUrls.length > 0) r.ocspUrls = [...cert.ocspUrls];
+  if (cert.crlUrls.length > 0) r.crlUrls = [...cert.crlUrls];
+  if (cert.mustStaple) r.mustStaple = true;
+  if (cert.noRevAvail) r.noRevAvail = true;
   return r;
 }
 
-export function recordFacts(r: CacheRecord): StapleFacts {
+/** The staple facts of a record, as a decision takes them. */
+export function recordFacts(r: VerdictRecord): StapleFacts {
   return {
-    status: r.st,
-    thisUpdate: new Date(r.tu),
-    nextUpdate: new Date(r.nu),
-    producedAt: new Date(r.pa),
-    usableUntil: new Date(r.uu),
+    status: r.status,
+    thisUpdate: new Date(r.thisUpdate),
+    nextUpdate: new Date(r.nextUpdate),
+    producedAt: new Date(r.producedAt),
+    usableUntil: new Date(r.usableUntil),
   };
 }
 
-export function recordSummary(r: CacheRecord): StapleSummary {
+/** The staple summary of a record, for output. */
+export function recordSummary(r: VerdictRecord): StapleSummary {
   return {
-    status: r.st,
-    thisUpdate: new Date(r.tu).toISOString(),
-    nextUpdate: new Date(r.nu).toISOString(),
-    producedAt: new Date(r.pa).toISOString(),
-    usableUntil: new Date(r.uu).toISOString(),
-    responder: r.rsp,
+    status: r.status,
+    thisUpdate: new Date(r.thisUpdate).toISOString(),
+    nextUpdate: new Date(r.nextUpdate).toISOString(),
+    producedAt: new Date(r.producedAt).toISOString(),
+    usableUntil: new Date(r.usableUntil).toISOString(),
+    responder: r.responder,
   };
 }

@@ -10,6 +10,8 @@ import type { StapleStore } from '../io/store.js';
 import type { CrlChecker } from '../pipeline/contracts.js';
 import type { IssuerResolver } from '../pipeline/issuer.js';
 import type { Marks } from '../revocation/marks.js';
+import type { PassMemo } from '../pipeline/pass-memo.js';
+import type { SignatureVerifier } from '../pipeline/signature-verifier.js';
 
 /** A Nagios plugin state. */
 export type CheckLevel = 'ok' | 'warning' | 'critical' | 'unknown';
@@ -114,6 +116,8 @@ export interface CheckOptions {
   /** Certificate-expiry thresholds (default 14 days and 3 days). */
   certWarnMs?: number;
   certCritMs?: number;
+  /** The signature verifier to use (pipeline/signature-verifier.ts); default none. The CLI passes one with its thread. */
+  signatures?: SignatureVerifier;
 }
 
 /** The thresholds for one staple, in ms of remaining usability, and the grace past its refresh point. */
@@ -138,4 +142,7 @@ export interface CheckTargetContext {
   certWarnMs?: number;
   /** CRITICAL when it expires within this many ms (default 3 days). */
   certCritMs?: number;
+  /** The check's signature verifier and pass memo (optional: the answers are the same without). */
+  signatures?: SignatureVerifier;
+  pass?: PassMemo;
 }

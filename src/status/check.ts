@@ -54,6 +54,7 @@ import type {
   CheckTargetContext,
   Thresholds,
 } from './check-types.js';
+import { PassMemo } from '../pipeline/pass-memo.js';
 
 export type {
   CertCheck,
@@ -458,6 +459,9 @@ export async function checkStaples(config: LoadedConfig, options: CheckOptions =
     marks: readMarks(config.settings.ocspFolder),
     ...(options.certWarnMs !== undefined ? { certWarnMs: options.certWarnMs } : {}),
     ...(options.certCritMs !== undefined ? { certCritMs: options.certCritMs } : {}),
+    // one pass: chain files read and parsed once
+    pass: new PassMemo(),
+    ...(options.signatures ? { signatures: options.signatures } : {}),
   };
   const targets = config.targets.filter((t) => t.responder !== 'disabled');
   const certs: CertCheck[] = new Array(targets.length);

@@ -4,24 +4,18 @@
  * it, whatever state the cache file is in, and every time-dependent rule is
  * still applied at `now`.
  *
- * "A new process" is simulated with resetStapleCaches() after an explicit
- * flushStapleCaches(), so nothing depends on the idle timer.
+ * "A new process" is simulated with a new VerdictCache after an explicit
+ * flush() of the previous one, so nothing depends on the idle timer.
  */
 import { mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  CACHE_FILE_NAME,
-  MIN_TARGETS_FOR_NEW_CACHE,
-  flushStapleCaches,
-  parseCacheFile,
-  resetStapleCaches,
-  serializeCacheFile,
-  stapleCacheStats,
-} from '../../src/pipeline/verdict-cache.js';
+import { CACHE_FILE_NAME, MIN_TARGETS_FOR_NEW_CACHE, VerdictCache } from '../../src/pipeline/verdict-cache.js';
 import { IssuerResolver } from '../../src/pipeline/issuer.js';
 import type { EngineContext, Target, TargetOutcome } from '../../src/pipeline/context.js';
+import { PassMemo } from '../../src/pipeline/pass-memo.js';
 import { processTarget } from '../../src/pipeline/process.js';
+import { SignatureVerifier } from '../../src/pipeline/signature-verifier.js';
 import type { HttpTransport } from '../../src/io/http.js';
 import { createFileStore } from '../../src/io/store.js';
 import {
@@ -47,8 +41,10 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
+/** The verdict cache of the current "process". */
+let verdicts = new VerdictCache();
 beforeEach(() => {
-  resetStapleCaches();
+  verdicts = new VerdictCache();
 });
 
 /** A transport for runs that must not fetch; renewals use {@link answeringTransport}. */
@@ -85,13 +81,15 @@ async function fixture(
   return { pki, dir, staples, targets, chainPath };
 }
 
-function context(now: Date, extra: Partial<EngineContext> = {}): EngineContext {
+/** A context with the current verdict cache (`withCache` false: none, as a library caller's default). */
+function context(now: Date, extra: Partial<EngineContext> = {}, withCache = true): EngineContext {
   return {
     store: createFileStore(),
     transport: noNetwork,
     resolver: new IssuerResolver(),
     now: () => now,
     policy: {},
+    ...(withCache ? { verdicts } : {}),
     ...extra,
   };
 }
@@ -108,15 +106,15 @@ async function runAll(
 
 /** The decisions of a run without any cache: the reference every cached run must equal. */
 async function coldRun(f: Fixture, now: Date): Promise<TargetOutcome[]> {
-  return runAll(f.targets, context(now, { cache: false }));
+  return runAll(f.targets, context(now, {}, false));
 }
 
 /** A run in a "new process" that may use the cache file; returns the outcomes and the cache counters. */
 async function cachedRun(f: Fixture, now: Date): Promise<{ outcomes: TargetOutcome[]; hits: number; misses: number }> {
-  resetStapleCaches();
+  verdicts = new VerdictCache();
   const outcomes = await runAll(f.targets, context(now));
-  flushStapleCaches();
-  const { hits, misses } = stapleCacheStats();
+  verdicts.flush();
+  const { hits, misses } = verdicts.stats();
   return { outcomes, hits, misses };
 }
 
@@ -203,17 +201,17 @@ describe('staple-folder cache', () => {
     const f = await fixture();
     const other = await fixture(buildTestPki({ keyType: 'ec-p256', delegated: false, now: T0, leafCount: COUNT }));
     await cachedRun(other, T0);
-    const otherRecords = parseCacheFile(await readFile(cacheFile(other)));
+    const otherRecords = verdicts.parseFile(await readFile(cacheFile(other)));
     expect(otherRecords?.size).toBe(COUNT);
     // a well-formed cache for f's folder, with the other folder's records under f's names, and swapped among f's own
     await cachedRun(f, T0);
-    const own = parseCacheFile(await readFile(cacheFile(f)));
+    const own = verdicts.parseFile(await readFile(cacheFile(f)));
     const forged: Record<string, unknown> = {};
     const ownList = [...(own?.values() ?? [])];
     [...(otherRecords?.values() ?? [])].forEach(
       (r, i) => (forged[`leaf${i}.der`] = i % 2 === 0 ? r : ownList[(i + 1) % COUNT]),
     );
-    await writeFile(cacheFile(f), serializeCacheFile(forged as never));
+    await writeFile(cacheFile(f), verdicts.serializeFile(forged as never));
     const reference = await coldRun(f, T0);
     const run = await cachedRun(f, T0);
     expect(run.outcomes).toEqual(reference);
@@ -223,12 +221,12 @@ describe('staple-folder cache', () => {
   it('ignores records of the wrong shape', async () => {
     const f = await fixture();
     await cachedRun(f, T0);
-    const own = parseCacheFile(await readFile(cacheFile(f)));
+    const own = verdicts.parseFile(await readFile(cacheFile(f)));
     const broken: Record<string, unknown> = {};
     [...(own ?? [])].forEach(
-      ([name, r], i) => (broken[name] = { ...r, ...(i % 2 === 0 ? { nu: 'soon' } : { st: 'fine' }) }),
+      ([name, r], i) => (broken[name] = { ...r, ...(i % 2 === 0 ? { nextUpdate: 'soon' } : { status: 'fine' }) }),
     );
-    await writeFile(cacheFile(f), serializeCacheFile(broken as never));
+    await writeFile(cacheFile(f), verdicts.serializeFile(broken as never));
     const run = await cachedRun(f, T0);
     expect(run.outcomes).toEqual(await coldRun(f, T0));
     expect(run.hits).toBe(0);
@@ -364,14 +362,14 @@ describe('staple-folder cache', () => {
       }),
       close: async () => undefined,
     };
-    resetStapleCaches();
+    verdicts = new VerdictCache();
     const ctx = context(at(5 * D), { transport: answering });
     for (const [i, t] of f.targets.entries()) {
       current = i;
       const o = await processTarget(t, ctx, {});
       expect(o.result).toBe('updated');
     }
-    flushStapleCaches();
+    verdicts.flush();
     const run = await cachedRun(f, at(5 * D));
     expect(run.outcomes).toEqual(await coldRun(f, at(5 * D)));
     expect(run.hits).toBe(COUNT);
@@ -380,24 +378,57 @@ describe('staple-folder cache', () => {
 
   it('writes nothing for a dry run, and nothing for a folder with few staples', async () => {
     const f = await fixture();
-    resetStapleCaches();
+    verdicts = new VerdictCache();
     await runAll(f.targets, context(T0), { dryRun: true });
-    flushStapleCaches();
+    verdicts.flush();
     await expect(stat(cacheFile(f))).rejects.toMatchObject({ code: 'ENOENT' });
 
-    resetStapleCaches();
+    verdicts = new VerdictCache();
     await runAll(f.targets.slice(0, MIN_TARGETS_FOR_NEW_CACHE - 1), context(T0));
-    flushStapleCaches();
+    verdicts.flush();
     await expect(stat(cacheFile(f))).rejects.toMatchObject({ code: 'ENOENT' });
 
     // once the file exists, a run over one certificate keeps it up to date
     await cachedRun(f, T0);
     await writeFile(f.targets[0]!.staplePath, goodResponseFor(f.pki, f.pki.leaves[0] as MintedCert, at(D)));
-    resetStapleCaches();
+    verdicts = new VerdictCache();
     await runAll(f.targets.slice(0, 1), context(at(D)));
-    flushStapleCaches();
+    verdicts.flush();
     const run = await cachedRun(f, at(D));
     expect(run.hits).toBe(COUNT);
+  });
+
+  it('is used only when the context has one: a library caller gets no cache file and no exit handler', async () => {
+    const f = await fixture();
+    const exitHandlers = process.listenerCount('exit');
+    const idle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+    const without = await runAll(f.targets, context(T0, {}, false));
+    await idle();
+    expect(without.every((o) => o.result === 'unchanged')).toBe(true);
+    await expect(stat(cacheFile(f))).rejects.toMatchObject({ code: 'ENOENT' });
+    // with one, the file is written when it is flushed, never by a handler at exit
+    expect(await runAll(f.targets, context(T0))).toEqual(without);
+    await idle();
+    expect(process.listenerCount('exit')).toBe(exitHandlers);
+    await expect(stat(cacheFile(f))).rejects.toMatchObject({ code: 'ENOENT' });
+    verdicts.flush();
+    expect((await stat(cacheFile(f))).isFile()).toBe(true);
+  });
+
+  it('gives the same outcomes with a signature verifier (thread and memo) and a pass memo as without', async () => {
+    const f = await fixture();
+    const when = at(4 * D); // past the refresh point: a wrong fact would show in the decision
+    const reference = await coldRun(f, when);
+    const signatures = new SignatureVerifier({ thread: true });
+    try {
+      const pass = new PassMemo();
+      const run = await runAll(f.targets, context(when, { signatures, pass }, false));
+      expect(run).toEqual(reference);
+      // the same objects again: the memos now answer from what they remember
+      expect(await runAll(f.targets, context(when, { signatures, pass }, false))).toEqual(reference);
+    } finally {
+      await signatures.close();
+    }
   });
 
   it('does not cache an issuer found outside the target files (CA directory)', async () => {
@@ -407,14 +438,14 @@ describe('staple-folder cache', () => {
     await writeFile(join(caDir, 'root.pem'), f.pki.root.pem);
     const targets = f.targets.map(({ chainPath: _c, ...t }) => t);
     const ctx = (now: Date, cache: boolean): EngineContext =>
-      context(now, { cache, resolver: new IssuerResolver({ caDirs: [caDir] }) });
+      context(now, { resolver: new IssuerResolver({ caDirs: [caDir] }) }, cache);
     const reference = await runAll(targets, ctx(T0, false));
     expect(reference.every((o) => o.decision?.reason === 'fresh')).toBe(true);
-    resetStapleCaches();
+    verdicts = new VerdictCache();
     expect(await runAll(targets, ctx(T0, true))).toEqual(reference);
-    flushStapleCaches();
-    resetStapleCaches();
+    verdicts.flush();
+    verdicts = new VerdictCache();
     expect(await runAll(targets, ctx(T0, true))).toEqual(reference);
-    expect(stapleCacheStats().hits).toBe(0);
+    expect(verdicts.stats().hits).toBe(0);
   });
 });

@@ -1,7 +1,8 @@
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { recall, verifySignature } from '../../src/core/signature.js';
+import { SignatureMemo, verifySignature } from '../../src/core/signature.js';
 import { CheckThread } from '../../src/pipeline/signature-thread.js';
+import { SignatureVerifier } from '../../src/pipeline/signature-verifier.js';
 
 const ECDSA_SHA256 = Buffer.from('300a06082a8648ce3d040302', 'hex');
 const ED25519 = Buffer.from('300506032b6570', 'hex');
@@ -59,7 +60,7 @@ describe('the check thread', () => {
     await Promise.all(all.map((c) => t.check(c.alg, c.data, c.signature, c.key)));
     let good = 0;
     for (const c of all) {
-      const remembered = recall(c.key, c.alg, c.data, c.signature);
+      const remembered = t.memo.recall(c.key, c.alg, c.data, c.signature);
       expect(remembered).toBeTypeOf('boolean');
       // verifySignature takes the remembered answer: compare with a fresh check of copies (not remembered)
       const fresh = verifySignature(
@@ -80,7 +81,7 @@ describe('the check thread', () => {
     const t = thread();
     const [c] = cases();
     await t.check(UNKNOWN, c!.data, c!.signature, c!.key);
-    expect(recall(c!.key, UNKNOWN, c!.data, c!.signature)).toBeUndefined();
+    expect(t.memo.recall(c!.key, UNKNOWN, c!.data, c!.signature)).toBeUndefined();
     expect(() => verifySignature(UNKNOWN, c!.data, c!.key, c!.signature)).toThrow(/unsupported signature algorithm/);
   });
 
@@ -92,7 +93,7 @@ describe('the check thread', () => {
     await Promise.all(pending); // settled, whatever was answered
     const [c] = cases();
     await t.check(c!.alg, c!.data, c!.signature, c!.key);
-    expect(recall(c!.key, c!.alg, c!.data, c!.signature)).toBeUndefined();
+    expect(t.memo.recall(c!.key, c!.alg, c!.data, c!.signature)).toBeUndefined();
   });
 });
 
@@ -106,15 +107,38 @@ describe('the check thread when idle', () => {
       const all = cases();
       const [a, b] = [all[0], all[3]];
       await t.check(a!.alg, a!.data, a!.signature, a!.key);
-      expect(recall(a!.key, a!.alg, a!.data, a!.signature)).toBe(true);
+      expect(t.memo.recall(a!.key, a!.alg, a!.data, a!.signature)).toBe(true);
       expect(t.running).toBe(true);
       vi.advanceTimersByTime(6_000); // idle: the thread is stopped (not broken)
       expect(t.running).toBe(false);
       await t.check(b!.alg, b!.data, b!.signature, b!.key);
-      expect(recall(b!.key, b!.alg, b!.data, b!.signature)).toBe(true);
+      expect(t.memo.recall(b!.key, b!.alg, b!.data, b!.signature)).toBe(true);
       expect(t.running).toBe(true);
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describe('the signature verifier', () => {
+  it('without a thread checks nothing ahead; its memo remembers what the rules checked', async () => {
+    const v = new SignatureVerifier();
+    expect(v.threaded).toBe(false);
+    const [c] = cases();
+    await v.checkAhead(c!.alg, c!.data, c!.signature, c!.key);
+    expect(v.memo.recall(c!.key, c!.alg, c!.data, c!.signature)).toBeUndefined();
+    expect(verifySignature(c!.alg, c!.data, c!.key, c!.signature, v.memo)).toBe(true);
+    expect(v.memo.recall(c!.key, c!.alg, c!.data, c!.signature)).toBe(true);
+    await v.close();
+  });
+
+  it('with a thread fills its own memo, and no other', async () => {
+    const v = new SignatureVerifier({ thread: true });
+    const other = new SignatureMemo();
+    const [c] = cases();
+    await v.checkAhead(c!.alg, c!.data, c!.signature, c!.key);
+    expect(v.memo.recall(c!.key, c!.alg, c!.data, c!.signature)).toBe(true);
+    expect(other.recall(c!.key, c!.alg, c!.data, c!.signature)).toBeUndefined();
+    await v.close();
   });
 });

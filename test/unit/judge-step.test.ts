@@ -104,7 +104,6 @@ describe('a target whose certificate is in memory (the embedded stapler)', () =>
       resolver: new IssuerResolver(),
       now: () => new Date(t),
       policy: DEFAULT_POLICY,
-      cache: false,
       stapleName: 'the staple in use',
     };
     const target = memoryTarget();

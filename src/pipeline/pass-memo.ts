@@ -1,0 +1,124 @@
+/**
+ * What one pass over many certificates shares: chain files read and parsed
+ * once, and the certificates included in responses parsed once. Thousands of
+ * certificates usually share one chain file and one delegated responder
+ * certificate; because the same {@link Certificate} objects come back, so do
+ * their public keys and CertID hashes (core/certs.ts `CertificateMemo`).
+ *
+ * Scope: one pass. `run` makes one per run; the daemon keeps one whose
+ * tables are dropped whenever the engine goes idle (no certificate in
+ * progress), so a chain file changed between two bursts of work is read
+ * again. Without one (a library caller of processTarget), every certificate
+ * reads and parses its own files: same answers, more work.
+ */
+import { loadCertificates, parseCertificate, type Certificate } from '../core/certs.js';
+import { readRegularFileSync } from '../io/files.js';
+import { contentHash } from '../io/fingerprint.js';
+
+/** A file read for a target, with its content hash. */
+export interface SourceFile {
+  bytes: Buffer;
+  hash: string;
+}
+
+/** Per-pass tables of shared reads and parses (see the module doc). */
+export class PassMemo {
+  /** Bounds of the tables (each is emptied when full). */
+  private static readonly limits = { sharedReads: 4096, parsedLists: 256, includedCerts: 256 };
+  /** Issuer, chain and root-chain files by path, read and hashed once. */
+  private readonly sharedReads = new Map<string, SourceFile>();
+  /** Parsed certificate files by content hash. */
+  private readonly parsedLists = new Map<string, Certificate[]>();
+  /** Certificates included in responses, parsed, by content hash (null: unparseable). */
+  private readonly includedCerts = new Map<string, Certificate | null>();
+  /** The last included certificate parsed: a pass's responses usually all carry the same one. */
+  private lastIncluded: { der: Buffer; cert: Certificate | null } | undefined;
+  private active = 0;
+  private idleScheduled = false;
+  private readonly onIdle: (() => void) | undefined;
+
+  /** `onIdle`: called when the engine goes idle, after the tables are dropped (the daemon flushes its verdict cache). */
+  constructor(options: { onIdle?: () => void } = {}) {
+    this.onIdle = options.onIdle;
+  }
+
+  /** A shared file read synchronously (once per pass), or undefined when it cannot be read that way. */
+  readShared(path: string): SourceFile | undefined {
+    let f = this.sharedReads.get(path);
+    if (f === undefined) {
+      const bytes = readRegularFileSync(path);
+      if (bytes === undefined) return undefined;
+      f = { bytes, hash: contentHash(bytes) };
+      if (this.sharedReads.size >= PassMemo.limits.sharedReads) this.sharedReads.clear();
+      this.sharedReads.set(path, f);
+    }
+    return f;
+  }
+
+  /** The certificates of a file with content hash `hash` (parsed once per pass). */
+  certificates(data: Buffer, hash: string, name: string): Certificate[] {
+    let list = this.parsedLists.get(hash);
+    if (list === undefined) {
+      list = loadCertificates(data, name);
+      if (this.parsedLists.size >= PassMemo.limits.parsedLists) this.parsedLists.clear();
+      this.parsedLists.set(hash, list);
+    }
+    return list;
+  }
+
+  /** A certificate included in a response, parsed once per pass; undefined when it does not parse. */
+  included(der: Buffer): Certificate | undefined {
+    const last = this.lastIncluded;
+    if (last !== undefined && last.der.equals(der)) return last.cert ?? undefined;
+    const key = contentHash(der);
+    let c = this.includedCerts.get(key);
+    if (c === undefined) {
+      c = parseIncludedCert(der) ?? null;
+      if (this.includedCerts.size >= PassMemo.limits.includedCerts) this.includedCerts.clear();
+      this.includedCerts.set(key, c);
+    }
+    this.lastIncluded = { der: Buffer.from(der), cert: c };
+    return c ?? undefined;
+  }
+
+  /** Drops every table. */
+  clear(): void {
+    this.sharedReads.clear();
+    this.parsedLists.clear();
+    this.includedCerts.clear();
+    this.lastIncluded = undefined;
+  }
+
+  /** Marks the start of one certificate's work. */
+  begin(): void {
+    this.active++;
+  }
+
+  /**
+   * Marks the end of one certificate's work. When nothing is left running
+   * (checked again on the next turn of the event loop, so a worker that
+   * immediately starts its next certificate does not count as idle), the
+   * tables are dropped and `onIdle` is called.
+   */
+  end(): void {
+    this.active--;
+    if (this.active === 0 && !this.idleScheduled) {
+      this.idleScheduled = true;
+      setImmediate(() => {
+        this.idleScheduled = false;
+        if (this.active > 0) return;
+        this.clear();
+        this.onIdle?.();
+      }).unref();
+    }
+  }
+}
+
+/** Parses an included certificate; undefined when it does not parse (verifyResponse ignores such a certificate too). */
+export function parseIncludedCert(der: Buffer): Certificate | undefined {
+  try {
+    return parseCertificate(der);
+  } catch {
+    return undefined;
+  }
+}
