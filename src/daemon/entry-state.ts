@@ -12,7 +12,7 @@
  */
 import type { TargetConfig } from '../config/types.js';
 import { failureLine, shortUrl } from '../core/message.js';
-import { jitter, planNextAttempt, type NextAttemptReason, type RandomSource } from '../pipeline/backoff.js';
+import { jitter, planNextAttempt, type RandomSource } from '../pipeline/backoff.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import type { CertificateFacts } from '../status/snapshot.js';
 
