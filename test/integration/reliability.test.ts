@@ -18,30 +18,27 @@ import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import {
   BIN,
-  assertBuilt,
   cleanEnv,
   isRoot,
   killAllChildren,
   outcomesById,
   removeTempDirs,
   runCli,
+  showResult,
   snapshot,
   spawnCli,
   tempDir,
-  writeCert,
   writeConfig,
-  showResult,
+  startScenarioBench,
 } from '../helpers/cli-harness.js';
 import {
   WORSE_SCENARIOS,
   hugeMaxAge,
-  makeScenarioContext,
   startEvilResponder,
   type Behaviour,
   type EvilResponder,
   type ScenarioContext,
 } from '../helpers/evil-responder.js';
-import { buildTestPki } from '../helpers/mint.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -55,10 +52,7 @@ let goodStaple: Buffer;
 const responders: EvilResponder[] = [];
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-reliability-');
-  ctx = makeScenarioContext(buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date() }));
-  ({ cert: certPath, chain: chainPath } = await writeCert(dir, 'leaf', ctx.leaf, ctx.issuer));
+  ({ dir, ctx, certPath, chainPath } = await startScenarioBench('sk-reliability-', true));
   goodStaple = ctx.good();
 });
 
