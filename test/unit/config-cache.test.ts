@@ -1,4 +1,5 @@
 import { chmod, mkdir, readdir, readFile, rm, unlink, utimes, writeFile, stat } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { hash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,16 @@ async function put(root: string, files: Record<string, string>): Promise<void> {
   for (const [rel, text] of Object.entries(files)) {
     await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
     await writeFile(path.join(root, rel), text);
+  }
+}
+
+/** {@link outcome} with more load options. */
+async function outcomeWith(file: string, cwd: string, opts: { ocspbot?: boolean }): Promise<unknown> {
+  try {
+    return { ok: await loadConfig(file, { cwd, ...opts }) };
+  } catch (e) {
+    if (!isStapleError(e)) throw e;
+    return { code: e.code, message: e.message, details: e.details };
   }
 }
 
@@ -359,6 +370,41 @@ describe('configuration cache: where it lives', () => {
     for (const bad of [NaN, Infinity, -0, new Date(0), [undefined], new Map(), () => 1, 1n]) {
       expect(isPlainJson({ v: bad })).toBe(false);
     }
+  });
+});
+
+describe('staple kinds from a folder listing (ocspbot)', () => {
+  it('a folder of many staples gives the kinds stat gives: links followed, folders and other files named', async () => {
+    const root = await tempDir('sk-staple-kinds-');
+    const { symlink } = await import('node:fs/promises');
+    const files: Record<string, string> = {};
+    const domains: string[] = [];
+    const names = ['folder', 'link-dir', 'fifo', 'dangling', 'link-file', 'file'];
+    for (let i = 0; i < 20; i++) names.push(`d${i}`);
+    for (const name of names) {
+      files[`certs/${name}.pem`] = `cert ${name}`;
+      domains.push(`  ${name}:\n    cert: certs/${name}.pem\n    ocsp: ${name}.der\n`);
+    }
+    for (let i = 0; i < 10; i++) files[`out/d${i}.der`] = 'staple'; // the others are missing: created later
+    await put(root, {
+      ...files,
+      'out/file.der': 'staple',
+      'elsewhere/other.der': 'staple',
+      'sk.yaml': `ocsp_folder: out\ndomains:\n${domains.join('')}`,
+    });
+    await mkdir(path.join(root, 'out/folder.der'));
+    await mkdir(path.join(root, 'elsewhere/dir'));
+    await symlink('../elsewhere/dir', path.join(root, 'out/link-dir.der'));
+    await symlink('nowhere.der', path.join(root, 'out/dangling.der'));
+    await symlink('../elsewhere/other.der', path.join(root, 'out/link-file.der'));
+    expect(spawnSync('mkfifo', [path.join(root, 'out/fifo.der')]).status).toBe(0);
+    const r = (await outcomeWith('sk.yaml', root, { ocspbot: true })) as { code: string; message: string };
+    expect(r.code).toBe('CONFIG_INVALID');
+    const lines = r.message.split('\n');
+    expect(lines, r.message).toHaveLength(3);
+    expect(lines[0]).toMatch(/domain folder: the staple file .*folder\.der exists, but is a folder;/);
+    expect(lines[1]).toMatch(/domain link-dir: the staple file .*link-dir\.der exists, but is a folder;/);
+    expect(lines[2]).toMatch(/domain fifo: the staple file .*fifo\.der exists, but is not a regular file;/);
   });
 });
 
