@@ -189,6 +189,25 @@ describe('a staple only gets better', () => {
     expect(after.bytes.equals(before.bytes)).toBe(true);
     expect(after.ino).toBe(before.ino);
   });
+
+  it('the daemon with -v says a kept answer once (a warning), not also as a debug note', async () => {
+    const worse = WORSE_SCENARIOS.find((s) => s.name === 'shorter-nextUpdate')!;
+    const r0 = await responder((c) => worse.build(c));
+    const { cfg } = await setup('daemon-verbose', r0.url, { minimum_validity: '8d' });
+    const child = spawnCli(['daemon', '-v', '-c', cfg]);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    const end = Date.now() + 20_000;
+    while (!/retry at \S+ \(attempt 1/.test(out) && Date.now() < end && child.exitCode === null) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    const said = out.split('\n').filter((l) => l.includes("kept: the responder's answer"));
+    expect(said, out).toHaveLength(1);
+    expect(said[0]).toMatch(/^\[leaf\] warning: kept: .*; retry at \S+ \(attempt 1, (backoff|expiring)\)$/);
+  });
 });
 
 describe('a write that happened is reported as a write', () => {
