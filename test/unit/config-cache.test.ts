@@ -373,27 +373,22 @@ describe('configuration cache: where it lives', () => {
   });
 });
 
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
 describe('staple kinds from a folder listing (ocspbot)', () => {
   it('a folder of many staples gives the kinds stat gives: links followed, folders and other files named', async () => {
     const root = await tempDir('sk-staple-kinds-');
-    const { symlink } = await import('node:fs/promises');
-    const files: Record<string, string> = {};
-    const domains: string[] = [];
-    const names = ['folder', 'link-dir', 'fifo', 'dangling', 'link-file', 'file'];
-    for (let i = 0; i < 20; i++) names.push(`d${i}`);
-    for (const name of names) {
-      files[`certs/${name}.pem`] = `cert ${name}`;
-      domains.push(`  ${name}:\n    cert: certs/${name}.pem\n    ocsp: ${name}.der\n`);
-    }
-    for (let i = 0; i < 10; i++) files[`out/d${i}.der`] = 'staple'; // the others are missing: created later
-    await put(root, {
-      ...files,
-      'out/file.der': 'staple',
-      'elsewhere/other.der': 'staple',
-      'sk.yaml': `ocsp_folder: out\ndomains:\n${domains.join('')}`,
-    });
+    // 26 domains, certificates in certs/, staples in out/: 10 there, 10 missing, 6 odd ones
+    const names = ['folder', 'link-dir', 'fifo', 'dangling', 'link-file', 'file', ...range(20).map((i) => `d${i}`)];
+    const tree = Object.fromEntries(names.map((n) => [`certs/${n}.pem`, n]));
+    for (const i of range(10)) tree[`out/d${i}.der`] = 'staple';
+    tree['out/file.der'] = tree['elsewhere/other.der'] = 'staple';
+    tree['sk.yaml'] =
+      `ocsp_folder: out\ndomains:\n${names.map((n) => `  ${n}: { cert: certs/${n}.pem, ocsp: ${n}.der }\n`).join('')}`;
+    await put(root, tree);
     await mkdir(path.join(root, 'out/folder.der'));
     await mkdir(path.join(root, 'elsewhere/dir'));
+    const { symlink } = await import('node:fs/promises');
     await symlink('../elsewhere/dir', path.join(root, 'out/link-dir.der'));
     await symlink('nowhere.der', path.join(root, 'out/dangling.der'));
     await symlink('../elsewhere/other.der', path.join(root, 'out/link-file.der'));
