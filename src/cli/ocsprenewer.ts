@@ -415,7 +415,7 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
     () => false,
   );
   if (!isDir) return fail(`output directory ${JSON.stringify(f.outDir)} does not exist or is not a directory`);
-  const { proveWritable } = await import('../daemon/daemon.js');
+  const { proveWritable } = await import('../daemon/writable.js');
   if (f.notReally) {
     if (!(await engine.canWrite(outDir))) return fail(`output directory ${JSON.stringify(f.outDir)} is not writable`);
   } else {

@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { OCSPRequest } from '@peculiar/asn1-ocsp';
 import { stringify } from 'yaml';
-import { OCSP_CONTENT_TYPE, decodeGetPath } from './evil-responder.js';
+import { OCSP_CONTENT_TYPE, decodeGetPath, makeScenarioContext, type ScenarioContext } from './evil-responder.js';
 import { buildTestPki, certIdFor, goodResponseFor, mintOcspResponse, type MintedCert, type TestPki } from './mint.js';
 import { cleanUp as cleanUpAll, onCleanup, tempDir } from './temp.js';
 
@@ -121,6 +121,107 @@ export function runCli(args: string[], opts: SpawnOptions & { timeoutMs?: number
       resolvePromise({ code, signal, stdout, stderr, ms: Date.now() - started, timedOut, pid: child.pid ?? -1 });
     });
   });
+}
+
+/** How a {@link CliProcess} ended, and when. */
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  at: number;
+}
+
+/**
+ * `node bin/staplekeeper …args` whose output lines are kept (stdout and
+ * stderr apart, and together with their arrival times) and can be waited
+ * for: the daemon tests' view of a long-running process. Registered for
+ * {@link killAllChildren}. `env` replaces the environment entirely.
+ */
+export class CliProcess {
+  readonly proc: ChildProcess;
+  readonly out: string[] = [];
+  readonly err: string[] = [];
+  readonly lines: string[] = [];
+  /** Arrival time of each line of {@link lines}. */
+  readonly times: number[] = [];
+  readonly exited: Promise<ProcessExit>;
+
+  constructor(args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv }) {
+    this.proc = spawn(process.execPath, [BIN, ...args], {
+      cwd: opts.cwd,
+      env: opts.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    live.add(this.proc);
+    this.exited = new Promise((r) =>
+      this.proc.once('exit', (code, signal) => {
+        live.delete(this.proc);
+        r({ code, signal, at: Date.now() });
+      }),
+    );
+    const collect = (list: string[]): ((d: Buffer) => void) => {
+      let carry = '';
+      return (d) => {
+        const parts = (carry + d.toString('utf8')).split('\n');
+        carry = parts.pop() ?? '';
+        for (const l of parts) {
+          list.push(l);
+          this.lines.push(l);
+          this.times.push(Date.now());
+        }
+      };
+    };
+    this.proc.stdout?.on('data', collect(this.out));
+    this.proc.stderr?.on('data', collect(this.err));
+  }
+
+  get pid(): number {
+    return this.proc.pid as number;
+  }
+
+  /** Waits for a line matching `re` at or after line index `from`; returns the line. */
+  async waitFor(re: RegExp, timeoutMs = 10_000, from = 0): Promise<string> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const hit = this.lines.slice(from).find((l) => re.test(l));
+      if (hit !== undefined) return hit;
+      if (Date.now() > end || this.proc.exitCode !== null) {
+        throw new Error(`no line matching ${re} within ${timeoutMs} ms; output:\n${this.lines.join('\n')}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  /** Arrival times of the lines matching `re` at or after `from`. */
+  timesOf(re: RegExp, from = 0): number[] {
+    const out: number[] = [];
+    this.lines.forEach((l, i) => {
+      if (i >= from && re.test(l)) out.push(this.times[i]!);
+    });
+    return out;
+  }
+
+  /** Arrival time of the first line matching `re` at or after `from`. */
+  timeOf(re: RegExp, from = 0): number {
+    const [t] = this.timesOf(re, from);
+    if (t === undefined) throw new Error(`no line matching ${re}`);
+    return t;
+  }
+
+  /** The index the next line will have: pass it as `from` to look only at what comes after now. */
+  mark(): number {
+    return this.lines.length;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.proc.kill(sig);
+  }
+
+  async kill(): Promise<void> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.proc.kill('SIGKILL');
+      await this.exited;
+    }
+  }
 }
 
 /** Resolves when `child` has exited (immediately if it already has). */
@@ -480,4 +581,27 @@ export async function startCliBench(
 export async function endCliBench(): Promise<void> {
   await killAllChildren();
   await cleanUpAll();
+}
+
+/** What {@link startScenarioBench} made. */
+export interface ScenarioBench {
+  dir: string;
+  /** A scenario context (evil-responder.ts) at the real time: the children judge with the real clock. */
+  ctx: ScenarioContext;
+  /** The context's leaf and issuer, written as `leaf.pem` and `leaf-chain.pem` in `dir`. */
+  certPath: string;
+  chainPath: string;
+}
+
+/**
+ * The set-up of the hostile-responder CLI test files: the CLI is built, a
+ * temporary folder (`prefix`, removed by `cleanUp()`), a P-256 PKI whose
+ * responses are `delegated`-signed or not, and its first leaf on disk.
+ */
+export async function startScenarioBench(prefix: string, delegated: boolean): Promise<ScenarioBench> {
+  assertBuilt();
+  const dir = await tempDir(prefix);
+  const ctx = makeScenarioContext(buildTestPki({ keyType: 'ec-p256', delegated, now: new Date() }));
+  const { cert: certPath, chain: chainPath } = await writeCert(dir, 'leaf', ctx.leaf, ctx.issuer);
+  return { dir, ctx, certPath, chainPath };
 }

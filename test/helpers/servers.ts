@@ -46,6 +46,23 @@ export async function startOpensslPki(
   return { root, pki, responder };
 }
 
+/**
+ * The YAML lines of one ocspbot-style `domains` entry (two-space indented
+ * under `domains:`) for the leaf `leaf` of an openssl PKI; `extra` lines
+ * (e.g. `ocsp_responder_uri: …`) are added to it.
+ */
+export function domainLines(pki: Pki, id: string, leaf: string, ocsp: string, extra: string[] = []): string[] {
+  const l = pki.leaves[leaf]!;
+  return [
+    `  ${id}:`,
+    `    cert: ${l.cert}`,
+    `    chain: ${l.chain}`,
+    `    rootchain: ${l.rootchain}`,
+    `    ocsp: ${ocsp}`,
+    ...extra.map((e) => `    ${e}`),
+  ];
+}
+
 // ---------------------------------------------------------------- server programs
 
 /** The path of a program from PATH or /usr/sbin ('' when it is not installed). */

@@ -12,9 +12,11 @@
  * `mkdtemp` under the system's temporary folder, remembered, and removed by
  * {@link cleanUp} (or {@link removeTempDirs}). Child processes of the CLI
  * are killed by cli-harness.ts `killAllChildren`, which a test file calls
- * before `cleanUp` (a process may still write into a folder).
+ * before `cleanUp` (a process may still write into a folder). Folders made
+ * unwritable with {@link makeUnwritable} are made writable again first.
  */
-import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,4 +69,48 @@ export async function cleanUp(): Promise<void> {
   }
   await removeTempDirs();
   if (first !== undefined) throw first;
+}
+
+// ---------------------------------------------------------------- folders and files that cannot be changed
+
+const asRoot = process.getuid?.() === 0;
+
+/**
+ * Makes `path` unwritable for this process until {@link cleanUp}: `chmod`
+ * (0555 by default) for a normal user, `chattr +i` for root, whom modes do
+ * not stop. False when neither is possible here (root on a file system
+ * without the immutable flag).
+ */
+export function makeUnwritable(path: string, mode = 0o555): boolean {
+  if (!asRoot) {
+    execFileSync('chmod', [mode.toString(8), path]);
+    onCleanup(() => execFileSync('chmod', ['755', path]));
+    return true;
+  }
+  try {
+    execFileSync('chattr', ['+i', path], { stdio: 'ignore' });
+  } catch {
+    return false;
+  }
+  onCleanup(() => execFileSync('chattr', ['-i', path], { stdio: 'ignore' }));
+  return true;
+}
+
+let unwritable: boolean | undefined;
+
+/** True when {@link makeUnwritable} works here (tried once on a probe folder). */
+export function canMakeUnwritable(): boolean {
+  if (unwritable !== undefined) return unwritable;
+  if (!asRoot) return (unwritable = true);
+  const probe = mkdtempSync(join(tmpdir(), 'sk-chattr-probe-'));
+  try {
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+    unwritable = true;
+  } catch {
+    unwritable = false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+  return unwritable;
 }

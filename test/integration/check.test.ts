@@ -35,7 +35,7 @@ describe('staplekeeper check (binary, real responder)', () => {
 
   it('reports OK, CRITICAL for revoked and missing staples, and UNKNOWN for a broken configuration, without fetching', async () => {
     const leaves = pki.leaves;
-    await mkdir(join(dir, 'staples'), { recursive: true }); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+    await mkdir(join(dir, 'staples'), { recursive: true }); // the staple folder must exist (README.md, "Configuration")
     const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
       ocsp_folder: join(dir, 'staples'),
       on_revoked_write: true, // so that a revoked staple lies on disk for the check to find
@@ -109,7 +109,7 @@ describe('staplekeeper check (binary, real responder)', () => {
   it('is OK for a freshly fetched 3-day staple with the default thresholds (no false alarm)', async () => {
     const short = await startResponder({ pki, port: await freePort(), nmin: 3 * 24 * 60 });
     try {
-      await mkdir(join(dir, 'three'), { recursive: true }); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+      await mkdir(join(dir, 'three'), { recursive: true }); // the staple folder must exist (README.md, "Configuration")
       const config = await writeConfig(join(dir, 'three.yaml'), {
         ocsp_folder: join(dir, 'three'),
         domains: { www: { cert: pki.leaves.www!.bundle, ocsp: 'www.der', ocsp_responder_uri: short.url } },

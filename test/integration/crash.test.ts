@@ -24,9 +24,9 @@ import {
   startGoodResponder,
   tempDir,
   writeConfig,
-  type GoodResponder,
   writeDomains,
 } from '../helpers/cli-harness.js';
+import type { GoodResponder } from '../helpers/cli-harness.js';
 import { buildTestPki, type TestPki } from '../helpers/mint.js';
 
 const CERTS = 20;

@@ -4,7 +4,6 @@
  * signal, the lock shared with `run`, the status endpoints, and exit codes.
  * Needs `npm run build` first (it runs bin/staplekeeper → dist/).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, rename, stat, unlink, writeFile, copyFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
@@ -14,79 +13,7 @@ import { freePort, startResponder, type Responder } from '../helpers/servers.js'
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import { tempDir, cleanUp } from '../helpers/temp.js';
-
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const BIN = path.join(ROOT, 'bin/staplekeeper');
-
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  at: number;
-}
-
-/** A child process whose output lines are kept and can be waited for. */
-class Proc {
-  readonly proc: ChildProcess;
-  readonly out: string[] = [];
-  readonly err: string[] = [];
-  readonly lines: string[] = [];
-  /** Arrival time of each line of {@link lines}. */
-  readonly times: number[] = [];
-  readonly exited: Promise<Exit>;
-  constructor(args: string[], cwd: string) {
-    this.proc = spawn(process.execPath, [BIN, ...args], {
-      cwd,
-      env: { ...process.env, JOURNAL_STREAM: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const collect = (list: string[], chunkBuf: { s: string }) => (d: Buffer) => {
-      chunkBuf.s += d.toString('utf8');
-      const parts = chunkBuf.s.split('\n');
-      chunkBuf.s = parts.pop() ?? '';
-      for (const l of parts) {
-        list.push(l);
-        this.lines.push(l);
-        this.times.push(Date.now());
-      }
-    };
-    this.proc.stdout?.on('data', collect(this.out, { s: '' }));
-    this.proc.stderr?.on('data', collect(this.err, { s: '' }));
-    this.exited = new Promise((r) => this.proc.once('exit', (code, signal) => r({ code, signal, at: Date.now() })));
-  }
-  get pid(): number {
-    return this.proc.pid as number;
-  }
-  /** Waits for a line matching `re` at or after line index `from`; returns the line. */
-  async waitFor(re: RegExp, timeoutMs = 10_000, from = 0): Promise<string> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.lines.slice(from).find((l) => re.test(l));
-      if (hit !== undefined) return hit;
-      if (Date.now() > end || this.proc.exitCode !== null) {
-        throw new Error(`no line matching ${re} within ${timeoutMs} ms; output:\n${this.lines.join('\n')}`);
-      }
-      await sleep(50);
-    }
-  }
-  /** Arrival time of the first line matching `re` at or after `from`. */
-  timeOf(re: RegExp, from = 0): number {
-    const i = this.lines.findIndex((l, j) => j >= from && re.test(l));
-    if (i < 0) throw new Error(`no line matching ${re}`);
-    return this.times[i] as number;
-  }
-  mark(): number {
-    return this.lines.length;
-  }
-  signal(sig: NodeJS.Signals): void {
-    this.proc.kill(sig);
-  }
-  async kill(): Promise<void> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGKILL');
-      await this.exited;
-    }
-  }
-}
+import { CliProcess } from '../helpers/cli-harness.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -116,14 +43,14 @@ describe('staplekeeper daemon (real process, real responder)', () => {
   let hang: Server;
   let hangPort: number;
   const sockets = new Set<Socket>();
-  const procs: Proc[] = [];
-  let daemon: Proc;
+  const procs: CliProcess[] = [];
+  let daemon: CliProcess;
   let statusUrl: string;
   let certs: string;
   let ocsp: string;
 
-  const start = (args: string[]): Proc => {
-    const p = new Proc(args, dir);
+  const start = (args: string[]): CliProcess => {
+    const p = new CliProcess(args, { cwd: dir, env: { ...process.env, JOURNAL_STREAM: '' } });
     procs.push(p);
     return p;
   };

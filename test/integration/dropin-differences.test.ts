@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pki } from '../helpers/mint.js';
 import { assertBuilt, cleanEnv } from '../helpers/cli-harness.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startOpensslPki, freePort, type Responder } from '../helpers/servers.js';
+import { startOpensslPki, freePort, type Responder, domainLines } from '../helpers/servers.js';
 import { cleanUp } from '../helpers/temp.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -206,15 +206,17 @@ describe('ocsprenewer drop-in: the differences docs/migrating.md lists', () => {
 
 /** One ocspbot `domains` entry for a leaf of the test PKI. */
 function domain(id: string, leaf: string, ocsp: string, extra: string[] = []): string[] {
-  const l = pki.leaves[leaf]!;
-  return [
-    `  ${id}:`,
-    `    cert: ${l.cert}`,
-    `    chain: ${l.chain}`,
-    `    rootchain: ${l.rootchain}`,
-    `    ocsp: ${ocsp}`,
-    ...extra.map((e) => `    ${e}`),
-  ];
+  return domainLines(pki, id, leaf, ocsp, extra);
+}
+
+/**
+ * Writes `ocspbot.yaml` in `wd`: a three-day minimum_validity, the staple
+ * folder `out` (made now: the staple folder must exist, README.md
+ * "Configuration"), then `lines`.
+ */
+async function ocspbotFolder(wd: string, lines: string[]): Promise<void> {
+  await mkdir(path.join(wd, 'out'));
+  await writeFile(path.join(wd, 'ocspbot.yaml'), ['minimum_validity: 3d', 'ocsp_folder: out', ...lines, ''].join('\n'));
 }
 
 /** A URL where nothing listens: that domain's renewal fails. */
@@ -225,21 +227,14 @@ async function deadUrl(): Promise<string> {
 describe('ocspbot drop-in: the differences docs/migrating.md lists', () => {
   it('1: stop_on_error with the default parallel_threads (1) goes one at a time and writes nothing after the first failure', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
-    await writeFile(
-      path.join(wd, 'ocspbot.yaml'),
-      [
-        'minimum_validity: 3d',
-        'ocsp_folder: out',
-        'stop_on_error: True',
-        'domains:',
-        ...domain('first', 'a', 'first.der'),
-        ...domain('second', 'b', 'second.der', [`ocsp_responder_uri: ${await deadUrl()}`]),
-        ...domain('third', 'c', 'third.der'),
-        ...domain('fourth', 'a', 'fourth.der'),
-        '',
-      ].join('\n'),
-    );
+    await ocspbotFolder(wd, [
+      'stop_on_error: True',
+      'domains:',
+      ...domain('first', 'a', 'first.der'),
+      ...domain('second', 'b', 'second.der', [`ocsp_responder_uri: ${await deadUrl()}`]),
+      ...domain('third', 'c', 'third.der'),
+      ...domain('fourth', 'a', 'fourth.der'),
+    ]);
     const r = await run('ocspbot', [], wd);
     expect(r.code).toBe(255);
     expect(r.stdout).toMatch(/^\[first\] updated OCSP response: good/m);
@@ -260,20 +255,13 @@ describe('ocspbot drop-in: the differences docs/migrating.md lists', () => {
 
   it('2 and 3: output_log holds the ERROR lines too, and a fixed name is started afresh at each run', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
     const dead = await deadUrl();
-    await writeFile(
-      path.join(wd, 'ocspbot.yaml'),
-      [
-        'minimum_validity: 3d',
-        'ocsp_folder: out',
-        'output_log: run.log',
-        'domains:',
-        ...domain('good', 'a', 'good.der'),
-        ...domain('bad', 'b', 'bad.der', [`ocsp_responder_uri: ${dead}`]),
-        '',
-      ].join('\n'),
-    );
+    await ocspbotFolder(wd, [
+      'output_log: run.log',
+      'domains:',
+      ...domain('good', 'a', 'good.der'),
+      ...domain('bad', 'b', 'bad.der', [`ocsp_responder_uri: ${dead}`]),
+    ]);
     const first = await run('ocspbot', [], wd);
     expect(first.code).toBe(255);
     expect(first.stdout).toBe('');
@@ -336,7 +324,7 @@ describe('ocspbot drop-in: the differences docs/migrating.md lists', () => {
 
   it('4: a missing includes folder is a warning ("Cannot find include file"); the rest is renewed, exit as ocspbot', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration")
     await mkdir(path.join(wd, 'conf.d'));
     await writeFile(
       path.join(wd, 'conf.d', 'x.yml'),
@@ -403,18 +391,7 @@ describe('ocspbot drop-in: the differences docs/migrating.md lists', () => {
 
   it('12: backups are stamped in UTC whatever the local time zone (ocspbot used local time)', async () => {
     const wd = await workdir();
-    await mkdir(path.join(wd, 'out')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
-    await writeFile(
-      path.join(wd, 'ocspbot.yaml'),
-      [
-        'minimum_validity: 3d',
-        'ocsp_folder: out',
-        'make_backups: True',
-        'domains:',
-        ...domain('x', 'a', 'x.der'),
-        '',
-      ].join('\n'),
-    );
+    await ocspbotFolder(wd, ['make_backups: True', 'domains:', ...domain('x', 'a', 'x.der')]);
     const stamp = (d: Date): string => d.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
     const from = Date.now();
     const r = await run('ocspbot', [], wd, { TZ: 'Asia/Kolkata' });

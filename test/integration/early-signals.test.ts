@@ -17,17 +17,17 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  BIN,
-  ROOT,
   assertBuilt,
+  BIN,
   cleanEnv,
   removeTempDirs,
+  ROOT,
   startGoodResponder,
   tempDir,
   writeCert,
   writeConfig,
-  type GoodResponder,
 } from '../helpers/cli-harness.js';
+import type { GoodResponder } from '../helpers/cli-harness.js';
 import { buildTestPki } from '../helpers/mint.js';
 
 let dir: string;

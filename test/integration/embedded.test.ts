@@ -26,13 +26,13 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
 import { attachStapling, type StaplingEvent, type StaplingHandle } from '../../src/embed/stapling.js';
 import type { Clock } from '../../src/io/clock.js';
-import type { HttpRequest, HttpTransport } from '../../src/io/http.js';
-import { ROOT, assertBuilt, requestedSerial } from '../helpers/cli-harness.js';
+import { assertBuilt, requestedSerial, ROOT } from '../helpers/cli-harness.js';
 import { decodeGetPath, startEvilResponder, type EvilResponder } from '../helpers/evil-responder.js';
 import { buildTestPki, createPki, goodResponseFor, mintOcspResponse, type Pki, type TestPki } from '../helpers/mint.js';
 import { freePort, startResponder, type Responder } from '../helpers/servers.js';
 import { sClient } from '../helpers/s-client.js';
 import { tempDir, cleanUp } from '../helpers/temp.js';
+import { createFakeTransport, type FakeTransport } from '../../src/testing/index.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -280,18 +280,13 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
     );
   }
 
-  function transport(answer: () => Buffer | Error): HttpTransport & { calls: number } {
-    const tr = {
-      calls: 0,
-      async send(req: { url: string }) {
-        tr.calls++;
-        const a = answer();
-        if (a instanceof Error) throw a;
-        return { status: 200, body: a, contentType: 'application/ocsp-response', url: req.url };
-      },
-      async close() {},
-    };
-    return tr;
+  /** Answers every request with `answer()`'s bytes, or throws its error. */
+  function transport(answer: () => Buffer | Error): FakeTransport {
+    return createFakeTransport(() => {
+      const a = answer();
+      if (a instanceof Error) throw a;
+      return { body: a, contentType: 'application/ocsp-response' };
+    });
   }
 
   it('backs off 1, 2, 4 … minutes up to 1 hour, and handshakes do not fetch during the backoff', async () => {
@@ -301,14 +296,14 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
     const handle = attachStapling(server, { transport: tr, now, backoff: { jitter: 0 } });
     expect(await handshake(server)).toBeNull();
     await handle.idle();
-    expect(tr.calls).toBe(1);
+    expect(tr.requests.length).toBe(1);
     const delays: number[] = [];
     delays.push(Date.parse(handle.status()[0]!.nextRefresh!) - t);
     // handshakes within the backoff answer at once and fetch nothing
     t += 30_000;
     expect(await handshake(server)).toBeNull();
     await handle.idle();
-    expect(tr.calls).toBe(1);
+    expect(tr.requests.length).toBe(1);
     for (let i = 0; i < 7; i++) {
       await handle.refresh();
       delays.push(Date.parse(handle.status()[0]!.nextRefresh!) - t);
@@ -318,7 +313,7 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
     t += 61 * MIN;
     await handshake(server);
     await handle.idle();
-    expect(tr.calls).toBe(9);
+    expect(tr.requests.length).toBe(9);
     await handle.close();
   });
 
@@ -391,25 +386,14 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
   });
 
   /** A transport that answers every request good for the leaf it asks about, minted at the (fake) current time. */
-  function honestTransport(): HttpTransport & { calls: number } {
+  function honestTransport(): FakeTransport {
     const bySerial = new Map(pki.leaves.map((l) => [l.serial.toString('hex').toUpperCase(), l]));
-    const tr = {
-      calls: 0,
-      async send(req: HttpRequest) {
-        tr.calls++;
-        const der = req.method === 'POST' ? req.body : decodeGetPath(new URL(req.url).pathname);
-        const leaf = der ? bySerial.get(requestedSerial(der) ?? '') : undefined;
-        if (!leaf) throw new StapleError('HTTP_STATUS', 'unknown certificate');
-        return {
-          status: 200,
-          body: goodResponseFor(pki, leaf, new Date()),
-          contentType: 'application/ocsp-response',
-          url: req.url,
-        };
-      },
-      async close() {},
-    };
-    return tr;
+    return createFakeTransport((req) => {
+      const der = req.method === 'POST' ? req.body : decodeGetPath(new URL(req.url).pathname);
+      const leaf = der ? bySerial.get(requestedSerial(der) ?? '') : undefined;
+      if (!leaf) throw new StapleError('HTTP_STATUS', 'unknown certificate');
+      return { body: goodResponseFor(pki, leaf, new Date()), contentType: 'application/ocsp-response' };
+    });
   }
 
   it('refreshes certificates in use, forgets one no handshake asked for since its last refresh, keeps added ones', async () => {
@@ -424,7 +408,7 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
       await handshake(server, 1);
       await handle.idle();
       await handle.add(pki.leaves[2]!.pem + pki.root.pem);
-      expect(tr.calls).toBe(3);
+      expect(tr.requests.length).toBe(3);
       expect(handle.status().every((s) => s.servable)).toBe(true);
 
       // Leaf 1 stays in use; leaf 0 is no longer asked for (its certificate was swapped out).
@@ -441,7 +425,7 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
           .map((s) => s.serialHex)
           .sort(),
       ).toEqual([pki.leaves[1]!, pki.leaves[2]!].map((l) => l.serial.toString('hex').toUpperCase()).sort());
-      expect(tr.calls).toBe(5); // leaf 1 and the added leaf 2 were refreshed
+      expect(tr.requests.length).toBe(5); // leaf 1 and the added leaf 2 were refreshed
       expect(handle.status().every((s) => s.servable && s.failures === 0)).toBe(true);
       // A handshake for the forgotten certificate starts over: no staple at once, a fetch in the background.
       expect(await handshake(server, 0)).toBeNull();
@@ -496,7 +480,7 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
     t = retry;
     live[0]!.fn();
     await handle.idle();
-    expect(tr.calls).toBe(2);
+    expect(tr.requests.length).toBe(2);
     expect(Date.parse(handle.status()[0]!.nextRefresh!) - t).toBe(30 * MIN);
     await handle.close();
   });
@@ -516,7 +500,7 @@ describe('attachStapling scheduling (fake clock and transport)', () => {
     const s = handle.status()[0]!;
     expect(s).toMatchObject({ failures: 1, lastError: { code: 'HTTP_BAD_URL' } });
     expect(Date.parse(s.nextRefresh!) - t).toBe(20 * MIN);
-    expect(tr.calls).toBe(0);
+    expect(tr.requests.length).toBe(0);
     await handle.close();
   });
 

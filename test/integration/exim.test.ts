@@ -22,7 +22,7 @@
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Pki } from '../helpers/mint.js';
+import type { Pki } from '../helpers/mint.js';
 import { findProgram, freePort, startOpensslPki, startServer, thisUpdateOf, waitForPort } from '../helpers/servers.js';
 import type { ServerProcess } from '../helpers/servers.js';
 import { assertBuilt, cleanUp, isRoot, runCli } from '../helpers/cli-harness.js';

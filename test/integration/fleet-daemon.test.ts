@@ -9,7 +9,6 @@
  * killed while it holds the leases (the next node takes them over, no
  * staple lost, no storm). Needs `npm run build` first.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import path from 'node:path';
@@ -17,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Pki } from '../helpers/mint.js';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
-import { BIN, assertBuilt, cleanEnv, runCli } from '../helpers/cli-harness.js';
+import { assertBuilt, cleanEnv, CliProcess, runCli } from '../helpers/cli-harness.js';
 import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.js';
 import { startOpensslPki, type Responder } from '../helpers/servers.js';
 import { cleanUp } from '../helpers/temp.js';
@@ -33,53 +32,17 @@ const ENV = {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** A daemon process whose output lines (with arrival times) are kept. */
-class Daemon {
-  readonly proc: ChildProcess;
-  readonly lines: string[] = [];
-  readonly times: number[] = [];
-  readonly exited: Promise<void>;
+/** A fleet daemon with its status service on a free port, verbose. */
+class Daemon extends CliProcess {
   url = '';
   constructor(config: string, cwd: string) {
-    this.proc = spawn(process.execPath, [BIN, 'daemon', '-c', config, '--listen', '127.0.0.1:0', '-v'], {
+    super(['daemon', '-c', config, '--listen', '127.0.0.1:0', '-v'], {
       cwd,
       env: cleanEnv({ ...ENV, JOURNAL_STREAM: '' }),
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    for (const stream of [this.proc.stdout!, this.proc.stderr!]) {
-      let carry = '';
-      stream.on('data', (d: Buffer) => {
-        const parts = (carry + d.toString('utf8')).split('\n');
-        carry = parts.pop() ?? '';
-        for (const l of parts) {
-          this.lines.push(l);
-          this.times.push(Date.now());
-        }
-      });
-    }
-    this.exited = new Promise((r) => this.proc.once('exit', () => r()));
   }
-  async waitFor(re: RegExp, timeoutMs = 20_000, from = 0): Promise<string> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const hit = this.lines.slice(from).find((l) => re.test(l));
-      if (hit !== undefined) return hit;
-      if (Date.now() > end || this.proc.exitCode !== null) {
-        throw new Error(`no line matching ${re} within ${timeoutMs} ms; output:\n${this.lines.join('\n')}`);
-      }
-      await sleep(25);
-    }
-  }
-  /** Arrival times of the lines matching `re` at or after `from`. */
-  timesOf(re: RegExp, from = 0): number[] {
-    const out: number[] = [];
-    this.lines.forEach((l, i) => {
-      if (i >= from && re.test(l)) out.push(this.times[i]!);
-    });
-    return out;
-  }
-  mark(): number {
-    return this.lines.length;
+  override waitFor(re: RegExp, timeoutMs = 20_000, from = 0): Promise<string> {
+    return super.waitFor(re, timeoutMs, from);
   }
   async started(): Promise<void> {
     const line = await this.waitFor(/status service listening on (http:\/\/\S+)/);
@@ -88,12 +51,6 @@ class Daemon {
   async get(p: string): Promise<{ status: number; text: string }> {
     const r = await fetch(`${this.url}${p}`);
     return { status: r.status, text: await r.text() };
-  }
-  async kill(): Promise<void> {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) {
-      this.proc.kill('SIGKILL');
-      await this.exited;
-    }
   }
 }
 

@@ -14,7 +14,7 @@ import type { Pki } from '../helpers/mint.js';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import { fleetKeyOf } from '../../src/fleet/key.js';
-import { ROOT, assertBuilt, cleanEnv, killAllChildren, runCli } from '../helpers/cli-harness.js';
+import { assertBuilt, cleanEnv, killAllChildren, ROOT, runCli } from '../helpers/cli-harness.js';
 import { skipWithoutRedis, startRedis, type TestRedis } from '../helpers/redis.js';
 import { startOpensslPki, freePort, type Responder } from '../helpers/servers.js';
 import { cleanUp } from '../helpers/temp.js';

@@ -97,7 +97,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const socket = join(dir, 'admin.sock');
       const port = await freePort();
       await writeCrt(crt, leaf);
-      await mkdir(join(dir, 'state')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+      await mkdir(join(dir, 'state')); // the staple folder must exist (README.md, "Configuration")
       const config = await writeConfig(join(dir, 'staplekeeper.yaml'), {
         ocsp_folder: join(dir, 'state'),
         domains: { site: { cert: crt, ocsp: '{cert}.ocsp' } },
@@ -159,7 +159,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
       const socket = join(dir, 'daemon-admin.sock');
       const port = await freePort();
       await writeCrt(crt, leaf);
-      await mkdir(join(dir, 'daemon-state')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+      await mkdir(join(dir, 'daemon-state')); // the staple folder must exist (README.md, "Configuration")
       const config = await writeConfig(join(dir, 'daemon.yaml'), {
         ocsp_folder: join(dir, 'daemon-state'),
         domains: { daemonsite: { cert: crt, ocsp: '{cert}.ocsp' } },
@@ -224,7 +224,7 @@ describe.skipIf(skipWithout('haproxy', Boolean(HAPROXY), 'apt-get install haprox
 
       // The documented reload hook for a master-worker HAProxy without systemd: SIGUSR2 to the master.
       await tick();
-      await mkdir(join(dir, 'reload-state')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+      await mkdir(join(dir, 'reload-state')); // the staple folder must exist (README.md, "Configuration")
       const config = await writeConfig(join(dir, 'reload.yaml'), {
         ocsp_folder: join(dir, 'reload-state'),
         domains: { reload: { cert: crt, ocsp: '{cert}.ocsp' } },

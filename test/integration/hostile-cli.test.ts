@@ -17,7 +17,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import {
-  assertBuilt,
   exists,
   jsonLines,
   killAllChildren,
@@ -25,14 +24,15 @@ import {
   removeTempDirs,
   runCli,
   semaphore,
+  showResult,
   snapshot,
   startGoodResponder,
   tempDir,
   writeCert,
   writeConfig,
-  type CliResult,
-  showResult,
+  startScenarioBench,
 } from '../helpers/cli-harness.js';
+import type { CliResult } from '../helpers/cli-harness.js';
 import {
   OCSP_CONTENT_TYPE,
   SCENARIOS,
@@ -42,7 +42,7 @@ import {
   type Behaviour,
   type ScenarioContext,
 } from '../helpers/evil-responder.js';
-import { buildTestPki, mintCert, type MintedCert } from '../helpers/mint.js';
+import { mintCert, type MintedCert } from '../helpers/mint.js';
 
 /** The HTTP timeout every child gets: short, so the silent responders cost 2 s each, not 10. */
 const HTTP_TIMEOUT_MS = 2000;
@@ -60,11 +60,8 @@ let certPath: string;
 let chainPath: string;
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-hostile-cli-');
   // The staple on disk must be valid at the real time, as the children judge it with the real clock.
-  ctx = makeScenarioContext(buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date() }));
-  ({ cert: certPath, chain: chainPath } = await writeCert(dir, 'leaf', ctx.leaf, ctx.issuer));
+  ({ dir, ctx, certPath, chainPath } = await startScenarioBench('sk-hostile-cli-', true));
   goodStaple = ctx.good();
   const twoHoursAgo = new Date(ctx.now.getTime() - 2 * 3_600_000);
   olderStaple = ctx.good({

@@ -35,24 +35,24 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import {
-  NOBODY,
   assertBuilt,
   canRunAs,
   exists,
   isRoot,
   killAllChildren,
+  NOBODY,
   outcomesById,
   removeTempDirs,
   runCli,
+  showResult,
   snapshot,
   startGoodResponder,
   tempDir,
   trySync,
   writeCert,
   writeConfig,
-  type GoodResponder,
-  showResult,
 } from '../helpers/cli-harness.js';
+import type { GoodResponder } from '../helpers/cli-harness.js';
 import { buildTestPki, goodResponseFor, toPem, type MintedCert, type TestPki } from '../helpers/mint.js';
 
 let pki: TestPki;
@@ -238,7 +238,7 @@ describe('hostile certificate and chain files', () => {
     await mkdir(join(certs, 'isdir.pem'));
     await symlink(join(certs, 'nothing-here.pem'), join(certs, 'dangling.pem'));
     await symlink(join(certs, 'loop.pem'), join(certs, 'loop.pem'));
-    await mkdir(join(dir, 'ocsp')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+    await mkdir(join(dir, 'ocsp')); // the staple folder must exist (README.md, "Configuration")
     const cfg = await writeConfig(join(dir, 'c.yaml'), {
       ocsp_folder: join(dir, 'ocsp'),
       scan_keys: [{ folder: certs }],

@@ -14,7 +14,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBuilt, cleanUp, runCli, writeConfig } from '../helpers/cli-harness.js';
-import { type Pki } from '../helpers/mint.js';
+import type { Pki } from '../helpers/mint.js';
 import { findProgram, freePort, startOpensslPki, startServer, thisUpdateOf, waitForPort } from '../helpers/servers.js';
 import type { ServerProcess } from '../helpers/servers.js';
 import { sClient } from '../helpers/s-client.js';

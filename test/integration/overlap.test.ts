@@ -16,21 +16,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCertificates, type Certificate } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import {
-  ROOT,
-  assertBuilt,
   exited,
-  killAllChildren,
-  removeTempDirs,
+  ROOT,
   runCli,
+  showResult,
   spawnCli,
-  startGoodResponder,
   tempDir,
   writeConfig,
-  type GoodResponder,
-  showResult,
   writeDomains,
+  startCliBench,
+  endCliBench,
 } from '../helpers/cli-harness.js';
-import { buildTestPki, type TestPki } from '../helpers/mint.js';
+import type { GoodResponder } from '../helpers/cli-harness.js';
+import type { TestPki } from '../helpers/mint.js';
 
 const CERTS = 8;
 /** Each answer is held back this long, so that a run holds the lock long enough for the other to find it taken. */
@@ -41,17 +39,11 @@ let responder: GoodResponder;
 let issuer: Certificate;
 
 beforeAll(async () => {
-  assertBuilt();
-  pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date(), leafCount: CERTS });
-  responder = await startGoodResponder(pki, pki.leaves, { delayMs: DELAY_MS });
+  ({ pki, responder } = await startCliBench('sk-overlap-', CERTS, { delegated: true, delayMs: DELAY_MS }));
   [issuer] = loadCertificates(pki.root.der) as [Certificate];
 });
 
-afterAll(async () => {
-  await killAllChildren();
-  await responder?.close();
-  await removeTempDirs();
-});
+afterAll(endCliBench);
 
 /** A folder with CERTS domains and good staples; returns the config path and the staple paths. */
 async function setup(extra: Record<string, unknown> = {}): Promise<{ dir: string; config: string; staples: string[] }> {

@@ -13,7 +13,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, assertBuilt } from '../helpers/cli-harness.js';
+import { assertBuilt, ROOT } from '../helpers/cli-harness.js';
 import { VERSION } from '../../src/version.js';
 import { tempDir, cleanUp } from '../helpers/temp.js';
 

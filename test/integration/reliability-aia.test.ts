@@ -9,16 +9,15 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  endCliBench,
   outcomesById,
   runCli,
-  writeCert,
-  writeConfig,
-  type CliResult,
-  type GoodResponder,
   showResult,
   startCliBench,
-  endCliBench,
+  writeCert,
+  writeConfig,
 } from '../helpers/cli-harness.js';
+import type { CliResult, GoodResponder } from '../helpers/cli-harness.js';
 import { mintCert, OID, type TestPki } from '../helpers/mint.js';
 
 let dir: string;

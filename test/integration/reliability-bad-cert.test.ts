@@ -11,18 +11,18 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  ROOT,
+  endCliBench,
   exited,
   outcomesById,
+  ROOT,
   runCli,
-  spawnCli,
-  writeConfig,
-  type GoodResponder,
   showResult,
+  spawnCli,
   startCliBench,
-  endCliBench,
+  writeConfig,
 } from '../helpers/cli-harness.js';
-import { type TestPki } from '../helpers/mint.js';
+import type { GoodResponder } from '../helpers/cli-harness.js';
+import type { TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;

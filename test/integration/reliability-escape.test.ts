@@ -13,11 +13,11 @@ import {
   killAllChildren,
   removeTempDirs,
   runCli,
+  showResult,
   tempDir,
   writeConfig,
-  type CliResult,
-  showResult,
 } from '../helpers/cli-harness.js';
+import type { CliResult } from '../helpers/cli-harness.js';
 import { buildTestPki, type TestPki } from '../helpers/mint.js';
 
 let dir: string;

@@ -9,18 +9,18 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  endCliBench,
   exited,
   runCli,
+  showResult,
   spawnCli,
+  startCliBench,
   startGoodResponder,
   writeConfig,
-  type GoodResponder,
-  showResult,
-  startCliBench,
-  endCliBench,
   writeDomains,
 } from '../helpers/cli-harness.js';
-import { type TestPki } from '../helpers/mint.js';
+import type { GoodResponder } from '../helpers/cli-harness.js';
+import type { TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;

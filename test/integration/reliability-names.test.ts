@@ -8,15 +8,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  outcomesById,
-  runCli,
-  writeConfig,
-  type GoodResponder,
-  startCliBench,
-  endCliBench,
-} from '../helpers/cli-harness.js';
-import { type TestPki } from '../helpers/mint.js';
+import { endCliBench, outcomesById, runCli, startCliBench, writeConfig } from '../helpers/cli-harness.js';
+import type { GoodResponder } from '../helpers/cli-harness.js';
+import type { TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;

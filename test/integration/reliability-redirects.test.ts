@@ -8,18 +8,17 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  endCliBench,
   outcomesById,
   runCli,
-  writeCert,
-  writeConfig,
-  type CliResult,
-  type GoodResponder,
   showResult,
   startCliBench,
-  endCliBench,
+  writeCert,
+  writeConfig,
 } from '../helpers/cli-harness.js';
+import type { CliResult, GoodResponder } from '../helpers/cli-harness.js';
 import { startEvilResponder, type EvilResponder } from '../helpers/evil-responder.js';
-import { type TestPki } from '../helpers/mint.js';
+import type { TestPki } from '../helpers/mint.js';
 
 let dir: string;
 let pki: TestPki;

@@ -8,25 +8,17 @@ import { mkdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertBuilt,
   killAllChildren,
   outcomesById,
   removeTempDirs,
   runCli,
-  snapshot,
-  tempDir,
-  writeCert,
-  writeConfig,
-  type CliResult,
   showResult,
+  snapshot,
+  writeConfig,
+  startScenarioBench,
 } from '../helpers/cli-harness.js';
-import {
-  OCSP_CONTENT_TYPE,
-  makeScenarioContext,
-  startEvilResponder,
-  type ScenarioContext,
-} from '../helpers/evil-responder.js';
-import { buildTestPki } from '../helpers/mint.js';
+import type { CliResult } from '../helpers/cli-harness.js';
+import { OCSP_CONTENT_TYPE, startEvilResponder, type ScenarioContext } from '../helpers/evil-responder.js';
 
 const DAY = 86_400_000;
 let dir: string;
@@ -35,10 +27,7 @@ let certPath: string;
 let chainPath: string;
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-rel-times-');
-  ctx = makeScenarioContext(buildTestPki({ keyType: 'ec-p256', delegated: false, now: new Date() }));
-  ({ cert: certPath, chain: chainPath } = await writeCert(dir, 'leaf', ctx.leaf, ctx.issuer));
+  ({ dir, ctx, certPath, chainPath } = await startScenarioBench('sk-rel-times-', false));
 });
 
 afterAll(async () => {

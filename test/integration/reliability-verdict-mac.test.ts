@@ -13,19 +13,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { contentHash } from '../../src/io/fingerprint.js';
 import {
+  endCliBench,
   outcomesById,
   runCli,
+  showResult,
+  startCliBench,
   tempDir,
   writeCert,
   writeConfig,
-  type CliResult,
-  type GoodResponder,
-  showResult,
-  startCliBench,
-  endCliBench,
   writeDomains,
 } from '../helpers/cli-harness.js';
-import { type TestPki } from '../helpers/mint.js';
+import type { CliResult, GoodResponder } from '../helpers/cli-harness.js';
+import type { TestPki } from '../helpers/mint.js';
 
 const COUNT = 8; // a folder gets a cache file from 8 staples on
 let dir: string;

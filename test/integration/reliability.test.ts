@@ -18,30 +18,27 @@ import { loadCertificates } from '../../src/core/certs.js';
 import { verifyResponse } from '../../src/core/verify.js';
 import {
   BIN,
-  assertBuilt,
   cleanEnv,
   isRoot,
   killAllChildren,
   outcomesById,
   removeTempDirs,
   runCli,
+  showResult,
   snapshot,
   spawnCli,
   tempDir,
-  writeCert,
   writeConfig,
-  showResult,
+  startScenarioBench,
 } from '../helpers/cli-harness.js';
 import {
   WORSE_SCENARIOS,
   hugeMaxAge,
-  makeScenarioContext,
   startEvilResponder,
   type Behaviour,
   type EvilResponder,
   type ScenarioContext,
 } from '../helpers/evil-responder.js';
-import { buildTestPki } from '../helpers/mint.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -55,10 +52,7 @@ let goodStaple: Buffer;
 const responders: EvilResponder[] = [];
 
 beforeAll(async () => {
-  assertBuilt();
-  dir = await tempDir('sk-reliability-');
-  ctx = makeScenarioContext(buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date() }));
-  ({ cert: certPath, chain: chainPath } = await writeCert(dir, 'leaf', ctx.leaf, ctx.issuer));
+  ({ dir, ctx, certPath, chainPath } = await startScenarioBench('sk-reliability-', true));
   goodStaple = ctx.good();
 });
 
@@ -194,6 +188,25 @@ describe('a staple only gets better', () => {
     const after = await snapshot(staple);
     expect(after.bytes.equals(before.bytes)).toBe(true);
     expect(after.ino).toBe(before.ino);
+  });
+
+  it('the daemon with -v says a kept answer once (a warning), not also as a debug note', async () => {
+    const worse = WORSE_SCENARIOS.find((s) => s.name === 'shorter-nextUpdate')!;
+    const r0 = await responder((c) => worse.build(c));
+    const { cfg } = await setup('daemon-verbose', r0.url, { minimum_validity: '8d' });
+    const child = spawnCli(['daemon', '-v', '-c', cfg]);
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    const end = Date.now() + 20_000;
+    while (!/retry at \S+ \(attempt 1/.test(out) && Date.now() < end && child.exitCode === null) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGTERM');
+    await new Promise((r) => child.once('exit', r));
+    const said = out.split('\n').filter((l) => l.includes("kept: the responder's answer"));
+    expect(said, out).toHaveLength(1);
+    expect(said[0]).toMatch(/^\[leaf\] warning: kept: .*; retry at \S+ \(attempt 1, (backoff|expiring)\)$/);
   });
 });
 

@@ -14,7 +14,7 @@ import { cli } from '../../src/cli/main.js';
 import { ocspbotCli } from '../../src/cli/ocspbot.js';
 import type { Pki } from '../helpers/mint.js';
 import { memoryIo } from '../helpers/memory-io.js';
-import { startOpensslPki, freePort, type Responder } from '../helpers/servers.js';
+import { startOpensslPki, freePort, type Responder, domainLines } from '../helpers/servers.js';
 import { cleanUp } from '../helpers/temp.js';
 
 const exec = promisify(execFile);
@@ -41,16 +41,9 @@ async function workdir(name: string): Promise<string> {
   return d;
 }
 
+/** One ocspbot `domains` entry for a leaf of the test PKI. */
 function domain(id: string, leaf: string, ocsp: string, extra: string[] = []): string[] {
-  const l = pki.leaves[leaf]!;
-  return [
-    `  ${id}:`,
-    `    cert: ${l.cert}`,
-    `    chain: ${l.chain}`,
-    `    rootchain: ${l.rootchain}`,
-    `    ocsp: ${ocsp}`,
-    ...extra.map((e) => `    ${e}`),
-  ];
+  return domainLines(pki, id, leaf, ocsp, extra);
 }
 
 describe('the ocspbot README example configuration', () => {

@@ -16,7 +16,6 @@ import type { EngineContext, Target, TargetOutcome } from '../../src/pipeline/co
 import { PassMemo } from '../../src/pipeline/pass-memo.js';
 import { processTarget } from '../../src/pipeline/process.js';
 import { SignatureVerifier } from '../../src/pipeline/signature-verifier.js';
-import type { HttpTransport } from '../../src/io/http.js';
 import { createFileStore } from '../../src/io/store.js';
 import {
   buildTestPki,
@@ -29,6 +28,7 @@ import {
   type TestPki,
 } from '../helpers/mint.js';
 import { tempDir } from '../helpers/temp.js';
+import { createFakeTransport } from '../../src/testing/index.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -48,10 +48,9 @@ beforeEach(() => {
 });
 
 /** A transport for runs that must not fetch; renewals use {@link answeringTransport}. */
-const noNetwork: HttpTransport = {
-  send: () => Promise.reject(new Error('this test does not expect a request')),
-  close: async () => undefined,
-};
+const noNetwork = createFakeTransport(() => {
+  throw new Error('this test does not expect a request');
+});
 
 interface Fixture {
   pki: TestPki;
@@ -353,15 +352,10 @@ describe('staple-folder cache', () => {
   it('records a renewed staple, so the next run takes it from the cache', async () => {
     const f = await fixture();
     let current = 0;
-    const answering: HttpTransport = {
-      send: async () => ({
-        status: 200,
-        contentType: 'application/ocsp-response',
-        body: goodResponseFor(f.pki, f.pki.leaves[current] as MintedCert, at(5 * D)),
-        url: 'http://127.0.0.1:9/ocsp',
-      }),
-      close: async () => undefined,
-    };
+    const answering = createFakeTransport(() => ({
+      contentType: 'application/ocsp-response',
+      body: goodResponseFor(f.pki, f.pki.leaves[current] as MintedCert, at(5 * D)),
+    }));
     verdicts = new VerdictCache();
     const ctx = context(at(5 * D), { transport: answering });
     for (const [i, t] of f.targets.entries()) {

@@ -16,6 +16,7 @@ import { IssuerResolver, pickLeaf } from '../../src/pipeline/issuer.js';
 import { createHttpTransport } from '../../src/io/http.js';
 import { buildTestPki, mintCert } from '../helpers/mint.js';
 import { tempDir, cleanUp } from '../helpers/temp.js';
+import { createFakeTransport } from '../../src/testing/index.js';
 
 const now = new Date();
 const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now });
@@ -246,14 +247,7 @@ describe('IssuerResolver', () => {
   });
 
   it('withTransport downloads through the given transport and shares the caches', async () => {
-    const sent: string[] = [];
-    const fake = {
-      async send(req: { url: string }) {
-        sent.push(req.url);
-        return { status: 200, headers: {}, body: pki.root.der };
-      },
-      async close() {},
-    };
+    const fake = createFakeTransport(() => ({ body: pki.root.der }));
     const withAia = parseCertificate(
       mintCert({
         subjectCN: 'aia-through',
@@ -267,7 +261,7 @@ describe('IssuerResolver', () => {
     expect(await codeOfAsync(r.resolve(withAia, {}))).toBe('NO_ISSUER');
     const through = r.withTransport(fake as never);
     expect((await through.resolve(withAia, {})).spkiDer).toEqual(root.spkiDer);
-    expect(sent).toEqual(['http://127.0.0.1:9/ca.der']);
+    expect(fake.requests.map((r) => r.url)).toEqual(['http://127.0.0.1:9/ca.der']);
     // the download is now in the shared cache: the original finds it without a transport
     expect((await r.resolve(withAia, {})).spkiDer).toEqual(root.spkiDer);
   });

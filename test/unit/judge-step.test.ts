@@ -6,8 +6,7 @@
  * store the caller gives, and the monotonic rule's message names the staple
  * as the caller asks (`stapleName`).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCertificate } from '../../src/core/certs.js';
@@ -19,6 +18,7 @@ import { processTarget } from '../../src/pipeline/process.js';
 import type { StapleStore } from '../../src/io/store.js';
 import { createFakeTransport, createMemoryStore } from '../../src/testing/index.js';
 import { buildTestPki, goodResponseFor, type TestPki } from '../helpers/mint.js';
+import { tempDir, cleanUp } from '../helpers/temp.js';
 
 const MIN = 60_000;
 let pki: TestPki;
@@ -26,12 +26,10 @@ let dir: string;
 
 beforeAll(async () => {
   pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date('2026-11-20T12:00:00Z') });
-  dir = await mkdtemp(join(tmpdir(), 'sk-judge-'));
+  dir = await tempDir('sk-judge-');
 });
 
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 /** A store that remembers which paths were read. */
 function recording(inner: StapleStore): StapleStore & { reads: string[] } {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Semaphore, forEachLimited, limitOverall, limitPerHost } from '../../src/pipeline/limit.js';
 import type { HttpRequest, HttpResult, HttpTransport } from '../../src/io/http.js';
+import { createFakeTransport } from '../../src/testing/index.js';
 
 const tick = (ms = 0): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -168,25 +169,15 @@ describe('limitPerHost', () => {
   });
 
   it('frees the slot when a request fails and passes close() through', async () => {
-    let calls = 0;
-    let closed = false;
-    const limited = limitPerHost(
-      {
-        async send(req) {
-          calls++;
-          if (calls === 1) throw new Error('refused');
-          return { status: 200, body: Buffer.alloc(0), url: req.url };
-        },
-        async close() {
-          closed = true;
-        },
-      },
-      1,
-    );
+    const inner = createFakeTransport(() => {
+      if (inner.requests.length === 1) throw new Error('refused');
+      return {};
+    });
+    const limited = limitPerHost(inner, 1);
     await expect(limited.send({ method: 'GET', url: 'http://x/' })).rejects.toThrow('refused');
     await expect(limited.send({ method: 'GET', url: 'http://x/' })).resolves.toMatchObject({ status: 200 });
     await limited.close();
-    expect(closed).toBe(true);
+    expect(inner.closed).toBe(true);
   });
 });
 

@@ -1,48 +1,19 @@
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, readdir, realpath, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
 import { LOCK_NAME, acquireLock, describeHolder, lockSocketName } from '../../src/batch/lock.js';
-import { tempDir, cleanUp } from '../helpers/temp.js';
+import { tempDir, cleanUp, makeUnwritable, canMakeUnwritable } from '../helpers/temp.js';
 
 let dir: string;
 const children: ChildProcess[] = [];
-const thaw: Array<() => void> = [];
-const isRoot = process.getuid?.() === 0;
-
-/** Makes a folder unwritable even for root (chattr +i), or with chmod 0555 for a normal user. */
-function freeze(path: string): void {
-  if (isRoot) {
-    execFileSync('chattr', ['+i', path], { stdio: 'ignore' });
-    thaw.push(() => execFileSync('chattr', ['-i', path], { stdio: 'ignore' }));
-  } else {
-    execFileSync('chmod', ['555', path]);
-    thaw.push(() => execFileSync('chmod', ['755', path]));
-  }
-}
-const canFreeze = ((): boolean => {
-  if (!isRoot) return true;
-  const probe = join(tmpdir(), `sk-lock-chattr-${process.pid}`);
-  try {
-    execFileSync('mkdir', ['-p', probe]);
-    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
-    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    spawnSync('rmdir', [probe]);
-  }
-})();
 
 beforeEach(async () => {
   dir = await tempDir('sk-lock-');
 });
 afterEach(async () => {
-  for (const undo of thaw.splice(0)) undo();
   for (const c of children.splice(0)) c.kill('SIGKILL');
   await cleanUp();
 });
@@ -58,31 +29,28 @@ async function liveProcess(): Promise<ChildProcess> {
   return c;
 }
 
+/** Runs a node script (argv from 1 on: `args`) until it is killed; resolves once it printed `ready`. */
+async function nodeUntilReady(args: string[], ready: string): Promise<ChildProcess> {
+  const c = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(c);
+  await new Promise<void>((r, j) => {
+    c.stdout?.on('data', (d: Buffer) => d.toString().includes(ready) && r());
+    c.once('exit', () => j(new Error(`the child ended before it said "${ready}"`)));
+  });
+  return c;
+}
+
 /**
  * A real process holding the lock on `folder` (through the built module, as
  * another staplekeeper would), until it is killed.
  */
-async function lockHolder(folder: string): Promise<ChildProcess> {
+function lockHolder(folder: string): Promise<ChildProcess> {
   const mod = pathToFileURL(join(import.meta.dirname, '../../dist/batch/lock.js')).href;
-  const c = spawn(
-    process.execPath,
-    [
-      '--input-type=module',
-      '-e',
-      `const { acquireLock } = await import(${JSON.stringify(mod)});
-       await acquireLock(process.argv[1], 5000);
-       process.stdout.write('held\\n');
-       setInterval(() => {}, 1000);`,
-      folder,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  children.push(c);
-  await new Promise<void>((r, j) => {
-    c.stdout?.on('data', (d: Buffer) => d.toString().includes('held') && r());
-    c.once('exit', () => j(new Error('the lock holder ended')));
-  });
-  return c;
+  const script = `const { acquireLock } = await import(${JSON.stringify(mod)});
+    await acquireLock(process.argv[1], 5000);
+    process.stdout.write('held\\n');
+    setInterval(() => {}, 1000);`;
+  return nodeUntilReady(['--input-type=module', '-e', script, folder], 'held');
 }
 
 /**
@@ -92,27 +60,12 @@ async function lockHolder(folder: string): Promise<ChildProcess> {
  */
 async function socketHolder(writePidAfterMs?: number): Promise<ChildProcess> {
   const name = lockSocketName(join(await realpath(dir), LOCK_NAME)).slice(1); // no NUL in argv
-  const c = spawn(
-    process.execPath,
-    [
-      '-e',
-      `require('node:net').createServer().listen('\\0' + process.argv[1], () => {
-         process.stdout.write('bound\\n');
-         const after = Number(process.argv[3]);
-         if (after >= 0) setTimeout(() => require('node:fs').writeFileSync(process.argv[2], process.pid + '\\n'), after);
-       });`,
-      name,
-      lockPath(),
-      String(writePidAfterMs ?? -1),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  children.push(c);
-  await new Promise<void>((r, j) => {
-    c.stdout?.on('data', (d: Buffer) => d.toString().includes('bound') && r());
-    c.once('exit', () => j(new Error('the socket holder ended')));
-  });
-  return c;
+  const script = `require('node:net').createServer().listen('\\0' + process.argv[1], () => {
+    process.stdout.write('bound\\n');
+    const after = Number(process.argv[3]);
+    if (after >= 0) setTimeout(() => require('node:fs').writeFileSync(process.argv[2], process.pid + '\\n'), after);
+  });`;
+  return nodeUntilReady(['-e', script, name, lockPath(), String(writePidAfterMs ?? -1)], 'bound');
 }
 
 function deadPid(): number {
@@ -326,13 +279,16 @@ describe('acquireLock', () => {
   });
 
   // As root, chmod does not stop us; the immutable attribute does (skipped where unsupported).
-  it.skipIf(!canFreeze)('a stale lock file in a folder that cannot be changed does not block either', async () => {
-    const dead = deadPid();
-    await writeFile(lockPath(), `${dead}\n`);
-    freeze(dir);
-    const lock = await acquireLock(dir, 300);
-    expect(lock.waited).toBe(false);
-    expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
-    await lock.release();
-  });
+  it.skipIf(!canMakeUnwritable())(
+    'a stale lock file in a folder that cannot be changed does not block either',
+    async () => {
+      const dead = deadPid();
+      await writeFile(lockPath(), `${dead}\n`);
+      expect(makeUnwritable(dir)).toBe(true);
+      const lock = await acquireLock(dir, 300);
+      expect(lock.waited).toBe(false);
+      expect(await readFile(lockPath(), 'utf8')).toBe(`${process.pid}\n`);
+      await lock.release();
+    },
+  );
 });

@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/index.js';
 import { runOnce } from '../../src/batch/run.js';
-import type { HttpRequest, HttpResult, HttpTransport } from '../../src/io/http.js';
 import { buildTestPki } from '../helpers/mint.js';
 import { tempDir } from '../helpers/temp.js';
+import { createFakeTransport } from '../../src/testing/index.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -23,7 +23,7 @@ describe('run: requests in flight', () => {
     const dir = await tempDir('sk-limits-');
     dirs.push(dir);
     await mkdir(join(dir, 'certs'));
-    await mkdir(join(dir, 'staples')); // the staple folder must exist (README.md, "Configuration": `ocsp_folder` must exist)
+    await mkdir(join(dir, 'staples')); // the staple folder must exist (README.md, "Configuration")
     await writeFile(join(dir, 'chain.pem'), pki.root.pem);
     const domains: string[] = [];
     for (const [i, leaf] of pki.leaves.entries()) {
@@ -35,20 +35,15 @@ describe('run: requests in flight', () => {
 
     let now = 0;
     let peak = 0;
-    let requests = 0;
-    const transport: HttpTransport = {
-      async send(req: HttpRequest): Promise<HttpResult> {
-        requests++;
-        peak = Math.max(peak, ++now);
-        await new Promise((r) => setTimeout(r, 10));
-        now--;
-        return { status: 503, body: Buffer.alloc(0), url: req.url };
-      },
-      close: async () => undefined,
-    };
+    const transport = createFakeTransport(async () => {
+      peak = Math.max(peak, ++now);
+      await new Promise((r) => setTimeout(r, 10));
+      now--;
+      return { status: 503 };
+    });
     const report = await runOnce(config, { transport });
     expect(report.failed).toBe(40); // every staple is missing and every answer is an error
-    expect(requests).toBeGreaterThanOrEqual(40);
+    expect(transport.requests.length).toBeGreaterThanOrEqual(40);
     expect(peak).toBe(3);
   });
 });

@@ -12,13 +12,12 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmod, lstat, mkdir, readFile, readdir, readlink, realpath, stat, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StapleError } from '../../src/core/errors.js';
 import { TEMP_MARKER, cleanStaleTemps, createFileStore, type StapleStore } from '../../src/io/store.js';
 import { buildTestPki, goodResponseFor, toPem } from '../helpers/mint.js';
-import { tempDir, cleanUp } from '../helpers/temp.js';
+import { tempDir, cleanUp, makeUnwritable, canMakeUnwritable } from '../helpers/temp.js';
 
 const isRoot = process.getuid?.() === 0;
 const fileStore = createFileStore();
@@ -33,13 +32,11 @@ const store: StapleStore = {
   write: (p, d, o = {}) => fileStore.write(p, d, { overwriteNonOcsp: true, createBelow: dir, ...o }),
 };
 let dir: string;
-const undo: Array<() => void> = [];
 
 beforeEach(async () => {
   dir = await realpath(await tempDir('sk-store-'));
 });
 afterEach(async () => {
-  while (undo.length > 0) undo.pop()?.();
   await cleanUp();
 });
 
@@ -73,39 +70,6 @@ async function expectStapleError(p: Promise<unknown>, code: string, ...fragments
   for (const f of fragments) expect(se.message).toContain(f);
   return se;
 }
-
-/**
- * Makes `path` unwritable for this process: `chmod 0555` for a normal user,
- * `chattr +i` for root. Returns false when neither is possible here.
- */
-function makeUnwritable(path: string, dirMode = 0o555): boolean {
-  if (!isRoot) {
-    execFileSync('chmod', [dirMode.toString(8), path]);
-    undo.push(() => execFileSync('chmod', ['755', path]));
-    return true;
-  }
-  try {
-    execFileSync('chattr', ['+i', path], { stdio: 'ignore' });
-  } catch {
-    return false;
-  }
-  undo.push(() => execFileSync('chattr', ['-i', path], { stdio: 'ignore' }));
-  return true;
-}
-const canMakeUnwritable = ((): boolean => {
-  if (!isRoot) return true;
-  const probe = join(tmpdir(), `sk-chattr-probe-${process.pid}`);
-  try {
-    execFileSync('mkdir', ['-p', probe]);
-    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
-    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  } finally {
-    spawnSync('rmdir', [probe]);
-  }
-})();
 
 describe('read', () => {
   it('returns undefined for a missing file', async () => {
@@ -323,7 +287,7 @@ describe('write', () => {
       expect(await temps()).toEqual([]);
     });
 
-    it.skipIf(!canMakeUnwritable)(
+    it.skipIf(!canMakeUnwritable())(
       `a read-only folder (${isRoot ? 'chattr +i, as root' : 'chmod 0555'}) → FILE_WRITE, old bytes and mode kept`,
       async () => {
         const sub = join(dir, 'ro');
@@ -344,7 +308,7 @@ describe('write', () => {
       },
     );
 
-    it.skipIf(!isRoot || !canMakeUnwritable)(
+    it.skipIf(!isRoot || !canMakeUnwritable())(
       'a file that cannot be replaced (chattr +i): the temp file is created, rename fails, the temp is removed',
       async () => {
         const p = join(dir, 'site.der');
