@@ -1,33 +1,27 @@
 /**
  * The long-running renewer (`staplekeeper daemon`, `ocsprenewer -persist`):
- * one schedule for every certificate, retries with backoff, watching for new
- * and renewed certificates, and a status service on request.
+ * its lifecycle (start, reload, stop) and its queue. Every certificate goes
+ * through the same pipeline as `run` (pipeline/process.ts, with a context
+ * from batch/run.ts), in batches that hold the staple-folder lock only while
+ * they run (batch/step.ts), so the daemon writes exactly what `run` would.
+ * What it adds is time, in these parts:
  *
- * It is built from the same pieces as `run`: every certificate goes through
- * {@link processTarget} with a context from {@link contextFor}, so the daemon
- * writes exactly what `run` would write, verified the same way
- * (RFC 6960 §3.2 and §4.2.2), atomically (io/store.ts). What it adds is time:
+ * - entry-state.ts: what it knows of each certificate, and the pure
+ *   transition after an attempt (next state, next attempt, log lines);
+ * - queue.ts: the work queue and its batches; attempt.ts: one attempt behind
+ *   the per-host gate of host-health.ts (a transport wrapper);
+ * - discovery.ts and watch.ts: the certificates of the source, kept in line
+ *   by the folder watcher and the periodic sweep; writable.ts: folders
+ *   proved writable at start;
+ * - engine.ts: the transport and the engine context with the daemon's
+ *   caches; fleet-link.ts: the fleet; services.ts: the status service;
+ *   status/snapshot.ts: what `/status` shows.
  *
- * - At start: the configuration is already validated (loadConfig); every
- *   staple folder is proved writable by creating and removing a file in it
- *   (ocsprenewer does the same for its output directory, §6); every
- *   certificate is checked once; then each gets its next attempt from
- *   {@link planNextAttempt} and the daemon sleeps on one timer
- *   ({@link Schedule}).
- * - Work happens in batches that hold the staple-folder lock
- *   ({@link acquireLock}) only while they run, so a `staplekeeper run`
- *   started meanwhile waits for the batch and then proceeds (or gives up
- *   after `lock_timeout` with a message naming the daemon's PID).
- * - Errors in one certificate never stop the loop: processTarget never
- *   throws, and everything around it is caught and logged.
- * - A responder host that fails is left alone for its backoff
- *   ({@link HostBackoff}), on top of the per-host concurrency limit of the
- *   transport.
- *
- * The engine knows nothing about signals or log formats: the CLI maps
- * SIGUSR1/SIGUSR2/SIGHUP/SIGTERM to {@link StapleDaemon.checkNow},
- * {@link StapleDaemon.renewAll}, {@link StapleDaemon.reload} and
- * {@link StapleDaemon.stop}, and formats {@link LogEvent}s.
+ * Errors in one certificate never stop the loop. The daemon knows nothing of
+ * signals or log formats: the CLI maps SIGUSR1/SIGUSR2/SIGHUP/SIGTERM to
+ * {@link StapleDaemon.checkNow}, {@link StapleDaemon.renewAll},
+ * {@link StapleDaemon.reload} and {@link StapleDaemon.stop}, and formats
+ * {@link LogEvent}s.
  */
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -35,26 +29,25 @@ import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import type { Fleet, FleetHealth } from '../fleet/contract.js';
-import type { HttpTransport } from '../io/http.js';
 import { cleanStaleTemps, createFileStore, type StapleStore } from '../io/store.js';
 import { VERSION } from '../version.js';
 import type { HeldLock } from '../batch/lock.js';
-import { contextFor, crlWatchFor, transportFor } from '../batch/run.js';
 import { runBatchStep } from '../batch/step.js';
 import { jitter, Schedule, type RandomSource } from '../pipeline/backoff.js';
 import { readMarks } from '../revocation/marks.js';
-import type { EngineContext, TargetOutcome } from '../pipeline/context.js';
-import { PassMemo } from '../pipeline/pass-memo.js';
-import { SignatureVerifier } from '../pipeline/signature-verifier.js';
-import { VerdictCache } from '../pipeline/verdict-cache.js';
+import type { TargetOutcome } from '../pipeline/context.js';
 import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
 import { snapshotOf } from '../status/snapshot.js';
 import { newEntryState, nextEntryState, type DaemonLogger, type EntryState } from './entry-state.js';
 import { handleFileChanges, ProblemLog, proveStapleFolders, rediscover, type DiscoveryContext } from './discovery.js';
 import { attemptCertificate, shortestLife, wakeWaiting, type AttemptRun } from './attempt.js';
+import { DaemonEngine } from './engine.js';
 import { FleetLink } from './fleet-link.js';
+import { openFolderWatcher, openStatusService } from './services.js';
+import { batchLog, mergeAsks, WorkQueue, type Queued } from './queue.js';
 import { HostHealth } from './host-health.js';
-import { sourceFromConfig, type DaemonSource, type DiscoverResult, type FileEvent } from './watch.js';
+import type { DaemonOptions } from './options.js';
+import { sourceFromConfig, type DaemonSource, type DiscoverResult } from './watch.js';
 
 export type {
   AttemptEvent,
@@ -65,38 +58,8 @@ export type {
 } from '../status/page.js';
 export type { DaemonSource, DiscoverResult, DiscoveryProblem, WatchDir } from './watch.js';
 export type { DaemonLogger, LogEvent, LogLevel } from './entry-state.js';
+export type { DaemonOptions } from './options.js';
 export { byUrgency, certificateState, sourceFromConfig };
-
-// ---------------------------------------------------------------------------
-// Public types
-// ---------------------------------------------------------------------------
-
-/** Options of {@link StapleDaemon.start}. */
-export interface DaemonOptions {
-  source: DaemonSource;
-  /** Re-reads the source for SIGHUP; without it a reload only re-discovers. */
-  reload?: () => Promise<DaemonSource>;
-  log: DaemonLogger;
-  clock?: Clock;
-  random?: RandomSource;
-  /** Replaces the HTTP transport built from the settings (tests). */
-  transport?: HttpTransport;
-  store?: StapleStore;
-  /** `HOST:PORT` or `PORT` for the status service; overrides `daemon.status.listen`. */
-  listen?: string;
-  /** Overrides `daemon.watch`. */
-  watch?: boolean;
-  /** Renew everything in the initial check instead of checking it (ocsprenewer `-now`). */
-  initialForce?: boolean;
-  /** How long {@link StapleDaemon.stop} waits for work in progress (default 7 s, inside systemd's and our 10 s). */
-  stopGraceMs?: number;
-  /** Quiet time before a burst of file changes is acted on (default 500 ms). */
-  debounceMs?: number;
-  /** Fleet mode: use this fleet instead of opening the one of `fleet:` (tests). */
-  fleet?: Fleet;
-  /** The environment hooks run with (default `process.env`), as `runOnce` takes it. */
-  env?: NodeJS.ProcessEnv;
-}
 
 // ---------------------------------------------------------------------------
 // The daemon
@@ -109,15 +72,7 @@ interface Entry extends EntryState {
   again?: Queued | undefined;
 }
 
-/** A queued attempt: forced (SIGUSR2), and whether a better staple from the fleet is taken even when not due. */
-interface Queued {
-  force: boolean;
-  fleet?: boolean;
-}
-
 const SWEEP_KEY = '\u0000sweep';
-/** Pause between two lock-holding batches, longer than acquireLock's 200 ms poll, so a waiting `run` gets its turn. */
-const LOCK_FAIRNESS_MS = 300;
 /** Retry of a batch that could not get the lock. */
 const LOCK_RETRY_MS = 60_000;
 
@@ -132,34 +87,18 @@ export class StapleDaemon {
   private readonly health: HostHealth;
   private readonly schedule: Schedule;
   private readonly entries = new Map<string, Entry>();
-  private readonly queue = new Map<string, Queued>();
+  private readonly work: WorkQueue;
   private readonly observers = new Set<DaemonObserver>();
-  private transport!: HttpTransport;
-  private retiredTransports: HttpTransport[] = [];
-  private ctx!: EngineContext;
-  /** How often the CRL of a `crl` certificate is looked at again (settings `crl.interval`). */
-  private crlIntervalMs = 3_600_000;
+  private readonly engine: DaemonEngine;
   private watcher: { close(): Promise<void> } | undefined;
   private server: { close(): Promise<void>; url: string; listen: string } | undefined;
   private readonly startedAt: Date;
   private stopping = false;
   private stopped: Promise<void> | undefined;
-  private lock: HeldLock | undefined;
-  private active = 0;
-  private pumping: Promise<void> | undefined;
-  private onDrained: (() => void) | undefined;
   private batchOutcomes: TargetOutcome[] = [];
-  private idleWaiters: Array<() => void> = [];
   private reloading: Promise<boolean> | undefined;
   private readonly fleetLink: FleetLink;
   private readonly problems: ProblemLog;
-  /** The verdict cache beside the staples (none for a caller's own store): written when idle and at stop. */
-  private readonly verdicts: VerdictCache | undefined;
-  /** Signature checks remembered and made ahead on a thread, for the daemon's lifetime. */
-  private readonly signatures = new SignatureVerifier({ thread: true });
-  /** What a burst of work shares; dropped when the daemon goes idle (pipeline/pass-memo.ts). */
-  private readonly pass: PassMemo;
-
   private constructor(options: DaemonOptions) {
     this.options = options;
     this.source = options.source;
@@ -170,8 +109,20 @@ export class StapleDaemon {
     this.health = new HostHealth(() => this.clock.now(), this.random);
     this.schedule = new Schedule(this.clock, (ids) => this.onDue(ids));
     this.startedAt = this.clock.now();
-    this.verdicts = options.store ? undefined : new VerdictCache({ env: options.env ?? process.env });
-    this.pass = new PassMemo({ onIdle: () => this.verdicts?.flush() });
+    this.work = new WorkQueue({
+      concurrency: () => this.settings.concurrency,
+      stopping: () => this.stopping,
+      work: (id, ask) => this.attemptGuarded(id, ask),
+      batch: (drain) => this.runBatch(drain),
+    });
+    this.engine = new DaemonEngine({
+      transport: options.transport,
+      store: this.store,
+      ownStore: options.store !== undefined,
+      env: options.env ?? process.env,
+      now: () => this.clock.now(),
+      log: this.log,
+    });
     this.problems = new ProblemLog(this.log);
     this.fleetLink = new FleetLink(
       this.log,
@@ -214,9 +165,8 @@ export class StapleDaemon {
   private async setUp(): Promise<void> {
     const found = await this.source.discover();
     await proveStapleFolders(this.source, found.targets);
-    this.transport = this.options.transport ?? transportFor(this.source.config);
     await this.fleetLink.follow(this.settings);
-    this.ctx = this.makeContext(this.source.config);
+    this.engine.use(this.source.config, this.fleet, true);
     // temporary files left by an interrupted process, as `run` does
     for (const dir of new Set(found.targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
     await this.openStatusServer();
@@ -249,29 +199,6 @@ export class StapleDaemon {
     return { ...newEntryState(target), inFlight: false };
   }
 
-  private makeContext(config: LoadedConfig): EngineContext {
-    const ctx = contextFor(config, this.transport, this.store, () => this.clock.now());
-    // CRL watch is on in the daemon unless `crl.watch: false`; each CRL is looked at again every crl.interval
-    this.crlIntervalMs = config.settings.crl.intervalMs;
-    if (config.settings.crl.watch !== false) {
-      ctx.crl = crlWatchFor(
-        config,
-        this.transport,
-        this.store,
-        () => this.clock.now(),
-        (m) => this.log({ level: 'warn', msg: m }),
-      );
-    }
-    ctx.signatures = this.signatures;
-    ctx.pass = this.pass;
-    if (this.verdicts) ctx.verdicts = this.verdicts;
-    if (this.fleet) {
-      ctx.fleet = this.fleet;
-      ctx.fleetWait = 'defer';
-    }
-    return ctx;
-  }
-
   /** Fleet mode: how the fleet is (null without one). */
   fleetHealth(): FleetHealth | null {
     return this.fleet?.health() ?? null;
@@ -282,24 +209,14 @@ export class StapleDaemon {
     return this.fleetLink.current;
   }
 
-  // ----------------------------------------------------------- status server
+  // ------------------------------------------------- status service, watcher
 
   private effectiveListen(): string | undefined {
     return this.options.listen ?? this.settings.daemon.statusListen;
   }
 
   private async openStatusServer(): Promise<void> {
-    const listen = this.effectiveListen();
-    if (!listen) return;
-    // node:http and prom-client are loaded only when a status service is asked for
-    const { startStatusServer } = await import('../status/server.js');
-    const server = await startStatusServer({ listen, provider: this });
-    this.server = { ...server, listen };
-    this.log({
-      level: 'info',
-      msg: `status service listening on ${server.url} (/, /status, /metrics, /healthz)`,
-      fields: { url: server.url },
-    });
+    this.server = await openStatusService(this.effectiveListen(), this, this.log);
   }
 
   /** The status service's base URL, when one is listening. */
@@ -307,26 +224,19 @@ export class StapleDaemon {
     return this.server?.url;
   }
 
-  // ------------------------------------------------------------------ watch
-
   private async openWatcher(): Promise<void> {
-    const enabled = this.options.watch ?? this.settings.daemon.watch;
-    if (!enabled) return;
-    const dirs = this.source.watchDirs();
-    if (dirs.length === 0) return;
-    const { watchFolders } = await import('./watch.js');
-    this.watcher = await watchFolders(dirs, (events) => this.onFileEvents(events), {
+    if (!(this.options.watch ?? this.settings.daemon.watch)) return;
+    this.watcher = await openFolderWatcher(this.source, {
       clock: this.clock,
       debounceMs: this.options.debounceMs ?? 500,
-      onError: (e) => this.log({ level: 'warn', msg: `watching folders: ${e.message}` }),
-    });
-  }
-
-  private onFileEvents(events: FileEvent[]): void {
-    if (this.stopping) return;
-    void handleFileChanges(this.discovery(), events).catch((e) => {
-      const err = toStapleError(e);
-      this.log({ level: 'error', code: err.code, msg: `handling file changes: ${err.message}` });
+      log: this.log,
+      onEvents: (events) => {
+        if (this.stopping) return;
+        void handleFileChanges(this.discovery(), events).catch((e) => {
+          const err = toStapleError(e);
+          this.log({ level: 'error', code: err.code, msg: `handling file changes: ${err.message}` });
+        });
+      },
     });
   }
 
@@ -346,7 +256,7 @@ export class StapleDaemon {
         },
         drop: (id) => {
           this.entries.delete(id);
-          this.queue.delete(id);
+          this.work.delete(id);
           this.schedule.delete(id);
         },
         check: (id) => this.enqueue(id, false),
@@ -387,7 +297,7 @@ export class StapleDaemon {
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
       // CA folders are read again, so that an issuer added since is found
-      this.ctx.resolver.refresh();
+      this.engine.ctx.resolver.refresh();
       const queued = await rediscover(this.discovery(), 'sweep');
       // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
       for (const [id, e] of this.entries)
@@ -398,132 +308,70 @@ export class StapleDaemon {
     }
   }
 
-  /** Queues one certificate for the next batch. */
+  /** Queues one certificate for the next batch (or the running one). */
   private enqueue(id: string, force: boolean, fleet = false): void {
     if (this.stopping) return;
     const e = this.entries.get(id);
     if (!e) return;
-    const merge = (q: Queued | undefined): Queued => ({
-      force: (q?.force ?? false) || force,
-      fleet: (q?.fleet ?? false) || fleet,
-    });
     if (e.inFlight) {
-      e.again = merge(e.again);
+      e.again = mergeAsks(e.again, { force, fleet });
       return;
     }
-    this.queue.set(id, merge(this.queue.get(id)));
     this.schedule.delete(id);
-    this.kick();
+    this.work.add(id, { force, fleet });
   }
 
-  private kick(): void {
-    if (this.lock && this.onDrained) this.spawnWorkers();
-    else if (!this.pumping) {
-      this.pumping = this.pump().finally(() => {
-        this.pumping = undefined;
-        this.notifyIdle();
+  /**
+   * One batch (batch/step.ts, queue.ts): take the lock, run workers until the
+   * queue is empty, release, push and run hooks. A lock that cannot be taken
+   * puts the queued certificates back on the timer for a minute later.
+   */
+  private async runBatch(drain: (lock: HeldLock) => Promise<void>): Promise<boolean> {
+    let locked = false;
+    this.batchOutcomes = [];
+    try {
+      await runBatchStep({
+        config: this.source.config,
+        store: this.store,
+        now: () => this.clock.now(),
+        ...(this.options.env ? { env: this.options.env } : {}),
+        ...batchLog(this.log),
+        process: async (lock) => {
+          locked = true;
+          if (lock) await drain(lock);
+          return this.batchOutcomes;
+        },
       });
-    }
-  }
-
-  /** Batches (batch/step.ts): take the lock, run workers until the queue is empty, release, push and run hooks. */
-  private async pump(): Promise<void> {
-    while (this.queue.size > 0 && !this.stopping) {
-      let locked = false;
-      this.batchOutcomes = [];
-      try {
-        await runBatchStep({
-          config: this.source.config,
-          store: this.store,
-          now: () => this.clock.now(),
-          ...(this.options.env ? { env: this.options.env } : {}),
-          onLockWait: (m) => this.log({ level: 'info', msg: m }),
-          onMarksFailure: (m) => this.log({ level: 'error', code: 'FILE_WRITE', msg: m }),
-          onNotice: (m) => this.log({ level: 'info', msg: m }),
-          onHookRan: (event, count, stdout) =>
-            this.log({
-              level: 'info',
-              msg: `${event} hook ran for ${count} certificate(s)${stdout ? `: ${stdout}` : ''}`,
-            }),
-          onFailure: (f) =>
-            this.log({
-              level: 'error',
-              code: f.code,
-              msg: f.event === 'haproxy' ? f.message : `${f.event} hook: ${f.message}`,
-            }),
-          process: async (lock) => {
-            locked = true;
-            try {
-              if (lock && !this.stopping) await this.drain(lock);
-            } finally {
-              this.lock = undefined;
-              this.onDrained = undefined;
-            }
-            return this.batchOutcomes;
-          },
+    } catch (e) {
+      const err = toStapleError(e);
+      if (!locked) {
+        const retry = new Date(this.clock.now().getTime() + Math.round(jitter(LOCK_RETRY_MS, this.random)));
+        const ids = this.work.takeAll();
+        this.log({
+          level: 'error',
+          code: err.code,
+          msg: `${err.message}; ${ids.length} certificate(s) will be retried at ${retry.toISOString()}`,
         });
-      } catch (e) {
-        const err = toStapleError(e);
-        if (locked) {
-          // drain never throws; this guards the bookkeeping around it
-          this.log({ level: 'error', code: err.code, msg: `internal error in a batch: ${err.message}` });
-        } else {
-          const retry = new Date(this.clock.now().getTime() + Math.round(jitter(LOCK_RETRY_MS, this.random)));
-          this.log({
-            level: 'error',
-            code: err.code,
-            msg: `${err.message}; ${this.queue.size} certificate(s) will be retried at ${retry.toISOString()}`,
-          });
-          for (const id of this.queue.keys()) this.schedule.set(id, retry);
-          this.queue.clear();
-          return;
-        }
+        for (const id of ids) this.schedule.set(id, retry);
+        return false;
       }
-      this.batchOutcomes = [];
-      this.closeRetiredTransports();
-      if (this.queue.size > 0 && !this.stopping) await new Promise((r) => setTimeout(r, LOCK_FAIRNESS_MS));
+      // drain never throws; this guards the bookkeeping around it
+      this.log({ level: 'error', code: err.code, msg: `internal error in a batch: ${err.message}` });
     }
+    this.batchOutcomes = [];
+    this.closeRetiredTransports();
+    return true;
   }
 
-  private drain(lock: HeldLock): Promise<void> {
-    return new Promise((resolve) => {
-      this.lock = lock;
-      this.onDrained = () => {
-        // no new worker may start once the batch is closing
-        this.lock = undefined;
-        this.onDrained = undefined;
-        resolve();
-      };
-      this.spawnWorkers();
-      if (this.active === 0) this.onDrained?.();
-    });
-  }
-
-  private spawnWorkers(): void {
-    const limit = Math.max(1, this.settings.concurrency);
-    while (this.lock && !this.stopping && this.active < limit && this.queue.size > 0) {
-      this.active++;
-      void this.worker().finally(() => {
-        this.active--;
-        if (this.active === 0 && (this.queue.size === 0 || this.stopping)) this.onDrained?.();
-      });
-    }
-  }
-
-  private async worker(): Promise<void> {
-    while (!this.stopping && this.lock) {
-      const next = this.queue.entries().next();
-      if (next.done) return;
-      const [id, { force, fleet }] = next.value;
-      this.queue.delete(id);
-      try {
-        await this.processOne(id, force, fleet ?? false);
-      } catch (e) {
-        // processTarget never throws; this guards the bookkeeping around it
-        const err = toStapleError(e);
-        this.log({ level: 'error', id, code: err.code, msg: `internal error: ${err.message}` });
-        if (this.entries.has(id)) this.schedule.set(id, new Date(this.clock.now().getTime() + 3_600_000));
-      }
+  /** {@link processOne}, guarded: an unexpected error is logged and the certificate looked at again in an hour. */
+  private async attemptGuarded(id: string, ask: Queued): Promise<void> {
+    try {
+      await this.processOne(id, ask.force, ask.fleet ?? false);
+    } catch (e) {
+      // processTarget never throws; this guards the bookkeeping around it
+      const err = toStapleError(e);
+      this.log({ level: 'error', id, code: err.code, msg: `internal error: ${err.message}` });
+      if (this.entries.has(id)) this.schedule.set(id, new Date(this.clock.now().getTime() + 3_600_000));
     }
   }
 
@@ -538,7 +386,13 @@ export class StapleDaemon {
       run = await attemptCertificate(
         entry,
         { force, fleet },
-        { ctx: this.ctx, transport: this.transport, health: this.health, now: () => this.clock.now(), log: this.log },
+        {
+          ctx: this.engine.ctx,
+          transport: this.engine.transport,
+          health: this.health,
+          now: () => this.clock.now(),
+          log: this.log,
+        },
       );
     } finally {
       entry.inFlight = false;
@@ -565,7 +419,8 @@ export class StapleDaemon {
   /** Applies an attempt (entry-state.ts): the entry's new state, the hosts' health, the timer, the log. */
   private apply(entry: Entry, { result, hosts }: AttemptRun): void {
     // CRL watch on: a `crl` certificate is looked at again every crl.interval
-    if (result.kind === 'attempt' && this.ctx.crl) result.crlIntervalMs = this.crlIntervalMs;
+    const crlIntervalMs = this.engine.crlIntervalMs;
+    if (result.kind === 'attempt' && crlIntervalMs !== undefined) result.crlIntervalMs = crlIntervalMs;
     const now = this.clock.now();
     const t = nextEntryState(entry, result, now, this.random);
     Object.assign(entry, t.state);
@@ -590,17 +445,7 @@ export class StapleDaemon {
   }
 
   private closeRetiredTransports(): void {
-    if (this.active > 0 || this.lock) return;
-    const old = this.retiredTransports;
-    this.retiredTransports = [];
-    for (const t of old) void t.close().catch(() => undefined);
-  }
-
-  private notifyIdle(): void {
-    if (this.pumping || this.queue.size > 0 || this.active > 0) return;
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const w of waiters) w();
+    if (!this.work.holding) this.engine.closeRetired();
   }
 
   // ------------------------------------------------------- operator actions
@@ -661,12 +506,8 @@ export class StapleDaemon {
     const old = this.source;
     const listenBefore = this.effectiveListen();
     this.source = next;
-    if (next !== old && !this.options.transport) {
-      this.retiredTransports.push(this.transport);
-      this.transport = transportFor(next.config);
-    }
     await this.fleetLink.follow(this.settings);
-    this.ctx = this.makeContext(next.config);
+    this.engine.use(next.config, this.fleet, next !== old);
     if (this.watcher) {
       await this.watcher.close().catch(() => undefined);
       this.watcher = undefined;
@@ -711,7 +552,7 @@ export class StapleDaemon {
   private async doStop(): Promise<void> {
     this.stopping = true;
     this.schedule.stop();
-    this.queue.clear();
+    this.work.takeAll();
     const grace = this.options.stopGraceMs ?? 7_000;
     const bounded = async (p: Promise<unknown> | undefined, ms: number): Promise<void> => {
       if (!p) return;
@@ -721,19 +562,13 @@ export class StapleDaemon {
     };
     await bounded(this.watcher?.close(), 1_000);
     this.watcher = undefined;
-    await bounded(this.pumping, grace);
-    this.verdicts?.flush();
-    await bounded(this.signatures.close(), 1_000);
-    if (this.lock) await this.lock.release().catch(() => undefined);
+    await bounded(this.work.running, grace);
+    await bounded(this.engine.finish(), 1_000);
+    await this.work.releaseLock();
     await bounded(this.server?.close(), 1_000);
     this.server = undefined;
     await bounded(this.fleetLink.close(), 1_000);
-    const transports = [
-      ...this.retiredTransports,
-      ...(this.transport && !this.options.transport ? [this.transport] : []),
-    ];
-    this.retiredTransports = [];
-    await bounded(Promise.all(transports.map((t) => t.close())), 1_000);
+    await bounded(this.engine.closeTransports(), 1_000);
   }
 
   /** True once {@link stop} was called. */
@@ -755,13 +590,12 @@ export class StapleDaemon {
    */
   isAlive(): boolean {
     if (this.stopping) return false;
-    return this.schedule.isArmed() || this.active > 0 || this.pumping !== undefined || this.queue.size > 0;
+    return this.schedule.isArmed() || this.work.busy;
   }
 
   /** Resolves when no work is queued or in progress (tests, `ocsprenewer -now` reporting). */
   whenIdle(): Promise<void> {
-    if (!this.pumping && this.queue.size === 0 && this.active === 0) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+    return this.work.whenIdle();
   }
 
   /** The status of every certificate, most urgent first. */
@@ -771,8 +605,8 @@ export class StapleDaemon {
       startedAt: this.startedAt,
       alive: this.isAlive(),
       nextWake: this.schedule.armedFor(),
-      inProgress: this.active,
-      queued: this.queue.size,
+      inProgress: this.work.active,
+      queued: this.work.size,
       hostsFailing: this.health.size,
       backoff: this.health.list(),
       fleet: this.fleet?.health(),
