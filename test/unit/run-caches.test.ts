@@ -3,15 +3,15 @@
  * a library caller that passes none gets nothing written beside its staples;
  * one that passes a cache has its file written when the run ends (no exit
  * handler), and the next run takes every staple from it with the same outcomes.
+ * Both objects come from the library's `ocsp` namespace, as a caller would use them.
  */
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runOnce } from '../../src/batch/run.js';
+import { ocsp, runOnce } from '../../src/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { HttpTransport } from '../../src/io/http.js';
-import { SignatureVerifier } from '../../src/pipeline/signature-verifier.js';
-import { CACHE_FILE_NAME, VerdictCache } from '../../src/pipeline/verdict-cache.js';
+import { CACHE_FILE_NAME } from '../../src/pipeline/verdict-cache.js';
 import { buildTestPki, goodResponseFor } from '../helpers/mint.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -50,14 +50,14 @@ describe('runOnce and the verdict cache', () => {
     expect(plain.unchanged).toBe(10);
     await expect(stat(cacheFile)).rejects.toMatchObject({ code: 'ENOENT' });
 
-    const first = new VerdictCache();
-    const signatures = new SignatureVerifier({ thread: true });
+    const first = new ocsp.VerdictCache();
+    const signatures = new ocsp.SignatureVerifier({ thread: true });
     try {
       const cached = await runOnce(config, { transport: noNetwork, verdicts: first, signatures });
       expect((await stat(cacheFile)).isFile()).toBe(true); // written when the run ended
       expect(process.listenerCount('exit')).toBe(exitHandlers);
       expect(first.stats()).toEqual({ hits: 0, misses: 10 });
-      const second = new VerdictCache();
+      const second = new ocsp.VerdictCache();
       const warm = await runOnce(config, { transport: noNetwork, verdicts: second, signatures });
       expect(second.stats()).toEqual({ hits: 10, misses: 0 });
       const decisions = (r: typeof plain): unknown =>
