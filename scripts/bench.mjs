@@ -358,7 +358,7 @@ function startupPass() {
  */
 function timedRss(cmd, args, { cwd, check } = {}) {
   const rssFile = join(BENCH_DIR, `.rss-${process.pid}`);
-  const [c, a] = TIME_BIN ? [TIME_BIN, ['-f', '%M', '-o', rssFile, cmd, ...args]] : [cmd, args];
+  const [c, a] = TIME_BIN ? [TIME_BIN, ['-f', '%M %U %S', '-o', rssFile, cmd, ...args]] : [cmd, args];
   const t0 = process.hrtime.bigint();
   const r = spawnSync(c, a, { cwd, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
@@ -369,24 +369,30 @@ function timedRss(cmd, args, { cwd, check } = {}) {
     );
   }
   let rss = NaN;
+  let cpu = NaN;
   if (TIME_BIN) {
-    rss = Number(readFileSync(rssFile, 'utf8').trim().split('\n').at(-1)) / 1024;
+    const [kb, user, sys] = (readFileSync(rssFile, 'utf8').trim().split('\n').at(-1) ?? '').split(' ').map(Number);
+    rss = kb / 1024;
+    cpu = user + sys;
     rmSync(rssFile, { force: true });
   }
-  return { s, rss };
+  return { s, rss, cpu };
 }
 
 /** Measures a door: RUNS timed runs (`before` untimed before each); the median wall time and peak RSS. */
 function measureDoor(fn, { before, runs = RUNS } = {}) {
   const xs = [];
   const rss = [];
+  const cpu = [];
   for (let i = 0; i < runs; i++) {
     before?.();
     const r = fn();
     xs.push(r.s);
     rss.push(r.rss);
+    cpu.push(r.cpu);
   }
-  return { ...stats(xs), rss: stats(rss).median, rssMax: Math.max(...rss) };
+  // CPU time (user + system) beside the wall time: on a shared machine the load moves it far less
+  return { ...stats(xs), rss: stats(rss).median, rssMax: Math.max(...rss), cpu: stats(cpu).median };
 }
 
 /**
@@ -472,12 +478,12 @@ async function doorPasses(kt, n) {
   ];
   log(`\ndoors, ${kt}, N = ${n.toLocaleString('en')}`);
   const runs = big ? Math.min(RUNS, 3) : RUNS;
-  const floorRead = measure(
-    () => timed(process.execPath, [FLOOR, 'check', pkiDir, String(n), 'read'], { check: exitZero }),
+  const floorRead = measureDoor(
+    () => timedRss(process.execPath, [FLOOR, 'check', pkiDir, String(n), 'read'], { check: exitZero }),
     { runs },
   );
-  const floorVerify = measure(
-    () => timed(process.execPath, [FLOOR, 'check', pkiDir, String(n), 'verify'], { check: exitZero }),
+  const floorVerify = measureDoor(
+    () => timedRss(process.execPath, [FLOOR, 'check', pkiDir, String(n), 'verify'], { check: exitZero }),
     { runs },
   );
   let warmDomains;
@@ -493,6 +499,7 @@ async function doorPasses(kt, n) {
     warmDomains ??= warm;
     const row = { id: 'door', door: d.door, label: `door: ${d.door}`, kt, n, warm, cold, floorRead, floorVerify };
     row.toDomains = warm.median / warmDomains.median;
+    row.cpuToDomains = warm.cpu / warmDomains.cpu;
     if (d.go && GO_RENEWER) {
       row.goRenewer = measureDoor(() => timedRss(GO_RENEWER, RENEWER_FLAGS, { cwd: pkiDir, check: exitZero }), {
         runs,
@@ -503,7 +510,7 @@ async function doorPasses(kt, n) {
     log(
       `  ${d.door.padEnd(30)} warm ${f(warm.median).padStart(8)} (${f(warm.min)}–${f(warm.max)}) ${warm.rss.toFixed(0)} MB` +
         `   cold ${f(cold.median).padStart(8)} (${f(cold.min)}–${f(cold.max)}) ${cold.rss.toFixed(0)} MB` +
-        `   ${row.toDomains.toFixed(2)}× domains` +
+        `   ${row.toDomains.toFixed(2)}× domains   CPU ${warm.cpu.toFixed(2)} s, ${row.cpuToDomains.toFixed(2)}× domains, ${(warm.cpu / floorRead.cpu).toFixed(1)}× the floor's` +
         (row.goRenewer
           ? `   Go ocsprenewer ${f(row.goRenewer.median)} ${row.goRenewer.rss.toFixed(0)} MB: ${(warm.median / row.goRenewer.median).toFixed(2)}×`
           : ''),
@@ -662,12 +669,12 @@ function markdown() {
   if (doors.length > 0) {
     lines.push(
       '',
-      '| door | key | N | warm median (min–max) | warm RSS | cold median (min–max) | cold RSS | floor warm / cold | warm ÷ floor | warm ÷ domains | Go ocsprenewer | ÷ Go |',
-      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+      '| door | key | N | warm median (min–max) | warm RSS | cold median (min–max) | cold RSS | floor warm / cold | warm ÷ floor | warm ÷ domains | warm CPU (÷ domains, ÷ floor) | Go ocsprenewer | ÷ Go |',
+      '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     );
     for (const r of doors) {
       lines.push(
-        `| ${r.door} | ${r.kt} | ${r.n.toLocaleString('en')} | ${f(r.warm.median)} (${f(r.warm.min)}–${f(r.warm.max)}) | ${r.warm.rss.toFixed(0)} MB | ${f(r.cold.median)} (${f(r.cold.min)}–${f(r.cold.max)}) | ${r.cold.rss.toFixed(0)} MB | ${f(r.floorRead.median)} / ${f(r.floorVerify.median)} | ${(r.warm.median / r.floorRead.median).toFixed(1)}× | ${r.toDomains.toFixed(2)}× | ${r.goRenewer ? `${f(r.goRenewer.median)}, ${r.goRenewer.rss.toFixed(0)} MB` : ''} | ${r.goRenewer ? `${(r.warm.median / r.goRenewer.median).toFixed(2)}×` : ''} |`,
+        `| ${r.door} | ${r.kt} | ${r.n.toLocaleString('en')} | ${f(r.warm.median)} (${f(r.warm.min)}–${f(r.warm.max)}) | ${r.warm.rss.toFixed(0)} MB | ${f(r.cold.median)} (${f(r.cold.min)}–${f(r.cold.max)}) | ${r.cold.rss.toFixed(0)} MB | ${f(r.floorRead.median)} / ${f(r.floorVerify.median)} | ${(r.warm.median / r.floorRead.median).toFixed(1)}× | ${r.toDomains.toFixed(2)}× | ${r.warm.cpu.toFixed(2)} s (${r.cpuToDomains.toFixed(2)}×, ${(r.warm.cpu / r.floorRead.cpu).toFixed(1)}×) | ${r.goRenewer ? `${f(r.goRenewer.median)}, ${r.goRenewer.rss.toFixed(0)} MB` : ''} | ${r.goRenewer ? `${(r.warm.median / r.goRenewer.median).toFixed(2)}×` : ''} |`,
       );
     }
   }

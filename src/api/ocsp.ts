@@ -75,3 +75,6 @@ export { IssuerResolver, pickLeaf } from '../pipeline/issuer.js';
 export type { Target, EngineContext, ProcessOptions, LoadedCert } from '../pipeline/context.js';
 export { loadTargetCert, readStapleState } from '../pipeline/judge.js';
 export { processTarget } from '../pipeline/process.js';
+export { VerdictCache, type VerdictCacheOptions } from '../pipeline/verdict-cache.js';
+export { SignatureVerifier, type SignatureVerifierOptions } from '../pipeline/signature-verifier.js';
+export { PassMemo } from '../pipeline/pass-memo.js';

@@ -56,6 +56,15 @@ export interface RunOptions {
   verdicts?: VerdictCache;
   /** The signature verifier to use (pipeline/signature-verifier.ts); default none. The CLI passes one with its thread. */
   signatures?: SignatureVerifier;
+  /**
+   * Certificate files this process read just before the run, path → content
+   * hash (io/fingerprint.ts `contentHash`) of the bytes read: the ocsprenewer
+   * drop-in's discovery (`RenewerDiscovery.certHashes`). The staple-folder
+   * cache is looked up with them instead of reading and hashing each file
+   * again (pipeline/pass-memo.ts). For this run's pass only, and ignored when
+   * the run had to wait for another process's lock.
+   */
+  certHashes?: ReadonlyMap<string, string>;
 }
 
 /** The result of a run. */
@@ -228,7 +237,17 @@ export async function runOnce(config: LoadedConfig, options: RunOptions = {}): P
       },
       // a failed push or hook fails the run (exit 255) but never undoes a written staple
       onFailure: (f) => report.hookErrors.push(f),
-      process: () => processAll(config, targets, options, transport, store, now, report),
+      // hashes read before a wait for the lock are not "just before the run"
+      process: (lock) =>
+        processAll(
+          config,
+          targets,
+          lock?.waited ? { ...options, certHashes: undefined } : options,
+          transport,
+          store,
+          now,
+          report,
+        ),
     });
   } finally {
     await ownTransport?.close();
@@ -263,7 +282,7 @@ async function processAll(
     }
     const ctx = contextFor(config, transport, store, now);
     // one pass: chain files and responder certificates read and parsed once (pipeline/pass-memo.ts)
-    ctx.pass = new PassMemo();
+    ctx.pass = new PassMemo(options.certHashes ? { certHashes: options.certHashes } : {});
     if (options.verdicts) ctx.verdicts = options.verdicts;
     if (options.signatures) ctx.signatures = options.signatures;
     if (options.strictOcsp) ctx.strictOcsp = true;

@@ -450,6 +450,8 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
       // the verdict cache beside the staples, signatures checked on a thread, as `staplekeeper run`
       verdicts: new VerdictCache({ env: io.env }),
       signatures: new SignatureVerifier({ thread: true }),
+      // discovery read and hashed every certificate file just now: the staple cache is looked up by those hashes
+      certHashes: found.certHashes,
       force: f.persist ? f.now : !f.ifNeeded,
       dryRun: f.notReally,
       ...(f.notReally ? { transport: offline } : {}),

@@ -15,6 +15,12 @@
  * whether certificates exist, what a scan finds — is checked at every load,
  * exactly as without the cache.
  *
+ * And the last whole result (load.ts `cachedResult`), used only when every
+ * file it was made from has the same text, every include folder lists the
+ * same files, every certificate file is still a file, and every scan
+ * observes the same (config/scan.ts `scanWitness`: the digest of every
+ * folder reached and every entry's name and kind).
+ *
  * Why it never changes a result:
  * - Only files that parsed and validated without a problem are cached;
  *   any file with an error goes through the parser and gives its message.

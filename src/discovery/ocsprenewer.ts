@@ -93,6 +93,14 @@ export interface RenewerDiscovery {
   targets: TargetConfig[];
   problems: DiscoveryProblem[];
   skipped: SkippedCert[];
+  /**
+   * Every certificate file this discovery read, by path: the content hash
+   * (io/fingerprint.ts `contentHash`) of the bytes it read. A run that starts
+   * right after it in the same process may look its staples up by them
+   * instead of reading the files again (`RunOptions.certHashes`); they are
+   * never kept for a later run.
+   */
+  certHashes: Map<string, string>;
 }
 
 /**
@@ -206,7 +214,7 @@ type LeafFacts =
  * it holds the hash of exactly these bytes, else by parsing (and then
  * recorded when the leaf names a responder; nothing else is ever recorded).
  */
-async function leafFacts(certPath: string, s: RenewerSettings): Promise<LeafFacts> {
+async function leafFacts(certPath: string, s: RenewerSettings, hashes: Map<string, string>): Promise<LeafFacts> {
   const cache = s.discoveryCache === undefined ? undefined : discoveryCacheFor(s.outDir);
   let bytes: Buffer;
   try {
@@ -214,8 +222,9 @@ async function leafFacts(certPath: string, s: RenewerSettings): Promise<LeafFact
   } catch (e) {
     return { ok: false, error: e };
   }
-  const fileHash = cache === undefined ? undefined : contentHash(bytes);
-  const known = fileHash === undefined ? undefined : cache?.get(fileHash);
+  const fileHash = contentHash(bytes);
+  hashes.set(certPath, fileHash);
+  const known = cache?.get(fileHash);
   if (known !== undefined) return { ok: true, leafHash: known };
   let leaf;
   try {
@@ -225,7 +234,7 @@ async function leafFacts(certPath: string, s: RenewerSettings): Promise<LeafFact
   }
   if (leaf.ocspUrls.length === 0) return { ok: false, subject: leaf.subject };
   const leafHash = contentHash(leaf.der);
-  if (fileHash !== undefined && s.discoveryCache === 'write') cache?.set(fileHash, leafHash);
+  if (s.discoveryCache === 'write') cache?.set(fileHash, leafHash);
   return { ok: true, leafHash };
 }
 
@@ -235,7 +244,7 @@ async function leafFacts(certPath: string, s: RenewerSettings): Promise<LeafFact
  * the exit code and the log), everything left out on purpose is in `skipped`.
  */
 export async function discoverRenewerTargets(s: RenewerSettings): Promise<RenewerDiscovery> {
-  const out: RenewerDiscovery = { targets: [], problems: [], skipped: [] };
+  const out: RenewerDiscovery = { targets: [], problems: [], skipped: [], certHashes: new Map() };
   /** The first certificate of each staple path: its file and the SHA-256 of its leaf's DER. */
   const byStaple = new Map<string, { certPath: string; leafHash: string }>();
 
@@ -255,7 +264,7 @@ export async function discoverRenewerTargets(s: RenewerSettings): Promise<Renewe
         out.skipped.push({ path: certPath, reason: 'named more than once; renewed once' });
         return true;
       }
-      const facts = await leafFacts(certPath, s);
+      const facts = await leafFacts(certPath, s, out.certHashes);
       if (!facts.ok) {
         if (facts.subject === undefined) throw facts.error;
         if (inDir && s.allowNonOcspInDir) {

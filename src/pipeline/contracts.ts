@@ -22,6 +22,14 @@
  * | clock | {@link Clock} (`EngineContext.now`) | io/clock.ts |
  * | source / output | {@link StapleSource}, {@link StapleOutput} | fleet/contract.ts |
  * | CRL checker | {@link CrlChecker} | below |
+ *
+ * Besides the seams, the context carries three optional objects that only
+ * save work and never change an answer (each module doc says why): the
+ * verdict cache (pipeline/verdict-cache.ts `VerdictCache`), the signature
+ * verifier (pipeline/signature-verifier.ts `SignatureVerifier`: a memo of
+ * checks and, optionally, the signature thread) and the pass memo
+ * (pipeline/pass-memo.ts `PassMemo`). `run` and the daemon create them; a
+ * library caller has none unless it passes them.
  */
 import type { Certificate } from '../core/certs.js';
 import type { ErrorCode } from '../core/errors.js';

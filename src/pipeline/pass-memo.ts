@@ -10,6 +10,14 @@
  * progress), so a chain file changed between two bursts of work is read
  * again. Without one (a library caller of processTarget), every certificate
  * reads and parses its own files: same answers, more work.
+ *
+ * A pass may start knowing the content hashes of certificate files that the
+ * same process read just before it (the ocsprenewer drop-in's discovery,
+ * `RunOptions.certHashes`): the staple-folder cache is then looked up with
+ * them instead of reading and hashing each file a second time
+ * (pipeline/verdict-cache.ts `knownSourcesKey`). They are the hashes of
+ * bytes read in this pass, made by the same function (io/fingerprint.ts
+ * `contentHash`) the engine uses, and are dropped with the other tables.
  */
 import { loadCertificates, parseCertificate, type Certificate } from '../core/certs.js';
 import { readRegularFileSync } from '../io/files.js';
@@ -33,13 +41,25 @@ export class PassMemo {
   private readonly includedCerts = new Map<string, Certificate | null>();
   /** The last included certificate parsed: a pass's responses usually all carry the same one. */
   private lastIncluded: { der: Buffer; cert: Certificate | null } | undefined;
+  /** Certificate files read just before this pass, by path: the content hash of the bytes read. */
+  private certHashes: ReadonlyMap<string, string> | undefined;
   private active = 0;
   private idleScheduled = false;
   private readonly onIdle: (() => void) | undefined;
 
-  /** `onIdle`: called when the engine goes idle, after the tables are dropped (the daemon flushes its verdict cache). */
-  constructor(options: { onIdle?: () => void } = {}) {
+  /**
+   * `onIdle`: called when the engine goes idle, after the tables are dropped (the daemon flushes its verdict cache).
+   * `certHashes`: certificate files this process read just before the pass, path → `contentHash` of the bytes
+   * read (see the module doc); never give hashes of an earlier pass.
+   */
+  constructor(options: { onIdle?: () => void; certHashes?: ReadonlyMap<string, string> } = {}) {
     this.onIdle = options.onIdle;
+    this.certHashes = options.certHashes;
+  }
+
+  /** The content hash of a certificate file read just before this pass, if it was given. */
+  knownCertHash(path: string): string | undefined {
+    return this.certHashes?.get(path);
   }
 
   /** A shared file read synchronously (once per pass), or undefined when it cannot be read that way. */
@@ -87,6 +107,7 @@ export class PassMemo {
     this.parsedLists.clear();
     this.includedCerts.clear();
     this.lastIncluded = undefined;
+    this.certHashes = undefined;
   }
 
   /** Marks the start of one certificate's work. */

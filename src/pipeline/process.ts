@@ -37,7 +37,7 @@ import {
   type StapleRead,
 } from './judge.js';
 import { fleetStep, renew, type FleetJob, type RenewInput } from './renew.js';
-import { readSourcesSync, type SourceSet, type VerdictRecord } from './verdict-cache.js';
+import { knownSourcesKey, readSourcesSync, type SourceSet, type VerdictRecord } from './verdict-cache.js';
 import { isRecordValidAt, recordFacts, recordFor, recordSummary } from './verdict-record.js';
 
 /** Every AIA responder URL of the certificate is disabled by configuration (reported as such, not triaged). */
@@ -99,6 +99,14 @@ async function noResponder(
   return out;
 }
 
+/** An outcome as {@link processTarget} starts it (its notices array is kept: the notice function holds it). */
+function resetOutcome(out: TargetOutcome): void {
+  const { id, certPath, staplePath, notices } = out;
+  for (const k of Object.keys(out)) delete (out as unknown as Record<string, unknown>)[k];
+  notices.length = 0;
+  Object.assign(out, { id, certPath, staplePath, result: 'unchanged', notices });
+}
+
 /**
  * Processes one target: decide, and when due fetch, verify and store.
  * Never throws: every failure is reported in the outcome, and a failure never
@@ -139,6 +147,7 @@ async function processEnabled(
   options: ProcessOptions,
   out: TargetOutcome,
   notice: (m: string) => void,
+  useKnownHash = true,
 ): Promise<TargetOutcome> {
   const slot = target.certificate ? undefined : ctx.verdicts?.forStaple(target.staplePath);
   let fleetJob: FleetJob | 'done' | undefined;
@@ -149,13 +158,18 @@ async function processEnabled(
     // certificate is parsed; otherwise the order is the ordinary one (load,
     // then read the staple), so a certificate that fails to load never
     // touches the staple file.
-    const sources = target.certificate ? undefined : readSourcesSync(target, ctx.pass);
-    const record = slot && sources ? slot.folder.get(slot.name) : undefined;
+    // A certificate file that discovery read and hashed just before this pass
+    // (the ocsprenewer drop-in) is looked up by that hash, not read again.
+    const knownKey = target.certificate || !useKnownHash ? undefined : knownSourcesKey(target, ctx.pass);
+    const readNow = (): SourceSet | undefined => (target.certificate ? undefined : readSourcesSync(target, ctx.pass));
+    let sources = knownKey === undefined ? readNow() : undefined;
+    const key = knownKey ?? sources?.key;
+    const record = slot && key !== undefined ? slot.folder.get(slot.name) : undefined;
     let stapleRead: StapleRead | undefined;
     let stapleHash: string | undefined;
     let hit: VerdictRecord | undefined;
     let now: Date | undefined;
-    if (record && sources && record.sourcesKey === sources.key) {
+    if (record && record.sourcesKey === key) {
       stapleRead =
         readStapleFileSync(ctx.store, target.staplePath) ?? (await readStapleFileAsync(ctx.store, target.staplePath));
       now = ctx.now();
@@ -187,6 +201,7 @@ async function processEnabled(
         responderUrls(target, { ocspUrls: hit.ocspUrls ?? [] }, ctx.urlOverrides),
       );
     } else {
+      sources ??= readNow();
       const current = await judgeTarget(target, ctx, { sources, read: stapleRead });
       load = current.load;
       const cert = load.loaded.cert;
@@ -212,6 +227,20 @@ async function processEnabled(
       window = { notBefore: cert.notBefore, notAfter: cert.notAfter, subject: cert.subject };
     }
     now ??= ctx.now(); // (set on both paths above)
+    // After a hit by discovery's hash, what needs the certificate's bytes reads
+    // the file now; if it no longer holds what discovery read, the target is
+    // judged again from the bytes read now, as a run without the hash would
+    // (so a renewal never mixes one content's verdict with another's bytes,
+    // and a record is always keyed by the bytes it was made from).
+    const stillKnown = (): boolean => {
+      if (knownKey === undefined || load !== undefined) return true;
+      sources ??= readNow();
+      return sources?.key === knownKey;
+    };
+    const again = (): Promise<TargetOutcome> => {
+      resetOutcome(out);
+      return processEnabled(target, ctx, options, out, notice, false);
+    };
     if (state.kind === 'invalid')
       notice(`the staple on disk is not usable: ${state.error.code}: ${state.error.message}`);
     const decision = decideRefresh(state, window, ctx.policy, now, { force: options.force ?? false });
@@ -226,9 +255,11 @@ async function processEnabled(
     }
     const tri = out.triage;
     if (tri && tri.mechanism !== 'ocsp' && !ctx.strictOcsp && !disabledByOverride(target, hit, load, ctx)) {
+      if (!stillKnown()) return await again();
       return await noResponder(target, ctx, options, out, notice, tri, state, load, sources);
     }
     if (ctx.fleet && !options.dryRun && (decision.action === 'renew' || options.fleetApply || options.fleetOnly)) {
+      if (!stillKnown()) return await again();
       load ??= await loadFromSources(target, ctx.resolver, sources, ctx);
       fleetJob = await fleetStep(ctx.fleet, ctx, target, load.loaded, state, decision, options, out, notice);
       if (fleetJob === 'done') return out;
@@ -247,6 +278,7 @@ async function processEnabled(
     }
 
     // Renewal needs the parsed certificate and issuer (a cache hit skipped them).
+    if (!stillKnown()) return await again();
     const loaded = (load ??= await loadFromSources(target, ctx.resolver, sources, ctx));
     const renewal: RenewInput = {
       target,
@@ -261,10 +293,11 @@ async function processEnabled(
       now,
       fleetJob: fleetJob === 'done' ? undefined : fleetJob,
     };
-    if (slot && sources && loaded.issuerFromFiles) {
+    const writtenKey = sources?.key;
+    if (slot && writtenKey !== undefined && loaded.issuerFromFiles) {
       // What is written was verified just now: the next run can take it from the cache.
       renewal.onWritten = (v, decoded) => {
-        const rec = recordFor(sources.key, contentHash(v.der), loaded.loaded.cert, v, decoded, ctx.pass);
+        const rec = recordFor(writtenKey, contentHash(v.der), loaded.loaded.cert, v, decoded, ctx.pass);
         if (rec) slot.folder.set(slot.name, rec);
       };
     }

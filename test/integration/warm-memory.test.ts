@@ -5,19 +5,16 @@
  * (src/cli/heap-growth.ts). Needs `npm run build` first (it runs dist/).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-// @ts-expect-error -- a plain ESM script without types (scripts/lib/bench-pki.mjs)
-import { buildBenchPki, domainsConfig } from '../../scripts/lib/bench-pki.mjs';
+import { writeConfig, writeDomains } from '../helpers/cli-harness.js';
+import { buildTestPki } from '../helpers/mint.js';
+import { cleanUp, tempDir } from '../helpers/temp.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'staplekeeper');
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+afterAll(cleanUp);
 
 /** A preload that records, at exit, whether a worker thread started and the young generation's largest size. */
 const PRELOAD = `import v8 from 'node:v8';
@@ -32,11 +29,12 @@ process.on('exit', () => { sample(); writeFileSync(process.env.REPORT, JSON.stri
 
 describe('a warm run stays small', () => {
   it('a run with every verdict cached starts no check thread; a cold one does', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'sk-warm-'));
-    dirs.push(dir);
+    const dir = await tempDir('sk-warm-');
     const n = 24;
-    await buildBenchPki({ dir, n, keyType: 'ec-p256' });
-    writeFileSync(path.join(dir, 'sk.yaml'), domainsConfig({ n, responderUrl: 'http://127.0.0.1:9/ocsp' }));
+    // good staples on disk, a responder nobody answers at: every staple is judged, none fetched
+    const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now: new Date(), leafCount: n });
+    const { domains } = await writeDomains(dir, pki, { responderUrl: 'http://127.0.0.1:9/ocsp', withStaples: true });
+    await writeConfig(path.join(dir, 'sk.yaml'), { ocsp_folder: dir, domains });
     const preload = path.join(dir, 'preload.mjs');
     writeFileSync(preload, PRELOAD);
     const report = path.join(dir, 'report.json');

@@ -17,20 +17,12 @@ import { createHttpTransport } from '../../src/io/http.js';
 import { buildTestPki, mintCert } from '../helpers/mint.js';
 import { tempDir, cleanUp } from '../helpers/temp.js';
 import { createFakeTransport } from '../../src/testing/index.js';
+import { codeOfAsync } from '../helpers/errors.js';
 
 const now = new Date();
 const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now });
 const leaf = pki.leaves[0]!;
 
-async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(StapleError);
-    return (e as StapleError).code;
-  }
-  return undefined;
-}
 function errOf(fn: () => unknown): StapleError {
   try {
     fn();

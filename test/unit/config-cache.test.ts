@@ -1,4 +1,5 @@
 import { chmod, mkdir, readdir, readFile, rm, unlink, utimes, writeFile, stat } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { hash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,16 @@ async function put(root: string, files: Record<string, string>): Promise<void> {
   for (const [rel, text] of Object.entries(files)) {
     await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
     await writeFile(path.join(root, rel), text);
+  }
+}
+
+/** {@link outcome} with more load options. */
+async function outcomeWith(file: string, cwd: string, opts: { ocspbot?: boolean }): Promise<unknown> {
+  try {
+    return { ok: await loadConfig(file, { cwd, ...opts }) };
+  } catch (e) {
+    if (!isStapleError(e)) throw e;
+    return { code: e.code, message: e.message, details: e.details };
   }
 }
 
@@ -359,6 +370,36 @@ describe('configuration cache: where it lives', () => {
     for (const bad of [NaN, Infinity, -0, new Date(0), [undefined], new Map(), () => 1, 1n]) {
       expect(isPlainJson({ v: bad })).toBe(false);
     }
+  });
+});
+
+const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+describe('staple kinds from a folder listing (ocspbot)', () => {
+  it('a folder of many staples gives the kinds stat gives: links followed, folders and other files named', async () => {
+    const root = await tempDir('sk-staple-kinds-');
+    // 26 domains, certificates in certs/, staples in out/: 10 there, 10 missing, 6 odd ones
+    const names = ['folder', 'link-dir', 'fifo', 'dangling', 'link-file', 'file', ...range(20).map((i) => `d${i}`)];
+    const tree = Object.fromEntries(names.map((n) => [`certs/${n}.pem`, n]));
+    for (const i of range(10)) tree[`out/d${i}.der`] = 'staple';
+    tree['out/file.der'] = tree['elsewhere/other.der'] = 'staple';
+    tree['sk.yaml'] =
+      `ocsp_folder: out\ndomains:\n${names.map((n) => `  ${n}: { cert: certs/${n}.pem, ocsp: ${n}.der }\n`).join('')}`;
+    await put(root, tree);
+    await mkdir(path.join(root, 'out/folder.der'));
+    await mkdir(path.join(root, 'elsewhere/dir'));
+    const { symlink } = await import('node:fs/promises');
+    await symlink('../elsewhere/dir', path.join(root, 'out/link-dir.der'));
+    await symlink('nowhere.der', path.join(root, 'out/dangling.der'));
+    await symlink('../elsewhere/other.der', path.join(root, 'out/link-file.der'));
+    expect(spawnSync('mkfifo', [path.join(root, 'out/fifo.der')]).status).toBe(0);
+    const r = (await outcomeWith('sk.yaml', root, { ocspbot: true })) as { code: string; message: string };
+    expect(r.code).toBe('CONFIG_INVALID');
+    const lines = r.message.split('\n');
+    expect(lines, r.message).toHaveLength(3);
+    expect(lines[0]).toMatch(/domain folder: the staple file .*folder\.der exists, but is a folder;/);
+    expect(lines[1]).toMatch(/domain link-dir: the staple file .*link-dir\.der exists, but is a folder;/);
+    expect(lines[2]).toMatch(/domain fifo: the staple file .*fifo\.der exists, but is not a regular file;/);
   });
 });
 

@@ -1,18 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DerReader, TAG, decodeOid, decodeTime, encodeTlv } from '../../src/core/der.js';
-import { StapleError } from '../../src/core/errors.js';
+import { codeOf } from '../helpers/errors.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(StapleError);
-    return (e as StapleError).code;
-  }
-  return undefined;
-}
 
 describe('DerReader', () => {
   it('reads nested elements and exact offsets', () => {

@@ -6,6 +6,14 @@
  * corrupt, truncated, of other code, or describes files since replaced.
  *
  * "A new process" is simulated with resetDiscoveryCaches().
+ *
+ * And the hashes discovery hands to the run that follows it (the drop-in's
+ * `RunOptions.certHashes`, so that the engine does not read and hash every
+ * certificate file a second time) never change a decision: a run given them
+ * decides exactly as a run that reads the files itself, cold and warm; it
+ * decides as of discovery's reading (a file replaced in between is read when
+ * its bytes are needed, and what is recorded is keyed by what was read); and
+ * hashes taken before a wait for another process's lock are not used.
  */
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,7 +29,12 @@ import {
   type RenewerDiscovery,
   type RenewerSettings,
 } from '../../src/discovery/ocsprenewer.js';
-import { buildTestPki, mintCert, type MintedCert, type TestPki } from '../helpers/mint.js';
+import { renewerConfig } from '../../src/discovery/ocsprenewer.js';
+import { runOnce, type RunOptions, type RunReport } from '../../src/batch/run.js';
+import { acquireLock } from '../../src/batch/lock.js';
+import { VerdictCache } from '../../src/pipeline/verdict-cache.js';
+import { createFakeTransport } from '../../src/testing/index.js';
+import { buildTestPki, goodResponseFor, mintCert, type MintedCert, type TestPki } from '../helpers/mint.js';
 import { tempDir } from '../helpers/temp.js';
 
 const dirs: string[] = [];
@@ -198,5 +211,155 @@ describe('the ocsprenewer discovery cache never changes what discovery finds', (
     await expect(readFile(join(f.out, DISCOVERY_CACHE_FILE))).rejects.toThrow();
     await discover(settings(f, 'write'));
     expect((await readFile(join(f.out, DISCOVERY_CACHE_FILE))).length).toBeGreaterThan(0);
+  });
+});
+
+describe("discovery's hashes, handed to the run that follows, never change a decision", () => {
+  const noNetwork = createFakeTransport(() => {
+    throw new Error('this test does not expect a request');
+  });
+  const COUNT = 10;
+
+  /** COUNT bundles (leaf, then issuer) with a good staple each, and one with a separate `.issuer.crt`. */
+  async function renewerFixture(): Promise<{ f: { crt: string; out: string }; pki: TestPki; s: RenewerSettings }> {
+    const p = buildTestPki({ keyType: 'ec-p256', delegated: true, leafCount: COUNT });
+    const dir = await tempDir('sk-discovery-run-');
+    dirs.push(dir);
+    const f = { crt: join(dir, 'crt'), out: join(dir, 'out') };
+    await mkdir(f.crt);
+    await mkdir(f.out);
+    for (const [i, l] of p.leaves.entries()) {
+      if (i === 0) {
+        await writeFile(join(f.crt, 'c0.crt'), l.pem);
+        await writeFile(join(f.crt, 'c0.issuer.crt'), p.root.pem);
+      } else await writeFile(join(f.crt, `c${i}.crt`), l.pem + p.root.pem);
+      await writeFile(join(f.out, `c${i}.ocsp`), goodResponseFor(p, l));
+    }
+    return { f, pki: p, s: { ...settings(f, 'write'), paths: [f.crt] } };
+  }
+
+  /** Discovery, then a run with a fresh verdict cache ("a new process"), given discovery's hashes or not. */
+  async function discoverAndRun(
+    s: RenewerSettings,
+    opts: { hashes: boolean; between?: () => Promise<void> } & RunOptions,
+  ): Promise<{ report: RunReport; hits: number; misses: number }> {
+    const found = await discover(s);
+    expect(found.certHashes.size).toBe(COUNT);
+    const { hashes, between, ...options } = opts;
+    await between?.();
+    const verdicts = new VerdictCache();
+    const report = await runOnce(renewerConfig(s, found.targets), {
+      transport: noNetwork,
+      verdicts,
+      ...(hashes ? { certHashes: found.certHashes } : {}),
+      ...options,
+    });
+    return { report, ...verdicts.stats() };
+  }
+
+  const decisions = (r: RunReport): unknown =>
+    r.outcomes.map((o) => [o.id, o.result, o.decision?.action, o.decision?.reason, o.staple, o.error]);
+
+  it('cold and warm, with and without the hashes: the same decisions; a warm run takes every staple from the cache', async () => {
+    const { s } = await renewerFixture();
+    const plain = await runOnce(renewerConfig(s, (await discover(s)).targets), { transport: noNetwork });
+    expect(plain.unchanged).toBe(COUNT);
+    const cold = await discoverAndRun(s, { hashes: true });
+    expect(cold).toMatchObject({ hits: 0, misses: COUNT });
+    const warm = await discoverAndRun(s, { hashes: true });
+    expect(warm).toMatchObject({ hits: COUNT, misses: 0 });
+    const warmReading = await discoverAndRun(s, { hashes: false });
+    expect(warmReading).toMatchObject({ hits: COUNT, misses: 0 });
+    for (const r of [cold, warm, warmReading]) expect(decisions(r.report)).toEqual(decisions(plain));
+    // a dry run (-not-really) too
+    const dry = await discoverAndRun(s, { hashes: true, dryRun: true });
+    expect(decisions(dry.report)).toEqual(
+      decisions(await runOnce(renewerConfig(s, (await discover(s)).targets), { transport: noNetwork, dryRun: true })),
+    );
+  });
+
+  it("decides as of discovery's reading; a file replaced in between is read when its bytes are needed, and what is recorded is keyed by what was read", async () => {
+    const { s, pki: p } = await renewerFixture();
+    await discoverAndRun(s, { hashes: true }); // fills the verdict cache
+    const c3 = join(s.paths[0] as string, 'c3.crt');
+    const before = await runOnce(renewerConfig(s, (await discover(s)).targets), { transport: noNetwork });
+
+    // replaced by garbage after discovery read it: the lookup uses discovery's hash (the file is not read again),
+    // so the run decides as a run that read it when discovery did
+    const found = await discover(s);
+    await writeFile(c3, 'not a certificate\n');
+    const withHashes = new VerdictCache();
+    const config = renewerConfig(s, found.targets);
+    const garbage = await runOnce(config, { transport: noNetwork, verdicts: withHashes, certHashes: found.certHashes });
+    expect(withHashes.stats()).toEqual({ hits: COUNT, misses: 0 });
+    expect(decisions(garbage)).toEqual(decisions(before));
+    // (a run that reads the file itself fails it: the shortcut was taken)
+    const reading = await runOnce(config, { transport: noNetwork, verdicts: new VerdictCache() });
+    expect(reading.outcomes.find((o) => o.id === 'c3')).toMatchObject({
+      result: 'failed',
+      error: { code: 'NOT_A_CERTIFICATE' },
+    });
+
+    // replaced by another certificate after discovery, and renewed (-force): the renewal reads the file now,
+    // fetches for the new certificate and records the new staple under the new contents' key
+    const other = mintCert({
+      subjectCN: 'replaced.example',
+      issuer: p.root,
+      notBefore: new Date(p.now.getTime() - 86_400_000),
+      notAfter: new Date(p.now.getTime() + 90 * 86_400_000),
+      ocspUrls: ['http://127.0.0.1:9/ocsp'],
+    });
+    await writeFile(c3, (p.leaves[3] as MintedCert).pem + p.root.pem); // back to the original
+    const answering = createFakeTransport(() => ({
+      contentType: 'application/ocsp-response',
+      body: goodResponseFor(p, other),
+    }));
+    const renewed = await discoverAndRun(s, {
+      hashes: true,
+      between: () => writeFile(c3, other.pem + p.root.pem),
+      transport: answering,
+      force: true,
+      only: ['c3'],
+    });
+    expect(answering.requests.length).toBe(1);
+    expect(renewed.report.outcomes.map((o) => [o.id, o.result])).toEqual([['c3', 'updated']]);
+    // every later run, with and without the hashes, with the cache or without, decides alike
+    const after = await runOnce(renewerConfig(s, (await discover(s)).targets), { transport: noNetwork });
+    expect(after.unchanged).toBe(COUNT);
+    for (const hashes of [true, false]) {
+      const r = await discoverAndRun(s, { hashes });
+      expect(r.hits).toBe(COUNT);
+      expect(decisions(r.report)).toEqual(decisions(after));
+    }
+    // the original certificate back: its staple is the new certificate's, so it is invalid with the cache too
+    await writeFile(c3, (p.leaves[3] as MintedCert).pem + p.root.pem);
+    const back = await runOnce(renewerConfig(s, (await discover(s)).targets), { transport: noNetwork });
+    expect(back.outcomes.find((o) => o.id === 'c3')?.result).toBe('failed');
+    const backCached = await discoverAndRun(s, { hashes: true });
+    expect(backCached.misses).toBe(1);
+    expect(decisions(backCached.report)).toEqual(decisions(back));
+  });
+
+  it('hashes taken before a wait for the lock are not used: the files are read again', async () => {
+    const { s } = await renewerFixture();
+    await discoverAndRun(s, { hashes: true }); // fills the verdict cache
+    const c3 = join(s.paths[0] as string, 'c3.crt');
+    const lock = await acquireLock(s.outDir, 1_000);
+    const found = await discover(s);
+    const verdicts = new VerdictCache();
+    const notices: string[] = [];
+    const running = runOnce(renewerConfig(s, found.targets), {
+      transport: noNetwork,
+      verdicts,
+      certHashes: found.certHashes,
+      onNotice: (m) => notices.push(m),
+    });
+    await new Promise((r) => setTimeout(r, 300)); // the run is waiting for the lock
+    await writeFile(c3, 'not a certificate\n');
+    await lock.release();
+    const report = await running;
+    expect(notices.some((m) => m.startsWith('waiting for'))).toBe(true);
+    expect(verdicts.stats()).toEqual({ hits: COUNT - 1, misses: 1 });
+    expect(report.outcomes.find((o) => o.id === 'c3')).toMatchObject({ result: 'failed' });
   });
 });

@@ -4,7 +4,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseCertificate } from '../../src/core/certs.js';
-import { StapleError } from '../../src/core/errors.js';
 import { buildRequest, computeCertId } from '../../src/core/request.js';
 import { decodeResponse } from '../../src/core/response.js';
 import { assertGood, verifyResponse } from '../../src/core/verify.js';
@@ -17,19 +16,10 @@ import {
   certIdFor,
   OID,
 } from '../helpers/mint.js';
+import { codeOf } from '../helpers/errors.js';
 
 const now = new Date('2026-11-22T12:00:00Z');
 const H = 3600_000;
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(StapleError);
-    return (e as StapleError).code;
-  }
-  return undefined;
-}
 
 describe.each(KEY_TYPES.map((k) => [k]))('%s', (keyType) => {
   for (const delegated of [true, false]) {

@@ -1,0 +1,71 @@
+/**
+ * `runOnce` and the verdict cache as an object (pipeline/verdict-cache.ts):
+ * a library caller that passes none gets nothing written beside its staples;
+ * one that passes a cache has its file written when the run ends (no exit
+ * handler), and the next run takes every staple from it with the same outcomes.
+ * Both objects come from the library's `ocsp` namespace, as a caller would use them.
+ */
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ocsp, runOnce } from '../../src/index.js';
+import { loadConfig } from '../../src/config/index.js';
+import type { HttpTransport } from '../../src/io/http.js';
+import { CACHE_FILE_NAME } from '../../src/pipeline/verdict-cache.js';
+import { buildTestPki, goodResponseFor } from '../helpers/mint.js';
+import { tempDir } from '../helpers/temp.js';
+
+const dirs: string[] = [];
+afterAll(async () => {
+  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+});
+
+const noNetwork: HttpTransport = {
+  send: () => Promise.reject(new Error('this test does not expect a request')),
+  close: async () => undefined,
+};
+
+describe('runOnce and the verdict cache', () => {
+  it('writes no cache file unless given a cache; with one, writes it at the end and hits it next time', async () => {
+    const now = new Date();
+    const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now, leafCount: 10 });
+    const dir = await tempDir('sk-run-caches-');
+    dirs.push(dir);
+    await mkdir(join(dir, 'certs'));
+    await mkdir(join(dir, 'staples'));
+    await writeFile(join(dir, 'chain.pem'), pki.root.pem);
+    const domains: string[] = [];
+    for (const [i, leaf] of pki.leaves.entries()) {
+      await writeFile(join(dir, 'certs', `c${i}.pem`), leaf.pem);
+      await writeFile(join(dir, 'staples', `d${i}.der`), goodResponseFor(pki, leaf, now));
+      domains.push(`  d${i}:\n    cert: certs/c${i}.pem\n    chain: chain.pem\n    ocsp: d${i}.der\n`);
+    }
+    await writeFile(join(dir, 'sk.yaml'), `ocsp_folder: staples\ndomains:\n${domains.join('')}`);
+    const config = await loadConfig('sk.yaml', { cwd: dir });
+    const cacheFile = join(dir, 'staples', CACHE_FILE_NAME);
+    const exitHandlers = process.listenerCount('exit');
+
+    const plain = await runOnce(config, { transport: noNetwork });
+    await new Promise((r) => setTimeout(r, 20)); // nothing is written later either (idle, exit)
+    expect(plain.unchanged).toBe(10);
+    await expect(stat(cacheFile)).rejects.toMatchObject({ code: 'ENOENT' });
+
+    const first = new ocsp.VerdictCache();
+    const signatures = new ocsp.SignatureVerifier({ thread: true });
+    try {
+      const cached = await runOnce(config, { transport: noNetwork, verdicts: first, signatures });
+      expect((await stat(cacheFile)).isFile()).toBe(true); // written when the run ended
+      expect(process.listenerCount('exit')).toBe(exitHandlers);
+      expect(first.stats()).toEqual({ hits: 0, misses: 10 });
+      const second = new ocsp.VerdictCache();
+      const warm = await runOnce(config, { transport: noNetwork, verdicts: second, signatures });
+      expect(second.stats()).toEqual({ hits: 10, misses: 0 });
+      const decisions = (r: typeof plain): unknown =>
+        r.outcomes.map((o) => [o.id, o.result, o.decision?.action, o.decision?.reason, o.staple]);
+      expect(decisions(cached)).toEqual(decisions(plain));
+      expect(decisions(warm)).toEqual(decisions(plain));
+    } finally {
+      await signatures.close();
+    }
+  });
+});
