@@ -57,12 +57,16 @@ export class WorkQueue {
   add(id: string, ask: Queued): void {
     this.queue.set(id, mergeAsks(this.queue.get(id), ask));
     if (this.lock && this.onDrained) this.spawnWorkers();
-    else if (!this.pumping) {
-      this.pumping = this.pump().finally(() => {
-        this.pumping = undefined;
-        this.notifyIdle();
-      });
-    }
+    else if (!this.pumping) this.start();
+  }
+
+  private start(): void {
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      // asked for while the last batch was closing (after its queue ran empty): a new batch, not a stranded ask
+      if (this.queue.size > 0 && !this.hooks.stopping()) this.start();
+      else this.notifyIdle();
+    });
   }
 
   delete(id: string): void {
