@@ -354,7 +354,10 @@ describe("discovery's hashes, handed to the run that follows, never change a dec
       certHashes: found.certHashes,
       onNotice: (m) => notices.push(m),
     });
-    await new Promise((r) => setTimeout(r, 300)); // the run is waiting for the lock
+    // the run is waiting for the lock (polled: no assumption about how fast it gets there)
+    for (let i = 0; i < 400 && !notices.some((m) => m.startsWith('waiting for')); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
     await writeFile(c3, 'not a certificate\n');
     await lock.release();
     const report = await running;
