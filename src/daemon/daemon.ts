@@ -24,8 +24,7 @@
  * {@link LogEvent}s.
  */
 import { dirname } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import type { LoadedConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import type { Fleet, FleetHealth } from '../fleet/contract.js';
@@ -37,14 +36,14 @@ import { jitter, Schedule, type RandomSource } from '../pipeline/backoff.js';
 import { readMarks } from '../revocation/marks.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
-import { snapshotOf } from '../status/snapshot.js';
-import { newEntryState, nextEntryState, type DaemonLogger, type EntryState } from './entry-state.js';
+import type { DaemonLogger } from './entry-state.js';
+import { attemptGuarded, newEntry, type ApplyContext, type Entry } from './apply.js';
+import { daemonSnapshot, Observers } from './observe.js';
 import { handleFileChanges, ProblemLog, proveStapleFolders, rediscover, type DiscoveryContext } from './discovery.js';
-import { attemptCertificate, shortestLife, wakeWaiting, type AttemptRun } from './attempt.js';
 import { DaemonEngine } from './engine.js';
 import { FleetLink } from './fleet-link.js';
 import { openFolderWatcher, openStatusService } from './services.js';
-import { batchLog, mergeAsks, WorkQueue, type Queued } from './queue.js';
+import { batchLog, mergeAsks, WorkQueue } from './queue.js';
 import { HostHealth } from './host-health.js';
 import type { DaemonOptions } from './options.js';
 import { sourceFromConfig, type DaemonSource, type DiscoverResult } from './watch.js';
@@ -65,13 +64,6 @@ export { byUrgency, certificateState, sourceFromConfig };
 // The daemon
 // ---------------------------------------------------------------------------
 
-/** A certificate in the daemon: its state (entry-state.ts) and its place in the queue. */
-interface Entry extends EntryState {
-  inFlight: boolean;
-  /** Asked for again while in flight (force wins). */
-  again?: Queued | undefined;
-}
-
 const SWEEP_KEY = '\u0000sweep';
 /** Retry of a batch that could not get the lock. */
 const LOCK_RETRY_MS = 60_000;
@@ -88,7 +80,8 @@ export class StapleDaemon {
   private readonly schedule: Schedule;
   private readonly entries = new Map<string, Entry>();
   private readonly work: WorkQueue;
-  private readonly observers = new Set<DaemonObserver>();
+  private readonly observers = new Observers();
+  private readonly applier: ApplyContext;
   private readonly engine: DaemonEngine;
   private watcher: { close(): Promise<void> } | undefined;
   private server: { close(): Promise<void>; url: string; listen: string } | undefined;
@@ -112,7 +105,7 @@ export class StapleDaemon {
     this.work = new WorkQueue({
       concurrency: () => this.settings.concurrency,
       stopping: () => this.stopping,
-      work: (id, ask) => this.attemptGuarded(id, ask),
+      work: (id, ask) => attemptGuarded(this.applier, id, ask),
       batch: (drain) => this.runBatch(drain),
     });
     this.engine = new DaemonEngine({
@@ -123,6 +116,7 @@ export class StapleDaemon {
       now: () => this.clock.now(),
       log: this.log,
     });
+    this.applier = this.applyContext();
     this.problems = new ProblemLog(this.log);
     this.fleetLink = new FleetLink(
       this.log,
@@ -172,7 +166,7 @@ export class StapleDaemon {
     await this.openStatusServer();
     await this.openWatcher();
     this.problems.report(found.problems);
-    for (const t of found.targets) this.entries.set(t.id, this.newEntry(t));
+    for (const t of found.targets) this.entries.set(t.id, newEntry(t));
     this.log({
       level: 'info',
       msg: `staplekeeper ${VERSION} daemon started: ${found.targets.length} certificate(s) from ${this.source.describe}; ${this.watcher ? 'watching their folders' : 'not watching folders'}; sweep every ${Math.round(this.settings.daemon.sweepIntervalMs / 60_000)} min`,
@@ -193,10 +187,6 @@ export class StapleDaemon {
         };
       this.enqueue(id, force || m !== undefined, true);
     }
-  }
-
-  private newEntry(target: TargetConfig): Entry {
-    return { ...newEntryState(target), inFlight: false };
   }
 
   /** Fleet mode: how the fleet is (null without one). */
@@ -249,7 +239,7 @@ export class StapleDaemon {
       certificates: {
         targetOf: (id) => this.entries.get(id)?.target,
         targets: () => [...this.entries.values()].map((e) => e.target),
-        add: (t) => this.entries.set(t.id, this.newEntry(t)),
+        add: (t) => this.entries.set(t.id, newEntry(t)),
         replace: (t) => {
           const e = this.entries.get(t.id);
           if (e) e.target = t;
@@ -363,85 +353,27 @@ export class StapleDaemon {
     return true;
   }
 
-  /** {@link processOne}, guarded: an unexpected error is logged and the certificate looked at again in an hour. */
-  private async attemptGuarded(id: string, ask: Queued): Promise<void> {
-    try {
-      await this.processOne(id, ask.force, ask.fleet ?? false);
-    } catch (e) {
-      // processTarget never throws; this guards the bookkeeping around it
-      const err = toStapleError(e);
-      this.log({ level: 'error', id, code: err.code, msg: `internal error: ${err.message}` });
-      if (this.entries.has(id)) this.schedule.set(id, new Date(this.clock.now().getTime() + 3_600_000));
-    }
-  }
-
-  /** One attempt for one certificate (attempt.ts), applied to its entry and told to the observers. */
-  private async processOne(id: string, force: boolean, fleet = false): Promise<void> {
-    const entry = this.entries.get(id);
-    if (!entry) return;
-    entry.inFlight = true;
-    const t0 = performance.now();
-    let run: AttemptRun;
-    try {
-      run = await attemptCertificate(
-        entry,
-        { force, fleet },
-        {
-          ctx: this.engine.ctx,
-          transport: this.engine.transport,
-          health: this.health,
-          now: () => this.clock.now(),
-          log: this.log,
-        },
-      );
-    } finally {
-      entry.inFlight = false;
-      this.requeueIfAsked(entry);
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    if (this.entries.get(id) !== entry) return; // removed meanwhile
-    this.apply(entry, run);
-    if (run.result.kind !== 'attempt') return;
-    const outcome = run.result.outcome;
-    // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
-    const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched = (outcome.result === 'updated' && !fleetHit) || (run.hosts?.contactedResponder() ?? false);
-    for (const o of this.observers) {
-      try {
-        o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
-      } catch {
-        // an observer never breaks the loop
-      }
-    }
-    this.batchOutcomes.push(outcome);
-  }
-
-  /** Applies an attempt (entry-state.ts): the entry's new state, the hosts' health, the timer, the log. */
-  private apply(entry: Entry, { result, hosts }: AttemptRun): void {
-    // CRL watch on: a `crl` certificate is looked at again every crl.interval
-    const crlIntervalMs = this.engine.crlIntervalMs;
-    if (result.kind === 'attempt' && crlIntervalMs !== undefined) result.crlIntervalMs = crlIntervalMs;
-    const now = this.clock.now();
-    const t = nextEntryState(entry, result, now, this.random);
-    Object.assign(entry, t.state);
-    hosts?.settle(result.kind === 'attempt' ? result.outcome.error?.code : undefined, {
-      lifeOf: (host) => shortestLife(this.entries.values(), host, now),
-      onRecovered: (host) => wakeWaiting(this.entries.values(), host, entry.target.id, this.schedule, now, this.random),
-    });
-    const id = entry.target.id;
-    if (t.next === null) this.schedule.delete(id);
-    else if (t.next) this.schedule.set(id, t.next);
-    for (const e of t.log) this.log(e);
-  }
-
-  /** A change that arrived while the certificate was in progress is handled right after. */
-  private requeueIfAsked(entry: Entry): void {
-    const again = entry.again;
-    entry.again = undefined;
-    if (again && !this.stopping && this.entries.get(entry.target.id) === entry) {
-      // after the current microtask, so that the outcome is recorded first
-      queueMicrotask(() => this.enqueue(entry.target.id, again.force, again.fleet ?? false));
-    }
+  /** How applying an attempt (apply.ts) sees this daemon. */
+  private applyContext(): ApplyContext {
+    return {
+      entries: this.entries,
+      timers: this.schedule,
+      random: this.random,
+      now: () => this.clock.now(),
+      log: this.log,
+      attempt: () => ({
+        ctx: this.engine.ctx,
+        transport: this.engine.transport,
+        health: this.health,
+        now: () => this.clock.now(),
+        log: this.log,
+      }),
+      crlIntervalMs: () => this.engine.crlIntervalMs,
+      stopping: () => this.stopping,
+      requeue: (id, ask) => this.enqueue(id, ask.force, ask.fleet ?? false),
+      observe: (event) => this.observers.attempt(event),
+      record: (outcome) => this.batchOutcomes.push(outcome),
+    };
   }
 
   private closeRetiredTransports(): void {
@@ -580,8 +512,7 @@ export class StapleDaemon {
 
   /** Subscribes an observer; returns the unsubscribe function. */
   addObserver(o: DaemonObserver): () => void {
-    this.observers.add(o);
-    return () => this.observers.delete(o);
+    return this.observers.add(o);
   }
 
   /**
@@ -600,22 +531,8 @@ export class StapleDaemon {
 
   /** The status of every certificate, most urgent first. */
   snapshot(): DaemonSnapshot {
-    const facts = {
-      source: this.source.describe,
-      startedAt: this.startedAt,
-      alive: this.isAlive(),
-      nextWake: this.schedule.armedFor(),
-      inProgress: this.work.active,
-      queued: this.work.size,
-      hostsFailing: this.health.size,
-      backoff: this.health.list(),
-      fleet: this.fleet?.health(),
-      certificates: [...this.entries.values()].map((e) => ({
-        facts: e,
-        nextAttempt: this.schedule.get(e.target.id),
-        inProgress: e.inFlight,
-      })),
-    };
-    return snapshotOf(facts, this.clock.now(), process.pid);
+    const { source, startedAt, schedule, work, health, fleet, entries } = this;
+    const view = { source: source.describe, startedAt, alive: this.isAlive(), schedule, work, health, fleet };
+    return daemonSnapshot({ ...view, entries: entries.values() }, this.clock.now());
   }
 }
