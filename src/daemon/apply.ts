@@ -3,7 +3,8 @@
  * attempt (attempt.ts) is run, its result turned into the entry's next state
  * (entry-state.ts `nextEntryState`), the hosts' health settled, the
  * certificate's timer set or cleared, the log lines written, the observers
- * told and the outcome recorded for the batch step.
+ * told and the outcome recorded for the batch step. Also here: a new
+ * entry, and the state a revocation mark of a previous run gives it.
  *
  * Contract: {@link attemptGuarded} never throws. It reads and changes only
  * what {@link ApplyContext} hands it: the entries (their state, in place),
@@ -16,6 +17,7 @@ import type { TargetConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
 import type { RandomSource } from '../pipeline/backoff.js';
 import type { TargetOutcome } from '../pipeline/context.js';
+import type { RevocationMark } from '../revocation/marks.js';
 import type { AttemptEvent } from '../status/page.js';
 import { newEntryState, nextEntryState, type DaemonLogger, type EntryState } from './entry-state.js';
 import {
@@ -38,6 +40,15 @@ export interface Entry extends EntryState {
 /** A new entry for `target`: nothing known yet, not in flight. */
 export function newEntry(target: TargetConfig): Entry {
   return { ...newEntryState(target), inFlight: false };
+}
+
+/** The entry's `revoked` for a mark a previous run left (revocation/marks.ts). */
+export function revokedByMark(m: RevocationMark): NonNullable<Entry['revoked']> {
+  return {
+    source: m.source,
+    ...(m.time ? { time: m.time } : {}),
+    ...(m.reason ? { reason: m.reason } : {}),
+  };
 }
 
 /** What applying an attempt needs from the daemon. */

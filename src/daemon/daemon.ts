@@ -9,13 +9,15 @@
  * - entry-state.ts: what it knows of each certificate, and the pure
  *   transition after an attempt (next state, next attempt, log lines);
  * - queue.ts: the work queue and its batches; attempt.ts: one attempt behind
- *   the per-host gate of host-health.ts (a transport wrapper);
+ *   the per-host gate of host-health.ts (a transport wrapper); apply.ts: its
+ *   result applied to the entry (state, timer, log lines, observers);
  * - discovery.ts and watch.ts: the certificates of the source, kept in line
  *   by the folder watcher and the periodic sweep; writable.ts: folders
  *   proved writable at start;
  * - engine.ts: the transport and the engine context with the daemon's
- *   caches; fleet-link.ts: the fleet; services.ts: the status service;
- *   status/snapshot.ts: what `/status` shows.
+ *   caches; fleet-link.ts: the fleet; services.ts: the status service and
+ *   the folder watcher; observe.ts: the observers and the facts of the
+ *   snapshot, which status/snapshot.ts renders for `/status`.
  *
  * Errors in one certificate never stop the loop. The daemon knows nothing of
  * signals or log formats: the CLI maps SIGUSR1/SIGUSR2/SIGHUP/SIGTERM to
@@ -37,12 +39,12 @@ import { readMarks } from '../revocation/marks.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
 import type { DaemonLogger } from './entry-state.js';
-import { attemptGuarded, newEntry, type ApplyContext, type Entry } from './apply.js';
+import { attemptGuarded, newEntry, revokedByMark, type ApplyContext, type Entry } from './apply.js';
 import { daemonSnapshot, Observers } from './observe.js';
 import { handleFileChanges, ProblemLog, proveStapleFolders, rediscover, type DiscoveryContext } from './discovery.js';
 import { DaemonEngine } from './engine.js';
 import { FleetLink } from './fleet-link.js';
-import { openFolderWatcher, openStatusService } from './services.js';
+import { DaemonServices } from './services.js';
 import { batchLog, mergeAsks, WorkQueue } from './queue.js';
 import { HostHealth } from './host-health.js';
 import type { DaemonOptions } from './options.js';
@@ -83,8 +85,7 @@ export class StapleDaemon {
   private readonly observers = new Observers();
   private readonly applier: ApplyContext;
   private readonly engine: DaemonEngine;
-  private watcher: { close(): Promise<void> } | undefined;
-  private server: { close(): Promise<void>; url: string; listen: string } | undefined;
+  private readonly services: DaemonServices;
   private readonly startedAt: Date;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -118,6 +119,18 @@ export class StapleDaemon {
     });
     this.applier = this.applyContext();
     this.problems = new ProblemLog(this.log);
+    this.services = new DaemonServices({
+      listen: () => this.options.listen ?? this.settings.daemon.statusListen, // read again after a reload
+      watch: () => this.options.watch ?? this.settings.daemon.watch,
+      source: () => this.source,
+      provider: this,
+      clock: this.clock,
+      debounceMs: this.options.debounceMs ?? 500,
+      log: this.log,
+      onEvents: (events) => {
+        if (!this.stopping) void handleFileChanges(this.discovery(), events);
+      },
+    });
     this.fleetLink = new FleetLink(
       this.log,
       {
@@ -163,13 +176,12 @@ export class StapleDaemon {
     this.engine.use(this.source.config, this.fleet, true);
     // temporary files left by an interrupted process, as `run` does
     for (const dir of new Set(found.targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
-    await this.openStatusServer();
-    await this.openWatcher();
+    await this.services.open();
     this.problems.report(found.problems);
     for (const t of found.targets) this.entries.set(t.id, newEntry(t));
     this.log({
       level: 'info',
-      msg: `staplekeeper ${VERSION} daemon started: ${found.targets.length} certificate(s) from ${this.source.describe}; ${this.watcher ? 'watching their folders' : 'not watching folders'}; sweep every ${Math.round(this.settings.daemon.sweepIntervalMs / 60_000)} min`,
+      msg: `staplekeeper ${VERSION} daemon started: ${found.targets.length} certificate(s) from ${this.source.describe}; ${this.services.watching ? 'watching their folders' : 'not watching folders'}; sweep every ${Math.round(this.settings.daemon.sweepIntervalMs / 60_000)} min`,
       fields: { certificates: found.targets.length, pid: process.pid },
     });
     this.scheduleSweep();
@@ -179,12 +191,7 @@ export class StapleDaemon {
     const marks = readMarks(this.settings.ocspFolder);
     for (const [id, e] of this.entries) {
       const m = marks[id];
-      if (m)
-        e.revoked = {
-          source: m.source,
-          ...(m.time ? { time: m.time } : {}),
-          ...(m.reason ? { reason: m.reason } : {}),
-        };
+      if (m) e.revoked = revokedByMark(m);
       this.enqueue(id, force || m !== undefined, true);
     }
   }
@@ -201,33 +208,9 @@ export class StapleDaemon {
 
   // ------------------------------------------------- status service, watcher
 
-  private effectiveListen(): string | undefined {
-    return this.options.listen ?? this.settings.daemon.statusListen;
-  }
-
-  private async openStatusServer(): Promise<void> {
-    this.server = await openStatusService(this.effectiveListen(), this, this.log);
-  }
-
   /** The status service's base URL, when one is listening. */
   get statusUrl(): string | undefined {
-    return this.server?.url;
-  }
-
-  private async openWatcher(): Promise<void> {
-    if (!(this.options.watch ?? this.settings.daemon.watch)) return;
-    this.watcher = await openFolderWatcher(this.source, {
-      clock: this.clock,
-      debounceMs: this.options.debounceMs ?? 500,
-      log: this.log,
-      onEvents: (events) => {
-        if (this.stopping) return;
-        void handleFileChanges(this.discovery(), events).catch((e) => {
-          const err = toStapleError(e);
-          this.log({ level: 'error', code: err.code, msg: `handling file changes: ${err.message}` });
-        });
-      },
-    });
+    return this.services.statusUrl;
   }
 
   /** How discovery (discovery.ts) sees and changes the certificates of this daemon. */
@@ -436,29 +419,11 @@ export class StapleDaemon {
     }
     if (this.stopping) return false;
     const old = this.source;
-    const listenBefore = this.effectiveListen();
+    const listenBefore = this.services.address();
     this.source = next;
     await this.fleetLink.follow(this.settings);
     this.engine.use(next.config, this.fleet, next !== old);
-    if (this.watcher) {
-      await this.watcher.close().catch(() => undefined);
-      this.watcher = undefined;
-    }
-    try {
-      await this.openWatcher();
-    } catch (e) {
-      this.log({ level: 'warn', msg: `watching folders: ${toStapleError(e).message}` });
-    }
-    if (this.effectiveListen() !== listenBefore) {
-      await this.server?.close().catch(() => undefined);
-      this.server = undefined;
-      try {
-        await this.openStatusServer();
-      } catch (e) {
-        const err = toStapleError(e);
-        this.log({ level: 'error', code: err.code, msg: `status service: ${err.message}` });
-      }
-    }
+    await this.services.follow(listenBefore);
     this.scheduleSweep();
     const queued = await rediscover(this.discovery(), 'reload');
     for (const [id, e] of this.entries) if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false);
@@ -492,13 +457,11 @@ export class StapleDaemon {
       await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
       clearTimeout(timer);
     };
-    await bounded(this.watcher?.close(), 1_000);
-    this.watcher = undefined;
+    await bounded(this.services.closeWatcher(), 1_000);
     await bounded(this.work.running, grace);
     await bounded(this.engine.finish(), 1_000);
     await this.work.releaseLock();
-    await bounded(this.server?.close(), 1_000);
-    this.server = undefined;
+    await bounded(this.services.closeServer(), 1_000);
     await bounded(this.fleetLink.close(), 1_000);
     await bounded(this.engine.closeTransports(), 1_000);
   }

@@ -123,9 +123,18 @@ export async function rediscover(c: DiscoveryContext, why: 'change' | 'sweep' | 
  * A burst of file changes: a staple removed behind the daemon's back is
  * fetched again (its own writes are changes and need nothing); a change to a
  * file the source reads re-runs discovery, and a certificate whose files
- * changed is checked at once.
+ * changed is checked at once. Never throws: a failure is logged.
  */
 export async function handleFileChanges(c: DiscoveryContext, events: readonly FileEvent[]): Promise<void> {
+  try {
+    await handleChanges(c, events);
+  } catch (e) {
+    const err = toStapleError(e);
+    c.log({ level: 'error', code: err.code, msg: `handling file changes: ${err.message}` });
+  }
+}
+
+async function handleChanges(c: DiscoveryContext, events: readonly FileEvent[]): Promise<void> {
   const changed = new Set<string>();
   const byStaple = new Map([...c.certificates.targets()].map((t) => [t.staplePath, t]));
   for (const ev of events) {
