@@ -4,7 +4,8 @@
  * (entry-state.ts `nextEntryState`), the hosts' health settled, the
  * certificate's timer set or cleared, the log lines written, the observers
  * told and the outcome recorded for the batch step. Also here: a new
- * entry, and the state a revocation mark of a previous run gives it.
+ * entry, the entries as discovery sees them, and the state a revocation mark
+ * of a previous run gives an entry.
  *
  * Contract: {@link attemptGuarded} never throws. It reads and changes only
  * what {@link ApplyContext} hands it: the entries (their state, in place),
@@ -29,6 +30,7 @@ import {
   type Timers,
 } from './attempt.js';
 import type { Queued } from './queue.js';
+import type { CertificateSet } from './discovery.js';
 
 /** A certificate in the daemon: its state (entry-state.ts) and its place in the queue. */
 export interface Entry extends EntryState {
@@ -40,6 +42,31 @@ export interface Entry extends EntryState {
 /** A new entry for `target`: nothing known yet, not in flight. */
 export function newEntry(target: TargetConfig): Entry {
   return { ...newEntryState(target), inFlight: false };
+}
+
+/**
+ * The entries as discovery (discovery.ts) sees them: `queue.check` queues a
+ * certificate, `queue.forget` takes a dropped one off the queue and the timer.
+ */
+export function certificateSet(
+  entries: Map<string, Entry>,
+  queue: { check(id: string, fleet: boolean): void; forget(id: string): void },
+): CertificateSet {
+  return {
+    targetOf: (id) => entries.get(id)?.target,
+    targets: () => [...entries.values()].map((e) => e.target),
+    add: (t) => entries.set(t.id, newEntry(t)),
+    replace: (t) => {
+      const e = entries.get(t.id);
+      if (e) e.target = t;
+    },
+    drop: (id) => {
+      entries.delete(id);
+      queue.forget(id);
+    },
+    check: (id, fleet = false) => queue.check(id, fleet),
+    failing: (id) => (entries.get(id)?.consecutiveFailures ?? 0) > 0,
+  };
 }
 
 /** The entry's `revoked` for a mark a previous run left (revocation/marks.ts). */

@@ -39,9 +39,9 @@ import { readMarks } from '../revocation/marks.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
 import type { DaemonLogger } from './entry-state.js';
-import { attemptGuarded, newEntry, revokedByMark, type ApplyContext, type Entry } from './apply.js';
+import { attemptGuarded, certificateSet, newEntry, revokedByMark, type ApplyContext, type Entry } from './apply.js';
 import { daemonSnapshot, Observers } from './observe.js';
-import { handleFileChanges, ProblemLog, proveStapleFolders, rediscover, type DiscoveryContext } from './discovery.js';
+import { handleFileChanges, ProblemLog, proveStapleFolders, recheckAll, type DiscoveryContext } from './discovery.js';
 import { DaemonEngine } from './engine.js';
 import { FleetLink } from './fleet-link.js';
 import { DaemonServices } from './services.js';
@@ -219,21 +219,13 @@ export class StapleDaemon {
       source: this.source,
       problems: this.problems,
       log: this.log,
-      certificates: {
-        targetOf: (id) => this.entries.get(id)?.target,
-        targets: () => [...this.entries.values()].map((e) => e.target),
-        add: (t) => this.entries.set(t.id, newEntry(t)),
-        replace: (t) => {
-          const e = this.entries.get(t.id);
-          if (e) e.target = t;
-        },
-        drop: (id) => {
-          this.entries.delete(id);
+      certificates: certificateSet(this.entries, {
+        check: (id, fleet) => this.enqueue(id, false, fleet),
+        forget: (id) => {
           this.work.delete(id);
           this.schedule.delete(id);
         },
-        check: (id) => this.enqueue(id, false),
-      },
+      }),
     };
   }
 
@@ -258,23 +250,13 @@ export class StapleDaemon {
     }
   }
 
-  /**
-   * The periodic sweep (`daemon.sweep_interval`): re-discovers the
-   * certificates and re-checks every one that is not in failure backoff
-   * (fresh staples cost a file read and a signature check, no network). It
-   * catches what the watcher missed: events lost on network file systems,
-   * staples changed behind our back, a clock that jumped.
-   */
+  /** The periodic sweep (discovery.ts {@link recheckAll}); CA folders are read again first. */
   private async sweep(): Promise<void> {
     if (this.stopping) return;
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
-      // CA folders are read again, so that an issuer added since is found
       this.engine.ctx.resolver.refresh();
-      const queued = await rediscover(this.discovery(), 'sweep');
-      // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
-      for (const [id, e] of this.entries)
-        if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false, this.fleet !== undefined);
+      await recheckAll(this.discovery(), 'sweep', this.fleet !== undefined);
     } catch (e) {
       const err = toStapleError(e);
       this.log({ level: 'error', code: err.code, msg: `periodic sweep failed: ${err.message}` });
@@ -425,8 +407,7 @@ export class StapleDaemon {
     this.engine.use(next.config, this.fleet, next !== old);
     await this.services.follow(listenBefore);
     this.scheduleSweep();
-    const queued = await rediscover(this.discovery(), 'reload');
-    for (const [id, e] of this.entries) if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false);
+    await recheckAll(this.discovery(), 'reload');
     this.closeRetiredTransports();
     this.log({
       level: 'info',

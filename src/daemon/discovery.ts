@@ -23,8 +23,13 @@ export interface CertificateSet {
   add(target: TargetConfig): void;
   replace(target: TargetConfig): void;
   drop(id: string): void;
-  /** Queues a check of the certificate (policy decides whether it is renewed). */
-  check(id: string): void;
+  /**
+   * Queues a check of the certificate (policy decides whether it is renewed);
+   * `fleet`: a better staple the fleet holds is taken even when not due.
+   */
+  check(id: string, fleet?: boolean): void;
+  /** Whether the certificate is in failure backoff. */
+  failing(id: string): boolean;
 }
 
 /** Logs each problem of the source once while it lasts. */
@@ -157,4 +162,16 @@ async function handleChanges(c: DiscoveryContext, events: readonly FileEvent[]):
       c.certificates.check(t.id);
     }
   }
+}
+
+/**
+ * The periodic sweep (`daemon.sweep_interval`) and a reload: {@link rediscover},
+ * then a check of every other certificate that is not in failure backoff
+ * (fresh staples cost a file read and a signature check, no network). With
+ * `fleet`, the sweep also reconciles: a publication missed meanwhile is taken.
+ */
+export async function recheckAll(c: DiscoveryContext, why: 'sweep' | 'reload', fleet = false): Promise<void> {
+  const queued = await rediscover(c, why);
+  for (const t of [...c.certificates.targets()])
+    if (!queued.has(t.id) && !c.certificates.failing(t.id)) c.certificates.check(t.id, fleet);
 }
