@@ -9,13 +9,15 @@
  * - entry-state.ts: what it knows of each certificate, and the pure
  *   transition after an attempt (next state, next attempt, log lines);
  * - queue.ts: the work queue and its batches; attempt.ts: one attempt behind
- *   the per-host gate of host-health.ts (a transport wrapper);
+ *   the per-host gate of host-health.ts (a transport wrapper); apply.ts: its
+ *   result applied to the entry (state, timer, log lines, observers);
  * - discovery.ts and watch.ts: the certificates of the source, kept in line
  *   by the folder watcher and the periodic sweep; writable.ts: folders
  *   proved writable at start;
  * - engine.ts: the transport and the engine context with the daemon's
- *   caches; fleet-link.ts: the fleet; services.ts: the status service;
- *   status/snapshot.ts: what `/status` shows.
+ *   caches; fleet-link.ts: the fleet; services.ts: the status service and
+ *   the folder watcher; observe.ts: the observers and the facts of the
+ *   snapshot, which status/snapshot.ts renders for `/status`.
  *
  * Errors in one certificate never stop the loop. The daemon knows nothing of
  * signals or log formats: the CLI maps SIGUSR1/SIGUSR2/SIGHUP/SIGTERM to
@@ -24,8 +26,7 @@
  * {@link LogEvent}s.
  */
 import { dirname } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import type { LoadedConfig, TargetConfig } from '../config/types.js';
+import type { LoadedConfig } from '../config/types.js';
 import { toStapleError } from '../core/errors.js';
 import { systemClock, type Clock } from '../io/clock.js';
 import type { Fleet, FleetHealth } from '../fleet/contract.js';
@@ -37,14 +38,14 @@ import { jitter, Schedule, type RandomSource } from '../pipeline/backoff.js';
 import { readMarks } from '../revocation/marks.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { byUrgency, certificateState, type DaemonObserver, type DaemonSnapshot } from '../status/page.js';
-import { snapshotOf } from '../status/snapshot.js';
-import { newEntryState, nextEntryState, type DaemonLogger, type EntryState } from './entry-state.js';
-import { handleFileChanges, ProblemLog, proveStapleFolders, rediscover, type DiscoveryContext } from './discovery.js';
-import { attemptCertificate, shortestLife, wakeWaiting, type AttemptRun } from './attempt.js';
+import type { DaemonLogger } from './entry-state.js';
+import { attemptGuarded, certificateSet, newEntry, revokedByMark, type ApplyContext, type Entry } from './apply.js';
+import { daemonSnapshot, Observers } from './observe.js';
+import { handleFileChanges, ProblemLog, proveStapleFolders, recheckAll, type DiscoveryContext } from './discovery.js';
 import { DaemonEngine } from './engine.js';
 import { FleetLink } from './fleet-link.js';
-import { openFolderWatcher, openStatusService } from './services.js';
-import { batchLog, mergeAsks, WorkQueue, type Queued } from './queue.js';
+import { DaemonServices } from './services.js';
+import { batchLog, mergeAsks, WorkQueue } from './queue.js';
 import { HostHealth } from './host-health.js';
 import type { DaemonOptions } from './options.js';
 import { sourceFromConfig, type DaemonSource, type DiscoverResult } from './watch.js';
@@ -65,13 +66,6 @@ export { byUrgency, certificateState, sourceFromConfig };
 // The daemon
 // ---------------------------------------------------------------------------
 
-/** A certificate in the daemon: its state (entry-state.ts) and its place in the queue. */
-interface Entry extends EntryState {
-  inFlight: boolean;
-  /** Asked for again while in flight (force wins). */
-  again?: Queued | undefined;
-}
-
 const SWEEP_KEY = '\u0000sweep';
 /** Retry of a batch that could not get the lock. */
 const LOCK_RETRY_MS = 60_000;
@@ -88,10 +82,10 @@ export class StapleDaemon {
   private readonly schedule: Schedule;
   private readonly entries = new Map<string, Entry>();
   private readonly work: WorkQueue;
-  private readonly observers = new Set<DaemonObserver>();
+  private readonly observers = new Observers();
+  private readonly applier: ApplyContext;
   private readonly engine: DaemonEngine;
-  private watcher: { close(): Promise<void> } | undefined;
-  private server: { close(): Promise<void>; url: string; listen: string } | undefined;
+  private readonly services: DaemonServices;
   private readonly startedAt: Date;
   private stopping = false;
   private stopped: Promise<void> | undefined;
@@ -112,7 +106,7 @@ export class StapleDaemon {
     this.work = new WorkQueue({
       concurrency: () => this.settings.concurrency,
       stopping: () => this.stopping,
-      work: (id, ask) => this.attemptGuarded(id, ask),
+      work: (id, ask) => attemptGuarded(this.applier, id, ask),
       batch: (drain) => this.runBatch(drain),
     });
     this.engine = new DaemonEngine({
@@ -123,7 +117,20 @@ export class StapleDaemon {
       now: () => this.clock.now(),
       log: this.log,
     });
+    this.applier = this.applyContext();
     this.problems = new ProblemLog(this.log);
+    this.services = new DaemonServices({
+      listen: () => this.options.listen ?? this.settings.daemon.statusListen, // read again after a reload
+      watch: () => this.options.watch ?? this.settings.daemon.watch,
+      source: () => this.source,
+      provider: this,
+      clock: this.clock,
+      debounceMs: this.options.debounceMs ?? 500,
+      log: this.log,
+      onEvents: (events) => {
+        if (!this.stopping) void handleFileChanges(this.discovery(), events);
+      },
+    });
     this.fleetLink = new FleetLink(
       this.log,
       {
@@ -169,13 +176,12 @@ export class StapleDaemon {
     this.engine.use(this.source.config, this.fleet, true);
     // temporary files left by an interrupted process, as `run` does
     for (const dir of new Set(found.targets.map((t) => dirname(t.staplePath)))) await cleanStaleTemps(dir);
-    await this.openStatusServer();
-    await this.openWatcher();
+    await this.services.open();
     this.problems.report(found.problems);
-    for (const t of found.targets) this.entries.set(t.id, this.newEntry(t));
+    for (const t of found.targets) this.entries.set(t.id, newEntry(t));
     this.log({
       level: 'info',
-      msg: `staplekeeper ${VERSION} daemon started: ${found.targets.length} certificate(s) from ${this.source.describe}; ${this.watcher ? 'watching their folders' : 'not watching folders'}; sweep every ${Math.round(this.settings.daemon.sweepIntervalMs / 60_000)} min`,
+      msg: `staplekeeper ${VERSION} daemon started: ${found.targets.length} certificate(s) from ${this.source.describe}; ${this.services.watching ? 'watching their folders' : 'not watching folders'}; sweep every ${Math.round(this.settings.daemon.sweepIntervalMs / 60_000)} min`,
       fields: { certificates: found.targets.length, pid: process.pid },
     });
     this.scheduleSweep();
@@ -185,18 +191,9 @@ export class StapleDaemon {
     const marks = readMarks(this.settings.ocspFolder);
     for (const [id, e] of this.entries) {
       const m = marks[id];
-      if (m)
-        e.revoked = {
-          source: m.source,
-          ...(m.time ? { time: m.time } : {}),
-          ...(m.reason ? { reason: m.reason } : {}),
-        };
+      if (m) e.revoked = revokedByMark(m);
       this.enqueue(id, force || m !== undefined, true);
     }
-  }
-
-  private newEntry(target: TargetConfig): Entry {
-    return { ...newEntryState(target), inFlight: false };
   }
 
   /** Fleet mode: how the fleet is (null without one). */
@@ -211,33 +208,9 @@ export class StapleDaemon {
 
   // ------------------------------------------------- status service, watcher
 
-  private effectiveListen(): string | undefined {
-    return this.options.listen ?? this.settings.daemon.statusListen;
-  }
-
-  private async openStatusServer(): Promise<void> {
-    this.server = await openStatusService(this.effectiveListen(), this, this.log);
-  }
-
   /** The status service's base URL, when one is listening. */
   get statusUrl(): string | undefined {
-    return this.server?.url;
-  }
-
-  private async openWatcher(): Promise<void> {
-    if (!(this.options.watch ?? this.settings.daemon.watch)) return;
-    this.watcher = await openFolderWatcher(this.source, {
-      clock: this.clock,
-      debounceMs: this.options.debounceMs ?? 500,
-      log: this.log,
-      onEvents: (events) => {
-        if (this.stopping) return;
-        void handleFileChanges(this.discovery(), events).catch((e) => {
-          const err = toStapleError(e);
-          this.log({ level: 'error', code: err.code, msg: `handling file changes: ${err.message}` });
-        });
-      },
-    });
+    return this.services.statusUrl;
   }
 
   /** How discovery (discovery.ts) sees and changes the certificates of this daemon. */
@@ -246,21 +219,13 @@ export class StapleDaemon {
       source: this.source,
       problems: this.problems,
       log: this.log,
-      certificates: {
-        targetOf: (id) => this.entries.get(id)?.target,
-        targets: () => [...this.entries.values()].map((e) => e.target),
-        add: (t) => this.entries.set(t.id, this.newEntry(t)),
-        replace: (t) => {
-          const e = this.entries.get(t.id);
-          if (e) e.target = t;
-        },
-        drop: (id) => {
-          this.entries.delete(id);
+      certificates: certificateSet(this.entries, {
+        check: (id, fleet) => this.enqueue(id, false, fleet),
+        forget: (id) => {
           this.work.delete(id);
           this.schedule.delete(id);
         },
-        check: (id) => this.enqueue(id, false),
-      },
+      }),
     };
   }
 
@@ -285,23 +250,13 @@ export class StapleDaemon {
     }
   }
 
-  /**
-   * The periodic sweep (`daemon.sweep_interval`): re-discovers the
-   * certificates and re-checks every one that is not in failure backoff
-   * (fresh staples cost a file read and a signature check, no network). It
-   * catches what the watcher missed: events lost on network file systems,
-   * staples changed behind our back, a clock that jumped.
-   */
+  /** The periodic sweep (discovery.ts {@link recheckAll}); CA folders are read again first. */
   private async sweep(): Promise<void> {
     if (this.stopping) return;
     try {
       this.log({ level: 'debug', msg: 'periodic sweep: re-scanning folders and re-checking every certificate' });
-      // CA folders are read again, so that an issuer added since is found
       this.engine.ctx.resolver.refresh();
-      const queued = await rediscover(this.discovery(), 'sweep');
-      // with a fleet, the sweep also reconciles: a publication missed meanwhile is taken now
-      for (const [id, e] of this.entries)
-        if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false, this.fleet !== undefined);
+      await recheckAll(this.discovery(), 'sweep', this.fleet !== undefined);
     } catch (e) {
       const err = toStapleError(e);
       this.log({ level: 'error', code: err.code, msg: `periodic sweep failed: ${err.message}` });
@@ -363,85 +318,27 @@ export class StapleDaemon {
     return true;
   }
 
-  /** {@link processOne}, guarded: an unexpected error is logged and the certificate looked at again in an hour. */
-  private async attemptGuarded(id: string, ask: Queued): Promise<void> {
-    try {
-      await this.processOne(id, ask.force, ask.fleet ?? false);
-    } catch (e) {
-      // processTarget never throws; this guards the bookkeeping around it
-      const err = toStapleError(e);
-      this.log({ level: 'error', id, code: err.code, msg: `internal error: ${err.message}` });
-      if (this.entries.has(id)) this.schedule.set(id, new Date(this.clock.now().getTime() + 3_600_000));
-    }
-  }
-
-  /** One attempt for one certificate (attempt.ts), applied to its entry and told to the observers. */
-  private async processOne(id: string, force: boolean, fleet = false): Promise<void> {
-    const entry = this.entries.get(id);
-    if (!entry) return;
-    entry.inFlight = true;
-    const t0 = performance.now();
-    let run: AttemptRun;
-    try {
-      run = await attemptCertificate(
-        entry,
-        { force, fleet },
-        {
-          ctx: this.engine.ctx,
-          transport: this.engine.transport,
-          health: this.health,
-          now: () => this.clock.now(),
-          log: this.log,
-        },
-      );
-    } finally {
-      entry.inFlight = false;
-      this.requeueIfAsked(entry);
-    }
-    const seconds = (performance.now() - t0) / 1000;
-    if (this.entries.get(id) !== entry) return; // removed meanwhile
-    this.apply(entry, run);
-    if (run.result.kind !== 'attempt') return;
-    const outcome = run.result.outcome;
-    // only attempts that sent a request to a responder count as fetches (not NO_OCSP_URL, NO_ISSUER, backoff, …)
-    const fleetHit = outcome.fleet?.role === 'hit';
-    const fetched = (outcome.result === 'updated' && !fleetHit) || (run.hosts?.contactedResponder() ?? false);
-    for (const o of this.observers) {
-      try {
-        o.onAttempt?.({ id, outcome, fetched, seconds, fleetHit });
-      } catch {
-        // an observer never breaks the loop
-      }
-    }
-    this.batchOutcomes.push(outcome);
-  }
-
-  /** Applies an attempt (entry-state.ts): the entry's new state, the hosts' health, the timer, the log. */
-  private apply(entry: Entry, { result, hosts }: AttemptRun): void {
-    // CRL watch on: a `crl` certificate is looked at again every crl.interval
-    const crlIntervalMs = this.engine.crlIntervalMs;
-    if (result.kind === 'attempt' && crlIntervalMs !== undefined) result.crlIntervalMs = crlIntervalMs;
-    const now = this.clock.now();
-    const t = nextEntryState(entry, result, now, this.random);
-    Object.assign(entry, t.state);
-    hosts?.settle(result.kind === 'attempt' ? result.outcome.error?.code : undefined, {
-      lifeOf: (host) => shortestLife(this.entries.values(), host, now),
-      onRecovered: (host) => wakeWaiting(this.entries.values(), host, entry.target.id, this.schedule, now, this.random),
-    });
-    const id = entry.target.id;
-    if (t.next === null) this.schedule.delete(id);
-    else if (t.next) this.schedule.set(id, t.next);
-    for (const e of t.log) this.log(e);
-  }
-
-  /** A change that arrived while the certificate was in progress is handled right after. */
-  private requeueIfAsked(entry: Entry): void {
-    const again = entry.again;
-    entry.again = undefined;
-    if (again && !this.stopping && this.entries.get(entry.target.id) === entry) {
-      // after the current microtask, so that the outcome is recorded first
-      queueMicrotask(() => this.enqueue(entry.target.id, again.force, again.fleet ?? false));
-    }
+  /** How applying an attempt (apply.ts) sees this daemon. */
+  private applyContext(): ApplyContext {
+    return {
+      entries: this.entries,
+      timers: this.schedule,
+      random: this.random,
+      now: () => this.clock.now(),
+      log: this.log,
+      attempt: () => ({
+        ctx: this.engine.ctx,
+        transport: this.engine.transport,
+        health: this.health,
+        now: () => this.clock.now(),
+        log: this.log,
+      }),
+      crlIntervalMs: () => this.engine.crlIntervalMs,
+      stopping: () => this.stopping,
+      requeue: (id, ask) => this.enqueue(id, ask.force, ask.fleet ?? false),
+      observe: (event) => this.observers.attempt(event),
+      record: (outcome) => this.batchOutcomes.push(outcome),
+    };
   }
 
   private closeRetiredTransports(): void {
@@ -504,32 +401,13 @@ export class StapleDaemon {
     }
     if (this.stopping) return false;
     const old = this.source;
-    const listenBefore = this.effectiveListen();
+    const listenBefore = this.services.address();
     this.source = next;
     await this.fleetLink.follow(this.settings);
     this.engine.use(next.config, this.fleet, next !== old);
-    if (this.watcher) {
-      await this.watcher.close().catch(() => undefined);
-      this.watcher = undefined;
-    }
-    try {
-      await this.openWatcher();
-    } catch (e) {
-      this.log({ level: 'warn', msg: `watching folders: ${toStapleError(e).message}` });
-    }
-    if (this.effectiveListen() !== listenBefore) {
-      await this.server?.close().catch(() => undefined);
-      this.server = undefined;
-      try {
-        await this.openStatusServer();
-      } catch (e) {
-        const err = toStapleError(e);
-        this.log({ level: 'error', code: err.code, msg: `status service: ${err.message}` });
-      }
-    }
+    await this.services.follow(listenBefore);
     this.scheduleSweep();
-    const queued = await rediscover(this.discovery(), 'reload');
-    for (const [id, e] of this.entries) if (!queued.has(id) && e.consecutiveFailures === 0) this.enqueue(id, false);
+    await recheckAll(this.discovery(), 'reload');
     this.closeRetiredTransports();
     this.log({
       level: 'info',
@@ -560,13 +438,11 @@ export class StapleDaemon {
       await Promise.race([p.catch(() => undefined), new Promise((r) => (timer = setTimeout(r, ms)))]);
       clearTimeout(timer);
     };
-    await bounded(this.watcher?.close(), 1_000);
-    this.watcher = undefined;
+    await bounded(this.services.closeWatcher(), 1_000);
     await bounded(this.work.running, grace);
     await bounded(this.engine.finish(), 1_000);
     await this.work.releaseLock();
-    await bounded(this.server?.close(), 1_000);
-    this.server = undefined;
+    await bounded(this.services.closeServer(), 1_000);
     await bounded(this.fleetLink.close(), 1_000);
     await bounded(this.engine.closeTransports(), 1_000);
   }
@@ -580,8 +456,7 @@ export class StapleDaemon {
 
   /** Subscribes an observer; returns the unsubscribe function. */
   addObserver(o: DaemonObserver): () => void {
-    this.observers.add(o);
-    return () => this.observers.delete(o);
+    return this.observers.add(o);
   }
 
   /**
@@ -600,22 +475,8 @@ export class StapleDaemon {
 
   /** The status of every certificate, most urgent first. */
   snapshot(): DaemonSnapshot {
-    const facts = {
-      source: this.source.describe,
-      startedAt: this.startedAt,
-      alive: this.isAlive(),
-      nextWake: this.schedule.armedFor(),
-      inProgress: this.work.active,
-      queued: this.work.size,
-      hostsFailing: this.health.size,
-      backoff: this.health.list(),
-      fleet: this.fleet?.health(),
-      certificates: [...this.entries.values()].map((e) => ({
-        facts: e,
-        nextAttempt: this.schedule.get(e.target.id),
-        inProgress: e.inFlight,
-      })),
-    };
-    return snapshotOf(facts, this.clock.now(), process.pid);
+    const { source, startedAt, schedule, work, health, fleet, entries } = this;
+    const view = { source: source.describe, startedAt, alive: this.isAlive(), schedule, work, health, fleet };
+    return daemonSnapshot({ ...view, entries: entries.values() }, this.clock.now());
   }
 }

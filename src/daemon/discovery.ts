@@ -23,8 +23,13 @@ export interface CertificateSet {
   add(target: TargetConfig): void;
   replace(target: TargetConfig): void;
   drop(id: string): void;
-  /** Queues a check of the certificate (policy decides whether it is renewed). */
-  check(id: string): void;
+  /**
+   * Queues a check of the certificate (policy decides whether it is renewed);
+   * `fleet`: a better staple the fleet holds is taken even when not due.
+   */
+  check(id: string, fleet?: boolean): void;
+  /** Whether the certificate is in failure backoff. */
+  failing(id: string): boolean;
 }
 
 /** Logs each problem of the source once while it lasts. */
@@ -123,9 +128,18 @@ export async function rediscover(c: DiscoveryContext, why: 'change' | 'sweep' | 
  * A burst of file changes: a staple removed behind the daemon's back is
  * fetched again (its own writes are changes and need nothing); a change to a
  * file the source reads re-runs discovery, and a certificate whose files
- * changed is checked at once.
+ * changed is checked at once. Never throws: a failure is logged.
  */
 export async function handleFileChanges(c: DiscoveryContext, events: readonly FileEvent[]): Promise<void> {
+  try {
+    await handleChanges(c, events);
+  } catch (e) {
+    const err = toStapleError(e);
+    c.log({ level: 'error', code: err.code, msg: `handling file changes: ${err.message}` });
+  }
+}
+
+async function handleChanges(c: DiscoveryContext, events: readonly FileEvent[]): Promise<void> {
   const changed = new Set<string>();
   const byStaple = new Map([...c.certificates.targets()].map((t) => [t.staplePath, t]));
   for (const ev of events) {
@@ -148,4 +162,16 @@ export async function handleFileChanges(c: DiscoveryContext, events: readonly Fi
       c.certificates.check(t.id);
     }
   }
+}
+
+/**
+ * The periodic sweep (`daemon.sweep_interval`) and a reload: {@link rediscover},
+ * then a check of every other certificate that is not in failure backoff
+ * (fresh staples cost a file read and a signature check, no network). With
+ * `fleet`, the sweep also reconciles: a publication missed meanwhile is taken.
+ */
+export async function recheckAll(c: DiscoveryContext, why: 'sweep' | 'reload', fleet = false): Promise<void> {
+  const queued = await rediscover(c, why);
+  for (const t of [...c.certificates.targets()])
+    if (!queued.has(t.id) && !c.certificates.failing(t.id)) c.certificates.check(t.id, fleet);
 }

@@ -3,7 +3,9 @@
  * status service (status/server.ts: `/`, `/status`, `/metrics`, `/healthz`;
  * node:http and prom-client are not loaded without it) and the watcher of
  * the certificate folders (watch.ts; chokidar is not loaded without it).
+ * {@link DaemonServices} holds the open ones for the daemon's lifecycle.
  */
+import { toStapleError } from '../core/errors.js';
 import type { Clock } from '../io/clock.js';
 import type { StatusProvider } from '../status/server.js';
 import type { DaemonLogger } from './entry-state.js';
@@ -50,4 +52,94 @@ export async function openFolderWatcher(
     debounceMs: o.debounceMs,
     onError: (e) => o.log({ level: 'warn', msg: `watching folders: ${e.message}` }),
   });
+}
+
+/** What {@link DaemonServices} reads of the daemon; read again at each open, so a reload is followed. */
+export interface ServiceSettings {
+  /** The address of the status service (none: no service). */
+  listen(): string | undefined;
+  /** Whether the folders are watched. */
+  watch(): boolean;
+  source(): DaemonSource;
+  provider: StatusProvider;
+  clock: Clock;
+  debounceMs: number;
+  log: DaemonLogger;
+  onEvents(events: FileEvent[]): void;
+}
+
+/**
+ * The daemon's open services. Contract: {@link open} throws as
+ * {@link openStatusService} does (the caller stops the daemon then);
+ * {@link follow} never throws (failures are logged, the daemon runs on
+ * without that service); the close methods are safe to call at any time.
+ */
+export class DaemonServices {
+  private watcher: FolderWatcher | undefined;
+  private server: OpenStatusService | undefined;
+
+  constructor(private readonly s: ServiceSettings) {}
+
+  /** The status service's base URL, when one is listening. */
+  get statusUrl(): string | undefined {
+    return this.server?.url;
+  }
+
+  /** The address the status service should listen on now. */
+  address(): string | undefined {
+    return this.s.listen();
+  }
+
+  get watching(): boolean {
+    return this.watcher !== undefined;
+  }
+
+  /** Opens the status service, then the watcher. */
+  async open(): Promise<void> {
+    await this.openStatusServer();
+    await this.openWatcher();
+  }
+
+  /**
+   * After a reload: the watcher is opened again on the new source; the status
+   * service is re-opened when its address is no longer `listenBefore`.
+   */
+  async follow(listenBefore: string | undefined): Promise<void> {
+    await this.closeWatcher();
+    try {
+      await this.openWatcher();
+    } catch (e) {
+      this.s.log({ level: 'warn', msg: `watching folders: ${toStapleError(e).message}` });
+    }
+    if (this.s.listen() !== listenBefore) {
+      await this.closeServer();
+      try {
+        await this.openStatusServer();
+      } catch (e) {
+        const err = toStapleError(e);
+        this.s.log({ level: 'error', code: err.code, msg: `status service: ${err.message}` });
+      }
+    }
+  }
+
+  closeWatcher(): Promise<void> {
+    const w = this.watcher;
+    this.watcher = undefined;
+    return w ? w.close().catch(() => undefined) : Promise.resolve();
+  }
+
+  closeServer(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    return s ? s.close().catch(() => undefined) : Promise.resolve();
+  }
+
+  private async openStatusServer(): Promise<void> {
+    this.server = await openStatusService(this.s.listen(), this.s.provider, this.s.log);
+  }
+
+  private async openWatcher(): Promise<void> {
+    if (!this.s.watch()) return;
+    this.watcher = await openFolderWatcher(this.s.source(), this.s);
+  }
 }
