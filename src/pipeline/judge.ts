@@ -22,7 +22,7 @@ import { responderUrls, type EngineContext, type EngineMemos, type LoadedCert, t
 import type { SyncReadableStore } from './contracts.js';
 import { pickLeaf, type IssuerResolver } from './issuer.js';
 import type { PassMemo, SourceFile } from './pass-memo.js';
-import type { SourceSet } from './verdict-cache.js';
+import type { SourceSet } from './sources.js';
 
 /** Reads a certificate, issuer or chain file: the fast synchronous read, else the ordinary one (with its errors). */
 async function readSource(path: string, what: string, pre: SourceFile | undefined): Promise<Buffer> {
@@ -57,7 +57,7 @@ export interface LoadResult {
 
 /**
  * Loads a target's certificate and finds its issuer. `pre`: the target's
- * files read already (pipeline/verdict-cache.ts `readSourcesSync`).
+ * files read already (pipeline/sources.ts `readSourcesSync`).
  */
 export async function loadFromSources(
   target: Target,

@@ -15,7 +15,7 @@
  * same process read just before it (the ocsprenewer drop-in's discovery,
  * `RunOptions.certHashes`): the staple-folder cache is then looked up with
  * them instead of reading and hashing each file a second time
- * (pipeline/verdict-cache.ts `knownSourcesKey`). They are the hashes of
+ * (pipeline/sources.ts `knownSourcesKey`). They are the hashes of
  * bytes read in this pass, made by the same function (io/fingerprint.ts
  * `contentHash`) the engine uses, and are dropped with the other tables.
  */

@@ -37,7 +37,8 @@ import {
   type StapleRead,
 } from './judge.js';
 import { fleetStep, renew, type FleetJob, type RenewInput } from './renew.js';
-import { knownSourcesKey, readSourcesSync, type SourceSet, type VerdictRecord } from './verdict-cache.js';
+import { knownSourcesKey, readSourcesSync, type SourceSet } from './sources.js';
+import type { VerdictRecord } from './verdict-cache.js';
 import { isRecordValidAt, recordFacts, recordFor, recordSummary } from './verdict-record.js';
 
 /** Every AIA responder URL of the certificate is disabled by configuration (reported as such, not triaged). */
