@@ -27,6 +27,7 @@
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, relative } from 'node:path';
 import type { FSWatcher } from 'chokidar';
+import type { FlatWatcher, RawKind } from './folder-watch.js';
 import { scanTargets } from '../config/index.js';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError, type ErrorCode } from '../core/errors.js';
@@ -191,10 +192,20 @@ export function isOwnFile(path: string): boolean {
   return name === LOCK_NAME || name.includes(TEMP_MARKER);
 }
 
+/** A noted event: decided (chokidar), or raw from fs.watch and decided at delivery (folder-watch.ts). */
+type Pending = FileEvent['kind'] | 'rename' | 'change-raw';
+
 /**
  * Watches `dirs` and calls `onEvents` with the debounced file events (the
- * last event per path wins). Resolves once the initial scan is done, so that
+ * last event per path wins). Resolves once every folder is watched, so that
  * every change after the call is seen.
+ *
+ * A non-recursive folder is watched with one `fs.watch` of the folder
+ * (folder-watch.ts: the kind of each event is decided by a `stat` once the
+ * burst is over; a name that appears, by creation or by a rename over an
+ * old file or link, is `add`, a write to a file is `change`, a name that
+ * went is `unlink`). A recursive folder is watched with chokidar, loaded
+ * only then.
  */
 export async function watchFolders(
   dirs: readonly WatchDir[],
@@ -204,60 +215,91 @@ export async function watchFolders(
   const clock = options.clock ?? systemClock;
   const debounceMs = options.debounceMs ?? 500;
   const maxWaitMs = options.maxWaitMs ?? 5_000;
-  const pending = new Map<string, FileEvent['kind']>();
+  const onError = (e: unknown): void => options.onError?.(e instanceof Error ? e : new Error(String(e)));
+  /** Decided kinds (chokidar) and raw ones of fs.watch (`rename`, `change-raw`), decided at delivery. */
+  let pending = new Map<string, Pending>();
   let cancel: (() => void) | undefined;
   let firstAt: number | undefined;
   let closed = false;
+  let flat: FlatWatcher | undefined;
+  // deliveries one after the other, in order
+  let delivering: Promise<void> = Promise.resolve();
 
+  const deliver = async (batch: ReadonlyMap<string, Pending>): Promise<void> => {
+    const decided: FileEvent[] = [];
+    const raw = new Map<string, RawKind>();
+    for (const [path, kind] of batch) {
+      if (kind === 'rename' || kind === 'change-raw') raw.set(path, kind === 'rename' ? 'rename' : 'change');
+      else decided.push({ path, kind });
+    }
+    const resolved = flat && (raw.size > 0 || flat.hasSuspects) ? await flat.resolve(raw) : [];
+    const events = new Map<string, FileEvent['kind']>();
+    for (const e of [...resolved, ...decided]) events.set(e.path, e.kind);
+    if (closed || events.size === 0) return;
+    onEvents([...events].map(([path, kind]) => ({ path, kind })));
+  };
   const flush = (): void => {
     cancel = undefined;
     firstAt = undefined;
-    if (closed || pending.size === 0) return;
-    const events = [...pending].map(([path, kind]) => ({ path, kind }));
-    pending.clear();
-    onEvents(events);
+    if (closed || (pending.size === 0 && !flat?.hasSuspects)) return;
+    const batch = pending;
+    pending = new Map();
+    delivering = delivering.then(() => deliver(batch)).catch(onError);
   };
-  const note = (kind: FileEvent['kind'], path: string): void => {
-    if (closed || isOwnFile(path)) return;
-    pending.set(path, kind);
+  const arm = (): void => {
     const now = clock.now().getTime();
     firstAt ??= now;
     cancel?.();
     cancel = clock.setTimer(Math.min(debounceMs, Math.max(0, firstAt + maxWaitMs - now)), flush);
   };
+  const note = (kind: Pending, path: string): void => {
+    if (closed || isOwnFile(path)) return;
+    // a name that (re)appeared and was then written stays a `rename`: decided as `add` (or `unlink`)
+    if (kind !== 'change-raw' || pending.get(path) !== 'rename') pending.set(path, kind);
+    arm();
+  };
 
-  // chokidar is loaded only when the daemon watches folders
-  const { watch } = await import('chokidar');
-  const watchers: FSWatcher[] = [];
-  const groups = [dirs.filter((d) => d.recursive), dirs.filter((d) => !d.recursive)];
-  for (const [i, group] of groups.entries()) {
-    if (group.length === 0) continue;
-    const w = watch(
-      group.map((d) => d.path),
-      {
-        ignoreInitial: true,
-        persistent: true,
-        atomic: true,
-        followSymlinks: true,
-        ignorePermissionErrors: true,
-        // a non-recursive folder: its entries only
-        ...(i === 1 ? { depth: 0 } : {}),
-        ignored: (p: string) => isOwnFile(p),
+  const flatDirs = dirs.filter((d) => !d.recursive).map((d) => d.path);
+  if (flatDirs.length > 0) {
+    const { FlatWatcher } = await import('./folder-watch.js');
+    flat = new FlatWatcher(flatDirs, {
+      note: (path, raw) => note(raw === 'change' ? 'change-raw' : 'rename', path),
+      wake: () => {
+        if (!closed) arm();
       },
-    );
+      ignored: isOwnFile,
+      warn: onError,
+    });
+    await flat.start();
+  }
+
+  const watchers: FSWatcher[] = [];
+  const recursive = dirs.filter((d) => d.recursive).map((d) => d.path);
+  if (recursive.length > 0) {
+    // chokidar is loaded only when the daemon watches a folder recursively
+    const { watch } = await import('chokidar');
+    const w = watch(recursive, {
+      ignoreInitial: true,
+      persistent: true,
+      atomic: true,
+      followSymlinks: true,
+      ignorePermissionErrors: true,
+      ignored: (p: string) => isOwnFile(p),
+    });
     w.on('add', (p) => note('add', p));
     w.on('change', (p) => note('change', p));
     w.on('unlink', (p) => note('unlink', p));
     w.on('unlinkDir', (p) => note('unlink', p));
-    w.on('error', (e) => options.onError?.(e instanceof Error ? e : new Error(String(e))));
+    w.on('error', onError);
     watchers.push(w);
+    await new Promise<void>((r) => w.once('ready', () => r()));
   }
-  await Promise.all(watchers.map((w) => new Promise<void>((r) => w.once('ready', () => r()))));
   return {
     async close() {
       closed = true;
       cancel?.();
       pending.clear();
+      flat?.close();
       await Promise.all(watchers.map((w) => w.close()));
     },
   };
