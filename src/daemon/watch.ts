@@ -7,18 +7,19 @@
  * re-discover its certificates at any time, and names the folders whose
  * changes may alter them.
  *
- * {@link watchFolders} watches those folders (chokidar, inotify on Linux: no
- * polling). This is what ocsprenewer's README lists as missing ("a
- * notify-watch on a directory to automatically pick up new certs … also
- * replaced (renewed) certs"). ACME clients write certificates in several
- * ways: in place (a truncate and a write), by writing a temporary file and
- * renaming it over the old one (lego, acme.sh), or by swapping a symbolic
- * link (certbot's `live/`). Chokidar's `atomic` mode folds an unlink
- * followed quickly by an add into a change, and every burst of events is
- * debounced: the daemon hears about a set of paths only after `debounceMs` of
- * quiet (default 500 ms), so it never reads a half-written file in the middle
- * of a burst, and at most `maxWaitMs` after the first event, so a folder that
- * never stops changing still gets looked at.
+ * {@link watchFolders} watches those folders (inotify on Linux, one watch per
+ * folder: folder-watch.ts; no polling). This is what ocsprenewer's README
+ * lists as missing ("a notify-watch on a directory to automatically pick up
+ * new certs … also replaced (renewed) certs"). ACME clients write
+ * certificates in several ways: in place (a truncate and a write), by
+ * writing a temporary file and renaming it over the old one (lego, acme.sh),
+ * or by swapping a symbolic link (certbot's `live/`, whose links point into
+ * `archive/`). Every burst of events is debounced: the daemon hears about a
+ * set of paths only after `debounceMs` of quiet (default 500 ms), so it
+ * never reads a half-written file in the middle of a burst, and at most
+ * `maxWaitMs` after the first event, so a folder that never stops changing
+ * still gets looked at. What each path's event is (`add`, `change`,
+ * `unlink`) is decided then, from what is on disk.
  *
  * Our own temporary files and the lock file are ignored. Whatever a watcher
  * misses (network file systems do not deliver inotify events) is caught by
@@ -26,8 +27,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, relative } from 'node:path';
-import type { FSWatcher } from 'chokidar';
-import type { FlatWatcher, RawKind } from './folder-watch.js';
+import type { RawKind } from './folder-watch.js';
 import { scanTargets } from '../config/index.js';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError, type ErrorCode } from '../core/errors.js';
@@ -192,20 +192,17 @@ export function isOwnFile(path: string): boolean {
   return name === LOCK_NAME || name.includes(TEMP_MARKER);
 }
 
-/** A noted event: decided (chokidar), or raw from fs.watch and decided at delivery (folder-watch.ts). */
-type Pending = FileEvent['kind'] | 'rename' | 'change-raw';
-
 /**
  * Watches `dirs` and calls `onEvents` with the debounced file events (the
- * last event per path wins). Resolves once every folder is watched, so that
+ * last state of each path). Resolves once every folder is watched, so that
  * every change after the call is seen.
  *
- * A non-recursive folder is watched with one `fs.watch` of the folder
- * (folder-watch.ts: the kind of each event is decided by a `stat` once the
- * burst is over; a name that appears, by creation or by a rename over an
- * old file or link, is `add`, a write to a file is `change`, a name that
- * went is `unlink`). A recursive folder is watched with chokidar, loaded
- * only then.
+ * One `fs.watch` per folder (folder-watch.ts, loaded only here): the kind of
+ * each event is decided by a `stat` once the burst is over. A name that
+ * appears — created, or renamed over an old file or link — is `add`; a
+ * write to a file (or to the file a link points at) is `change`; a name
+ * that went is `unlink`. Folders are not reported, except a watched folder
+ * (or a subfolder of a recursive one) that goes, as `unlink`.
  */
 export async function watchFolders(
   dirs: readonly WatchDir[],
@@ -216,91 +213,52 @@ export async function watchFolders(
   const debounceMs = options.debounceMs ?? 500;
   const maxWaitMs = options.maxWaitMs ?? 5_000;
   const onError = (e: unknown): void => options.onError?.(e instanceof Error ? e : new Error(String(e)));
-  /** Decided kinds (chokidar) and raw ones of fs.watch (`rename`, `change-raw`), decided at delivery. */
-  let pending = new Map<string, Pending>();
+  /** The paths reported in this burst, with their raw kind (`rename` wins: a name that appeared, then was written). */
+  let pending = new Map<string, RawKind>();
   let cancel: (() => void) | undefined;
   let firstAt: number | undefined;
   let closed = false;
-  let flat: FlatWatcher | undefined;
   // deliveries one after the other, in order
   let delivering: Promise<void> = Promise.resolve();
 
-  const deliver = async (batch: ReadonlyMap<string, Pending>): Promise<void> => {
-    const decided: FileEvent[] = [];
-    const raw = new Map<string, RawKind>();
-    for (const [path, kind] of batch) {
-      if (kind === 'rename' || kind === 'change-raw') raw.set(path, kind === 'rename' ? 'rename' : 'change');
-      else decided.push({ path, kind });
-    }
-    const resolved = flat && (raw.size > 0 || flat.hasSuspects) ? await flat.resolve(raw) : [];
-    const events = new Map<string, FileEvent['kind']>();
-    for (const e of [...resolved, ...decided]) events.set(e.path, e.kind);
-    if (closed || events.size === 0) return;
-    onEvents([...events].map(([path, kind]) => ({ path, kind })));
+  const { DirWatcher } = await import('./folder-watch.js');
+  const deliver = async (batch: ReadonlyMap<string, RawKind>): Promise<void> => {
+    const events = await watcher.resolve(batch);
+    if (!closed && events.length > 0) onEvents(events);
   };
   const flush = (): void => {
     cancel = undefined;
     firstAt = undefined;
-    if (closed || (pending.size === 0 && !flat?.hasSuspects)) return;
+    if (closed || (pending.size === 0 && !watcher.hasSuspects)) return;
     const batch = pending;
     pending = new Map();
     delivering = delivering.then(() => deliver(batch)).catch(onError);
   };
   const arm = (): void => {
+    if (closed) return;
     const now = clock.now().getTime();
     firstAt ??= now;
     cancel?.();
     cancel = clock.setTimer(Math.min(debounceMs, Math.max(0, firstAt + maxWaitMs - now)), flush);
   };
-  const note = (kind: Pending, path: string): void => {
-    if (closed || isOwnFile(path)) return;
-    // a name that (re)appeared and was then written stays a `rename`: decided as `add` (or `unlink`)
-    if (kind !== 'change-raw' || pending.get(path) !== 'rename') pending.set(path, kind);
-    arm();
-  };
-
-  const flatDirs = dirs.filter((d) => !d.recursive).map((d) => d.path);
-  if (flatDirs.length > 0) {
-    const { FlatWatcher } = await import('./folder-watch.js');
-    flat = new FlatWatcher(flatDirs, {
-      note: (path, raw) => note(raw === 'change' ? 'change-raw' : 'rename', path),
-      wake: () => {
-        if (!closed) arm();
-      },
-      ignored: isOwnFile,
-      warn: onError,
-    });
-    await flat.start();
-  }
-
-  const watchers: FSWatcher[] = [];
-  const recursive = dirs.filter((d) => d.recursive).map((d) => d.path);
-  if (recursive.length > 0) {
-    // chokidar is loaded only when the daemon watches a folder recursively
-    const { watch } = await import('chokidar');
-    const w = watch(recursive, {
-      ignoreInitial: true,
-      persistent: true,
-      atomic: true,
-      followSymlinks: true,
-      ignorePermissionErrors: true,
-      ignored: (p: string) => isOwnFile(p),
-    });
-    w.on('add', (p) => note('add', p));
-    w.on('change', (p) => note('change', p));
-    w.on('unlink', (p) => note('unlink', p));
-    w.on('unlinkDir', (p) => note('unlink', p));
-    w.on('error', onError);
-    watchers.push(w);
-    await new Promise<void>((r) => w.once('ready', () => r()));
-  }
+  const watcher = new DirWatcher(dirs, {
+    note(path, raw) {
+      if (closed || isOwnFile(path)) return;
+      if (raw === 'rename' || pending.get(path) !== 'rename') pending.set(path, raw);
+      arm();
+    },
+    wake: arm,
+    ignored: isOwnFile,
+    warn: onError,
+  });
+  await watcher.start();
   return {
     async close() {
       closed = true;
       cancel?.();
       pending.clear();
-      flat?.close();
-      await Promise.all(watchers.map((w) => w.close()));
+      watcher.close();
+      await delivering;
     },
   };
 }

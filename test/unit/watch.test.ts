@@ -309,7 +309,7 @@ describe('watchFolders: a non-recursive folder, one fs.watch', () => {
     expect(w.batches).toEqual([]);
   });
 
-  it('recursive folders (chokidar) and flat ones together, one delivery per burst', async () => {
+  it('a recursive folder and a flat one together: one delivery per burst', async () => {
     const base = await tempDir('sk-watch-');
     const deep = path.join(base, 'deep');
     const flatDir = path.join(base, 'flat');
@@ -323,10 +323,103 @@ describe('watchFolders: a non-recursive folder, one fs.watch', () => {
     await writeFile(path.join(flatDir, 'b.pem'), 'b');
     await w.waitFor(path.join(deep, 'sub', 'a.pem'), 'add');
     await w.waitFor(path.join(flatDir, 'b.pem'), 'add');
+    expect(w.batches).toHaveLength(1);
+  });
+});
+
+describe('watchFolders: a recursive folder, one fs.watch per subfolder', () => {
+  const deep = (p: string): WatchDir[] => [{ path: p, recursive: true }];
+
+  it('files in subfolders: add, change, unlink, and a rename over one', async () => {
+    const dir = await tempDir('sk-watch-r-');
+    await mkdir(path.join(dir, 'a', 'b'), { recursive: true });
+    const cert = path.join(dir, 'a', 'b', 'x.pem');
+    const w = await watching(deep(dir));
+    await writeFile(cert, '1');
+    expect((await w.waitFor(cert)).kind).toBe('add');
+    let from = w.batches.length;
+    await appendFile(cert, '2');
+    await w.waitFor(cert, 'change', from);
+    from = w.batches.length;
+    await writeFile(path.join(dir, 'a', 'b', '.x.tmp'), '3');
+    await rename(path.join(dir, 'a', 'b', '.x.tmp'), cert);
+    await w.waitFor(cert, 'add', from);
+    from = w.batches.length;
+    await unlink(cert);
+    await w.waitFor(cert, 'unlink', from);
+  });
+
+  it('a subfolder that appears (with files already in it) is reported and watched from then on', async () => {
+    const dir = await tempDir('sk-watch-r-');
+    const w = await watching(deep(dir));
+    // made elsewhere and moved in whole: no event for its files but the folder's own
+    const outside = await tempDir('sk-watch-r-src-');
+    await mkdir(path.join(outside, 'site', 'inner'), { recursive: true });
+    await writeFile(path.join(outside, 'site', 'a.pem'), 'a');
+    await writeFile(path.join(outside, 'site', 'inner', 'b.pem'), 'b');
+    await rename(path.join(outside, 'site'), path.join(dir, 'site'));
+    await w.waitFor(path.join(dir, 'site', 'a.pem'), 'add');
+    await w.waitFor(path.join(dir, 'site', 'inner', 'b.pem'), 'add');
+    expect(w.all().some((e) => e.path === path.join(dir, 'site'))).toBe(false); // folders are not reported
+
+    const from = w.batches.length;
+    await writeFile(path.join(dir, 'site', 'inner', 'c.pem'), 'c');
+    await w.waitFor(path.join(dir, 'site', 'inner', 'c.pem'), 'add', from);
+  });
+
+  it('a subfolder removed is reported (its files too when deleted one by one), and no longer watched', async () => {
+    const dir = await tempDir('sk-watch-r-');
+    await mkdir(path.join(dir, 'one'));
+    await mkdir(path.join(dir, 'two'));
+    await writeFile(path.join(dir, 'one', 'a.pem'), 'a');
+    await writeFile(path.join(dir, 'two', 'b.pem'), 'b');
+    const w = await watching(deep(dir));
+    const before = inotifyWatches();
+    await rm(path.join(dir, 'one'), { recursive: true });
+    await w.waitFor(path.join(dir, 'one', 'a.pem'), 'unlink');
+    await w.waitFor(path.join(dir, 'one'), 'unlink');
+    let from = w.batches.length;
+    await rename(path.join(dir, 'two'), path.join(await tempDir('sk-watch-r-away-'), 'two')); // moved away whole
+    await w.waitFor(path.join(dir, 'two'), 'unlink', from);
+    expect(inotifyWatches()).toBe(before - 2);
+    // created again under the same name: watched again
+    from = w.batches.length;
+    await mkdir(path.join(dir, 'one'));
+    await writeFile(path.join(dir, 'one', 'c.pem'), 'c');
+    await w.waitFor(path.join(dir, 'one', 'c.pem'), 'add', from);
+  });
+
+  it('links to folders are followed, each real folder watched once (a link loop cannot multiply watches)', async () => {
+    const dir = await tempDir('sk-watch-r-');
+    const elsewhere = await tempDir('sk-watch-r-else-');
+    await mkdir(path.join(dir, 'sub'));
+    await symlink('..', path.join(dir, 'sub', 'loop')); // sub/loop -> dir
+    await symlink(elsewhere, path.join(dir, 'ext')); // a folder outside, by a link
+    const before = inotifyWatches();
+    const w = await watching(deep(dir));
+    // dir, sub, ext's target, and dir's parent: four, whatever the loop
+    expect(inotifyWatches() - before).toBe(4);
+    await writeFile(path.join(elsewhere, 'e.pem'), 'e');
+    await w.waitFor(path.join(dir, 'ext', 'e.pem'), 'add'); // reported under the path the scan sees
+    await writeFile(path.join(dir, 'sub', 's.pem'), 's');
+    await w.waitFor(path.join(dir, 'sub', 's.pem'), 'add');
   });
 });
 
 describe('watchFolders: one watch per folder, whatever it holds', () => {
+  it('a recursive tree of 20 folders and 2,000 files costs 22 inotify watches (its 21 folders and its parent)', async () => {
+    const dir = await tempDir('sk-watch-many-r-');
+    for (let d = 0; d < 20; d++) {
+      await mkdir(path.join(dir, `d${d}`));
+      for (let i = 0; i < 100; i++) await writeFile(path.join(dir, `d${d}`, `c${i}.pem`), 'x');
+    }
+    const before = inotifyWatches();
+    const w = await watching([{ path: dir, recursive: true }]);
+    expect(inotifyWatches() - before).toBe(22);
+    await appendFile(path.join(dir, 'd7', 'c42.pem'), 'y');
+    await w.waitFor(path.join(dir, 'd7', 'c42.pem'), 'change');
+  });
+
   it('a folder of 2,000 files costs one inotify watch (plus its parent), not one per file', async () => {
     const dir = await tempDir('sk-watch-many-');
     for (let i = 0; i < 2000; i++) await writeFile(path.join(dir, `c${i}.pem`), 'x');
