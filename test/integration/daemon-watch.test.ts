@@ -30,6 +30,7 @@ describe('staplekeeper daemon: watching non-recursive folders (real process, rea
   let other: string;
   let live: string;
   let archive: string;
+  let scans: string;
 
   /** Is the staple at `staple` a good response for the certificate in `certFile`? */
   const stapleIsFor = async (staple: string, certFile: string): Promise<boolean> => {
@@ -57,12 +58,13 @@ describe('staplekeeper daemon: watching non-recursive folders (real process, rea
     other = path.join(dir, 'other');
     live = path.join(dir, 'letsencrypt', 'live', 'x.test');
     archive = path.join(dir, 'letsencrypt', 'archive', 'x.test');
-    for (const d of [certs, other, live, archive]) await mkdir(d, { recursive: true });
+    scans = path.join(dir, 'scans');
+    for (const d of [certs, other, live, archive, scans]) await mkdir(d, { recursive: true });
     const port = await freePort();
     pki = await createPki({
       dir: path.join(dir, 'pki'),
       ocspUrl: `http://127.0.0.1:${port}`,
-      leaves: ['a', 'b', 'n', 'e', 'x', 'a2', 'b2', 'x2', 'e2'].map((name) => ({ name })),
+      leaves: ['a', 'b', 'n', 'e', 'x', 'a2', 'b2', 'x2', 'e2', 's'].map((name) => ({ name })),
     });
     responder = await startResponder({ pki, port });
     const leaf = (name: string): string => pki.leaves[name]!.cert;
@@ -86,6 +88,8 @@ describe('staplekeeper daemon: watching non-recursive folders (real process, rea
       path.join(dir, 'staplekeeper.yaml'),
       [
         `ocsp_folder: ${path.join(dir, 'ocsp')}`,
+        'scan_keys:',
+        `  - folder: ${scans}`, // recursive (the default)
         'domains:',
         ...domain('a', path.join(certs, 'a.pem')),
         ...domain('b', path.join(certs, 'b.pem')),
@@ -187,5 +191,22 @@ describe('staplekeeper daemon: watching non-recursive folders (real process, rea
     await appendFile(path.join(other, 'e.pem'), '\n');
     await daemon.waitFor(/^\[e\] certificate changed: .*e\.pem; checking its staple now/, 15_000, from);
     expect(daemon.err.filter((l) => /watching folders/.test(l))).toEqual([]);
+  });
+
+  it('a recursive scan: a subfolder that appears with a certificate triple is stapled at once, and watched', async () => {
+    const staging = path.join(dir, 'staging-site');
+    await mkdir(staging);
+    const leaf = pki.leaves.s!;
+    await copyFile(leaf.cert, path.join(staging, 's.pem'));
+    await copyFile(leaf.chain, path.join(staging, 's-chain.pem'));
+    await copyFile(leaf.rootchain, path.join(staging, 's-rootchain.pem'));
+    let from = daemon.mark();
+    await rename(staging, path.join(scans, 'site')); // the whole folder at once: one event, in scans/
+    await daemon.waitFor(/^\[site\/s\] new certificate .*s\.pem; fetching its staple now/, 15_000, from);
+    await daemon.waitFor(/^\[site\/s\] updated OCSP response: good/, 15_000, from);
+    // a change inside the new subfolder is seen: it is watched
+    from = daemon.mark();
+    await unlink(path.join(scans, 'site', 's-rootchain.pem'));
+    await daemon.waitFor(/^\[site\/s\] certificate .*s\.pem is gone; no longer scheduled/, 15_000, from);
   });
 });
