@@ -53,8 +53,9 @@
  *
  * Files are written by {@link VerdictCache.flush} — at the end of `run`, when
  * the daemon goes idle and when it stops; never by an exit handler, never for
- * dry runs — atomically (temporary file and rename, no fsync: losing it in a
- * crash only costs one cold run). A folder gets a new cache file only once
+ * dry runs — atomically and piece by piece (io/cache-file.ts `writeCacheFile`:
+ * a temporary file, written 1,024 signed lines at a time, flushed to disk,
+ * then renamed; a crash before the rename leaves the old file as it was). A folder gets a new cache file only once
  * at least {@link MIN_TARGETS_FOR_NEW_CACHE} of its staples were handled, so
  * `fetch` of one certificate leaves nothing behind.
  */
@@ -81,6 +82,9 @@ const FORMAT_NAME = 'staplekeeper-cache';
 
 /** A folder without a cache file gets one only after this many of its staples were handled by one cache. */
 export const MIN_TARGETS_FOR_NEW_CACHE = 8;
+
+/** Record lines signed and written at a time when a cache file is written. */
+const LINES_PER_PIECE = 1024;
 
 /** Records not used for this many days are dropped when the file is next written. */
 export const CACHE_RETENTION_DAYS = 30;
@@ -412,14 +416,38 @@ export class FolderVerdicts {
     const mac = this.owner.lineMac();
     if (mac === undefined) return false;
     const oldest = today() - CACHE_RETENTION_DAYS;
-    const out: string[] = [];
-    for (const [name, r] of this.records) if (r.seenDay >= oldest) out.push(mac.sign(recordFields(name, r)));
-    for (const line of this.lines.values()) {
-      // records not used by this cache: kept while recently seen elsewhere
+    // records not used by this cache are kept while recently seen elsewhere
+    const keptLine = (line: string): boolean => {
       const seen = num(line.split('\t', 4)[3]);
-      if (seen !== undefined && seen >= oldest) out.push(line);
+      return seen !== undefined && seen >= oldest;
+    };
+    let count = 0;
+    for (const r of this.records.values()) if (r.seenDay >= oldest) count++;
+    for (const line of this.lines.values()) if (keptLine(line)) count++;
+    // signed and written a piece at a time (io/cache-file.ts): 100,000 lines are ~40 MB of text
+    const records = this.records;
+    const lines = this.lines;
+    function* pieces(): Generator<string[]> {
+      let piece: string[] = [];
+      for (const [name, r] of records) {
+        if (r.seenDay < oldest) continue;
+        piece.push((mac as LineMac).sign(recordFields(name, r)));
+        if (piece.length === LINES_PER_PIECE) {
+          yield piece;
+          piece = [];
+        }
+      }
+      for (const line of lines.values()) {
+        if (!keptLine(line)) continue;
+        piece.push(line);
+        if (piece.length === LINES_PER_PIECE) {
+          yield piece;
+          piece = [];
+        }
+      }
+      yield piece;
     }
-    const ok = writeCacheFile(this.path, this.owner.format(), out);
+    const ok = writeCacheFile(this.path, this.owner.format(), { count, pieces: pieces() });
     if (ok) {
       this.dirty = false;
       this.existed = true;

@@ -442,4 +442,29 @@ describe('staple-folder cache', () => {
     expect(await runAll(targets, ctx(T0, true))).toEqual(reference);
     expect(verdicts.stats().hits).toBe(0);
   });
+  it('writes a folder of thousands of records in pieces, and reads every one back unchanged', async () => {
+    const f = await fixture();
+    await cachedRun(f, T0);
+    const [[, sample]] = [...(new VerdictCache().parseFile(await readFile(cacheFile(f))) ?? new Map())];
+    expect(sample).toBeDefined();
+    // 2,500 records made in this "process" and the 10 of the file, not used by it (kept as read)
+    verdicts = new VerdictCache();
+    const { folder } = verdicts.forStaple(join(f.staples, 'x.der'));
+    const made = new Map<string, typeof sample>();
+    for (let i = 0; i < 2500; i++) {
+      const name = `made-${i}.der`;
+      const r = { ...sample, stapleHash: `${sample.stapleHash.slice(0, -6)}${String(i).padStart(6, '0')}` };
+      folder.touch(name, true);
+      folder.set(name, r);
+      made.set(name, folder.get(name));
+    }
+    verdicts.flush();
+    const back = new VerdictCache().parseFile(await readFile(cacheFile(f)));
+    expect(back?.size).toBe(2510);
+    for (const [name, r] of made) expect(back?.get(name)).toEqual(r);
+    // and the run decides from it exactly as without it
+    const run = await cachedRun(f, at(4 * D));
+    expect(run.outcomes).toEqual(await coldRun(f, at(4 * D)));
+    expect(run.hits).toBe(COUNT);
+  });
 });
