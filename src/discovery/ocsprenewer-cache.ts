@@ -94,6 +94,12 @@ export class DiscoveryCache {
     }
   }
 
+  /** Reads the file now if it was not read yet, so that later lookups do no I/O. */
+  open(): this {
+    this.load();
+    return this;
+  }
+
   /** The leaf DER hash recorded for a certificate file with exactly these contents' hash, if any. */
   get(fileHash: string): string | undefined {
     this.load();

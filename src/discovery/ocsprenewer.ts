@@ -39,7 +39,7 @@ import type { LoadedConfig, Settings, TargetConfig } from '../config/types.js';
 import { loadCertificates } from '../core/certs.js';
 import { StapleError, toStapleError } from '../core/errors.js';
 import { contentHash } from '../io/fingerprint.js';
-import { readInputFile, readRegularFileSync } from '../io/files.js';
+import { readInputFile, readRegularFileViewSync } from '../io/files.js';
 import type { DaemonSource, DiscoveryProblem, WatchDir } from '../daemon/daemon.js';
 import { discoveryCacheFor } from './ocsprenewer-cache.js';
 import { pickLeaf } from '../pipeline/issuer.js';
@@ -215,10 +215,12 @@ type LeafFacts =
  * recorded when the leaf names a responder; nothing else is ever recorded).
  */
 async function leafFacts(certPath: string, s: RenewerSettings, hashes: Map<string, string>): Promise<LeafFacts> {
-  const cache = s.discoveryCache === undefined ? undefined : discoveryCacheFor(s.outDir);
+  // read before the certificate file, so that nothing between the read and the copy below reads a file
+  const cache = s.discoveryCache === undefined ? undefined : discoveryCacheFor(s.outDir).open();
+  // a view of the fast read's buffer (no copy): hashed here, and copied only when it must be parsed
   let bytes: Buffer;
   try {
-    bytes = readRegularFileSync(certPath) ?? (await readInputFile(certPath, 'certificate'));
+    bytes = readRegularFileViewSync(certPath) ?? (await readInputFile(certPath, 'certificate'));
   } catch (e) {
     return { ok: false, error: e };
   }
@@ -228,7 +230,7 @@ async function leafFacts(certPath: string, s: RenewerSettings, hashes: Map<strin
   if (known !== undefined) return { ok: true, leafHash: known };
   let leaf;
   try {
-    leaf = pickLeaf(loadCertificates(bytes, certPath)).leaf;
+    leaf = pickLeaf(loadCertificates(Buffer.from(bytes), certPath)).leaf;
   } catch (e) {
     return { ok: false, error: e };
   }
