@@ -352,8 +352,10 @@ async function executeRunWith(config: LoadedConfig, opts: ExecuteRunOptions, io:
       report = await runOnce(config, {
         force: opts.force,
         dryRun: opts.dryRun,
-        // the CLI keeps the verdict cache beside the staples and checks signatures on its thread
-        verdicts: new VerdictCache({ env: io.env }),
+        // the CLI keeps the verdict cache beside the staples and checks signatures on its thread; one
+        // process, one pass: records kept as their lines, and outcomes kept brief once printed
+        verdicts: new VerdictCache({ env: io.env, oneShot: true }),
+        briefOutcomes: true,
         signatures: new SignatureVerifier({ thread: true }),
         ...(opts.only ? { only: opts.only } : {}),
         ...(opts.strictOcsp ? { strictOcsp: true } : {}),
