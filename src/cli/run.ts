@@ -312,11 +312,7 @@ export interface ExecuteRunOptions {
 }
 
 /** Runs a loaded configuration and prints the results; returns the exit code. */
-export async function executeRun(
-  config: LoadedConfig,
-  opts: ExecuteRunOptions,
-  terminalIo: CliIo,
-): Promise<number> {
+export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, terminalIo: CliIo): Promise<number> {
   // a line per certificate: standard output in blocks, in the same order (line-buffer.ts)
   const io = bufferStdout(terminalIo);
   try {
