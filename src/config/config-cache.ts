@@ -413,28 +413,41 @@ export class ConfigCache {
   save(): void {
     if (!this.dirty) return;
     this.dirty = false;
-    // written in pieces (a 100,000-domain result is ~40 MB of JSON: never one string, one buffer and
-    // a copy of both at once), hashed as they go
-    const parts = [JSON.stringify(Object.fromEntries(this.used)), '\n', ...resultParts(this.result)];
-    const sha = createHash('sha256');
-    for (const part of parts) sha.update(part, 'utf8');
-    const header = JSON.stringify({
-      format: FORMAT_NAME,
-      version: FORMAT_VERSION,
-      code: codeFingerprint(),
-      sha256: sha.digest('base64url'),
-    });
+    // written piece by piece, hashed as it goes: a 100,000-domain result is ~40 MB of JSON, and the file's
+    // entry ~10 MB; never one string, nor all the pieces at once (config/config-cache.ts `jsonPieces`)
+    const code = codeFingerprint();
+    const header = (sha256: string): string =>
+      `${JSON.stringify({ format: FORMAT_NAME, version: FORMAT_VERSION, code, sha256 })}\n`;
+    // the SHA-256 is 43 characters of base64url whatever the body: the header's length is known before it
+    const headerLength = Buffer.byteLength(header('x'.repeat(43)), 'utf8');
     const tmp = `${this.file}.tmp-${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
+    let fd: number | undefined;
     try {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-      const fd = openSync(tmp, 'wx', 0o600);
-      try {
-        for (const part of [`${header}\n`, ...parts]) writeAll(fd, Buffer.from(part, 'utf8'));
-      } finally {
-        closeSync(fd);
+      fd = openSync(tmp, 'wx', 0o600);
+      const sha = createHash('sha256');
+      let at = headerLength;
+      const used = this.used;
+      const result = this.result;
+      function* body(): Generator<string> {
+        yield* jsonPieces(Object.fromEntries(used));
+        yield '\n';
+        yield* resultPieces(result);
       }
+      for (const piece of joinPieces(body())) {
+        const data = Buffer.from(piece, 'utf8');
+        sha.update(data);
+        writeAllAt(fd, data, at);
+        at += data.length;
+      }
+      const head = Buffer.from(header(sha.digest('base64url')), 'utf8');
+      if (head.length !== headerLength) throw new Error('the header changed length');
+      writeAllAt(fd, head, 0);
+      closeSync(fd);
+      fd = undefined;
       renameSync(tmp, this.file);
     } catch {
+      if (fd !== undefined) closeSync(fd);
       try {
         unlinkSync(tmp);
       } catch {
@@ -462,31 +475,90 @@ export class ConfigCache {
   }
 }
 
-/** Writes all of `data` (a write may take less than it is given). */
-function writeAll(fd: number, data: Buffer): void {
-  for (let done = 0; done < data.length;) done += writeSync(fd, data, done);
+/** Writes all of `data` at `position` (a write may take less than it is given). */
+function writeAllAt(fd: number, data: Buffer, position: number): void {
+  for (let done = 0; done < data.length;) done += writeSync(fd, data, done, data.length - done, position + done);
 }
 
-/** Targets per piece of {@link resultParts}. */
-const TARGETS_PER_PART = 2048;
+/** Entries of an object or array above which {@link jsonPieces} writes it entry by entry. */
+const SPLIT_ENTRIES = 256;
+
+/** Characters per piece written ({@link joinPieces}). */
+const PIECE_CHARS = 256 * 1024;
+
+/**
+ * The JSON text of a plain JSON value ({@link isPlainJson}) as a sequence of
+ * pieces, made one at a time: their concatenation is `JSON.stringify(value)`.
+ * Objects and arrays with more than {@link SPLIT_ENTRIES} entries are
+ * written entry by entry (each entry again by this rule), the rest whole.
+ */
+export function* jsonPieces(value: unknown): Generator<string> {
+  if (value === null || typeof value !== 'object') {
+    yield JSON.stringify(value);
+    return;
+  }
+  if (Array.isArray(value)) {
+    if (value.length <= SPLIT_ENTRIES) {
+      yield JSON.stringify(value);
+      return;
+    }
+    yield '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) yield ',';
+      yield* jsonPieces(value[i]);
+    }
+    yield ']';
+    return;
+  }
+  const keys = Object.keys(value);
+  if (keys.length <= SPLIT_ENTRIES) {
+    yield JSON.stringify(value);
+    return;
+  }
+  yield '{';
+  let first = true;
+  for (const k of keys) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v === undefined) continue; // as JSON.stringify
+    yield `${first ? '' : ','}${JSON.stringify(k)}:`;
+    first = false;
+    yield* jsonPieces(v);
+  }
+  yield '}';
+}
+
+/** Pieces of text joined into pieces of about {@link PIECE_CHARS} characters (fewer, larger writes). */
+function* joinPieces(pieces: Iterable<string>): Generator<string> {
+  let held: string[] = [];
+  let size = 0;
+  for (const p of pieces) {
+    held.push(p);
+    size += p.length;
+    if (size >= PIECE_CHARS) {
+      yield held.join('');
+      held = [];
+      size = 0;
+    }
+  }
+  if (held.length > 0) yield held.join('');
+}
 
 /**
  * The JSON of a whole result in pieces whose concatenation is
  * `JSON.stringify(result ?? null)` up to the order of the keys: the targets
- * go last, a few thousand per piece.
+ * go last, entry by entry.
  */
-function resultParts(result: CachedResult | undefined): string[] {
-  if (result === undefined) return ['null'];
+function* resultPieces(result: CachedResult | undefined): Generator<string> {
+  if (result === undefined) {
+    yield 'null';
+    return;
+  }
   const { targets, ...rest } = result.config;
   const head = JSON.stringify({ cwd: result.cwd, deps: result.deps, config: rest });
   // `head` ends with the two closing braces of `config` and of the result; `rest` is never empty (file, settings)
-  const parts = [`${head.slice(0, -2)},"targets":[`];
-  for (let i = 0; i < targets.length; i += TARGETS_PER_PART) {
-    const piece = JSON.stringify(targets.slice(i, i + TARGETS_PER_PART));
-    parts.push(`${i === 0 ? '' : ','}${piece.slice(1, -1)}`);
-  }
-  parts.push(']}}');
-  return parts;
+  yield `${head.slice(0, -2)},"targets":`;
+  yield* jsonPieces(targets);
+  yield '}}';
 }
 
 /** True for the signal of a cached source that needs the parser. */

@@ -59,7 +59,8 @@ function today(): number {
   return Math.floor(Date.now() / 86_400_000);
 }
 
-const HASH = /^[A-Za-z0-9_-]{43}$/;
+/** The start of a well-formed entry line: two SHA-256 hashes (base64url), each followed by a tab. */
+const ENTRY_START = /^[A-Za-z0-9_-]{43}\t[A-Za-z0-9_-]{43}\t/;
 
 /** The discovery cache of one output folder. */
 export class DiscoveryCache {
@@ -85,13 +86,24 @@ export class DiscoveryCache {
     this.format ??= fileFormat();
     const body = decodeCacheFile(this.format, data);
     if (body === undefined) return;
-    for (const line of body.split('\n')) {
-      const [file, leaf, seen] = line.split('\t');
-      const day = Number(seen);
-      if (file === undefined || leaf === undefined || !HASH.test(file) || !HASH.test(leaf) || !Number.isInteger(day))
-        continue;
-      this.entries.set(file, { leaf, seen: day });
+    // each line `<file hash>\t<leaf hash>\t<day>[\t…]`: one test of both hashes and their tabs, then slices
+    for (let p = 0; p < body.length;) {
+      let e = body.indexOf('\n', p);
+      if (e < 0) e = body.length;
+      const line = body.slice(p, e);
+      p = e + 1;
+      if (!ENTRY_START.test(line)) continue;
+      const tab = line.indexOf('\t', 88);
+      const day = Number(tab < 0 ? line.slice(88) : line.slice(88, tab));
+      if (!Number.isInteger(day)) continue;
+      this.entries.set(line.slice(0, 43), { leaf: line.slice(44, 87), seen: day });
     }
+  }
+
+  /** Reads the file now if it was not read yet, so that later lookups do no I/O. */
+  open(): this {
+    this.load();
+    return this;
   }
 
   /** The leaf DER hash recorded for a certificate file with exactly these contents' hash, if any. */

@@ -18,24 +18,28 @@
  * with a {@link LineMac} under a per-host secret ({@link loadCacheSecret}).
  *
  * A cache file is best effort: read synchronously (small, local), replaced
- * atomically without fsync (io/store.ts `replaceCacheFileSync`); losing or
- * damaging it costs speed, never a decision.
+ * atomically ({@link writeCacheFile}: written to a temporary file in the same
+ * folder, flushed to disk, renamed over the old one); losing or damaging it
+ * costs speed, never a decision.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   closeSync,
   constants,
   fstatSync,
+  fsyncSync,
   linkSync,
   mkdirSync,
   openSync,
   readFileSync,
+  renameSync,
   unlinkSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { contentHash } from './fingerprint.js';
-import { replaceCacheFileSync, TEMP_MARKER } from './store.js';
+import { TEMP_MARKER } from './store.js';
 
 /** What a cache file's header must say for its entries to be read. */
 export interface CacheFileFormat {
@@ -92,22 +96,96 @@ export function decodeCacheFile(format: CacheFileFormat, data: Buffer): string |
   }
 }
 
+/** The header line of a cache file of `format` with `count` entry lines whose body has SHA-256 `sha256` (base64url). */
+function headerLine(format: CacheFileFormat, count: number, sha256: string): string {
+  return `${JSON.stringify({ format: format.name, version: format.version, rules: format.rules, count, sha256 })}\n`;
+}
+
 /** A cache file of `format` holding `lines` (each without its newline). */
 export function encodeCacheFile(format: CacheFileFormat, lines: readonly string[]): Buffer {
   const body = Buffer.from(lines.length === 0 ? '' : `${lines.join('\n')}\n`, 'utf8');
-  const header = JSON.stringify({
-    format: format.name,
-    version: format.version,
-    rules: format.rules,
-    count: lines.length,
-    sha256: contentHash(body),
-  });
-  return Buffer.concat([Buffer.from(`${header}\n`, 'utf8'), body]);
+  return Buffer.concat([Buffer.from(headerLine(format, lines.length, contentHash(body)), 'utf8'), body]);
 }
 
-/** Replaces the cache file at `path`, best effort. @returns false when it could not be written. */
-export function writeCacheFile(path: string, format: CacheFileFormat, lines: readonly string[]): boolean {
-  return replaceCacheFileSync(path, encodeCacheFile(format, lines));
+/**
+ * The entry lines of a cache file, produced piece by piece: `count` lines in
+ * all, each piece a list of lines (each without its newline). A 100,000-line
+ * file (~40 MiB) is never one string or one buffer: each piece is made,
+ * hashed and written, then dropped.
+ */
+export interface CacheFileLines {
+  count: number;
+  pieces: Iterable<readonly string[]>;
+}
+
+/** Writes all of `data` at `position` (a write may take less than it is given). */
+function writeAllAt(fd: number, data: Buffer, position: number): void {
+  for (let done = 0; done < data.length;) done += writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/**
+ * Replaces the cache file at `path`, best effort, atomically and durably: the
+ * lines are written to a temporary file in the same folder (named with
+ * io/store.ts `TEMP_MARKER` and this process's id, so that a run after a
+ * crash removes it), the header last at the start of the file (its length is
+ * known before the body's checksum is: the checksum has a fixed length), the
+ * file is flushed to disk (`fsync`) and renamed over the old one. Until the
+ * rename, the old file is untouched: a crash or an error at any point before
+ * it leaves the old file as it was. The bytes are exactly
+ * {@link encodeCacheFile}'s for the same lines.
+ *
+ * @returns false when it could not be written (the old file is then kept).
+ */
+export function writeCacheFile(
+  path: string,
+  format: CacheFileFormat,
+  lines: readonly string[] | CacheFileLines,
+  mode = 0o644,
+): boolean {
+  const { count, pieces } = Array.isArray(lines)
+    ? { count: lines.length, pieces: [lines as readonly string[]] }
+    : (lines as CacheFileLines);
+  const tmp = join(dirname(path), `.${basename(path)}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx', mode);
+    // the checksum is 43 characters of base64url whatever the body: the header's length is known now
+    const headerLength = Buffer.byteLength(headerLine(format, count, 'x'.repeat(43)), 'utf8');
+    const sha = createHash('sha256');
+    let at = headerLength;
+    let written = 0;
+    for (const piece of pieces) {
+      if (piece.length === 0) continue;
+      written += piece.length;
+      const data = Buffer.from(`${piece.join('\n')}\n`, 'utf8');
+      sha.update(data);
+      writeAllAt(fd, data, at);
+      at += data.length;
+    }
+    if (written !== count) throw new Error(`${written} lines written, ${count} announced`);
+    const header = Buffer.from(headerLine(format, count, sha.digest('base64url')), 'utf8');
+    if (header.length !== headerLength) throw new Error('the header changed length');
+    writeAllAt(fd, header, 0);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+    return true;
+  } catch {
+    if (fd !== undefined) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never created
+    }
+    return false;
+  }
 }
 
 /**

@@ -20,7 +20,7 @@
  * `contentHash`) the engine uses, and are dropped with the other tables.
  */
 import { loadCertificates, parseCertificate, type Certificate } from '../core/certs.js';
-import { readRegularFileSync } from '../io/files.js';
+import { readRegularFileViewSync } from '../io/files.js';
 import { contentHash } from '../io/fingerprint.js';
 
 /** A file read for a target, with its content hash. */
@@ -35,6 +35,14 @@ export class PassMemo {
   private static readonly limits = { sharedReads: 4096, parsedLists: 256, includedCerts: 256 };
   /** Issuer, chain and root-chain files by path, read and hashed once. */
   private readonly sharedReads = new Map<string, SourceFile>();
+  /**
+   * The distinct contents of shared files read in this pass, most recently
+   * used first (at most {@link PassMemo.recentLimit}): a file whose bytes
+   * equal one of them gets that one (same bytes, so the same hash) without a
+   * copy or a hash of its own.
+   */
+  private recentContents: SourceFile[] = [];
+  private static readonly recentLimit = 16;
   /** Parsed certificate files by content hash. */
   private readonly parsedLists = new Map<string, Certificate[]>();
   /** Certificates included in responses, parsed, by content hash (null: unparseable). */
@@ -62,16 +70,45 @@ export class PassMemo {
     return this.certHashes?.get(path);
   }
 
-  /** A shared file read synchronously (once per pass), or undefined when it cannot be read that way. */
+  /**
+   * A shared file read synchronously (once per pass), or undefined when it
+   * cannot be read that way. Every path is read (a path already read in this
+   * pass is not read again); when the bytes read equal those of a content
+   * read earlier in the pass (ocspbot's layout has a `<d>-chain.pem` and a
+   * `<d>-rootchain.pem` per certificate, usually copies of one or two files),
+   * that content's object is returned: equal bytes, and the hash of equal
+   * bytes, so nothing that uses them can tell the difference, while the read
+   * costs no copy and no hash.
+   */
   readShared(path: string): SourceFile | undefined {
     let f = this.sharedReads.get(path);
     if (f === undefined) {
-      const bytes = readRegularFileSync(path);
-      if (bytes === undefined) return undefined;
-      f = { bytes, hash: contentHash(bytes) };
+      const view = readRegularFileViewSync(path);
+      if (view === undefined) return undefined;
+      f = this.content(view);
       if (this.sharedReads.size >= PassMemo.limits.sharedReads) this.sharedReads.clear();
       this.sharedReads.set(path, f);
     }
+    return f;
+  }
+
+  /** The content object for `view`'s bytes: a recent one with equal bytes, else a copy and its hash. */
+  private content(view: Buffer): SourceFile {
+    const recent = this.recentContents;
+    for (let i = 0; i < recent.length; i++) {
+      const r = recent[i] as SourceFile;
+      if (r.bytes.length === view.length && r.bytes.equals(view)) {
+        if (i > 0) {
+          recent.splice(i, 1);
+          recent.unshift(r);
+        }
+        return r;
+      }
+    }
+    const bytes = Buffer.from(view);
+    const f = { bytes, hash: contentHash(bytes) };
+    recent.unshift(f);
+    if (recent.length > PassMemo.recentLimit) recent.pop();
     return f;
   }
 
@@ -104,6 +141,7 @@ export class PassMemo {
   /** Drops every table. */
   clear(): void {
     this.sharedReads.clear();
+    this.recentContents = [];
     this.parsedLists.clear();
     this.includedCerts.clear();
     this.lastIncluded = undefined;

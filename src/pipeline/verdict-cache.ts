@@ -53,8 +53,9 @@
  *
  * Files are written by {@link VerdictCache.flush} — at the end of `run`, when
  * the daemon goes idle and when it stops; never by an exit handler, never for
- * dry runs — atomically (temporary file and rename, no fsync: losing it in a
- * crash only costs one cold run). A folder gets a new cache file only once
+ * dry runs — atomically and piece by piece (io/cache-file.ts `writeCacheFile`:
+ * a temporary file, written 1,024 signed lines at a time, flushed to disk,
+ * then renamed; a crash before the rename leaves the old file as it was). A folder gets a new cache file only once
  * at least {@link MIN_TARGETS_FOR_NEW_CACHE} of its staples were handled, so
  * `fetch` of one certificate leaves nothing behind.
  */
@@ -81,6 +82,9 @@ const FORMAT_NAME = 'staplekeeper-cache';
 
 /** A folder without a cache file gets one only after this many of its staples were handled by one cache. */
 export const MIN_TARGETS_FOR_NEW_CACHE = 8;
+
+/** Record lines signed and written at a time when a cache file is written. */
+const LINES_PER_PIECE = 1024;
 
 /** Records not used for this many days are dropped when the file is next written. */
 export const CACHE_RETENTION_DAYS = 30;
@@ -339,7 +343,10 @@ export class FolderVerdicts {
   private dirty = false;
   /** A non-dry-run call touched this folder: writing is allowed. */
   private writable = false;
+  /** Names of staples handled, kept only up to {@link MIN_TARGETS_FOR_NEW_CACHE} (all the threshold needs). */
   private handled = new Set<string>();
+  /** One-shot: the name of each record handed out by {@link get} (so that {@link markSeen} can sign it again). */
+  private readonly names = new WeakMap<VerdictRecord, string>();
 
   constructor(owner: VerdictCache, dir: string) {
     this.owner = owner;
@@ -360,7 +367,7 @@ export class FolderVerdicts {
   /** Notes that a target of this folder is being handled (for the creation threshold and write permission). */
   touch(name: string, persist: boolean): void {
     this.load();
-    this.handled.add(name);
+    if (this.handled.size < MIN_TARGETS_FOR_NEW_CACHE) this.handled.add(name);
     if (persist) this.writable = true;
   }
 
@@ -372,12 +379,18 @@ export class FolderVerdicts {
     const key = JSON.stringify(name);
     const line = this.lines.get(key);
     if (line === undefined) return undefined;
-    this.lines.delete(key);
     const parsed = this.owner.parseLine(line);
     if (parsed === undefined || parsed.name !== name) {
+      this.lines.delete(key);
       this.dirty = true; // dropped from the file at the next write
       return undefined;
     }
+    if (this.owner.oneShot) {
+      // the line stays what is kept; the record is the caller's for this lookup
+      this.names.set(parsed.record, name);
+      return parsed.record;
+    }
+    this.lines.delete(key);
     this.records.set(name, parsed.record);
     return parsed.record;
   }
@@ -388,15 +401,30 @@ export class FolderVerdicts {
     if (r.seenDay < d) {
       r.seenDay = d;
       this.dirty = true;
+      const name = this.names.get(r);
+      if (name !== undefined) this.keepLine(name, r);
     }
+  }
+
+  /** One-shot: keeps a record as its signed line; false when there is no secret to sign it with. */
+  private keepLine(name: string, r: VerdictRecord): boolean {
+    const mac = this.owner.lineMac();
+    if (mac === undefined) return false;
+    const line = mac.sign(recordFields(name, r));
+    line.charCodeAt(0); // flattened: one string, not the pieces it was joined from
+    this.lines.set(JSON.stringify(name), line);
+    this.records.delete(name);
+    return true;
   }
 
   /** Stores or replaces the record of a staple file name. */
   set(name: string, r: Omit<VerdictRecord, 'seenDay'>): void {
     this.load();
-    this.lines.delete(JSON.stringify(name));
-    this.records.set(name, { ...r, seenDay: today() });
     this.dirty = true;
+    const record = { ...r, seenDay: today() };
+    if (this.owner.oneShot && this.keepLine(name, record)) return;
+    this.lines.delete(JSON.stringify(name));
+    this.records.set(name, record);
   }
 
   /** Number of records held. */
@@ -412,14 +440,38 @@ export class FolderVerdicts {
     const mac = this.owner.lineMac();
     if (mac === undefined) return false;
     const oldest = today() - CACHE_RETENTION_DAYS;
-    const out: string[] = [];
-    for (const [name, r] of this.records) if (r.seenDay >= oldest) out.push(mac.sign(recordFields(name, r)));
-    for (const line of this.lines.values()) {
-      // records not used by this cache: kept while recently seen elsewhere
+    // records not used by this cache are kept while recently seen elsewhere
+    const keptLine = (line: string): boolean => {
       const seen = num(line.split('\t', 4)[3]);
-      if (seen !== undefined && seen >= oldest) out.push(line);
+      return seen !== undefined && seen >= oldest;
+    };
+    let count = 0;
+    for (const r of this.records.values()) if (r.seenDay >= oldest) count++;
+    for (const line of this.lines.values()) if (keptLine(line)) count++;
+    // signed and written a piece at a time (io/cache-file.ts): 100,000 lines are ~40 MB of text
+    const records = this.records;
+    const lines = this.lines;
+    function* pieces(): Generator<string[]> {
+      let piece: string[] = [];
+      for (const [name, r] of records) {
+        if (r.seenDay < oldest) continue;
+        piece.push((mac as LineMac).sign(recordFields(name, r)));
+        if (piece.length === LINES_PER_PIECE) {
+          yield piece;
+          piece = [];
+        }
+      }
+      for (const line of lines.values()) {
+        if (!keptLine(line)) continue;
+        piece.push(line);
+        if (piece.length === LINES_PER_PIECE) {
+          yield piece;
+          piece = [];
+        }
+      }
+      yield piece;
     }
-    const ok = writeCacheFile(this.path, this.owner.format(), out);
+    const ok = writeCacheFile(this.path, this.owner.format(), { count, pieces: pieces() });
     if (ok) {
       this.dirty = false;
       this.existed = true;
@@ -438,6 +490,14 @@ export interface VerdictCacheOptions {
   env?: NodeJS.ProcessEnv;
   /** The secret itself, instead of the file (null: no secret, so no verdict cache). */
   secret?: Buffer | null;
+  /**
+   * For a process that looks each staple up once and then exits (`run`): records are kept as their
+   * signed lines (~0.4 KB each, the file's own) instead of objects (~0.75 KB), and a record read from
+   * the file is parsed for each lookup (its MAC verified each time) instead of kept parsed. The same
+   * records are written; only what is held between lookups differs. Default false (the daemon looks
+   * its staples up again at every pass).
+   */
+  oneShot?: boolean;
 }
 
 /**
@@ -464,9 +524,13 @@ export class VerdictCache {
   /** Responder names seen in records, each kept once (bounded: a folder has a few responders). */
   private readonly signers = new Map<string, string>();
 
+  /** See {@link VerdictCacheOptions.oneShot}. */
+  readonly oneShot: boolean;
+
   constructor(options: VerdictCacheOptions = {}) {
     this.env = options.env ?? process.env;
     this.secret = options.secret;
+    this.oneShot = options.oneShot ?? false;
   }
 
   /** The MAC of record lines, or undefined when there is no secret (the cache is then off). */

@@ -9,8 +9,13 @@
  */
 import { mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { CACHE_FILE_NAME, MIN_TARGETS_FOR_NEW_CACHE, VerdictCache } from '../../src/pipeline/verdict-cache.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  CACHE_FILE_NAME,
+  MIN_TARGETS_FOR_NEW_CACHE,
+  VerdictCache,
+  type VerdictRecord,
+} from '../../src/pipeline/verdict-cache.js';
 import { IssuerResolver } from '../../src/pipeline/issuer.js';
 import type { EngineContext, Target, TargetOutcome } from '../../src/pipeline/context.js';
 import { PassMemo } from '../../src/pipeline/pass-memo.js';
@@ -41,10 +46,17 @@ afterAll(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
+/**
+ * How the caches under test keep their records: as objects (the daemon's) or as their signed
+ * lines (`oneShot`, the CLI's `run`). Every test of the suite runs in both modes.
+ */
+let oneShot = false;
+const newCache = (): VerdictCache => new VerdictCache({ oneShot });
+
 /** The verdict cache of the current "process". */
-let verdicts = new VerdictCache();
+let verdicts = newCache();
 beforeEach(() => {
-  verdicts = new VerdictCache();
+  verdicts = newCache();
 });
 
 /** A transport for runs that must not fetch; renewals use {@link answeringTransport}. */
@@ -110,7 +122,7 @@ async function coldRun(f: Fixture, now: Date): Promise<TargetOutcome[]> {
 
 /** A run in a "new process" that may use the cache file; returns the outcomes and the cache counters. */
 async function cachedRun(f: Fixture, now: Date): Promise<{ outcomes: TargetOutcome[]; hits: number; misses: number }> {
-  verdicts = new VerdictCache();
+  verdicts = newCache();
   const outcomes = await runAll(f.targets, context(now));
   verdicts.flush();
   const { hits, misses } = verdicts.stats();
@@ -119,7 +131,17 @@ async function cachedRun(f: Fixture, now: Date): Promise<{ outcomes: TargetOutco
 
 const cacheFile = (f: Fixture): string => join(f.staples, CACHE_FILE_NAME);
 
-describe('staple-folder cache', () => {
+describe.each([
+  ['as objects (daemon)', false],
+  ['as signed lines (one-shot run)', true],
+])('staple-folder cache, records kept %s', (_mode, mode) => {
+  beforeAll(() => {
+    oneShot = mode;
+  });
+  afterAll(() => {
+    oneShot = false;
+  });
+
   it('gives the same outcomes as a run without cache, and a second run takes every staple from it', async () => {
     const f = await fixture();
     const reference = await coldRun(f, T0);
@@ -356,7 +378,7 @@ describe('staple-folder cache', () => {
       contentType: 'application/ocsp-response',
       body: goodResponseFor(f.pki, f.pki.leaves[current] as MintedCert, at(5 * D)),
     }));
-    verdicts = new VerdictCache();
+    verdicts = newCache();
     const ctx = context(at(5 * D), { transport: answering });
     for (const [i, t] of f.targets.entries()) {
       current = i;
@@ -372,12 +394,12 @@ describe('staple-folder cache', () => {
 
   it('writes nothing for a dry run, and nothing for a folder with few staples', async () => {
     const f = await fixture();
-    verdicts = new VerdictCache();
+    verdicts = newCache();
     await runAll(f.targets, context(T0), { dryRun: true });
     verdicts.flush();
     await expect(stat(cacheFile(f))).rejects.toMatchObject({ code: 'ENOENT' });
 
-    verdicts = new VerdictCache();
+    verdicts = newCache();
     await runAll(f.targets.slice(0, MIN_TARGETS_FOR_NEW_CACHE - 1), context(T0));
     verdicts.flush();
     await expect(stat(cacheFile(f))).rejects.toMatchObject({ code: 'ENOENT' });
@@ -385,7 +407,7 @@ describe('staple-folder cache', () => {
     // once the file exists, a run over one certificate keeps it up to date
     await cachedRun(f, T0);
     await writeFile(f.targets[0]!.staplePath, goodResponseFor(f.pki, f.pki.leaves[0] as MintedCert, at(D)));
-    verdicts = new VerdictCache();
+    verdicts = newCache();
     await runAll(f.targets.slice(0, 1), context(at(D)));
     verdicts.flush();
     const run = await cachedRun(f, at(D));
@@ -435,11 +457,56 @@ describe('staple-folder cache', () => {
       context(now, { resolver: new IssuerResolver({ caDirs: [caDir] }) }, cache);
     const reference = await runAll(targets, ctx(T0, false));
     expect(reference.every((o) => o.decision?.reason === 'fresh')).toBe(true);
-    verdicts = new VerdictCache();
+    verdicts = newCache();
     expect(await runAll(targets, ctx(T0, true))).toEqual(reference);
     verdicts.flush();
-    verdicts = new VerdictCache();
+    verdicts = newCache();
     expect(await runAll(targets, ctx(T0, true))).toEqual(reference);
     expect(verdicts.stats().hits).toBe(0);
+  });
+
+  it('writes a folder of thousands of records in pieces, and reads every one back unchanged', async () => {
+    const f = await fixture();
+    await cachedRun(f, T0);
+    const sample = new VerdictCache()
+      .parseFile(await readFile(cacheFile(f)))
+      ?.values()
+      .next().value;
+    if (sample === undefined) throw new Error('no record was written');
+    // 2,500 records made in this "process" and the 10 of the file, not used by it (kept as read)
+    verdicts = newCache();
+    const { folder } = verdicts.forStaple(join(f.staples, 'x.der'));
+    const made = new Map<string, typeof sample>();
+    for (let i = 0; i < 2500; i++) {
+      const name = `made-${i}.der`;
+      const r = { ...sample, stapleHash: `${sample.stapleHash.slice(0, -6)}${String(i).padStart(6, '0')}` };
+      folder.touch(name, true);
+      folder.set(name, r);
+      made.set(name, folder.get(name) as VerdictRecord);
+    }
+    verdicts.flush();
+    const back = new VerdictCache().parseFile(await readFile(cacheFile(f)));
+    expect(back?.size).toBe(2510);
+    for (const [name, r] of made) expect(back?.get(name)).toEqual(r);
+    // and the run decides from it exactly as without it
+    const run = await cachedRun(f, at(4 * D));
+    expect(run.outcomes).toEqual(await coldRun(f, at(4 * D)));
+    expect(run.hits).toBe(COUNT);
+  });
+  it('records a record used again on a later day with that day, signed again', async () => {
+    const f = await fixture();
+    await cachedRun(f, T0);
+    const records = new VerdictCache().parseFile(await readFile(cacheFile(f)));
+    if (records === undefined || records.size !== COUNT) throw new Error('the cache was not written');
+    const day = (records.values().next().value as VerdictRecord).seenDay;
+    // as if last used three days ago
+    for (const r of records.values()) r.seenDay = day - 3;
+    await writeFile(cacheFile(f), new VerdictCache().serializeFile(Object.fromEntries(records)));
+    const run = await cachedRun(f, T0);
+    expect(run.hits).toBe(COUNT);
+    expect(run.outcomes).toEqual(await coldRun(f, T0));
+    const back = new VerdictCache().parseFile(await readFile(cacheFile(f)));
+    expect(back?.size).toBe(COUNT);
+    for (const [name, r] of records) expect(back?.get(name)).toEqual({ ...r, seenDay: day });
   });
 });

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { hash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { configCacheDir, configCacheStats, isPlainJson } from '../../src/config/config-cache.js';
+import { configCacheDir, configCacheStats, isPlainJson, jsonPieces } from '../../src/config/config-cache.js';
 import { loadConfig, type LoadedConfig } from '../../src/config/index.js';
 import { isStapleError } from '../../src/core/errors.js';
 import { tempDir, cleanUp } from '../helpers/temp.js';
@@ -363,6 +363,44 @@ describe('configuration cache: where it lives', () => {
     const names = await readdir(cache);
     expect(names).toHaveLength(1);
     expect((await stat(path.join(cache, names[0] as string))).mode & 0o777).toBe(0o600);
+  });
+
+  it('writes JSON in pieces whose concatenation is JSON.stringify of the value', () => {
+    const big = (n: number): Record<string, unknown> =>
+      Object.fromEntries(
+        range(n).map((i) => [`k"${i}\u2028é`, i % 3 === 0 ? undefined : { v: i, s: `x${i}`, a: [i] }]),
+      );
+    const values: unknown[] = [
+      null,
+      'text',
+      3.5,
+      [],
+      {},
+      range(256),
+      range(257),
+      big(256),
+      big(257),
+      { a: big(1000), b: [big(300), range(2000), { c: big(5) }], d: undefined },
+      range(600).map((i) => (i % 2 ? big(3) : range(300))),
+    ];
+    for (const v of values) expect([...jsonPieces(v)].join('')).toBe(JSON.stringify(v));
+  });
+
+  it('a configuration of thousands of domains goes through the cache whole', async () => {
+    const root = await tempDir('sk-cc-big-');
+    const domains = range(3000).map((i) => `  d${i}:\n    cert: certs/c.pem\n    ocsp: d${i}.der\n`);
+    await put(root, {
+      'sk.yaml': `ocsp_folder: staples\ndomains:\n${domains.join('')}`,
+      'certs/c.pem': 'c',
+      'staples/.keep': '',
+    });
+    const cache = await tempDir('sk-cc-big-cache-');
+    const without = await outcome('sk.yaml', root);
+    expect(await outcome('sk.yaml', root, cache)).toEqual(without);
+    await new Promise((r) => setImmediate(r)); // the write follows the load at the next turn
+    const before = configCacheStats().results;
+    expect(await outcome('sk.yaml', root, cache)).toEqual(without);
+    expect(configCacheStats().results).toBe(before + 1);
   });
 
   it('keeps only plain JSON values', () => {

@@ -16,7 +16,7 @@
  * hashes taken before a wait for another process's lock are not used.
  */
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DISCOVERY_CACHE_FILE,
@@ -26,6 +26,7 @@ import {
 } from '../../src/discovery/ocsprenewer-cache.js';
 import {
   discoverRenewerTargets,
+  stapleNameFor,
   type RenewerDiscovery,
   type RenewerSettings,
 } from '../../src/discovery/ocsprenewer.js';
@@ -148,6 +149,36 @@ describe('the ocsprenewer discovery cache never changes what discovery finds', (
     // -allow-nonocsp-in-dir: the same with and without
     const allow = await discover(settings(f, undefined, { allowNonOcspInDir: true }));
     expect(await discover(settings(f, 'write', { allowNonOcspInDir: true }))).toEqual(allow);
+  });
+
+  it('names every file as path.join does, from folders given unnormalised and odd file names', async () => {
+    const dir = await tempDir('sk-discovery-names-');
+    dirs.push(dir);
+    const crt = join(dir, 'crt');
+    await mkdir(crt);
+    await mkdir(join(dir, 'out'));
+    const names = ['a b', '.hidden', 'x.', 'back\\slash', '..dots', 'é'];
+    for (const n of names) await writeFile(join(crt, `${n}.crt`), leaf(`${names.indexOf(n)}.example`).pem);
+    await writeFile(join(crt, 'a b.issuer.crt'), root.pem);
+    await writeFile(join(crt, '..dots.issuer.crt'), root.pem);
+    for (const [arg, outDir] of [
+      [`${crt}/./`, `${dir}/out/../out/.`],
+      [`${crt}//`, `${dir}//out/`],
+    ] as const) {
+      const s = settings({ crt: arg, out: outDir }, 'write', { paths: [arg] });
+      const found = await discover(s);
+      expect(found.problems).toEqual([]);
+      expect(found.targets.map((t) => t.certPath).sort()).toEqual(names.map((n) => join(arg, `${n}.crt`)).sort());
+      for (const t of found.targets) {
+        expect(t.staplePath).toBe(stapleNameFor(t.certPath, s));
+        expect(t.staplePath).toBe(join(outDir, `${basename(t.certPath).slice(0, -4)}.ocsp`));
+        const issuer = ['a b.crt', '..dots.crt'].includes(basename(t.certPath))
+          ? join(dirname(t.certPath), `${basename(t.certPath).slice(0, -4)}.issuer.crt`)
+          : undefined;
+        expect(t.chainPath).toBe(issuer);
+      }
+      expect([...found.certHashes.keys()].sort()).toEqual(found.targets.map((t) => t.certPath).sort());
+    }
   });
 
   it('a file replaced in place (same name, same size) is parsed again: its new problem appears', async () => {

@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ocsp, runOnce } from '../../src/index.js';
 import { loadConfig } from '../../src/config/index.js';
 import type { HttpTransport } from '../../src/io/http.js';
+import type { TargetOutcome } from '../../src/pipeline/context.js';
 import { CACHE_FILE_NAME } from '../../src/pipeline/verdict-cache.js';
 import { buildTestPki, goodResponseFor } from '../helpers/mint.js';
 import { tempDir } from '../helpers/temp.js';
@@ -67,5 +68,70 @@ describe('runOnce and the verdict cache', () => {
     } finally {
       await signatures.close();
     }
+  });
+  it('a one-shot cache and brief outcomes: the same outcomes in onOutcome, brief ones in the report', async () => {
+    const now = new Date();
+    const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now, leafCount: 10 });
+    const dir = await tempDir('sk-run-brief-');
+    dirs.push(dir);
+    await mkdir(join(dir, 'certs'));
+    await mkdir(join(dir, 'staples'));
+    await writeFile(join(dir, 'chain.pem'), pki.root.pem);
+    const domains: string[] = [];
+    for (const [i, leaf] of pki.leaves.entries()) {
+      await writeFile(join(dir, 'certs', `c${i}.pem`), leaf.pem);
+      // d0 has no staple: it must be fetched, and the transport fails (a failure, kept whole)
+      if (i > 0) await writeFile(join(dir, 'staples', `d${i}.der`), goodResponseFor(pki, leaf, now));
+      domains.push(`  d${i}:\n    cert: certs/c${i}.pem\n    chain: chain.pem\n    ocsp: d${i}.der\n`);
+    }
+    await writeFile(join(dir, 'sk.yaml'), `ocsp_folder: staples\ndomains:\n${domains.join('')}`);
+    const config = await loadConfig('sk.yaml', { cwd: dir });
+    const plain = await runOnce(config, { transport: noNetwork, now: () => now });
+    expect([plain.unchanged, plain.failed]).toEqual([9, 1]);
+    const byId = (os: readonly TargetOutcome[]): TargetOutcome[] => [...os].sort((a, b) => a.id.localeCompare(b.id));
+
+    for (const pass of ['cold', 'warm']) {
+      const seen: TargetOutcome[] = [];
+      const verdicts = new ocsp.VerdictCache({ oneShot: true });
+      const r = await runOnce(config, {
+        transport: noNetwork,
+        now: () => now,
+        verdicts,
+        briefOutcomes: true,
+        onOutcome: (o) => seen.push(o),
+      });
+      expect(verdicts.stats().hits, pass).toBe(pass === 'cold' ? 0 : 9);
+      // the caller saw every outcome whole, as without the options
+      expect(byId(seen)).toEqual(byId(plain.outcomes));
+      expect([r.unchanged, r.updated, r.failed, r.skipped, r.revoked]).toEqual([9, 0, 1, 0, 0]);
+      for (const [i, o] of r.outcomes.entries()) {
+        const whole = plain.outcomes[i] as TargetOutcome;
+        if (o.result === 'failed') {
+          expect(o).toEqual(whole);
+          continue;
+        }
+        expect(o).toEqual({
+          id: whole.id,
+          certPath: whole.certPath,
+          staplePath: whole.staplePath,
+          result: 'unchanged',
+          notices: [],
+        });
+      }
+    }
+    // a dry run keeps the decisions (what would be renewed); with HAProxy, the staples (what is pushed)
+    const dry = await runOnce(config, { transport: noNetwork, now: () => now, briefOutcomes: true, dryRun: true });
+    expect(dry.outcomes.map((o) => o.decision?.action)).toEqual(plain.outcomes.map((o) => o.decision?.action));
+    const withHaproxy = {
+      ...config,
+      settings: { ...config.settings, haproxy: [{ socket: join(dir, 'none.sock'), certificates: [] }] },
+    };
+    const pushed = await runOnce(withHaproxy, {
+      transport: noNetwork,
+      now: () => now,
+      briefOutcomes: true,
+      onNotice: () => undefined,
+    });
+    expect(pushed.outcomes.map((o) => o.staple)).toEqual(plain.outcomes.map((o) => o.staple));
   });
 });
