@@ -22,6 +22,7 @@ import { exitCodeOf, runOnce, type RunReport } from '../batch/run.js';
 import type { TargetOutcome } from '../pipeline/context.js';
 import { escapeControls, escapeLines } from '../core/text.js';
 import type { CliIo } from './io.js';
+import { bufferStdout } from './line-buffer.js';
 
 interface RunOpts {
   config?: string;
@@ -311,7 +312,17 @@ export interface ExecuteRunOptions {
 }
 
 /** Runs a loaded configuration and prints the results; returns the exit code. */
-export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, io: CliIo): Promise<number> {
+export async function executeRun(config: LoadedConfig, opts: ExecuteRunOptions, terminalIo: CliIo): Promise<number> {
+  // a line per certificate: standard output in blocks, in the same order (line-buffer.ts)
+  const io = bufferStdout(terminalIo);
+  try {
+    return await executeRunWith(config, opts, io);
+  } finally {
+    io.flush();
+  }
+}
+
+async function executeRunWith(config: LoadedConfig, opts: ExecuteRunOptions, io: CliIo): Promise<number> {
   let output: RunOutput;
   try {
     output = await openRunOutput(config, io, { ocspbot: opts.ocspbot ?? false, terminalToo: opts.dryRun });
