@@ -31,10 +31,16 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** The executable under test. */
 export const BIN = join(ROOT, 'bin', 'staplekeeper');
 
-/** Throws a clear message when `dist/` is missing (the bin shim imports it). */
+/**
+ * Throws a clear message when `dist/` or the command line's bundle is missing
+ * (the bin shim imports the bundle, dist/bundle/cli.js, made by `npm run build`;
+ * without it, the module tree: the CLI tests must run what users run).
+ */
 export function assertBuilt(): void {
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
-    throw new Error('dist/ is missing: run `npm run build` before the CLI tests (bin/staplekeeper imports dist/)');
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js')) || !existsSync(join(ROOT, 'dist', 'bundle', 'cli.js'))) {
+    throw new Error(
+      'dist/ or dist/bundle/ is missing: run `npm run build` before the CLI tests (bin/staplekeeper imports them)',
+    );
   }
 }
 
@@ -55,6 +61,8 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** Run the child as this user via `setpriv` (see {@link canRunAs}). */
   as?: RunAs;
+  /** Another executable than bin/staplekeeper (e.g. a copy of a bin without the bundle beside it). */
+  bin?: string;
 }
 
 /** The finished child. */
@@ -81,7 +89,7 @@ export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
 
 /** Spawns `node bin/staplekeeper …args`; the child is registered for {@link killAllChildren}. */
 export function spawnCli(args: string[], opts: SpawnOptions = {}): ChildProcess {
-  const argv = [BIN, ...args];
+  const argv = [opts.bin ?? BIN, ...args];
   const [file, fileArgs] = opts.as
     ? [
         'setpriv',

@@ -5,13 +5,14 @@
  *
  * To hit the start-up window deterministically, each child runs with a
  * module hook (NODE_OPTIONS=--import) that holds the loading of
- * dist/cli/main.js for a while and touches a marker file when it is asked
- * for: the moment the executable starts loading the program. The old
+ * the program for a while and touches a marker file when it is asked
+ * for (the bundle the bins load, dist/bundle/cli.js, or dist/cli/main.js
+ * without it): the moment the executable starts loading the program. The old
  * executables imported it statically (before their first statement), so a
  * signal at that moment met Node's default action.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -45,8 +46,9 @@ beforeAll(async () => {
 let cfg;
 export function initialize(data) { cfg = data; }
 export async function load(url, context, next) {
-  if (url.endsWith('/dist/cli/main.js')) {
-    writeFileSync(cfg.marker, 'loading');
+  // the program: the bins load the command line's bundle (scripts/bundle-cli.mjs), else the module tree
+  if (url.endsWith('/dist/bundle/cli.js') || url.endsWith('/dist/cli/main.js')) {
+    writeFileSync(cfg.marker, url);
     await new Promise((r) => setTimeout(r, cfg.delayMs));
   }
   return next(url, context);
@@ -117,6 +119,8 @@ describe('signals during start-up (docs/SECURITY.md)', () => {
     const marker = join(dir, 'daemon.marker');
     const c = start(['daemon', '-c', cfg], marker);
     await waitUntil('the program to start loading', () => existsSync(marker), 20_000, c);
+    // `npm run build` made the bundle: the signals are held while it loads
+    expect(readFileSync(marker, 'utf8')).toMatch(/\/dist\/bundle\/cli\.js$/);
     c.proc.kill('SIGHUP');
     c.proc.kill('SIGUSR2');
     c.proc.kill('SIGUSR1');

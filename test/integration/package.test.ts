@@ -61,6 +61,7 @@ describe('the npm package', () => {
       'dist/index.js',
       'dist/index.d.ts',
       'dist/cli/main.js',
+      'dist/bundle/cli.js', // the command line's bundle, which the bins load (scripts/bundle-cli.mjs)
       'bin/staplekeeper',
       'bin/ocspbot',
       'bin/ocsprenewer',
@@ -69,6 +70,8 @@ describe('the npm package', () => {
     ]) {
       expect(files).toContain(f);
     }
+    // every file of the bundle (its chunks)
+    for (const f of await readdir(join(ROOT, 'dist', 'bundle'))) expect(files).toContain(`dist/bundle/${f}`);
     expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
     expect(files.filter((f) => /staplekeeper\.(mjs|cjs)$|staplekeeper-linux|sea/.test(f))).toEqual([]);
     const license = await readFile(join(ROOT, 'LICENSE'), 'utf8');
