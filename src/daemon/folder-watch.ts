@@ -37,7 +37,10 @@
  *   too (one watch per distinct target folder, shared by all links into it)
  *   and a change of a target is reported as a change of the link. A link is
  *   followed again whenever its name is reported, so a swapped link is
- *   followed to its new target.
+ *   followed to its new target. At most {@link MAX_TARGET_FOLDERS} such
+ *   folders are watched (certbot has one per certificate and never rewrites
+ *   a target in place); beyond that, a target rewritten in place is left to
+ *   the sweep, while swapped links are still seen at once.
  *
  * When the system's limits stop a watch (`ENOSPC`: fs.inotify.max_user_watches;
  * `EMFILE`/`ENFILE`: open files), one warning is given and that folder is
@@ -46,7 +49,7 @@
  * Nothing is retried on a timer: an idle daemon does no work.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { lstat, opendir, realpath, stat } from 'node:fs/promises';
+import { lstat, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /** A change decided after a burst (the shape of watch.ts's `FileEvent`). */
@@ -83,17 +86,31 @@ interface Node {
   id: string | undefined;
   /** The folder's real path, to tell a link's target outside it from one inside. */
   real: string | undefined;
-  /** Links of this folder that point at files outside it: link path → target's real path. */
-  links: Map<string, string>;
-  /** Of a top: the real paths of the folders watched in its tree (each real folder once, as a scan visits them). */
-  visited: Set<string>;
+  /** Links of this folder that point at files outside it: link path → target's real path (made when there is one). */
+  links: Map<string, string> | undefined;
+  /** Of a recursive top: the real paths of the folders watched in its tree (each real folder once, as a scan visits them). */
+  visited: Set<string> | undefined;
 }
 
-interface Shared {
+/** The watch of a configured folder's parent: the configured folders in it by name. */
+interface ParentWatch {
   watcher: FSWatcher;
-  /** Parent watches: the tops below by name. Target watches: the link paths by target name. */
-  names: Map<string, Set<string>>;
+  names: Map<string, string>;
 }
+
+/** The watch of a folder that links point into: the link paths by target name. */
+interface TargetWatch {
+  watcher: FSWatcher;
+  names: Map<string, string[]>;
+}
+
+/**
+ * Folders of link targets watched at most. A watch costs ~3 KB of RSS; certbot's layout has one
+ * target folder per certificate (`archive/<name>/`), and certbot never rewrites a target in place
+ * (a renewal adds files and swaps the links, which the link's own folder sees), so a large fleet
+ * does not pay 3 KB per certificate for what certbot does not do.
+ */
+export const MAX_TARGET_FOLDERS = 1_000;
 
 const LIMIT_CODES = new Set(['ENOSPC', 'EMFILE', 'ENFILE']);
 const SILENT_CODES = new Set(['ENOENT', 'ENOTDIR', 'EACCES', 'EPERM', 'ELOOP']);
@@ -129,17 +146,26 @@ export class DirWatcher {
   /** Every watched subfolder (the tops are in {@link tops}). */
   private readonly subs = new Set<Node>();
   private readonly tops: Node[] = [];
-  private readonly topsByDir = new Map<string, Node[]>();
-  private readonly parents = new Map<string, Shared>();
-  private readonly targets = new Map<string, Shared>();
+  /** The configured folders by path (a path configured twice, flat and recursive: the second in {@link twins}). */
+  private readonly topsByDir = new Map<string, Node>();
+  private readonly twins: Node[] = [];
+  private readonly parents = new Map<string, ParentWatch>();
+  private readonly targets = new Map<string, TargetWatch>();
   /** Tops to compare with what is watched at the next {@link resolve}. */
   private readonly suspects = new Set<Node>();
   private warnedLimit = false;
   private closed = false;
 
+  /**
+   * @param maxTargetFolders how many folders of link targets are watched at
+   * most (default {@link MAX_TARGET_FOLDERS}); links into further folders
+   * are still followed when swapped, but a target rewritten in place there
+   * is left to the sweep.
+   */
   constructor(
     dirs: ReadonlyArray<{ path: string; recursive: boolean }>,
     private readonly hooks: DirWatcherHooks,
+    private readonly maxTargetFolders = MAX_TARGET_FOLDERS,
   ) {
     const seen = new Set<string>();
     for (const d of dirs) {
@@ -148,7 +174,8 @@ export class DirWatcher {
       seen.add(key);
       const top = this.node(d.path, d.recursive, undefined);
       this.tops.push(top);
-      this.topsByDir.set(d.path, [...(this.topsByDir.get(d.path) ?? []), top]);
+      if (this.topsByDir.has(d.path)) this.twins.push(top);
+      else this.topsByDir.set(d.path, top);
     }
   }
 
@@ -205,8 +232,8 @@ export class DirWatcher {
       watcher: undefined,
       id: undefined,
       real: undefined,
-      links: new Map<string, string>(),
-      visited: new Set<string>(),
+      links: undefined,
+      visited: recursive && !top ? new Set<string>() : undefined,
     } as Omit<Node, 'top'> as Node;
     n.top = top ?? n;
     return n;
@@ -258,16 +285,19 @@ export class DirWatcher {
       shared = { watcher: w, names: new Map() };
       this.parents.set(parent, shared);
     }
-    const set = shared.names.get(name) ?? new Set<string>();
-    set.add(top.dir);
-    shared.names.set(name, set);
+    shared.names.set(name, top.dir);
   }
 
   private onParentEvent(parent: string, entry: string | null): void {
     const names = this.parents.get(parent)?.names;
     if (!names) return;
-    const dirs = entry === null ? [...names.values()].flatMap((s) => [...s]) : [...(names.get(entry) ?? [])];
-    for (const dir of dirs) for (const top of this.topsByDir.get(dir) ?? []) this.suspect(top);
+    const dirs = entry === null ? [...names.values()] : [names.get(entry)];
+    for (const dir of dirs) {
+      if (dir === undefined) continue;
+      const top = this.topsByDir.get(dir);
+      if (top) this.suspect(top);
+      for (const twin of this.twins) if (twin.dir === dir) this.suspect(twin);
+    }
   }
 
   private suspect(top: Node): void {
@@ -295,17 +325,20 @@ export class DirWatcher {
     if (!this.nodes.has(n.dir) || n.top === n) this.nodes.set(n.dir, n);
     try {
       const id = idOf(await stat(n.dir));
-      const real = await realpath(n.dir);
-      if (n.top.visited.has(real)) {
-        // a second way into a folder already watched (a link): watched once, as a scan visits it once
-        this.drop(n);
-        return;
+      const visited = n.top.visited;
+      if (visited) {
+        const real = await realpath(n.dir);
+        if (visited.has(real)) {
+          // a second way into a folder already watched (a link): watched once, as a scan visits it once
+          this.drop(n);
+          return;
+        }
+        n.real = real;
+        visited.add(real);
       }
       n.id = id;
-      n.real = real;
-      n.top.visited.add(real);
       const subfolders: string[] = [];
-      for await (const entry of await opendir(n.dir)) {
+      for (const entry of await readdir(n.dir, { withFileTypes: true })) {
         if (this.closed || n.watcher !== w) return;
         const p = path.join(n.dir, entry.name);
         if (this.hooks.ignored(p)) continue;
@@ -355,17 +388,17 @@ export class DirWatcher {
         m.watcher?.close();
         m.watcher = undefined;
         m.id = undefined;
-        if (m.real !== undefined) n.top.visited.delete(m.real);
+        if (m.real !== undefined) n.top.visited?.delete(m.real);
         m.real = undefined;
-        for (const [link, target] of m.links) this.unmap(target, link);
-        m.links.clear();
+        for (const [link, target] of m.links ?? []) this.unmap(target, link);
+        m.links = undefined;
         if (m.top !== m) {
           this.subs.delete(m);
           if (this.nodes.get(m.dir) === m) this.nodes.delete(m.dir);
         }
       }
     }
-    if (n.top === n) n.visited.clear();
+    if (n.top === n) n.visited?.clear();
   }
 
   /** After an event that may concern the configured folder `top` itself: is the folder watched still the one at its path? */
@@ -383,7 +416,7 @@ export class DirWatcher {
       if (id === undefined) events.set(top.dir, 'unlink');
     }
     // the parent watch may be missing (the parent did not exist before): try again
-    if (!this.parents.get(path.dirname(top.dir))?.names.get(path.basename(top.dir))?.has(top.dir)) {
+    if (this.parents.get(path.dirname(top.dir))?.names.get(path.basename(top.dir)) !== top.dir) {
       this.watchParent(top);
     }
     if (id !== undefined) await this.open(top, events);
@@ -400,7 +433,7 @@ export class DirWatcher {
     const own = sub && sub.top !== sub && n && sub.top === n.top ? sub : undefined;
     try {
       const s = await stat(p);
-      if (n?.watcher && (n.links.has(p) || (await lstat(p)).isSymbolicLink())) await this.follow(n, p);
+      if (n?.watcher && (n.links?.has(p) || (await lstat(p)).isSymbolicLink())) await this.follow(n, p);
       if (s.isDirectory()) {
         if (n?.recursive && n.watcher && !(own?.watcher && own.id === idOf(s))) {
           if (own) this.drop(own);
@@ -414,9 +447,9 @@ export class DirWatcher {
       const code = codeOf(e);
       if (code !== undefined && GONE_CODES.has(code)) {
         if (own) this.drop(own);
-        const target = n?.links.get(p);
+        const target = n?.links?.get(p);
         if (n && target !== undefined) {
-          n.links.delete(p);
+          n.links?.delete(p);
           this.unmap(target, p);
         }
         return 'unlink';
@@ -430,9 +463,10 @@ export class DirWatcher {
    * the folder, that file's folder is watched for it.
    */
   private async follow(n: Node, link: string): Promise<void> {
-    const old = n.links.get(link);
+    const old = n.links?.get(link);
     let target: string | undefined;
     try {
+      n.real ??= await realpath(n.dir);
       target = await realpath(link);
       if (path.dirname(target) === n.real || target === link || !(await stat(target)).isFile()) target = undefined;
     } catch {
@@ -440,16 +474,17 @@ export class DirWatcher {
     }
     if (this.closed || target === old) return;
     if (old !== undefined) {
-      n.links.delete(link);
+      n.links?.delete(link);
       this.unmap(old, link);
     }
-    if (target !== undefined && this.map(target, link)) n.links.set(link, target);
+    if (target !== undefined && this.map(target, link)) (n.links ??= new Map()).set(link, target);
   }
 
   private map(target: string, link: string): boolean {
     const dir = path.dirname(target);
     let shared = this.targets.get(dir);
     if (!shared) {
+      if (this.targets.size >= this.maxTargetFolders) return false;
       const w = this.watchDir(dir, (kind, entry) => this.onTargetEvent(dir, kind, entry));
       if (!w) return false;
       w.on('error', (e) => {
@@ -461,9 +496,9 @@ export class DirWatcher {
       this.targets.set(dir, shared);
     }
     const name = path.basename(target);
-    const set = shared.names.get(name) ?? new Set<string>();
-    set.add(link);
-    shared.names.set(name, set);
+    const links = shared.names.get(name);
+    if (!links) shared.names.set(name, [link]);
+    else if (!links.includes(link)) links.push(link);
     return true;
   }
 
@@ -472,9 +507,9 @@ export class DirWatcher {
     const shared = this.targets.get(dir);
     if (!shared) return;
     const name = path.basename(target);
-    const set = shared.names.get(name);
-    set?.delete(link);
-    if (set?.size === 0) shared.names.delete(name);
+    const links = shared.names.get(name)?.filter((l) => l !== link);
+    if (links && links.length > 0) shared.names.set(name, links);
+    else shared.names.delete(name);
     if (shared.names.size === 0) {
       shared.watcher.close();
       this.targets.delete(dir);
@@ -486,7 +521,7 @@ export class DirWatcher {
     if (!names) return;
     // the target folder itself went (its own name) or an unknown entry: every link into it is looked at
     const all = entry === null || entry === path.basename(dir);
-    const links = all ? [...names.values()].flatMap((s) => [...s]) : [...(names.get(entry) ?? [])];
+    const links = all ? [...names.values()].flat() : (names.get(entry) ?? []);
     for (const link of links) this.hooks.note(link, kind === 'change' && !all ? 'change' : 'rename');
   }
 }

@@ -13,6 +13,7 @@ import { appendFile, mkdir, rename, rm, symlink, unlink, writeFile } from 'node:
 import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { watchFolders, type FileEvent, type FolderWatcher, type WatchDir } from '../../src/daemon/watch.js';
+import { DirWatcher, MAX_TARGET_FOLDERS } from '../../src/daemon/folder-watch.js';
 import { TEMP_MARKER } from '../../src/io/store.js';
 import { LOCK_NAME } from '../../src/batch/lock.js';
 import { cleanUp, tempDir } from '../helpers/temp.js';
@@ -403,6 +404,49 @@ describe('watchFolders: a recursive folder, one fs.watch per subfolder', () => {
     await w.waitFor(path.join(dir, 'ext', 'e.pem'), 'add'); // reported under the path the scan sees
     await writeFile(path.join(dir, 'sub', 's.pem'), 's');
     await w.waitFor(path.join(dir, 'sub', 's.pem'), 'add');
+  });
+});
+
+describe('DirWatcher: folders of link targets', () => {
+  it('watches at most maxTargetFolders of them; beyond, a swapped link is still seen, a target rewritten in place is not', async () => {
+    expect(MAX_TARGET_FOLDERS).toBe(1000);
+    const le = await tempDir('sk-watch-cap-');
+    const links: string[] = [];
+    for (const name of ['one', 'two']) {
+      await mkdir(path.join(le, 'live', name), { recursive: true });
+      await mkdir(path.join(le, 'archive', name), { recursive: true });
+      await writeFile(path.join(le, 'archive', name, 'cert1.pem'), name);
+      await symlink(`../../archive/${name}/cert1.pem`, path.join(le, 'live', name, 'cert.pem'));
+      links.push(path.join(le, 'live', name, 'cert.pem'));
+    }
+    const noted: string[] = [];
+    const errors: Error[] = [];
+    const w = new DirWatcher(
+      ['one', 'two'].map((name) => ({ path: path.join(le, 'live', name), recursive: false })),
+      { note: (p) => noted.push(p), wake: () => undefined, ignored: () => false, warn: (e) => errors.push(e) },
+      1,
+    );
+    await w.start();
+    try {
+      const seen = async (p: string): Promise<void> => {
+        const end = Date.now() + 10_000;
+        while (!noted.includes(p)) {
+          if (Date.now() > end) throw new Error(`${p} not noted: ${JSON.stringify(noted)}`);
+          await sleep(25);
+        }
+      };
+      await appendFile(path.join(le, 'archive', 'one', 'cert1.pem'), ' edited');
+      await seen(links[0]!);
+      await appendFile(path.join(le, 'archive', 'two', 'cert1.pem'), ' edited');
+      await sleep(500);
+      expect(noted).not.toContain(links[1]);
+      await unlink(links[1]!);
+      await symlink('../../archive/two/cert1.pem', links[1]!);
+      await seen(links[1]!);
+      expect(errors).toEqual([]);
+    } finally {
+      w.close();
+    }
   });
 });
 
