@@ -447,8 +447,10 @@ export async function ocsprenewerCli(argv: string[], io: CliIo): Promise<number>
     };
     const report = await runOnce(config, {
       store: await renewerStore(),
-      // the verdict cache beside the staples, signatures checked on a thread, as `staplekeeper run`
-      verdicts: new VerdictCache({ env: io.env }),
+      // the verdict cache beside the staples, signatures checked on a thread, as `staplekeeper run`; one
+      // process, one pass: records kept as their lines, and outcomes kept brief once printed
+      verdicts: new VerdictCache({ env: io.env, oneShot: true }),
+      briefOutcomes: true,
       signatures: new SignatureVerifier({ thread: true }),
       // discovery read and hashed every certificate file just now: the staple cache is looked up by those hashes
       certHashes: found.certHashes,
