@@ -2,7 +2,7 @@
  * The daemon's two optional services, each loaded only when asked for: the
  * status service (status/server.ts: `/`, `/status`, `/metrics`, `/healthz`;
  * node:http and prom-client are not loaded without it) and the watcher of
- * the certificate folders (watch.ts; chokidar is not loaded without it).
+ * the certificate folders (watch.ts and folder-watch.ts, not loaded without it).
  * {@link DaemonServices} holds the open ones for the daemon's lifecycle.
  */
 import { toStapleError } from '../core/errors.js';

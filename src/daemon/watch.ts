@@ -7,18 +7,19 @@
  * re-discover its certificates at any time, and names the folders whose
  * changes may alter them.
  *
- * {@link watchFolders} watches those folders (chokidar, inotify on Linux: no
- * polling). This is what ocsprenewer's README lists as missing ("a
- * notify-watch on a directory to automatically pick up new certs … also
- * replaced (renewed) certs"). ACME clients write certificates in several
- * ways: in place (a truncate and a write), by writing a temporary file and
- * renaming it over the old one (lego, acme.sh), or by swapping a symbolic
- * link (certbot's `live/`). Chokidar's `atomic` mode folds an unlink
- * followed quickly by an add into a change, and every burst of events is
- * debounced: the daemon hears about a set of paths only after `debounceMs` of
- * quiet (default 500 ms), so it never reads a half-written file in the middle
- * of a burst, and at most `maxWaitMs` after the first event, so a folder that
- * never stops changing still gets looked at.
+ * {@link watchFolders} watches those folders (inotify on Linux, one watch per
+ * folder: folder-watch.ts; no polling). This is what ocsprenewer's README
+ * lists as missing ("a notify-watch on a directory to automatically pick up
+ * new certs … also replaced (renewed) certs"). ACME clients write
+ * certificates in several ways: in place (a truncate and a write), by
+ * writing a temporary file and renaming it over the old one (lego, acme.sh),
+ * or by swapping a symbolic link (certbot's `live/`, whose links point into
+ * `archive/`). Every burst of events is debounced: the daemon hears about a
+ * set of paths only after `debounceMs` of quiet (default 500 ms), so it
+ * never reads a half-written file in the middle of a burst, and at most
+ * `maxWaitMs` after the first event, so a folder that never stops changing
+ * still gets looked at. What each path's event is (`add`, `change`,
+ * `unlink`) is decided then, from what is on disk.
  *
  * Our own temporary files and the lock file are ignored. Whatever a watcher
  * misses (network file systems do not deliver inotify events) is caught by
@@ -26,7 +27,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, relative } from 'node:path';
-import type { FSWatcher } from 'chokidar';
+import type { RawKind } from './folder-watch.js';
 import { scanTargets } from '../config/index.js';
 import type { LoadedConfig, TargetConfig } from '../config/types.js';
 import { toStapleError, type ErrorCode } from '../core/errors.js';
@@ -193,8 +194,15 @@ export function isOwnFile(path: string): boolean {
 
 /**
  * Watches `dirs` and calls `onEvents` with the debounced file events (the
- * last event per path wins). Resolves once the initial scan is done, so that
+ * last state of each path). Resolves once every folder is watched, so that
  * every change after the call is seen.
+ *
+ * One `fs.watch` per folder (folder-watch.ts, loaded only here): the kind of
+ * each event is decided by a `stat` once the burst is over. A name that
+ * appears — created, or renamed over an old file or link — is `add`; a
+ * write to a file (or to the file a link points at) is `change`; a name
+ * that went is `unlink`. Folders are not reported, except a watched folder
+ * (or a subfolder of a recursive one) that goes, as `unlink`.
  */
 export async function watchFolders(
   dirs: readonly WatchDir[],
@@ -204,61 +212,53 @@ export async function watchFolders(
   const clock = options.clock ?? systemClock;
   const debounceMs = options.debounceMs ?? 500;
   const maxWaitMs = options.maxWaitMs ?? 5_000;
-  const pending = new Map<string, FileEvent['kind']>();
+  const onError = (e: unknown): void => options.onError?.(e instanceof Error ? e : new Error(String(e)));
+  /** The paths reported in this burst, with their raw kind (`rename` wins: a name that appeared, then was written). */
+  let pending = new Map<string, RawKind>();
   let cancel: (() => void) | undefined;
   let firstAt: number | undefined;
   let closed = false;
+  // deliveries one after the other, in order
+  let delivering: Promise<void> = Promise.resolve();
 
+  const { DirWatcher } = await import('./folder-watch.js');
+  const deliver = async (batch: ReadonlyMap<string, RawKind>): Promise<void> => {
+    const events = await watcher.resolve(batch);
+    if (!closed && events.length > 0) onEvents(events);
+  };
   const flush = (): void => {
     cancel = undefined;
     firstAt = undefined;
-    if (closed || pending.size === 0) return;
-    const events = [...pending].map(([path, kind]) => ({ path, kind }));
-    pending.clear();
-    onEvents(events);
+    if (closed || (pending.size === 0 && !watcher.hasSuspects)) return;
+    const batch = pending;
+    pending = new Map();
+    delivering = delivering.then(() => deliver(batch)).catch(onError);
   };
-  const note = (kind: FileEvent['kind'], path: string): void => {
-    if (closed || isOwnFile(path)) return;
-    pending.set(path, kind);
+  const arm = (): void => {
+    if (closed) return;
     const now = clock.now().getTime();
     firstAt ??= now;
     cancel?.();
     cancel = clock.setTimer(Math.min(debounceMs, Math.max(0, firstAt + maxWaitMs - now)), flush);
   };
-
-  // chokidar is loaded only when the daemon watches folders
-  const { watch } = await import('chokidar');
-  const watchers: FSWatcher[] = [];
-  const groups = [dirs.filter((d) => d.recursive), dirs.filter((d) => !d.recursive)];
-  for (const [i, group] of groups.entries()) {
-    if (group.length === 0) continue;
-    const w = watch(
-      group.map((d) => d.path),
-      {
-        ignoreInitial: true,
-        persistent: true,
-        atomic: true,
-        followSymlinks: true,
-        ignorePermissionErrors: true,
-        // a non-recursive folder: its entries only
-        ...(i === 1 ? { depth: 0 } : {}),
-        ignored: (p: string) => isOwnFile(p),
-      },
-    );
-    w.on('add', (p) => note('add', p));
-    w.on('change', (p) => note('change', p));
-    w.on('unlink', (p) => note('unlink', p));
-    w.on('unlinkDir', (p) => note('unlink', p));
-    w.on('error', (e) => options.onError?.(e instanceof Error ? e : new Error(String(e))));
-    watchers.push(w);
-  }
-  await Promise.all(watchers.map((w) => new Promise<void>((r) => w.once('ready', () => r()))));
+  const watcher = new DirWatcher(dirs, {
+    note(path, raw) {
+      if (closed || isOwnFile(path)) return;
+      if (raw === 'rename' || pending.get(path) !== 'rename') pending.set(path, raw);
+      arm();
+    },
+    wake: arm,
+    ignored: isOwnFile,
+    warn: onError,
+  });
+  await watcher.start();
   return {
     async close() {
       closed = true;
       cancel?.();
       pending.clear();
-      await Promise.all(watchers.map((w) => w.close()));
+      watcher.close();
+      await delivering;
     },
   };
 }

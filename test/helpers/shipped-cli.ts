@@ -10,7 +10,7 @@
  * `check` whose signature checks run on the check thread (NODE_DEBUG shows
  * its answers), the `ocspbot` and `ocsprenewer` drop-ins through their links,
  * and the daemon with its status service (the modules loaded only there:
- * chokidar, prom-client).
+ * the folder watcher, prom-client).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';

@@ -49,7 +49,6 @@ describe('scripts/bundle.mjs', () => {
         'undici', // src/io/http.ts: createRequire(import.meta.url)('undici')
         '@peculiar/asn1-cms', // src/pipeline/issuer.ts: a require made by createRequire
         '@peculiar/asn1-ocsp',
-        'chokidar',
         'prom-client',
         'yaml',
         'zod',
