@@ -381,31 +381,39 @@ function timedRss(cmd, args, { cwd, check } = {}) {
 
 /** Measures a door: RUNS timed runs (`before` untimed before each); the median wall time and peak RSS. */
 function measureDoor(fn, { before, runs = RUNS } = {}) {
-  const xs = [];
-  const rss = [];
-  const cpu = [];
+  const results = [];
   for (let i = 0; i < runs; i++) {
     before?.();
-    const r = fn();
-    xs.push(r.s);
-    rss.push(r.rss);
-    cpu.push(r.cpu);
+    results.push(fn());
   }
+  return summaryOf(results);
+}
+
+/** The medians of a door's runs ({@link timedRss} results). */
+function summaryOf(results) {
+  const rss = results.map((r) => r.rss);
   // CPU time (user + system) beside the wall time: on a shared machine the load moves it far less
-  return { ...stats(xs), rss: stats(rss).median, rssMax: Math.max(...rss), cpu: stats(cpu).median };
+  return {
+    ...stats(results.map((r) => r.s)),
+    rss: stats(rss).median,
+    rssMax: Math.max(...rss),
+    cpu: stats(results.map((r) => r.cpu)).median,
+  };
 }
 
 /**
  * The other layouts of the same certificates and staples, made once per PKI
- * (hard links where the content is the same file's, so that making them is
- * quick; a check pass writes none of them):
+ * (hard links to the certificate and staple files, so that making them is
+ * quick; a check pass writes none of them; each certificate's chain and root
+ * chain are copies of `chain.pem`, as in ocspbot's folders):
  *   scan/<d>.pem, scan/<d>-chain.pem, scan/<d>-rootchain.pem   ocspbot's scan_keys triple
  *   scan-staples/<d>.ocsp-resp                                 its staples (ocspbot's default ocsp_mask)
  *   crt/<d>.crt                                                ocsprenewer's bundles: leaf, then issuer
  *   out/<d>.ocsp                                               their staples
  */
 function doorLayouts(pkiDir, n, withScan) {
-  const stamp = join(pkiDir, `layouts${withScan ? '-scan' : ''}.done`);
+  // (version 2: the scan layout's chain files are copies)
+  const stamp = join(pkiDir, `layouts${withScan ? '-scan' : ''}-2.done`);
   if (existsSync(stamp)) return;
   const t0 = Date.now();
   const chain = readFileSync(join(pkiDir, 'chain.pem'), 'utf8');
@@ -421,8 +429,9 @@ function doorLayouts(pkiDir, n, withScan) {
     copyFileSync(staple, join(pkiDir, 'out', `${id}.ocsp`));
     if (withScan) {
       linkSync(join(pkiDir, 'certs', `${id}.pem`), join(pkiDir, 'scan', `${id}.pem`));
-      linkSync(join(pkiDir, 'chain.pem'), join(pkiDir, 'scan', `${id}-chain.pem`));
-      linkSync(join(pkiDir, 'chain.pem'), join(pkiDir, 'scan', `${id}-rootchain.pem`));
+      // copies, as in ocspbot's folders (each certificate's own chain files), not links to one file
+      writeFileSync(join(pkiDir, 'scan', `${id}-chain.pem`), chain);
+      writeFileSync(join(pkiDir, 'scan', `${id}-rootchain.pem`), chain);
       linkSync(staple, join(pkiDir, 'scan-staples', `${id}.ocsp-resp`));
     }
   }
@@ -486,17 +495,26 @@ async function doorPasses(kt, n) {
     () => timedRss(process.execPath, [FLOOR, 'check', pkiDir, String(n), 'verify'], { check: exitZero }),
     { runs },
   );
-  let warmDomains;
-  for (const d of doors) {
-    const go = () => timedRss(process.execPath, d.cmd, { cwd: pkiDir, check: d.check });
-    const clear = () => {
-      for (const f of d.caches) rmSync(f, { force: true });
-      rmSync(CONFIG_CACHE, { recursive: true, force: true });
-    };
-    const cold = measureDoor(go, { before: clear, runs });
-    go(); // the caches are in place
-    const warm = measureDoor(go, { runs });
-    warmDomains ??= warm;
+  // Cold runs door by door (each clears its caches), then the warm runs with the doors in turn, round by
+  // round: a load that drifts during the bench then moves every door alike, not the last doors more.
+  const go = (d) => timedRss(process.execPath, d.cmd, { cwd: pkiDir, check: d.check });
+  const colds = doors.map((d) =>
+    measureDoor(() => go(d), {
+      before: () => {
+        for (const f of d.caches) rmSync(f, { force: true });
+        rmSync(CONFIG_CACHE, { recursive: true, force: true });
+      },
+      runs,
+    }),
+  );
+  for (const d of doors) go(d); // every door's caches in place (a cold run above cleared the shared ones)
+  const rounds = doors.map(() => []);
+  for (let r = 0; r < runs; r++) doors.forEach((d, i) => rounds[i].push(go(d)));
+  const warms = rounds.map((xs) => summaryOf(xs));
+  const warmDomains = warms[0];
+  doors.forEach((d, i) => {
+    const warm = warms[i];
+    const cold = colds[i];
     const row = { id: 'door', door: d.door, label: `door: ${d.door}`, kt, n, warm, cold, floorRead, floorVerify };
     row.toDomains = warm.median / warmDomains.median;
     row.cpuToDomains = warm.cpu / warmDomains.cpu;
@@ -515,7 +533,7 @@ async function doorPasses(kt, n) {
           ? `   Go ocsprenewer ${f(row.goRenewer.median)} ${row.goRenewer.rss.toFixed(0)} MB: ${(warm.median / row.goRenewer.median).toFixed(2)}×`
           : ''),
     );
-  }
+  });
 }
 
 /** The configuration load alone, nothing cached: `loadConfig` of the `domains` file in a fresh process. */

@@ -165,17 +165,34 @@ export class CachedSource implements ConfigSource {
   }
 }
 
-/** The positions of a parsed, valid file that {@link CachedSource.origin} serves. */
-export function positionsOf(source: ConfigSource, value: unknown): Pick<Entry, 'domains' | 'scans'> {
-  const v = value as { domains?: Record<string, unknown>; scan_keys?: unknown[] };
-  const domains = Object.create(null) as Record<string, [number, number]>; // a domain may be called __proto__
-  const at = (keyPath: KeyPath, key?: boolean): [number, number] => {
-    const { line, col } = source.position(keyPath, key);
+/**
+ * A file this load parsed and validated: the positions {@link CachedSource.origin} serves are taken
+ * from its source as the cache is written (never a second table of 100,000 positions during the load).
+ */
+interface NewEntry {
+  role: FileRole;
+  sha256: string;
+  value: unknown;
+  source: ConfigSource;
+}
+
+/** The JSON of a {@link NewEntry} as an {@link Entry}, in pieces: its value, and the positions of its source. */
+function* newEntryPieces(e: NewEntry): Generator<string> {
+  const v = e.value as { domains?: Record<string, unknown>; scan_keys?: unknown[] };
+  yield `{"role":${JSON.stringify(e.role)},"sha256":${JSON.stringify(e.sha256)},"value":`;
+  yield* jsonPieces(e.value);
+  yield ',"domains":{';
+  let first = true;
+  for (const id of Object.keys(v.domains ?? {})) {
+    const { line, col } = e.source.position(['domains', id], true);
+    yield `${first ? '' : ','}${JSON.stringify(id)}:[${line},${col}]`;
+    first = false;
+  }
+  const scans = (v.scan_keys ?? []).map((_, i) => {
+    const { line, col } = e.source.position(['scan_keys', i]);
     return [line, col];
-  };
-  for (const id of Object.keys(v.domains ?? {})) domains[id] = at(['domains', id], true);
-  const scans = (v.scan_keys ?? []).map((_, i) => at(['scan_keys', i]));
-  return { domains, scans };
+  });
+  yield `},"scans":${JSON.stringify(scans)}}`;
 }
 
 /**
@@ -281,7 +298,7 @@ export class ConfigCache {
   private filesText: string | undefined;
   private resultText: string | undefined;
   private entries: Map<string, Entry> | undefined;
-  private readonly used = new Map<string, Entry>();
+  private readonly used = new Map<string, Entry | NewEntry>();
   private result: CachedResult | undefined;
   private dirty = false;
   /** What the current load read (load.ts records it). */
@@ -364,7 +381,7 @@ export class ConfigCache {
   /** Records a file that parsed and validated without a problem. */
   put(file: string, role: FileRole, textHash: string, value: unknown, source: ConfigSource): void {
     if (!isPlainJson(value)) return;
-    this.used.set(file, { role, sha256: textHash, value, ...positionsOf(source, value) });
+    this.used.set(file, { role, sha256: textHash, value, source });
     this.dirty = true;
   }
 
@@ -430,8 +447,14 @@ export class ConfigCache {
       const used = this.used;
       const result = this.result;
       function* body(): Generator<string> {
-        yield* jsonPieces(Object.fromEntries(used));
-        yield '\n';
+        yield '{';
+        let first = true;
+        for (const [file, e] of used) {
+          yield `${first ? '' : ','}${JSON.stringify(file)}:`;
+          first = false;
+          yield* 'source' in e ? newEntryPieces(e) : jsonPieces(e);
+        }
+        yield '}\n';
         yield* resultPieces(result);
       }
       for (const piece of joinPieces(body())) {

@@ -44,14 +44,18 @@ export interface DomainsBlock {
   keyLine: number;
   /** The domains, in file order, as the schema gives them (a null-prototype record of plain objects). */
   domains: Record<string, Record<string, string>>;
-  /** `[line, col]` of each domain's key. */
-  positions: Record<string, [number, number]>;
+  /** The line of each domain's key (its column is always {@link KEY_COLUMN}): a number each, not a pair. */
+  keyLines: Record<string, number>;
 }
 
 const PLAIN = /^[A-Za-z_/][A-Za-z0-9_./-]*$/;
 /** Words YAML (1.2 core, and the 1.1 booleans the loader adds) reads as something other than a string. */
 const RESERVED = /^(?:null|true|false|yes|no|on|off|y|n)$/i;
 const FIELDS = new Set(['cert', 'chain', 'rootchain', 'ocsp']);
+/** The column of a domain's key (`  <id>:`). */
+const KEY_COLUMN = 3;
+/** Fields most domains share the value of (one chain file for thousands of domains): one string per value. */
+const SHARED_FIELDS = new Set(['chain', 'rootchain']);
 
 function plain(s: string): boolean {
   return PLAIN.test(s) && !RESERVED.test(s) && s !== '__proto__';
@@ -73,7 +77,8 @@ export function splitDomains(text: string): DomainsBlock | undefined {
   const keyLine = countLines(text, start) + 1;
   const blockStart = start + 'domains:\n'.length;
   const domains = Object.create(null) as Record<string, Record<string, string>>; // as the schema gives them
-  const positions = Object.create(null) as Record<string, [number, number]>;
+  const keyLines = Object.create(null) as Record<string, number>;
+  const shared = new Map<string, string>();
   let current: Record<string, string> | undefined;
   let line = keyLine;
   let p = blockStart;
@@ -94,7 +99,13 @@ export function splitDomains(text: string): DomainsBlock | undefined {
       const key = l.slice(4, colon);
       const value = l.slice(colon + 2);
       if (!FIELDS.has(key) || Object.hasOwn(current, key) || !plain(value)) return undefined;
-      current[key] = value;
+      if (SHARED_FIELDS.has(key)) {
+        const known = shared.get(value);
+        if (known === undefined && shared.size < 4096) shared.set(value, value);
+        current[key] = known ?? value;
+      } else {
+        current[key] = value;
+      }
     } else {
       // `  <id>:`
       if (l.charCodeAt(2) === 0x20 || !l.endsWith(':')) return undefined;
@@ -102,14 +113,14 @@ export function splitDomains(text: string): DomainsBlock | undefined {
       if (!plain(id) || Object.hasOwn(domains, id) || !complete(current)) return undefined;
       current = {};
       domains[id] = current;
-      positions[id] = [line, 3];
+      keyLines[id] = line;
     }
     p = e + 1;
   }
   if (!complete(current) || current === undefined || count === 0) return undefined;
   // the lines after the block follow `domains:` directly (a text ending inside the block ends after it)
   const rest = text.slice(0, blockStart) + text.slice(Math.min(p, text.length));
-  return { rest, cutLines: count, keyLine, domains, positions };
+  return { rest, cutLines: count, keyLine, domains, keyLines };
 }
 
 function countLines(text: string, end: number): number {
@@ -126,7 +137,7 @@ function countLines(text: string, end: number): number {
 export class FastDomainsSource implements ConfigSource {
   constructor(
     private readonly rest: ConfigSource,
-    private readonly block: Pick<DomainsBlock, 'positions' | 'keyLine' | 'cutLines'>,
+    private readonly block: Pick<DomainsBlock, 'keyLines' | 'keyLine' | 'cutLines'>,
   ) {}
 
   /** A line of the rest as a line of the file. */
@@ -152,9 +163,9 @@ export class FastDomainsSource implements ConfigSource {
       const { line, col } = this.rest.position(keyPath, key);
       return { line: this.line(line), col };
     }
-    const pos = keyPath.length === 2 && key ? this.block.positions[keyPath[1] as string] : undefined;
-    if (pos === undefined) throw new NeedsParser();
-    return { line: pos[0], col: pos[1] };
+    const line = keyPath.length === 2 && key ? this.block.keyLines[keyPath[1] as string] : undefined;
+    if (line === undefined) throw new NeedsParser();
+    return { line, col: KEY_COLUMN };
   }
 
   problem(keyPath: KeyPath, message: string, key = false): ConfigProblem {

@@ -7,6 +7,7 @@
  * `example.com-chain.pem` as a certificate for a domain `example.com-chain`:
  * that would need an `example.com-chain-chain.pem` next to it.
  */
+import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { StapleError } from '../core/errors.js';
@@ -90,7 +91,7 @@ const byName = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
  */
 async function walkScan(
   scan: ScanConfig,
-  witness: string[] | undefined,
+  witness: { push(observation: string): unknown } | undefined,
   found: ((dir: string, rel: string, kinds: Map<string, EntryKind>) => void) | undefined,
 ): Promise<void> {
   const visited = new Set<string>();
@@ -99,20 +100,22 @@ async function walkScan(
     witness?.push(`R${real}`);
     if (visited.has(real)) return;
     visited.add(real);
-    // regular files and folders from the listing itself: no stat per entry (30,000 of them in a large folder)
-    const kinds = new Map<string, EntryKind>();
+    // regular files and folders from the listing itself: no stat per entry (30,000 of them in a large folder);
+    // the kinds of all entries only for `found` (a witness alone needs none of them kept)
+    const kinds = found === undefined ? undefined : new Map<string, EntryKind>();
+    const subfolders: string[] = [];
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       let kind: EntryKind = entry.isFile() ? 'f' : entry.isDirectory() ? 'd' : 'o';
       if (entry.isSymbolicLink()) {
         const target = await stat(path.join(dir, entry.name)).catch(() => undefined);
         kind = target?.isFile() ? 'f' : target?.isDirectory() ? 'd' : 'o';
       }
-      kinds.set(entry.name, kind);
+      kinds?.set(entry.name, kind);
+      if (kind === 'd') subfolders.push(entry.name);
       witness?.push(`${kind}${entry.name}`);
     }
-    found?.(dir, rel, kinds);
+    if (kinds !== undefined) found?.(dir, rel, kinds);
     if (!scan.recursive) return;
-    const subfolders = [...kinds].filter(([, kind]) => kind === 'd').map(([name]) => name);
     for (const name of subfolders.sort(byName)) {
       await walk(path.join(dir, name), rel === '' ? name : `${rel}/${name}`);
     }
@@ -126,18 +129,46 @@ async function walkScan(
  * would find exactly the same targets.
  */
 export async function scanWitness(scan: ScanConfig): Promise<string | undefined> {
-  const witness: string[] = [];
+  const witness = new WitnessDigest();
   try {
     await walkScan(scan, witness, undefined);
   } catch {
     return undefined;
   }
-  return witnessDigest(witness);
+  return witness.digest();
 }
 
 /** The SHA-256 of a scan's observations, joined with NUL. */
 export function witnessDigest(witness: readonly string[]): string {
   return contentHash(witness.join('\0'));
+}
+
+/**
+ * {@link witnessDigest} of observations pushed one by one, without keeping
+ * them (30,000 strings for a folder of 10,000 certificates, and their joined
+ * text): the SHA-256 of the same text, given to the hash in pieces of ~32 KB
+ * (each piece ends at a whole observation, so its UTF-8 is the text's).
+ */
+export class WitnessDigest {
+  private readonly hash = createHash('sha256');
+  private pending = '';
+  private first = true;
+
+  push(observation: string): void {
+    this.pending += this.first ? observation : `\0${observation}`;
+    this.first = false;
+    if (this.pending.length >= 32 * 1024) {
+      this.hash.update(this.pending, 'utf8');
+      this.pending = '';
+    }
+  }
+
+  /** The digest, as {@link witnessDigest} gives it (base64url). */
+  digest(): string {
+    this.hash.update(this.pending, 'utf8');
+    this.pending = '';
+    return this.hash.digest('base64url');
+  }
 }
 
 /**

@@ -27,7 +27,7 @@
  * or hide the write: it is reported in {@link WriteResult.backupError}.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, readSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readlink, realpath, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { StapleError } from '../core/errors.js';
@@ -36,32 +36,6 @@ import { describeFsError, fileTypeName, isProcessAlive } from './files.js';
 
 /** The prefix of temporary files; stale ones from an interrupted run are cleaned up. */
 export const TEMP_MARKER = '.sk-tmp-';
-
-/**
- * Replaces a small cache file synchronously, best effort: a new file named
- * with {@link TEMP_MARKER} (so stale-temp clean-up removes leftovers), then a
- * rename over `path`. No fsync: a lost cache file only costs a slower run.
- *
- * @returns false when the file could not be written (the temp file is removed).
- */
-export function replaceCacheFileSync(path: string, data: Buffer | string, mode = 0o644): boolean {
-  const tmp = join(
-    dirname(path),
-    `.${basename(path)}${TEMP_MARKER}${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
-  );
-  try {
-    writeFileSync(tmp, data, { mode, flag: 'wx' });
-    renameSync(tmp, path);
-    return true;
-  } catch {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created
-    }
-    return false;
-  }
-}
 
 /** Options of one write. */
 export interface WriteOptions {

@@ -12,8 +12,10 @@
  *   commands give the same answers, and the two forms share their caches:
  *   their code fingerprints are computed from the same module files.
  * - `--verbose` still prints a stack trace, naming the bundle's files.
+ * - A bundle older than the module tree (tsc run alone after a build) is
+ *   passed over: the bins never run code older than dist/.
  */
-import { cpSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -182,5 +184,28 @@ describe('the bins and the command line bundle', () => {
       const where = form === bundleUrl ? /dist\/bundle\/(cli|chunk-\w+)\.js:\d+/ : /dist\/cli\/inspect\.js:\d+/;
       expect(verbose.r.stderr).toMatch(where);
     }
+  }, 120_000);
+
+  it('a bundle older than the module tree (tsc run alone after a build) is passed over for the module tree', async () => {
+    const pkg = join(dir, 'stale');
+    cpSync(join(ROOT, 'bin'), join(pkg, 'bin'), { recursive: true });
+    cpSync(join(ROOT, 'dist'), join(pkg, 'dist'), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+    const bin = join(pkg, 'bin', 'staplekeeper');
+    const main = join(pkg, 'dist', 'cli', 'main.js');
+    const bundle = join(pkg, 'dist', 'bundle', 'cli.js');
+    const form = async (): Promise<string[]> => {
+      const { r, loaded } = await traced(['--version'], bin);
+      expect(r.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+      return loaded.filter((u) => u === pathToFileURL(main).href || u === pathToFileURL(bundle).href);
+    };
+    const t = Date.now() / 1000;
+    utimesSync(main, t, t);
+    utimesSync(bundle, t - 60, t - 60);
+    expect(await form()).toEqual([pathToFileURL(main).href]);
+    utimesSync(bundle, t, t); // as npm pack leaves them: the same time on every file
+    expect(await form()).toEqual([pathToFileURL(bundle).href]);
+    utimesSync(bundle, t + 60, t + 60); // as `npm run build` leaves them
+    expect(await form()).toEqual([pathToFileURL(bundle).href]);
   }, 120_000);
 });

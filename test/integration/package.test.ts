@@ -10,6 +10,7 @@
  * registry is asked.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,6 +117,9 @@ describe('the npm package', () => {
     const pkgJson = node(['-e', "console.log(require('staplekeeper/package.json').version)"]);
     expect(pkgJson.stdout.trim()).toBe(VERSION);
     const bin = join(project, 'node_modules', 'staplekeeper', 'bin');
+    // the bins load the bundle unless it is older than dist/cli/main.js (npm pack gives every file one time)
+    const installed = (f: string): number => statSync(join(project, 'node_modules', 'staplekeeper', f)).mtimeMs;
+    expect(installed('dist/bundle/cli.js')).toBeGreaterThanOrEqual(installed('dist/cli/main.js'));
     expect(node([join(bin, 'staplekeeper'), '--version']).stdout.trim()).toBe(VERSION);
     expect(node([join(bin, 'ocspbot'), '-version']).stdout).toContain(`ocspbot (staplekeeper) ${VERSION}`);
     expect(node([join(bin, 'ocsprenewer'), '-version']).status).toBe(0);

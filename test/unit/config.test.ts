@@ -327,6 +327,37 @@ describe('loadConfig: defaults and path resolution', () => {
       `staple file ${path.join(root, 'linked', 'chain.pem')} of domain a is a certificate file of domain a`,
     );
   });
+  it('staple files are compared by identity: a hard link, a shared chain, one missing file through two folder names', async () => {
+    const root = await tree({ 'real/a.pem': 'a', 'real/b.pem': 'b', 'real/chain.pem': 'chain', 'st/.keep': '' });
+    const { link } = await import('node:fs/promises');
+    await link(path.join(root, 'real', 'b.pem'), path.join(root, 'st', 'b-copy.der'));
+    await symlink(path.join(root, 'st'), path.join(root, 'st2'));
+    const domains = [
+      // the staple is a hard link to b's certificate
+      '  a:\n    cert: real/a.pem\n    chain: real/chain.pem\n    ocsp: b-copy.der\n',
+      '  b:\n    cert: real/b.pem\n    chain: real/chain.pem\n    ocsp: b.der\n',
+      // the same missing staple file as b's, through the symlinked folder
+      `  c:\n    cert: real/a.pem\n    chain: real/chain.pem\n    ocsp: ${path.join(root, 'st2', 'b.der')}\n`,
+      // the shared chain file as a staple
+      `  d:\n    cert: real/b.pem\n    ocsp: ${path.join(root, 'real', 'chain.pem')}\n`,
+    ];
+    await writeFile(path.join(root, 'staplekeeper.yaml'), `ocsp_folder: st\ndomains:\n${domains.join('')}`);
+    const e = await loadChecked('staplekeeper.yaml', { cwd: root }).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+    const lines = (e?.message ?? '').split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toContain(
+      `staple file ${path.join(root, 'st', 'b-copy.der')} of domain a is a certificate file of domain b`,
+    );
+    expect(lines[1]).toContain(
+      `staple file ${path.join(root, 'st2', 'b.der')} of domain c is also the staple file of domain b`,
+    );
+    expect(lines[2]).toContain(
+      `staple file ${path.join(root, 'real', 'chain.pem')} of domain d is a certificate file of domain a`,
+    );
+  });
 });
 
 describe('loadConfig: refresh_at', () => {
