@@ -26,23 +26,32 @@ const noNetwork: HttpTransport = {
   close: async () => undefined,
 };
 
+/** Ten certificates with a shared chain in a temporary folder and their `domains` configuration; `noStapleFor0`: d0 has no staple. */
+async function tenDomains(
+  prefix: string,
+  now: Date,
+  noStapleFor0 = false,
+): Promise<{ dir: string; config: Awaited<ReturnType<typeof loadConfig>> }> {
+  const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now, leafCount: 10 });
+  const dir = await tempDir(prefix);
+  dirs.push(dir);
+  await mkdir(join(dir, 'certs'));
+  await mkdir(join(dir, 'staples'));
+  await writeFile(join(dir, 'chain.pem'), pki.root.pem);
+  const domains: string[] = [];
+  for (const [i, leaf] of pki.leaves.entries()) {
+    await writeFile(join(dir, 'certs', `c${i}.pem`), leaf.pem);
+    if (i > 0 || !noStapleFor0) await writeFile(join(dir, 'staples', `d${i}.der`), goodResponseFor(pki, leaf, now));
+    domains.push(`  d${i}:\n    cert: certs/c${i}.pem\n    chain: chain.pem\n    ocsp: d${i}.der\n`);
+  }
+  await writeFile(join(dir, 'sk.yaml'), `ocsp_folder: staples\ndomains:\n${domains.join('')}`);
+  return { dir, config: await loadConfig('sk.yaml', { cwd: dir }) };
+}
+
 describe('runOnce and the verdict cache', () => {
   it('writes no cache file unless given a cache; with one, writes it at the end and hits it next time', async () => {
     const now = new Date();
-    const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now, leafCount: 10 });
-    const dir = await tempDir('sk-run-caches-');
-    dirs.push(dir);
-    await mkdir(join(dir, 'certs'));
-    await mkdir(join(dir, 'staples'));
-    await writeFile(join(dir, 'chain.pem'), pki.root.pem);
-    const domains: string[] = [];
-    for (const [i, leaf] of pki.leaves.entries()) {
-      await writeFile(join(dir, 'certs', `c${i}.pem`), leaf.pem);
-      await writeFile(join(dir, 'staples', `d${i}.der`), goodResponseFor(pki, leaf, now));
-      domains.push(`  d${i}:\n    cert: certs/c${i}.pem\n    chain: chain.pem\n    ocsp: d${i}.der\n`);
-    }
-    await writeFile(join(dir, 'sk.yaml'), `ocsp_folder: staples\ndomains:\n${domains.join('')}`);
-    const config = await loadConfig('sk.yaml', { cwd: dir });
+    const { dir, config } = await tenDomains('sk-run-caches-', now);
     const cacheFile = join(dir, 'staples', CACHE_FILE_NAME);
     const exitHandlers = process.listenerCount('exit');
 
@@ -71,21 +80,8 @@ describe('runOnce and the verdict cache', () => {
   });
   it('a one-shot cache and brief outcomes: the same outcomes in onOutcome, brief ones in the report', async () => {
     const now = new Date();
-    const pki = buildTestPki({ keyType: 'ec-p256', delegated: true, now, leafCount: 10 });
-    const dir = await tempDir('sk-run-brief-');
-    dirs.push(dir);
-    await mkdir(join(dir, 'certs'));
-    await mkdir(join(dir, 'staples'));
-    await writeFile(join(dir, 'chain.pem'), pki.root.pem);
-    const domains: string[] = [];
-    for (const [i, leaf] of pki.leaves.entries()) {
-      await writeFile(join(dir, 'certs', `c${i}.pem`), leaf.pem);
-      // d0 has no staple: it must be fetched, and the transport fails (a failure, kept whole)
-      if (i > 0) await writeFile(join(dir, 'staples', `d${i}.der`), goodResponseFor(pki, leaf, now));
-      domains.push(`  d${i}:\n    cert: certs/c${i}.pem\n    chain: chain.pem\n    ocsp: d${i}.der\n`);
-    }
-    await writeFile(join(dir, 'sk.yaml'), `ocsp_folder: staples\ndomains:\n${domains.join('')}`);
-    const config = await loadConfig('sk.yaml', { cwd: dir });
+    // d0 has no staple: it must be fetched, and the transport fails (a failure, kept whole)
+    const { dir, config } = await tenDomains('sk-run-brief-', now, true);
     const plain = await runOnce(config, { transport: noNetwork, now: () => now });
     expect([plain.unchanged, plain.failed]).toEqual([9, 1]);
     const byId = (os: readonly TargetOutcome[]): TargetOutcome[] => [...os].sort((a, b) => a.id.localeCompare(b.id));
