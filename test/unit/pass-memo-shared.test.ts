@@ -22,18 +22,14 @@ import { readRegularFileSync, readRegularFileViewSync } from '../../src/io/files
 import { createFileStore } from '../../src/io/store.js';
 import { createFakeTransport } from '../../src/testing/index.js';
 import { buildTestPki, goodResponseFor, type TestPki } from '../helpers/mint.js';
-import { tempDir } from '../helpers/temp.js';
+import { D } from '../helpers/staple-times.js';
+import { cleanUp, tempDir } from '../helpers/temp.js';
 
-const H = 3_600_000;
-const D = 24 * H;
 const T0 = new Date('2026-11-20T12:00:00Z');
 const at = (ms: number): Date => new Date(T0.getTime() + ms);
 const COUNT = 12;
 
-const dirs: string[] = [];
-afterAll(async () => {
-  await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
-});
+afterAll(cleanUp);
 
 let pki: TestPki;
 /** A root of another PKI: a chain file holding it has no issuer for the leaves. */
@@ -63,7 +59,6 @@ interface Layout {
  */
 async function layout(): Promise<Layout> {
   const dir = await tempDir('sk-passmemo-');
-  dirs.push(dir);
   const staples = join(dir, 'staples');
   await mkdir(staples);
   const chain = (i: number): string => join(dir, `d${i}-chain.pem`);
@@ -186,7 +181,6 @@ describe('PassMemo.readShared', () => {
 
   it('more distinct contents than it remembers: each still read and hashed right', async () => {
     const dir = await tempDir('sk-passmemo-many-');
-    dirs.push(dir);
     const memo = new PassMemo();
     for (let round = 0; round < 2; round++) {
       for (let i = 0; i < 40; i++) {
